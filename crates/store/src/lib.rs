@@ -1,1 +1,245 @@
-//! placeholder
+//! Moat's storage: one trait, its records, and its backends.
+//!
+//! # Design
+//! The [`Store`] trait is shaped by what the server must do *atomically*, not by tables:
+//! "issue this credential and put it in the mailbox" is one method, so that no backend can
+//! leave a credential in a mailbox without its device row, or the reverse. Reads on the hot
+//! path (find a device by key lookup id, by client id, by installation key) are single-row
+//! lookups on unique or indexed columns.
+//!
+//! Every method takes the current time as an argument; no backend reads the clock. Backends
+//! map their driver errors to [`StoreError`], whose `Unavailable` variant is what the server
+//! turns into `503 unavailable`: Moat fails closed when its store is down.
+//!
+//! Backends: [`sqlite`] (the embedded default). PostgreSQL implements the same trait.
+
+use async_trait::async_trait;
+use uuid::Uuid;
+
+pub mod sqlite;
+
+/// Errors of the storage layer.
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The record does not exist.
+    #[error("not found")]
+    NotFound,
+    /// The write conflicts with existing state (for example a revoked device).
+    #[error("conflict: {0}")]
+    Conflict(&'static str),
+    /// The backend cannot be reached or timed out: the caller must fail closed.
+    #[error("store unavailable")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// Any other backend error.
+    #[error("store error")]
+    Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// Result type of the store.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Lifecycle of a device.
+#[non_exhaustive]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeviceStatus {
+    /// Its credential is accepted.
+    Active,
+    /// Revoked by an operator: refused, and re-enrollment of the same identity and
+    /// `device_id` is refused too.
+    Revoked,
+}
+
+impl DeviceStatus {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Revoked => "revoked",
+        }
+    }
+}
+
+/// A device and its credential (secrets sealed or hashed).
+#[derive(Clone, Debug)]
+pub struct Device {
+    /// Moat's id of the device, sent upstream as `Moat-Device`.
+    pub id: Uuid,
+    /// `inst:<thumbprint>` or `fb:<uid>`.
+    pub identity: String,
+    /// The app's own device id.
+    pub device_id: String,
+    /// Enrollment mode that issued the credential (`dynamic`, `otp`).
+    pub mode: String,
+    /// `android`, `ios`, `other`.
+    pub platform: Option<String>,
+    /// Active or revoked.
+    pub status: DeviceStatus,
+    /// Credential fields.
+    pub credential: Credential,
+    /// First enrollment, Unix seconds.
+    pub created_at: i64,
+    /// Last credential rotation, Unix seconds.
+    pub rotated_at: i64,
+    /// Last accepted request (flushed in batches), Unix seconds.
+    pub last_used_at: i64,
+    /// When it was revoked.
+    pub revoked_at: Option<i64>,
+}
+
+/// The credential columns of a device.
+#[derive(Clone, Debug, Default)]
+pub struct Credential {
+    /// Public lookup id of the API key (dynamic mode).
+    pub key_lookup: Option<String>,
+    /// Keyed hash of the API key secret.
+    pub key_hash: Option<Vec<u8>>,
+    /// Client id (otp mode), the RFC 9421 `keyid`.
+    pub client_id: Option<String>,
+    /// Sealed HMAC secret (otp mode).
+    pub hmac_secret_sealed: Option<Vec<u8>>,
+    /// `kid` of the device's RSA encryption key (otp mode).
+    pub rsa_kid: Option<String>,
+    /// Sealed PKCS#8 RSA private key (otp mode).
+    pub rsa_private_sealed: Option<Vec<u8>>,
+    /// Public JWK of the installation key (built-in identity), for `ecdsa-p256-sha256` and
+    /// `ed25519` request signatures.
+    pub signing_jwk: Option<String>,
+}
+
+/// A credential to issue to (identity, device_id).
+#[derive(Clone, Debug)]
+pub struct NewCredential {
+    /// Id to use if the device is new; an existing device keeps its id.
+    pub id: Uuid,
+    /// Identity.
+    pub identity: String,
+    /// App device id.
+    pub device_id: String,
+    /// Mode.
+    pub mode: String,
+    /// Platform.
+    pub platform: Option<String>,
+    /// Credential fields.
+    pub credential: Credential,
+}
+
+/// A mailbox item to store (payload sealed by the caller).
+#[derive(Clone, Debug)]
+pub struct NewMailboxItem {
+    /// Item id.
+    pub id: String,
+    /// Recipient identity.
+    pub identity: String,
+    /// Sealed JSON payload.
+    pub payload_sealed: Vec<u8>,
+    /// Expiry, Unix seconds.
+    pub expires_at: i64,
+}
+
+/// A stored mailbox item.
+#[derive(Clone, Debug)]
+pub struct MailboxItem {
+    /// Item id.
+    pub id: String,
+    /// Sealed JSON payload.
+    pub payload_sealed: Vec<u8>,
+    /// Creation, Unix seconds.
+    pub created_at: i64,
+    /// Expiry, Unix seconds.
+    pub expires_at: i64,
+}
+
+/// A pending enrollment OTP.
+#[derive(Clone, Debug)]
+pub struct OtpRecord {
+    /// Record id.
+    pub id: String,
+    /// Identity.
+    pub identity: String,
+    /// App device id.
+    pub device_id: String,
+    /// Platform given at enrollment.
+    pub platform: Option<String>,
+    /// Sealed TOTP secret.
+    pub secret_sealed: Vec<u8>,
+    /// TOTP time step the code was issued at.
+    pub step: i64,
+    /// Wrong attempts so far.
+    pub attempts: i64,
+    /// Expiry, Unix seconds.
+    pub expires_at: i64,
+    /// When it was accepted, if it was.
+    pub used_at: Option<i64>,
+}
+
+/// What a cleanup pass removed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CleanupReport {
+    /// Expired mailbox items.
+    pub mailbox_items: u64,
+    /// Expired or used enrollment OTPs.
+    pub otps: u64,
+    /// Devices unused since the dormancy cut-off.
+    pub dormant_devices: u64,
+}
+
+/// Most mailbox items kept per identity; older ones are dropped when a new one arrives.
+pub const MAILBOX_CAP: i64 = 16;
+/// Most devices returned by one listing page.
+pub const MAX_PAGE: u32 = 500;
+
+/// Moat's persistent state.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Checks the backend answers.
+    async fn ping(&self) -> Result<()>;
+
+    /// Issues (first enrollment) or rotates (re-enrollment) the credential of
+    /// `(identity, device_id)` and, in the same transaction, stores `item` in the mailbox.
+    ///
+    /// # Errors
+    /// [`StoreError::Conflict`] if that device is revoked.
+    async fn issue_credential(
+        &self,
+        cred: NewCredential,
+        item: Option<NewMailboxItem>,
+        now: i64,
+    ) -> Result<Device>;
+
+    /// The device with this id.
+    async fn device(&self, id: Uuid) -> Result<Option<Device>>;
+    /// The device of `(identity, device_id)`, whatever its status.
+    async fn device_by_identity(&self, identity: &str, device_id: &str) -> Result<Option<Device>>;
+    /// The device whose API key has this lookup id.
+    async fn device_by_key_lookup(&self, lookup: &str) -> Result<Option<Device>>;
+    /// The device with this client id.
+    async fn device_by_client_id(&self, client_id: &str) -> Result<Option<Device>>;
+    /// The most recently rotated active device of an identity (for installation-key
+    /// signatures, whose `keyid` names the identity).
+    async fn latest_active_device(&self, identity: &str) -> Result<Option<Device>>;
+    /// Devices ordered by creation, newest first.
+    async fn list_devices(&self, limit: u32, offset: u32) -> Result<Vec<Device>>;
+    /// Revokes a device. Returns false if it does not exist.
+    async fn revoke_device(&self, id: Uuid, now: i64) -> Result<bool>;
+    /// Records last-use times, batched by the caller.
+    async fn touch_devices(&self, seen: &[(Uuid, i64)]) -> Result<()>;
+
+    /// Stores a new enrollment OTP for `(identity, device_id)`, replacing any pending one, and
+    /// puts `item` in the mailbox, in one transaction.
+    async fn put_enrollment_otp(&self, otp: OtpRecord, item: NewMailboxItem, now: i64) -> Result<()>;
+    /// The enrollment OTP of `(identity, device_id)`, if any.
+    async fn enrollment_otp(&self, identity: &str, device_id: &str) -> Result<Option<OtpRecord>>;
+    /// Counts a wrong attempt; returns the attempts after counting.
+    async fn record_otp_failure(&self, id: &str) -> Result<i64>;
+    /// Marks the OTP used if it is unused, unexpired and not locked (`max_attempts`). Returns
+    /// whether this call consumed it: of concurrent callers, exactly one gets `true`.
+    async fn consume_otp(&self, id: &str, now: i64, max_attempts: i64) -> Result<bool>;
+
+    /// Removes and returns up to `limit` unexpired items for `identity`, oldest first.
+    async fn take_mailbox(&self, identity: &str, now: i64, limit: u32) -> Result<Vec<MailboxItem>>;
+
+    /// Deletes expired mailbox items, expired or used OTPs, and devices not used since
+    /// `dormant_before`.
+    async fn cleanup(&self, now: i64, dormant_before: i64) -> Result<CleanupReport>;
+}
