@@ -184,6 +184,10 @@ pub struct CleanupReport {
     pub dormant_devices: u64,
 }
 
+/// Builds the mailbox item for a credential once the device row is written (so the item can
+/// name the device id the transaction actually used). Called inside the transaction.
+pub type MailboxBuilder = Box<dyn FnOnce(&Device) -> Result<NewMailboxItem> + Send>;
+
 /// Most mailbox items kept per identity; older ones are dropped when a new one arrives.
 pub const MAILBOX_CAP: i64 = 16;
 /// Most devices returned by one listing page.
@@ -203,9 +207,12 @@ pub trait Store: Send + Sync + 'static {
     async fn issue_credential(
         &self,
         cred: NewCredential,
-        item: Option<NewMailboxItem>,
+        item: Option<MailboxBuilder>,
         now: i64,
     ) -> Result<Device>;
+
+    /// Stores a mailbox item on its own (static mode, where no device row exists).
+    async fn put_mailbox_item(&self, item: NewMailboxItem, now: i64) -> Result<()>;
 
     /// The device with this id.
     async fn device(&self, id: Uuid) -> Result<Option<Device>>;

@@ -15,7 +15,7 @@ use sqlx::{Row as _, SqlSafeStr as _, SqlitePool};
 use uuid::Uuid;
 
 use crate::{
-    CleanupReport, Credential, Device, DeviceStatus, MAILBOX_CAP, MAX_PAGE, MailboxItem,
+    CleanupReport, Credential, Device, DeviceStatus, MAILBOX_CAP, MAX_PAGE, MailboxBuilder, MailboxItem,
     NewCredential, NewMailboxItem, OtpRecord, Result, Store, StoreError,
 };
 
@@ -187,7 +187,7 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn issue_credential(&self, cred: NewCredential, item: Option<NewMailboxItem>, now: i64) -> Result<Device> {
+    async fn issue_credential(&self, cred: NewCredential, item: Option<MailboxBuilder>, now: i64) -> Result<Device> {
         let mut tx = self.pool.begin().await.map_err(map_err)?;
         let c = &cred.credential;
         // One statement: insert, or rotate the credential of an active device in place. A
@@ -226,11 +226,18 @@ impl Store for SqliteStore {
             return Err(StoreError::Conflict("device revoked"));
         };
         let device = device_from_row(&row)?;
-        if let Some(item) = item {
+        if let Some(build) = item {
+            let item = build(&device)?;
             insert_mailbox_item(&mut tx, &item, now).await?;
         }
         tx.commit().await.map_err(map_err)?;
         Ok(device)
+    }
+
+    async fn put_mailbox_item(&self, item: NewMailboxItem, now: i64) -> Result<()> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        insert_mailbox_item(&mut tx, &item, now).await?;
+        tx.commit().await.map_err(map_err)
     }
 
     async fn device(&self, id: Uuid) -> Result<Option<Device>> {

@@ -19,6 +19,11 @@ fn credential(identity: &str, device_id: &str, lookup: &str) -> NewCredential {
     }
 }
 
+fn built(id: &str, identity: &str, expires_at: i64) -> Option<moat_store::MailboxBuilder> {
+    let item = item(id, identity, expires_at);
+    Some(Box::new(move |_device: &moat_store::Device| Ok(item)))
+}
+
 fn item(id: &str, identity: &str, expires_at: i64) -> NewMailboxItem {
     NewMailboxItem {
         id: id.into(),
@@ -30,7 +35,7 @@ fn item(id: &str, identity: &str, expires_at: i64) -> NewMailboxItem {
 
 async fn issue_rotate_revoke(store: &dyn Store) {
     let first = store
-        .issue_credential(credential("inst:a", "d1", "aaaa"), Some(item("m1", "inst:a", 700)), 100)
+        .issue_credential(credential("inst:a", "d1", "aaaa"), built("m1", "inst:a", 700), 100)
         .await
         .expect("issue");
     assert_eq!(store.device_by_key_lookup("aaaa").await.expect("get").map(|d| d.id), Some(first.id));
@@ -47,7 +52,7 @@ async fn issue_rotate_revoke(store: &dyn Store) {
     assert!(!store.revoke_device(Uuid::new_v4(), 300).await.expect("revoke unknown"));
     // A revoked device cannot be re-enrolled, and the mailbox item is not written either.
     let err = store
-        .issue_credential(credential("inst:a", "d1", "cccc"), Some(item("m2", "inst:a", 900)), 400)
+        .issue_credential(credential("inst:a", "d1", "cccc"), built("m2", "inst:a", 900), 400)
         .await
         .expect_err("revoked");
     assert!(matches!(err, StoreError::Conflict(_)));
@@ -59,12 +64,12 @@ async fn issue_rotate_revoke(store: &dyn Store) {
 async fn mailbox_once_expiry_and_cap(store: &dyn Store) {
     let now = 1000;
     store
-        .issue_credential(credential("inst:m", "d1", "1111"), Some(item("x1", "inst:m", now + 5)), now)
+        .issue_credential(credential("inst:m", "d1", "1111"), built("x1", "inst:m", now + 5), now)
         .await
         .expect("issue");
     for i in 0..20 {
         store
-            .issue_credential(credential("inst:m", "d1", &format!("k{i}")), Some(item(&format!("y{i:02}"), "inst:m", now + 600)), now + 1 + i)
+            .issue_credential(credential("inst:m", "d1", &format!("k{i}")), built(&format!("y{i:02}"), "inst:m", now + 600), now + 1 + i)
             .await
             .expect("issue");
     }
@@ -104,8 +109,8 @@ async fn otp_attempts_and_single_use(store: &dyn Store) {
 }
 
 async fn cleanup_removes_what_it_should(store: &dyn Store) {
-    store.issue_credential(credential("inst:c", "old", "c1"), Some(item("c-m1", "inst:c", 50)), 10).await.expect("issue");
-    store.issue_credential(credential("inst:c", "new", "c2"), Some(item("c-m2", "inst:c", 5000)), 1000).await.expect("issue");
+    store.issue_credential(credential("inst:c", "old", "c1"), built("c-m1", "inst:c", 50), 10).await.expect("issue");
+    store.issue_credential(credential("inst:c", "new", "c2"), built("c-m2", "inst:c", 5000), 1000).await.expect("issue");
     store.touch_devices(&[]).await.expect("empty touch");
     let report = store.cleanup(100, 500).await.expect("cleanup");
     assert_eq!(report.mailbox_items, 1);

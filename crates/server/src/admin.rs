@@ -1,0 +1,103 @@
+//! The admin listener (PROTOCOL section 7): device listing and revocation, cleanup on demand.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use moat_store::{Device, MAX_PAGE};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::clock::rfc3339;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// A device as the admin API shows it: no credential material, not even hashes.
+#[derive(Debug, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct DeviceView {
+    pub id: Uuid,
+    pub identity: String,
+    pub device_id: String,
+    pub mode: String,
+    pub platform: Option<String>,
+    pub status: String,
+    pub client_id: Option<String>,
+    pub created_at: String,
+    pub rotated_at: String,
+    pub last_used_at: String,
+    pub revoked_at: Option<String>,
+}
+
+impl From<&Device> for DeviceView {
+    fn from(d: &Device) -> Self {
+        Self {
+            id: d.id,
+            identity: d.identity.clone(),
+            device_id: d.device_id.clone(),
+            mode: d.mode.clone(),
+            platform: d.platform.clone(),
+            status: d.status.as_str().to_owned(),
+            client_id: d.credential.client_id.clone(),
+            created_at: rfc3339(d.created_at),
+            rotated_at: rfc3339(d.rotated_at),
+            last_used_at: rfc3339(d.last_used_at),
+            revoked_at: d.revoked_at.map(rfc3339),
+        }
+    }
+}
+
+/// Paging of the device list.
+#[derive(Debug, Deserialize)]
+pub struct Page {
+    limit: Option<u32>,
+    offset: Option<u32>,
+}
+
+/// `GET /admin/v1/devices?limit=&offset=`
+///
+/// # Errors
+/// `422` for a limit over the maximum, `503` when the store is down.
+pub async fn list_devices(State(state): State<AppState>, Query(page): Query<Page>) -> Result<Json<serde_json::Value>, ApiError> {
+    let limit = page.limit.unwrap_or(100);
+    if limit == 0 || limit > MAX_PAGE {
+        return Err(ApiError::validation(format!("limit must be 1..={MAX_PAGE}")));
+    }
+    let devices = state.store.list_devices(limit, page.offset.unwrap_or(0)).await?;
+    let views: Vec<DeviceView> = devices.iter().map(DeviceView::from).collect();
+    Ok(Json(serde_json::json!({ "devices": views })))
+}
+
+/// `GET /admin/v1/devices/{id}`
+///
+/// # Errors
+/// `404` for an unknown device.
+pub async fn get_device(State(state): State<AppState>, Path(id): Path<Uuid>) -> Result<Json<DeviceView>, ApiError> {
+    let device = state.store.device(id).await?.ok_or_else(ApiError::not_found)?;
+    Ok(Json(DeviceView::from(&device)))
+}
+
+/// `POST /admin/v1/devices/{id}/revoke`
+///
+/// # Errors
+/// `404` for an unknown device.
+pub async fn revoke_device(State(state): State<AppState>, Path(id): Path<Uuid>) -> Result<Json<DeviceView>, ApiError> {
+    if !state.store.revoke_device(id, state.now()).await? {
+        return Err(ApiError::not_found());
+    }
+    tracing::info!(device = %id, "device revoked by admin");
+    let device = state.store.device(id).await?.ok_or_else(ApiError::not_found)?;
+    Ok(Json(DeviceView::from(&device)))
+}
+
+/// `POST /admin/v1/cleanup`: runs the cleanup job now.
+///
+/// # Errors
+/// `503` when the store is down.
+pub async fn cleanup(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+    let removed = crate::cleanup::run_once(&state).await?;
+    Ok(Json(serde_json::json!({
+        "mailbox_items": removed.store.mailbox_items,
+        "enrollment_otps": removed.store.otps,
+        "dormant_devices": removed.store.dormant_devices,
+        "replay_entries": removed.replay_entries,
+    })))
+}

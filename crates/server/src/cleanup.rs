@@ -1,0 +1,59 @@
+//! The cleanup job: removes expired mailbox items, expired or used enrollment codes, dormant
+//! devices and expired replay entries (seed 000: "a periodic job to clean up dormant API
+//! keys", "delete expired and used OTPs").
+
+use std::future::Future;
+
+use moat_store::CleanupReport;
+
+use crate::state::AppState;
+
+/// What one pass removed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Removed {
+    /// Store rows.
+    pub store: CleanupReport,
+    /// Replay-cache entries.
+    pub replay_entries: usize,
+}
+
+/// Runs one pass and logs what it removed.
+///
+/// # Errors
+/// The store's error, if it is unavailable.
+pub async fn run_once(state: &AppState) -> Result<Removed, moat_store::StoreError> {
+    let now = state.now();
+    state.usage.flush(&*state.store).await;
+    let dormant_before = now - state.config.dormant_days * 86_400;
+    let store = state.store.cleanup(now, dormant_before).await?;
+    let replay_entries = state.replay.purge(now).await;
+    tracing::info!(
+        mailbox_items = store.mailbox_items,
+        enrollment_otps = store.otps,
+        dormant_devices = store.dormant_devices,
+        replay_entries,
+        "cleanup removed"
+    );
+    Ok(Removed { store, replay_entries })
+}
+
+/// Runs the job every `cleanup.interval` and flushes last-use times every minute, until
+/// `shutdown` resolves; then flushes once more.
+pub async fn run_periodic(state: AppState, shutdown: impl Future<Output = ()>) {
+    let mut cleanup = tokio::time::interval(state.config.cleanup_interval);
+    let mut flush = tokio::time::interval(std::time::Duration::from_secs(60));
+    cleanup.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = cleanup.tick() => {
+                if let Err(e) = run_once(&state).await {
+                    tracing::warn!(error = %e, "cleanup failed; will retry next interval");
+                }
+            }
+            _ = flush.tick() => state.usage.flush(&*state.store).await,
+            () = &mut shutdown => break,
+        }
+    }
+    state.usage.flush(&*state.store).await;
+}

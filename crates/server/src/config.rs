@@ -1,0 +1,555 @@
+//! Configuration: TOML file, then `MOAT_<SECTION>__<KEY>` environment variables, validated
+//! into [`Config`] in one pass that reports every problem at once.
+//!
+//! Phase one ([`RawConfig`]) is plain serde over the merged TOML, with unknown keys refused so
+//! a typo is an error rather than a silently ignored setting. Phase two ([`Config::from_raw`])
+//! turns strings into typed values (socket addresses, URLs, durations, enums) and checks the
+//! combinations.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Default public listener.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// Default admin listener.
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9091";
+/// Default data directory.
+pub const DEFAULT_DATA_DIR: &str = "./moat-data";
+/// Default largest request body, bytes.
+pub const DEFAULT_MAX_BODY: usize = 1024 * 1024;
+/// Default lifetime of mailbox items and enrollment codes, seconds.
+pub const DEFAULT_MAILBOX_TTL: i64 = 600;
+/// Accepted skew of RFC 9421 `created`, seconds (PROTOCOL section 4).
+pub const DEFAULT_SIGNATURE_SKEW: i64 = 300;
+/// Accepted skew of DPoP `iat`, seconds (PROTOCOL section 2).
+pub const DEFAULT_DPOP_SKEW: i64 = 60;
+/// Default cleanup interval, seconds.
+pub const DEFAULT_CLEANUP_INTERVAL: u64 = 300;
+/// Default dormancy before a device is removed, days.
+pub const DEFAULT_DORMANT_DAYS: i64 = 90;
+/// Default number of pre-generated RSA keys.
+pub const DEFAULT_RSA_POOL: usize = 32;
+
+/// Where configuration values come from besides the file: a list of `(name, value)` pairs,
+/// normally `std::env::vars()`, a plain vector in tests.
+pub trait Source {
+    /// All variables.
+    fn vars(&self) -> Vec<(String, String)>;
+}
+
+/// The process environment.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Env;
+
+impl Source for Env {
+    fn vars(&self) -> Vec<(String, String)> {
+        std::env::vars().collect()
+    }
+}
+
+impl Source for Vec<(String, String)> {
+    fn vars(&self) -> Vec<(String, String)> {
+        self.clone()
+    }
+}
+
+/// The configuration as written, before validation.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub server: RawServer,
+    #[serde(default)]
+    pub admin: RawAdmin,
+    #[serde(default)]
+    pub store: RawStore,
+    #[serde(default)]
+    pub redis: RawRedis,
+    #[serde(default)]
+    pub enrollment: RawEnrollment,
+    #[serde(default)]
+    pub delivery: RawDelivery,
+    #[serde(default)]
+    pub firebase: Option<toml::Table>,
+    #[serde(default)]
+    pub integrity: RawIntegrity,
+    #[serde(default)]
+    pub sms: RawSms,
+    #[serde(default)]
+    pub cleanup: RawCleanup,
+    #[serde(default)]
+    pub signature: RawSignature,
+    #[serde(default, rename = "route")]
+    pub routes: Vec<RawRoute>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct RawServer {
+    pub listen: Option<String>,
+    pub public_base_url: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub max_body_bytes: Option<usize>,
+    pub request_timeout: Option<u64>,
+    pub tls: Option<toml::Table>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct RawAdmin {
+    pub listen: Option<String>,
+    pub token: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct RawStore {
+    pub url: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct RawRedis {
+    pub url: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct RawEnrollment {
+    pub mode: Option<String>,
+    pub static_key: Option<String>,
+    pub identity: Option<Vec<String>>,
+    pub otp_ttl: Option<i64>,
+    pub mailbox_ttl: Option<i64>,
+    pub otp_max_attempts: Option<i64>,
+    pub rsa_pool_size: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct RawDelivery {
+    pub channel: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct RawIntegrity {
+    pub secret: Option<String>,
+    pub ttl: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct RawSms {
+    pub sender: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct RawCleanup {
+    pub interval: Option<u64>,
+    pub dormant_days: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct RawSignature {
+    pub max_skew: Option<i64>,
+    pub dpop_max_skew: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct RawRoute {
+    pub path: Option<String>,
+    pub prefix: Option<String>,
+    pub upstream: Option<String>,
+    pub require: Option<Vec<String>>,
+    pub methods: Option<Vec<String>>,
+    pub inject_headers: Option<toml::Table>,
+    pub inject_query: Option<toml::Table>,
+    pub rate_limit: Option<toml::Table>,
+}
+
+/// Enrollment mode (seed 000 sections 3.1-3.3).
+#[non_exhaustive]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// One operator-chosen key for every device (teaching and migration only).
+    Static,
+    /// A new API key per device.
+    Dynamic,
+    /// An enrollment code, then an HMAC client credential and an RSA encryption key.
+    Otp,
+}
+
+impl Mode {
+    /// The configuration name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Static => "static",
+            Self::Dynamic => "dynamic",
+            Self::Otp => "otp",
+        }
+    }
+}
+
+/// What a route requires of a request (PROTOCOL section 4).
+#[non_exhaustive]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Requirement {
+    /// The device's own credential: an API key or a valid signature.
+    Device,
+    /// An RFC 9421 signature from the device.
+    Signature,
+}
+
+/// A built-in endpoint's policy set by a `[[route]]` entry.
+#[derive(Clone, Debug)]
+pub struct RoutePolicy {
+    /// Exact path.
+    pub path: String,
+    /// Requirements, all of which must hold.
+    pub require: Vec<Requirement>,
+}
+
+/// Validated configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Public listener.
+    pub listen: SocketAddr,
+    /// Base URL as clients see it (scheme, host, port, no trailing slash).
+    pub public_base_url: String,
+    /// Data directory (secrets, SQLite file).
+    pub data_dir: PathBuf,
+    /// Largest request body, bytes.
+    pub max_body_bytes: usize,
+    /// Longest time a request may take.
+    pub request_timeout: Duration,
+    /// Admin listener.
+    pub admin_listen: SocketAddr,
+    /// Admin bearer token, if set in configuration (else generated into the data dir).
+    pub admin_token: Option<String>,
+    /// Store URL.
+    pub store_url: String,
+    /// Enrollment mode.
+    pub mode: Mode,
+    /// Static key, if set in configuration (else generated into the data dir).
+    pub static_key: Option<String>,
+    /// Lifetime of enrollment codes, seconds.
+    pub otp_ttl: i64,
+    /// Lifetime of mailbox items, seconds.
+    pub mailbox_ttl: i64,
+    /// Wrong enrollment-code attempts before the enrollment locks.
+    pub otp_max_attempts: i64,
+    /// Pre-generated RSA keys kept ready (otp mode).
+    pub rsa_pool_size: usize,
+    /// Integrity secret, if set in configuration (else generated into the data dir).
+    pub integrity_secret: Option<Vec<u8>>,
+    /// Integrity token lifetime, seconds.
+    pub integrity_ttl: i64,
+    /// Cleanup interval.
+    pub cleanup_interval: Duration,
+    /// Days without use before a device is removed.
+    pub dormant_days: i64,
+    /// Accepted skew of signature `created`, seconds.
+    pub signature_max_skew: i64,
+    /// Accepted skew of DPoP `iat`, seconds.
+    pub dpop_max_skew: i64,
+    /// Policies of built-in endpoints set in configuration.
+    pub routes: Vec<RoutePolicy>,
+}
+
+/// Every problem found in a configuration.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration:\n  - {}", .0.join("\n  - "))]
+pub struct ConfigError(pub Vec<String>);
+
+/// Built-in endpoints whose policy a `[[route]]` entry may set, with their defaults.
+pub const PROTECTED_ENDPOINTS: &[&str] = &["/v1/device", "/v1/device/echo"];
+
+impl Config {
+    /// Reads `file` (if any) and the environment, then validates.
+    ///
+    /// # Errors
+    /// [`ConfigError`] listing every problem.
+    pub fn load(file: Option<&str>, env: &dyn Source) -> Result<Self, ConfigError> {
+        let mut table = match file {
+            Some(text) => toml::from_str::<toml::Table>(text)
+                .map_err(|e| ConfigError(vec![format!("config file: {e}")]))?,
+            None => toml::Table::new(),
+        };
+        overlay_env(&mut table, env)?;
+        let raw: RawConfig = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError(vec![e.to_string()]))?;
+        Self::from_raw(raw)
+    }
+
+    /// Validates a raw configuration.
+    ///
+    /// # Errors
+    /// [`ConfigError`] listing every problem.
+    pub fn from_raw(raw: RawConfig) -> Result<Self, ConfigError> {
+        let mut errors = Vec::new();
+        let mut addr = |value: Option<String>, default: &str, key: &str| {
+            let text = value.unwrap_or_else(|| default.to_owned());
+            text.parse::<SocketAddr>().unwrap_or_else(|_| {
+                errors.push(format!("{key}: `{text}` is not an address:port"));
+                SocketAddr::from(([127, 0, 0, 1], 0))
+            })
+        };
+        let listen = addr(raw.server.listen, DEFAULT_LISTEN, "server.listen");
+        let admin_listen = addr(raw.admin.listen, DEFAULT_ADMIN_LISTEN, "admin.listen");
+
+        let public_base_url = raw
+            .server
+            .public_base_url
+            .unwrap_or_else(|| format!("http://{listen}"))
+            .trim_end_matches('/')
+            .to_owned();
+        if !(public_base_url.starts_with("http://") || public_base_url.starts_with("https://"))
+            || public_base_url.contains(['?', '#'])
+        {
+            errors.push(format!(
+                "server.public_base_url: `{public_base_url}` must be an http(s) URL without query"
+            ));
+        }
+        let data_dir = raw.server.data_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+        let store_url = raw
+            .store
+            .url
+            .unwrap_or_else(|| format!("sqlite://{}/moat.db", data_dir.display()));
+        if !store_url.starts_with("sqlite:") {
+            errors.push(format!(
+                "store.url: only sqlite:// is available in this build (got `{}`)",
+                store_url.split(':').next().unwrap_or("")
+            ));
+        }
+        if raw.redis.url.is_some() {
+            errors.push("redis.url: Redis support is not available in this build".into());
+        }
+        if raw.server.tls.is_some() {
+            errors.push("server.tls: TLS termination is not available in this build".into());
+        }
+        if raw.firebase.is_some() {
+            errors.push("firebase: the Firebase identity and delivery are not available in this build".into());
+        }
+        match raw.delivery.channel.as_deref() {
+            None | Some("builtin") => {}
+            Some(other) => errors.push(format!("delivery.channel: `{other}` is not available (use builtin)")),
+        }
+        match raw.sms.sender.as_deref() {
+            None | Some("outbox") => {}
+            Some(other) => errors.push(format!("sms.sender: `{other}` is not available in this build")),
+        }
+        for id in raw.enrollment.identity.as_deref().unwrap_or(&[]) {
+            if id != "installation" {
+                errors.push(format!("enrollment.identity: `{id}` is not available (use installation)"));
+            }
+        }
+        let mode = match raw.enrollment.mode.as_deref().unwrap_or("dynamic") {
+            "static" => Mode::Static,
+            "dynamic" => Mode::Dynamic,
+            "otp" => Mode::Otp,
+            other => {
+                errors.push(format!("enrollment.mode: `{other}` is not static, dynamic or otp"));
+                Mode::Dynamic
+            }
+        };
+        if let Some(key) = &raw.enrollment.static_key {
+            if key.len() < 32 {
+                errors.push("enrollment.static_key: must be at least 32 characters".into());
+            }
+        }
+        if let Some(token) = &raw.admin.token {
+            if token.len() < 32 {
+                errors.push("admin.token: must be at least 32 characters".into());
+            }
+        }
+        let integrity_secret = raw.integrity.secret.as_deref().and_then(|s| {
+            match moat_core::b64::url_decode(s) {
+                Ok(bytes) if bytes.len() >= 32 => Some(bytes),
+                _ => {
+                    errors.push("integrity.secret: must be base64url of at least 32 bytes".into());
+                    None
+                }
+            }
+        });
+        let mut positive = |value: Option<i64>, default: i64, key: &str| {
+            let v = value.unwrap_or(default);
+            if v <= 0 {
+                errors.push(format!("{key}: must be positive"));
+            }
+            v
+        };
+        let otp_ttl = positive(raw.enrollment.otp_ttl, DEFAULT_MAILBOX_TTL, "enrollment.otp_ttl");
+        let mailbox_ttl = positive(raw.enrollment.mailbox_ttl, DEFAULT_MAILBOX_TTL, "enrollment.mailbox_ttl");
+        let otp_max_attempts = positive(raw.enrollment.otp_max_attempts, 5, "enrollment.otp_max_attempts");
+        let integrity_ttl = positive(raw.integrity.ttl, 300, "integrity.ttl");
+        let dormant_days = positive(raw.cleanup.dormant_days, DEFAULT_DORMANT_DAYS, "cleanup.dormant_days");
+        let signature_max_skew = positive(raw.signature.max_skew, DEFAULT_SIGNATURE_SKEW, "signature.max_skew");
+        let dpop_max_skew = positive(raw.signature.dpop_max_skew, DEFAULT_DPOP_SKEW, "signature.dpop_max_skew");
+        let cleanup_interval = raw.cleanup.interval.unwrap_or(DEFAULT_CLEANUP_INTERVAL);
+        if cleanup_interval == 0 {
+            errors.push("cleanup.interval: must be positive".into());
+        }
+        let max_body_bytes = raw.server.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY);
+        if max_body_bytes == 0 || max_body_bytes > 64 * 1024 * 1024 {
+            errors.push("server.max_body_bytes: must be between 1 and 64 MiB".into());
+        }
+        let request_timeout = Duration::from_secs(raw.server.request_timeout.unwrap_or(30).max(1));
+        let rsa_pool_size = raw.enrollment.rsa_pool_size.unwrap_or(DEFAULT_RSA_POOL).clamp(1, 4096);
+
+        let mut routes = Vec::new();
+        for (i, r) in raw.routes.into_iter().enumerate() {
+            if r.upstream.is_some() || r.prefix.is_some() || r.inject_headers.is_some() || r.inject_query.is_some() {
+                errors.push(format!("route[{i}]: upstream routes (prefix/upstream/inject_*) are not available in this build"));
+                continue;
+            }
+            if r.rate_limit.is_some() || r.methods.is_some() {
+                errors.push(format!("route[{i}]: rate_limit and methods are not available in this build"));
+            }
+            let Some(path) = r.path else {
+                errors.push(format!("route[{i}]: needs `path`"));
+                continue;
+            };
+            if !PROTECTED_ENDPOINTS.contains(&path.as_str()) {
+                errors.push(format!(
+                    "route[{i}]: `{path}` is not a built-in endpoint whose policy can be set ({})",
+                    PROTECTED_ENDPOINTS.join(", ")
+                ));
+                continue;
+            }
+            let mut require = Vec::new();
+            for name in r.require.unwrap_or_default() {
+                match name.as_str() {
+                    "device" => require.push(Requirement::Device),
+                    "signature" => require.push(Requirement::Signature),
+                    "integrity" | "user" => errors.push(format!(
+                        "route[{i}]: requirement `{name}` is not available in this build"
+                    )),
+                    other => errors.push(format!("route[{i}]: unknown requirement `{other}`")),
+                }
+            }
+            if require.is_empty() {
+                errors.push(format!("route[{i}]: `require` must name at least one requirement"));
+            }
+            routes.push(RoutePolicy { path, require });
+        }
+
+        if !errors.is_empty() {
+            return Err(ConfigError(errors));
+        }
+        Ok(Self {
+            listen,
+            public_base_url,
+            data_dir,
+            max_body_bytes,
+            request_timeout,
+            admin_listen,
+            admin_token: raw.admin.token,
+            store_url,
+            mode,
+            static_key: raw.enrollment.static_key,
+            otp_ttl,
+            mailbox_ttl,
+            otp_max_attempts,
+            rsa_pool_size,
+            integrity_secret,
+            integrity_ttl,
+            cleanup_interval: Duration::from_secs(cleanup_interval),
+            dormant_days,
+            signature_max_skew,
+            dpop_max_skew,
+            routes,
+        })
+    }
+
+    /// The policy of a built-in protected endpoint.
+    pub fn policy(&self, path: &str) -> Vec<Requirement> {
+        self.routes
+            .iter()
+            .find(|r| r.path == path)
+            .map_or_else(|| vec![Requirement::Device], |r| r.require.clone())
+    }
+}
+
+fn overlay_env(table: &mut toml::Table, env: &dyn Source) -> Result<(), ConfigError> {
+    let mut errors = Vec::new();
+    for (name, value) in env.vars() {
+        let Some(rest) = name.strip_prefix("MOAT_") else { continue };
+        let Some((section, key)) = rest.split_once("__") else { continue };
+        let (section, key) = (section.to_ascii_lowercase(), key.to_ascii_lowercase());
+        // A value that parses as a TOML value (number, bool, array) is taken as such;
+        // anything else is a string.
+        let parsed = toml::from_str::<toml::Table>(&format!("v = {value}"))
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or(toml::Value::String(value));
+        match table
+            .entry(section.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+        {
+            toml::Value::Table(t) => {
+                t.insert(key, parsed);
+            }
+            _ => errors.push(format!("{name}: `{section}` is not a section")),
+        }
+    }
+    if errors.is_empty() { Ok(()) } else { Err(ConfigError(errors)) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    }
+
+    #[test]
+    fn defaults_run_on_one_machine() {
+        let c = Config::load(None, &env(&[])).expect("defaults");
+        assert_eq!(c.mode, Mode::Dynamic);
+        assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(c.public_base_url, "http://127.0.0.1:8080");
+        assert_eq!(c.store_url, "sqlite://./moat-data/moat.db");
+        assert_eq!(c.policy("/v1/device"), vec![Requirement::Device]);
+    }
+
+    #[test]
+    fn env_overrides_file() {
+        let file = "[enrollment]\nmode = \"static\"\n[[route]]\npath = \"/v1/device\"\nrequire = [\"signature\"]\n";
+        let c = Config::load(Some(file), &env(&[("MOAT_ENROLLMENT__MODE", "otp"), ("MOAT_SERVER__MAX_BODY_BYTES", "2048")]))
+            .expect("config");
+        assert_eq!(c.mode, Mode::Otp);
+        assert_eq!(c.max_body_bytes, 2048);
+        assert_eq!(c.policy("/v1/device"), vec![Requirement::Signature]);
+        assert_eq!(c.policy("/v1/device/echo"), vec![Requirement::Device]);
+    }
+
+    #[test]
+    fn all_errors_reported_at_once() {
+        let file = "[server]\nlisten = \"nope\"\n[enrollment]\nmode = \"magic\"\n[[route]]\npath = \"/x\"\nrequire = [\"device\"]\n";
+        let err = Config::load(Some(file), &env(&[])).expect_err("invalid");
+        assert_eq!(err.0.len(), 3, "{err}");
+        let typo = Config::load(Some("[server]\nlisen = \"x\"\n"), &env(&[])).expect_err("typo");
+        assert!(typo.to_string().contains("lisen"), "{typo}");
+    }
+}

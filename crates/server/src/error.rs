@@ -1,0 +1,140 @@
+//! The one place where failures become HTTP responses: RFC 9457 `application/problem+json`
+//! with Moat's stable `code` (PROTOCOL section 1).
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use moat_store::StoreError;
+
+/// A refusal or failure, as the client will see it.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    detail: String,
+    retry_after: Option<u64>,
+}
+
+impl ApiError {
+    /// An error with a status, a stable code and a detail safe to show the client.
+    pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
+        Self { status, code, detail: detail.into(), retry_after: None }
+    }
+
+    /// Adds `Retry-After` (seconds).
+    #[must_use]
+    pub fn retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds);
+        self
+    }
+
+    /// 400 `malformed`.
+    pub fn malformed(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "malformed", detail)
+    }
+
+    /// 422 `validation`.
+    pub fn validation(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "validation", detail)
+    }
+
+    /// 401 `credential_invalid`.
+    pub fn credential(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "credential_invalid", detail)
+    }
+
+    /// 401 `identity_invalid`.
+    pub fn identity(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "identity_invalid", detail)
+    }
+
+    /// 403 `device_revoked`.
+    pub fn revoked() -> Self {
+        Self::new(StatusCode::FORBIDDEN, "device_revoked", "this device has been revoked")
+    }
+
+    /// 404 `not_found`.
+    pub fn not_found() -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", "no such resource")
+    }
+
+    /// 413 `body_too_large`.
+    pub fn too_large(limit: usize) -> Self {
+        Self::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", format!("request body exceeds {limit} bytes"))
+    }
+
+    /// 503 `unavailable`: a dependency is down, so Moat refuses rather than guess.
+    pub fn unavailable() -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "a dependency is unavailable, try again").retry_after(1)
+    }
+
+    /// 500 `internal`: the detail is logged, never sent.
+    pub fn internal(cause: &dyn std::fmt::Display) -> Self {
+        tracing::error!(error = %cause, "internal error");
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "something went wrong")
+    }
+
+    /// The status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The stable code.
+    pub fn code(&self) -> &'static str {
+        self.code
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound => Self::not_found(),
+            StoreError::Unavailable(cause) => {
+                tracing::warn!(error = %cause, "store unavailable");
+                Self::unavailable()
+            }
+            other => Self::internal(&other),
+        }
+    }
+}
+
+impl From<moat_core::Error> for ApiError {
+    fn from(e: moat_core::Error) -> Self {
+        use moat_core::Error as E;
+        let detail = e.to_string();
+        match e {
+            E::Malformed(_) => Self::malformed(detail),
+            E::IdentityInvalid(_) => Self::identity(detail),
+            E::SignatureInvalid(_) | E::Unsupported(_) => {
+                Self::new(StatusCode::UNAUTHORIZED, "signature_invalid", detail)
+            }
+            E::SignatureExpired => Self::new(StatusCode::UNAUTHORIZED, "signature_expired", detail),
+            E::DigestMismatch => Self::new(StatusCode::UNAUTHORIZED, "digest_mismatch", detail),
+            E::DecryptionFailed => Self::malformed("the encrypted body could not be decrypted"),
+            E::Crypto => Self::internal(&e),
+            _ => Self::internal(&e),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let title = self.status.canonical_reason().unwrap_or("Error");
+        let body = serde_json::json!({
+            "type": format!("urn:moat:problem:{}", self.code),
+            "title": title,
+            "status": self.status.as_u16(),
+            "detail": self.detail,
+            "code": self.code,
+        });
+        let mut response = (self.status, body.to_string()).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        if let Some(seconds) = self.retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        if self.status == StatusCode::UNAUTHORIZED {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Moat"));
+        }
+        response
+    }
+}

@@ -1,0 +1,65 @@
+//! Extractors whose rejections are Moat problems, not axum's plain-text ones.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
+use axum::http::header;
+use serde::de::DeserializeOwned;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Largest JSON body of Moat's own endpoints (enroll, confirm), bytes.
+pub const MAX_JSON_BODY: usize = 16 * 1024;
+
+/// A JSON body: `415` without a JSON content type, `413` over the limit, `400` when it is not
+/// JSON, `422` when it is JSON of the wrong shape.
+#[derive(Debug)]
+pub struct ApiJson<T>(pub T);
+
+/// Parses JSON bytes into `T` with Moat's error mapping.
+///
+/// # Errors
+/// `400 malformed` for syntax errors, `422 validation` for a wrong shape.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        if e.is_data() {
+            ApiError::validation(format!("body does not match the schema: {e}"))
+        } else {
+            ApiError::malformed("body is not valid JSON")
+        }
+    })
+}
+
+impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, _state: &AppState) -> Result<Self, ApiError> {
+        let is_json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| {
+                let essence = v.split(';').next().unwrap_or("").trim();
+                essence.eq_ignore_ascii_case("application/json")
+            });
+        if !is_json {
+            return Err(ApiError::new(
+                axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "expected Content-Type: application/json",
+            ));
+        }
+        let body = axum::body::to_bytes(req.into_body(), MAX_JSON_BODY)
+            .await
+            .map_err(|_| ApiError::too_large(MAX_JSON_BODY))?;
+        parse_json(&body).map(ApiJson)
+    }
+}
+
+/// Reads a whole body up to `limit` bytes.
+///
+/// # Errors
+/// `413` over the limit.
+pub async fn body_bytes(body: axum::body::Body, limit: usize) -> Result<Bytes, ApiError> {
+    axum::body::to_bytes(body, limit).await.map_err(|_| ApiError::too_large(limit))
+}

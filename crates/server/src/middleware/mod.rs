@@ -1,0 +1,4 @@
+//! Request middleware: route policies (`device`, `signature`) and admin authentication.
+
+pub mod admin_auth;
+pub mod protect;

@@ -1,0 +1,250 @@
+//! Route policies (PROTOCOL section 4) as axum middleware.
+//!
+//! For a protected route the middleware buffers the body (bounded), establishes which device
+//! is calling, from an RFC 9421 signature or a `Moat-Device-Key`, checks every requirement of
+//! the route's policy, decrypts a JWE body if one was sent, and only then calls the handler
+//! with a [`Principal`] in the request extensions. A request that fails any check never
+//! reaches the handler.
+//!
+//! Order of the signature checks, and why:
+//! 1. parse the fields and find the key named by `keyid` (unknown: `credential_invalid`);
+//! 2. coverage and time window (cheap, before any crypto);
+//! 3. the signature itself;
+//! 4. device status: only after the signature, so nobody without the key learns whether a
+//!    device is revoked;
+//! 5. `Content-Digest` against the body;
+//! 6. the nonce, recorded last so that requests failing earlier cannot burn a client's nonces.
+
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::Response;
+use moat_core::apikey::ApiKey;
+use moat_core::httpsig::{self, Coverage, Message, ParsedSignature, VerifyingKey};
+use moat_core::jwe::{self, KeyAlgorithm, RsaPrivateKey};
+use moat_core::jwk::PublicJwk;
+use moat_core::{digest, secret};
+use moat_store::{Device, DeviceStatus};
+
+use crate::config::{Mode, Requirement};
+use crate::error::ApiError;
+use crate::extract::body_bytes;
+use crate::state::AppState;
+
+/// How the caller proved it is a device.
+#[non_exhaustive]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Via {
+    /// `Moat-Device-Key` with a per-device key.
+    ApiKey,
+    /// `Moat-Device-Key` with the operator's static key (static mode).
+    StaticKey,
+    /// RFC 9421 `hmac-sha256` with the client credential.
+    HmacSignature,
+    /// RFC 9421 `ecdsa-p256-sha256`/`ed25519` with the installation key.
+    InstallationSignature,
+}
+
+/// The verified caller, available to handlers as an extension.
+#[derive(Clone, Debug)]
+pub struct Principal {
+    /// The device, or `None` for the shared static key.
+    pub device: Option<Arc<Device>>,
+    /// How it proved itself.
+    pub via: Via,
+}
+
+/// Middleware state: the app state plus this route's policy.
+#[derive(Clone)]
+pub struct Protect {
+    /// App state.
+    pub state: AppState,
+    /// Requirements, all of which must hold.
+    pub policy: Arc<[Requirement]>,
+}
+
+fn joined(parts: &Parts, name: &str) -> Result<Option<String>, ApiError> {
+    let mut out: Option<String> = None;
+    for v in parts.headers.get_all(name) {
+        let text = v.to_str().map_err(|_| ApiError::malformed(format!("{name} is not ASCII")))?;
+        match &mut out {
+            Some(s) => {
+                s.push_str(", ");
+                s.push_str(text);
+            }
+            None => out = Some(text.to_owned()),
+        }
+    }
+    Ok(out)
+}
+
+fn sig_error(detail: &str) -> ApiError {
+    ApiError::new(StatusCode::UNAUTHORIZED, "signature_invalid", detail.to_owned())
+}
+
+async fn key_for(state: &AppState, keyid: &str) -> Result<(Device, VerifyingKey, Via), ApiError> {
+    let unknown = || ApiError::credential("unknown keyid");
+    if keyid.starts_with("mc_") {
+        let device = state.store.device_by_client_id(keyid).await?.ok_or_else(unknown)?;
+        let sealed = device.credential.hmac_secret_sealed.as_deref().ok_or_else(unknown)?;
+        let secret = state.keys.data.open(keyid.as_bytes(), sealed)?;
+        let key = VerifyingKey::hmac_sha256(secret.expose());
+        Ok((device, key, Via::HmacSignature))
+    } else {
+        if keyid.len() != 43 {
+            return Err(unknown());
+        }
+        let device = state
+            .store
+            .latest_active_device(&format!("inst:{keyid}"))
+            .await?
+            .ok_or_else(unknown)?;
+        let jwk_text = device.credential.signing_jwk.as_deref().ok_or_else(unknown)?;
+        let value: serde_json::Value = serde_json::from_str(jwk_text).map_err(|e| ApiError::internal(&e))?;
+        let key = VerifyingKey::from_jwk(&PublicJwk::from_json(&value)?)?;
+        Ok((device, key, Via::InstallationSignature))
+    }
+}
+
+async fn verify_signature(state: &AppState, parts: &Parts, body: &[u8], now: i64) -> Result<Principal, ApiError> {
+    let input = joined(parts, "signature-input")?.ok_or_else(|| sig_error("Signature-Input is missing"))?;
+    let signature = joined(parts, "signature")?.ok_or_else(|| sig_error("Signature is missing"))?;
+    let sig = ParsedSignature::parse(&input, &signature, "moat")?;
+    let keyid = sig.params.keyid.clone().ok_or_else(|| sig_error("keyid parameter missing"))?;
+    let (device, key, via) = key_for(state, &keyid).await?;
+
+    let authority = parts
+        .headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| parts.uri.authority().map(|a| a.as_str()))
+        .ok_or_else(|| ApiError::malformed("request has no Host"))?;
+    let scheme = if state.config.public_base_url.starts_with("https://") { "https" } else { "http" };
+    let msg = Message {
+        method: parts.method.as_str(),
+        scheme,
+        authority,
+        path: parts.uri.path(),
+        query: parts.uri.query(),
+        headers: &parts.headers,
+    };
+    httpsig::check_coverage(
+        &sig,
+        Coverage {
+            has_body: !body.is_empty(),
+            has_query: msg.query.is_some(),
+            has_authorization: parts.headers.contains_key(header::AUTHORIZATION),
+        },
+    )?;
+    httpsig::check_window(&sig.params, now, state.config.signature_max_skew)?;
+    sig.verify(&msg, &key)?;
+    if device.status == DeviceStatus::Revoked {
+        return Err(ApiError::revoked());
+    }
+    if let Some(field) = joined(parts, "content-digest")? {
+        digest::verify(&field, body)?;
+    }
+    let nonce = sig.params.nonce.as_deref().unwrap_or_default();
+    let replay_key = format!("sig\0{keyid}\0{nonce}");
+    let created = sig.params.created.unwrap_or(now);
+    let fresh = state
+        .replay
+        .insert_once(replay_key.as_bytes(), created.max(now) + state.config.signature_max_skew + 1, now)
+        .await
+        .map_err(|_| ApiError::unavailable())?;
+    if !fresh {
+        return Err(ApiError::new(StatusCode::UNAUTHORIZED, "replay_detected", "this signature nonce was already used"));
+    }
+    Ok(Principal { device: Some(Arc::new(device)), via })
+}
+
+async fn verify_api_key(state: &AppState, value: &HeaderValue) -> Result<Principal, ApiError> {
+    let text = value.to_str().map_err(|_| ApiError::credential("Moat-Device-Key is not ASCII"))?;
+    if state.config.mode == Mode::Static && secret::ct_eq(text.as_bytes(), state.keys.static_key.expose()) {
+        return Ok(Principal { device: None, via: Via::StaticKey });
+    }
+    let invalid = || ApiError::credential("the device key is not valid");
+    let key = ApiKey::parse(text).map_err(|_| invalid())?;
+    let device = state.store.device_by_key_lookup(&key.lookup).await?.ok_or_else(invalid)?;
+    let stored = device.credential.key_hash.as_deref().ok_or_else(invalid)?;
+    if !key.matches(&state.keys.api_key_pepper, stored) {
+        return Err(invalid());
+    }
+    if device.status == DeviceStatus::Revoked {
+        return Err(ApiError::revoked());
+    }
+    Ok(Principal { device: Some(Arc::new(device)), via: Via::ApiKey })
+}
+
+fn is_jose(parts: &Parts) -> bool {
+    parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("application/jose"))
+}
+
+async fn decrypt_body(state: &AppState, principal: &Principal, body: &[u8]) -> Result<Bytes, ApiError> {
+    let no_key = || {
+        ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "this device has no encryption key; send the body unencrypted",
+        )
+    };
+    let device = principal.device.as_ref().ok_or_else(no_key)?;
+    let (Some(kid), Some(sealed)) = (&device.credential.rsa_kid, &device.credential.rsa_private_sealed) else {
+        return Err(no_key());
+    };
+    let compact = std::str::from_utf8(body).map_err(|_| ApiError::malformed("JWE body is not ASCII"))?.trim().to_owned();
+    if jwe::peek_kid(&compact)?.as_deref() != Some(kid.as_str()) {
+        return Err(ApiError::malformed("JWE kid does not name this device's encryption key"));
+    }
+    let pkcs8 = state.keys.data.open(kid.as_bytes(), sealed)?;
+    // RSA decryption is a private-key operation (~1 ms): keep it off the async workers.
+    let plain = tokio::task::spawn_blocking(move || {
+        let key = RsaPrivateKey::from_pkcs8(pkcs8.expose())?;
+        jwe::decrypt(&compact, &key, &[KeyAlgorithm::RsaOaep256])
+    })
+    .await
+    .map_err(|e| ApiError::internal(&e))??;
+    Ok(Bytes::from(plain))
+}
+
+/// The middleware function.
+///
+/// # Errors
+/// The problem of the first failed requirement.
+pub async fn protect(State(p): State<Protect>, req: Request, next: Next) -> Result<Response, ApiError> {
+    let state = &p.state;
+    let (mut parts, body) = req.into_parts();
+    let body = body_bytes(body, state.config.max_body_bytes).await?;
+    let now = state.now();
+    let signed = parts.headers.contains_key("signature-input") || parts.headers.contains_key("signature");
+    let principal = if signed {
+        verify_signature(state, &parts, &body, now).await?
+    } else if p.policy.contains(&Requirement::Signature) {
+        return Err(sig_error("this endpoint requires an RFC 9421 request signature"));
+    } else if let Some(value) = parts.headers.get("moat-device-key") {
+        verify_api_key(state, value).await?
+    } else {
+        return Err(ApiError::credential("a device credential is required (Moat-Device-Key or a request signature)"));
+    };
+    let body = if is_jose(&parts) {
+        let plain = decrypt_body(state, &principal, &body).await?;
+        parts.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        parts.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(plain.len()));
+        plain
+    } else {
+        body
+    };
+    if let Some(device) = &principal.device {
+        state.usage.record(device.id, now);
+    }
+    parts.extensions.insert(principal);
+    Ok(next.run(Request::from_parts(parts, Body::from(body))).await)
+}

@@ -1,0 +1,105 @@
+//! Replay caches: each DPoP `jti` and each signature `nonce` is accepted once within its
+//! window.
+//!
+//! The in-memory cache is sharded (16 mutex-guarded maps selected by the key hash) so that
+//! concurrent requests rarely contend; keys are stored as SHA-256 digests so an attacker's
+//! long strings cost fixed memory. Each shard is bounded: when one is full even after
+//! dropping expired entries, the cache refuses (fail closed) rather than forget entries.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use aws_lc_rs::digest;
+
+/// The cache is full or its backend is down: the request must be refused.
+#[derive(Debug, thiserror::Error)]
+#[error("replay cache unavailable")]
+pub struct ReplayUnavailable;
+
+/// A set of one-time values with expiry.
+#[async_trait]
+pub trait ReplayCache: Send + Sync + 'static {
+    /// Records `key` until `expires_at`; returns false if it was already recorded and has not
+    /// expired (a replay).
+    async fn insert_once(&self, key: &[u8], expires_at: i64, now: i64) -> Result<bool, ReplayUnavailable>;
+    /// Drops expired entries; returns how many.
+    async fn purge(&self, now: i64) -> usize;
+}
+
+const SHARDS: usize = 16;
+
+/// In-process replay cache (one instance).
+pub struct MemoryReplayCache {
+    shards: [Mutex<HashMap<[u8; 32], i64>>; SHARDS],
+    per_shard_cap: usize,
+}
+
+impl MemoryReplayCache {
+    /// A cache holding at most `capacity` live entries.
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            shards: std::array::from_fn(|_| Mutex::new(HashMap::new())),
+            per_shard_cap: (capacity / SHARDS).max(1),
+        }
+    }
+}
+
+#[async_trait]
+impl ReplayCache for MemoryReplayCache {
+    async fn insert_once(&self, key: &[u8], expires_at: i64, now: i64) -> Result<bool, ReplayUnavailable> {
+        let d = digest::digest(&digest::SHA256, key);
+        let mut k = [0u8; 32];
+        k.copy_from_slice(d.as_ref());
+        let shard = &self.shards[usize::from(k[0]) % SHARDS];
+        // A poisoned lock means a panic while holding it; the map itself is still consistent
+        // (every operation on it is a single call), so keep using it.
+        let mut map = shard.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(existing) = map.get(&k) {
+            if *existing > now {
+                return Ok(false);
+            }
+        }
+        if map.len() >= self.per_shard_cap {
+            map.retain(|_, exp| *exp > now);
+            if map.len() >= self.per_shard_cap {
+                return Err(ReplayUnavailable);
+            }
+        }
+        map.insert(k, expires_at);
+        Ok(true)
+    }
+
+    async fn purge(&self, now: i64) -> usize {
+        let mut removed = 0;
+        for shard in &self.shards {
+            let mut map = shard.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let before = map.len();
+            map.retain(|_, exp| *exp > now);
+            removed += before - map.len();
+        }
+        removed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn once_until_expiry_and_bounded() {
+        let cache = MemoryReplayCache::new(SHARDS * 2);
+        assert!(cache.insert_once(b"a", 100, 10).await.expect("ok"));
+        assert!(!cache.insert_once(b"a", 100, 50).await.expect("ok"), "replay refused");
+        assert!(cache.insert_once(b"a", 300, 100).await.expect("ok"), "expired entries free the key");
+        let mut refused = false;
+        for i in 0..1000u32 {
+            if cache.insert_once(&i.to_be_bytes(), 10_000, 100).await.is_err() {
+                refused = true;
+                break;
+            }
+        }
+        assert!(refused, "a full cache fails closed");
+        assert!(cache.purge(20_000).await > 0);
+    }
+}

@@ -1,0 +1,132 @@
+//! Server secrets kept in the data directory: generated on first start, reused after.
+//!
+//! `secrets.json` (mode 0600, in a 0700 directory) holds the data key (seals secrets at
+//! rest), the integrity secret, the admin token and the static key. Values set in the
+//! configuration take precedence over the file; the data key can only come from the file,
+//! because changing it would make every sealed value unreadable.
+
+use std::io::Write as _;
+use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+use std::path::Path;
+
+use moat_core::{b64, random};
+use serde::{Deserialize, Serialize};
+use zeroize::{Zeroize, ZeroizeOnDrop};
+
+/// Name of the secrets file in the data directory.
+pub const FILE: &str = "secrets.json";
+
+/// The secrets file's contents.
+#[derive(Serialize, Deserialize, Zeroize, ZeroizeOnDrop)]
+pub struct Secrets {
+    /// AES-256-GCM data key, base64url.
+    pub data_key: String,
+    /// Integrity token secret, base64url.
+    pub integrity_secret: String,
+    /// Admin bearer token.
+    pub admin_token: String,
+    /// Static-mode API key.
+    pub static_key: String,
+}
+
+/// Errors reading or writing the secrets file.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretsError {
+    /// File system error.
+    #[error("secrets file {path}: {source}")]
+    Io {
+        /// The path.
+        path: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file exists but is not valid.
+    #[error("secrets file {0} is not valid; refusing to overwrite it")]
+    Invalid(String),
+    /// The file is readable by others.
+    #[error("secrets file {0} is readable by group or others (chmod 600 it)")]
+    Permissions(String),
+    /// RNG failure.
+    #[error("random generator failed")]
+    Random,
+}
+
+fn generate() -> Result<Secrets, SecretsError> {
+    let token = |n| random::token(n).map_err(|_| SecretsError::Random);
+    Ok(Secrets {
+        data_key: token(32)?,
+        integrity_secret: token(32)?,
+        admin_token: token(32)?,
+        static_key: format!("moat_sk_{}", token(32)?),
+    })
+}
+
+/// Loads the secrets from `dir`, creating the directory and file on first start.
+///
+/// # Errors
+/// [`SecretsError`] if the file cannot be read or written, is invalid, or is readable by
+/// group or others.
+pub fn load_or_create(dir: &Path) -> Result<Secrets, SecretsError> {
+    let io = |path: &Path| {
+        let path = path.display().to_string();
+        move |source| SecretsError::Io { path, source }
+    };
+    if !dir.exists() {
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io(dir))?;
+    }
+    let path = dir.join(FILE);
+    match std::fs::read(&path) {
+        Ok(mut bytes) => {
+            let mode = std::fs::metadata(&path).map_err(io(&path))?.permissions().mode();
+            if mode & 0o077 != 0 {
+                bytes.zeroize();
+                return Err(SecretsError::Permissions(path.display().to_string()));
+            }
+            let parsed: Result<Secrets, _> = serde_json::from_slice(&bytes);
+            bytes.zeroize();
+            let secrets = parsed.map_err(|_| SecretsError::Invalid(path.display().to_string()))?;
+            if b64::url_decode(&secrets.data_key).map(|k| k.len()) != Ok(32) {
+                return Err(SecretsError::Invalid(path.display().to_string()));
+            }
+            Ok(secrets)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let secrets = generate()?;
+            let mut text = serde_json::to_vec_pretty(&secrets).map_err(|_| SecretsError::Random)?;
+            // create_new: never clobber a file another process created meanwhile.
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+                .map_err(io(&path))?;
+            let written = file.write_all(&text).and_then(|()| file.sync_all());
+            text.zeroize();
+            written.map_err(io(&path))?;
+            tracing::info!(path = %path.display(), "generated server secrets on first start");
+            Ok(secrets)
+        }
+        Err(e) => Err(io(&path)(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn created_once_with_0600_and_reused() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let data = dir.path().join("data");
+        let first = load_or_create(&data).expect("create");
+        let mode = std::fs::metadata(data.join(FILE)).expect("meta").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let second = load_or_create(&data).expect("reuse");
+        assert_eq!(first.data_key, second.data_key);
+        assert_eq!(first.admin_token, second.admin_token);
+        std::fs::set_permissions(data.join(FILE), std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        assert!(matches!(load_or_create(&data), Err(SecretsError::Permissions(_))));
+    }
+}
