@@ -1,0 +1,5 @@
+mod admin;
+mod attacks;
+mod enroll;
+mod interop;
+pub mod support;

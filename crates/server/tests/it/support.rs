@@ -1,0 +1,104 @@
+//! A real Moat server on 127.0.0.1:0 with a manual clock, and helpers.
+
+use std::sync::Arc;
+
+use moat_client::{CallOptions, Client};
+use moat_server::clock::{Clock as _, ManualClock};
+use moat_server::{AppState, Config};
+use tokio::net::TcpListener;
+
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdefghijkl";
+
+pub struct TestServer {
+    pub base: String,
+    pub admin: String,
+    pub clock: ManualClock,
+    pub state: AppState,
+    pub _dir: tempfile::TempDir,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl TestServer {
+    pub async fn start(mode: &str) -> Self {
+        Self::start_with(mode, "").await
+    }
+
+    pub async fn start_with(mode: &str, extra: &str) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let public = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let admin = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let base = format!("http://{}", public.local_addr().expect("addr"));
+        let admin_base = format!("http://{}", admin.local_addr().expect("addr"));
+        let toml = format!(
+            "[server]\npublic_base_url = \"{base}\"\ndata_dir = \"{}\"\nmax_body_bytes = 65536\n\
+             [admin]\ntoken = \"{ADMIN_TOKEN}\"\n[enrollment]\nmode = \"{mode}\"\nrsa_pool_size = 4\n{extra}",
+            dir.path().join("data").display()
+        );
+        let config = Config::load(Some(&toml), &Vec::new()).expect("config");
+        let clock = ManualClock::new(moat_client::unix_now());
+        let state = moat_server::build_state(config, Arc::new(clock.clone())).await.expect("state");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let run_state = state.clone();
+        let task = tokio::spawn(async move {
+            moat_server::run(run_state, public, admin, async move {
+                let _ = stopped.await;
+            })
+            .await
+            .expect("server runs");
+        });
+        Self { base, admin: admin_base, clock, state, _dir: dir, stop: Some(stop), task: Some(task) }
+    }
+
+    /// A device whose clock agrees with the server's.
+    pub fn device(&self) -> Client {
+        let mut c = Client::generate(&self.base).expect("client");
+        c.set_clock_offset(self.clock.now() - moat_client::unix_now());
+        c
+    }
+
+    /// Moves the server clock (and keeps devices made afterwards in step).
+    pub fn advance(&self, seconds: i64) {
+        self.clock.advance(seconds);
+    }
+
+    pub async fn enrolled(&self, device_id: &str) -> Client {
+        let mut c = self.device();
+        c.enroll_and_fetch(device_id, Some("android")).await.expect("enroll");
+        c
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.expect("server task");
+        }
+    }
+}
+
+pub fn http() -> reqwest::Client {
+    reqwest::Client::new()
+}
+
+pub fn opts() -> CallOptions {
+    CallOptions::default()
+}
+
+#[track_caller]
+pub fn assert_problem(r: &moat_client::Response, status: u16, code: &str) {
+    assert_eq!(r.status, status, "body: {}", String::from_utf8_lossy(&r.body));
+    assert_eq!(
+        r.headers.get("content-type").and_then(|v| v.to_str().ok()),
+        Some("application/problem+json")
+    );
+    assert_eq!(r.problem_code().as_deref(), Some(code), "body: {}", String::from_utf8_lossy(&r.body));
+}
+
+pub async fn read(r: reqwest::Response) -> moat_client::Response {
+    let status = r.status().as_u16();
+    let headers = r.headers().clone();
+    let body = r.bytes().await.expect("body").to_vec();
+    moat_client::Response { status, headers, body }
+}
