@@ -22,25 +22,31 @@ impl Clock for SystemClock {
     }
 }
 
-/// A clock that moves only when told to (tests).
-#[derive(Clone, Debug)]
+/// The system clock shifted by an offset that tests move, so server and clients keep
+/// ticking together while a test jumps over expiry windows.
+#[derive(Clone, Debug, Default)]
 pub struct ManualClock(Arc<AtomicI64>);
 
 impl ManualClock {
-    /// A clock set to `now`.
-    pub fn new(now: i64) -> Self {
-        Self(Arc::new(AtomicI64::new(now)))
+    /// A clock that reads the system time.
+    pub fn new() -> Self {
+        Self::default()
     }
 
     /// Moves the clock forward (or back, with a negative value).
     pub fn advance(&self, seconds: i64) {
         self.0.fetch_add(seconds, Ordering::SeqCst);
     }
+
+    /// The current offset from the system clock.
+    pub fn offset(&self) -> i64 {
+        self.0.load(Ordering::SeqCst)
+    }
 }
 
 impl Clock for ManualClock {
     fn now(&self) -> i64 {
-        self.0.load(Ordering::SeqCst)
+        SystemClock.now() + self.offset()
     }
 }
 

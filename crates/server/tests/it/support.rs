@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use moat_client::{CallOptions, Client};
-use moat_server::clock::{Clock as _, ManualClock};
+use moat_server::clock::ManualClock;
 use moat_server::{AppState, Config};
 use tokio::net::TcpListener;
 
@@ -36,7 +36,7 @@ impl TestServer {
             dir.path().join("data").display()
         );
         let config = Config::load(Some(&toml), &Vec::new()).expect("config");
-        let clock = ManualClock::new(moat_client::unix_now());
+        let clock = ManualClock::new();
         let state = moat_server::build_state(config, Arc::new(clock.clone())).await.expect("state");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let run_state = state.clone();
@@ -53,7 +53,7 @@ impl TestServer {
     /// A device whose clock agrees with the server's.
     pub fn device(&self) -> Client {
         let mut c = Client::generate(&self.base).expect("client");
-        c.set_clock_offset(self.clock.now() - moat_client::unix_now());
+        c.set_clock_offset(self.clock.offset());
         c
     }
 
