@@ -1,1 +1,339 @@
-fn main() {}
+//! `moat`: the server, its admin commands, and a CLI that plays the app.
+//!
+//! Exit codes: 0 success, 1 runtime failure, 64 (EX_USAGE) bad configuration or arguments.
+
+use std::io::Write as _;
+use std::os::unix::fs::OpenOptionsExt as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context as _, Result, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use moat_client::{Auth, CallOptions, Client, Credential, DeviceState};
+use moat_server::Config;
+use moat_server::clock::SystemClock;
+
+const EX_USAGE: u8 = 64;
+
+#[derive(Parser)]
+#[command(name = "moat", version, about = "Keeps scripts, bots and cloned apps off a mobile app's API")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (embedded defaults without --config).
+    Serve {
+        /// TOML configuration file; MOAT_<SECTION>__<KEY> variables override it.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Log format.
+        #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "MOAT_LOG_FORMAT")]
+        log_format: LogFormat,
+    },
+    /// Operator commands, run against the server's configuration and store.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+        /// TOML configuration file of the server.
+        #[arg(long, global = true)]
+        config: Option<PathBuf>,
+    },
+    /// Play the app: enroll a device and call protected endpoints.
+    Device {
+        #[command(subcommand)]
+        command: DeviceCommand,
+        /// Where the device keeps its installation key and credential (written 0600).
+        #[arg(long, global = true, default_value = "moat-device.json", env = "MOAT_DEVICE_STATE")]
+        state: PathBuf,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Run the cleanup job.
+    Cleanup {
+        /// Run one pass now and exit (the server runs it periodically by itself).
+        #[arg(long)]
+        once: bool,
+    },
+    /// List or revoke devices.
+    Devices {
+        #[command(subcommand)]
+        command: DevicesCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum DevicesCommand {
+    /// List devices, newest first.
+    List {
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        #[arg(long, default_value_t = 0)]
+        offset: u32,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a device by its uuid.
+    Revoke { id: uuid::Uuid },
+}
+
+#[derive(Subcommand)]
+enum DeviceCommand {
+    /// Enroll: make (or reuse) the installation key, enroll, read the mailbox, confirm the
+    /// code in otp mode, and save the credential.
+    Enroll {
+        /// Server base URL, as the app would use it.
+        #[arg(long)]
+        server: String,
+        /// The app's device id (default: a random one, kept in the state file).
+        #[arg(long)]
+        device_id: Option<String>,
+        #[arg(long, default_value = "other")]
+        platform: String,
+    },
+    /// Call a protected endpoint with the saved credential.
+    Call {
+        method: String,
+        path: String,
+        /// JSON body.
+        #[arg(long)]
+        data: Option<String>,
+        /// Encrypt the body as a JWE with the device's encryption key (otp mode).
+        #[arg(long)]
+        encrypt: bool,
+        #[arg(long, value_enum, default_value_t = AuthArg::Auto)]
+        auth: AuthArg,
+    },
+    /// Show the saved state (no secrets).
+    Show,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum AuthArg {
+    Auto,
+    Key,
+    Hmac,
+    Installation,
+    None,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(dispatch(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            if e.downcast_ref::<moat_server::config::ConfigError>().is_some() {
+                ExitCode::from(EX_USAGE)
+            } else {
+                ExitCode::from(1)
+            }
+        }
+    }
+}
+
+fn load_config(path: Option<&Path>) -> Result<Config> {
+    let text = match path {
+        Some(p) => Some(std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?),
+        None => None,
+    };
+    Ok(Config::load(text.as_deref(), &moat_server::config::Env)?)
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
+
+async fn dispatch(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Serve { config, log_format } => {
+            init_tracing(log_format);
+            let config = load_config(config.as_deref())?;
+            let public = tokio::net::TcpListener::bind(config.listen)
+                .await
+                .with_context(|| format!("binding {}", config.listen))?;
+            let admin = tokio::net::TcpListener::bind(config.admin_listen)
+                .await
+                .with_context(|| format!("binding {}", config.admin_listen))?;
+            let state = moat_server::build_state(config, Arc::new(SystemClock)).await?;
+            moat_server::run(state, public, admin, shutdown_signal()).await?;
+            Ok(())
+        }
+        Command::Admin { command, config } => {
+            let config = load_config(config.as_deref())?;
+            let state = moat_server::build_state(config, Arc::new(SystemClock)).await?;
+            admin(command, &state).await
+        }
+        Command::Device { command, state } => device(command, &state).await,
+    }
+}
+
+async fn admin(command: AdminCommand, state: &moat_server::AppState) -> Result<()> {
+    match command {
+        AdminCommand::Cleanup { once } => {
+            if !once {
+                bail!("the server runs the cleanup job by itself; use --once to run one pass now");
+            }
+            let removed = moat_server::cleanup::run_once(state).await?;
+            println!(
+                "{}",
+                serde_json::json!({
+                    "mailbox_items": removed.store.mailbox_items,
+                    "enrollment_otps": removed.store.otps,
+                    "dormant_devices": removed.store.dormant_devices,
+                })
+            );
+        }
+        AdminCommand::Devices { command: DevicesCommand::List { limit, offset, json } } => {
+            let devices = state.store.list_devices(limit.min(moat_store::MAX_PAGE), offset).await?;
+            let views: Vec<moat_server::admin::DeviceView> = devices.iter().map(Into::into).collect();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&serde_json::json!({"devices": views}))?);
+            } else {
+                println!("{:<36}  {:<8}  {:<7}  {:<20}  {}", "DEVICE", "STATUS", "MODE", "LAST USED", "DEVICE ID");
+                for v in views {
+                    println!("{:<36}  {:<8}  {:<7}  {:<20}  {}", v.id, v.status, v.mode, v.last_used_at, v.device_id);
+                }
+            }
+        }
+        AdminCommand::Devices { command: DevicesCommand::Revoke { id } } => {
+            let now = moat_client::unix_now();
+            if !state.store.revoke_device(id, now).await? {
+                bail!("no device {id}");
+            }
+            println!("revoked {id}");
+        }
+    }
+    Ok(())
+}
+
+fn save(path: &Path, state: &DeviceState) -> Result<()> {
+    let text = serde_json::to_vec_pretty(state)?;
+    let tmp = path.with_extension("tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    file.write_all(&text)?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+fn load(path: &Path) -> Result<Option<DeviceState>> {
+    match std::fs::read(path) {
+        Ok(bytes) => Ok(Some(serde_json::from_slice(&bytes).with_context(|| format!("{} is not a device state file", path.display()))?)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+fn describe(c: &Client) -> serde_json::Value {
+    let credential = match c.credential() {
+        Some(Credential::ApiKey { device, .. }) => serde_json::json!({"kind": "api_key", "device": device}),
+        Some(Credential::ClientCredential { device, client_id, .. }) => {
+            serde_json::json!({"kind": "client_credential", "device": device, "client_id": client_id})
+        }
+        Some(_) => serde_json::json!({"kind": "other"}),
+        None => serde_json::Value::Null,
+    };
+    serde_json::json!({
+        "server": c.state().server,
+        "device_id": c.state().device_id,
+        "identity": format!("inst:{}", c.thumbprint()),
+        "credential": credential,
+    })
+}
+
+async fn device(command: DeviceCommand, path: &Path) -> Result<()> {
+    match command {
+        DeviceCommand::Enroll { server, device_id, platform } => {
+            let mut client = match load(path)? {
+                Some(state) if state.server.trim_end_matches('/') == server.trim_end_matches('/') => Client::from_state(&state)?,
+                _ => Client::generate(&server)?,
+            };
+            let device_id = device_id
+                .or_else(|| client.state().device_id)
+                .unwrap_or_else(|| format!("cli-{}", uuid::Uuid::new_v4()));
+            client.enroll_and_fetch(&device_id, Some(&platform)).await?;
+            save(path, &client.state())?;
+            println!("{}", serde_json::to_string_pretty(&describe(&client))?);
+        }
+        DeviceCommand::Call { method, path: target, data, encrypt, auth } => {
+            let state = load(path)?.with_context(|| format!("no device state at {}; run `moat device enroll` first", path.display()))?;
+            let client = Client::from_state(&state)?;
+            let method = http::Method::from_bytes(method.to_ascii_uppercase().as_bytes()).context("invalid method")?;
+            let body = match data {
+                Some(text) => Some(serde_json::from_str::<serde_json::Value>(&text).context("--data is not JSON")?),
+                None => None,
+            };
+            let auth = match auth {
+                AuthArg::Auto => Auth::Auto,
+                AuthArg::Key => Auth::ApiKey,
+                AuthArg::Hmac => Auth::HmacSignature,
+                AuthArg::Installation => Auth::InstallationSignature,
+                AuthArg::None => Auth::None,
+            };
+            let response = client
+                .call(method, &target, body.as_ref(), CallOptions { auth, encrypt, ..CallOptions::default() })
+                .await?;
+            eprintln!("HTTP {}", response.status);
+            println!("{}", String::from_utf8_lossy(&response.body));
+            if response.status >= 400 {
+                bail!("the server answered {}", response.status);
+            }
+        }
+        DeviceCommand::Show => {
+            let state = load(path)?.with_context(|| format!("no device state at {}", path.display()))?;
+            println!("{}", serde_json::to_string_pretty(&describe(&Client::from_state(&state)?))?);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,128 @@
+//! The `moat` binary end to end: `serve` on embedded defaults plus environment overrides,
+//! `device enroll/call` playing the app, `admin` commands, graceful shutdown on SIGTERM.
+
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn moat() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_moat"))
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Server {
+    fn start(dir: &Path, mode: &str) -> Self {
+        let (port, admin) = (free_port(), free_port());
+        let child = moat()
+            .arg("serve")
+            .current_dir(dir)
+            .env("MOAT_SERVER__LISTEN", format!("127.0.0.1:{port}"))
+            .env("MOAT_ADMIN__LISTEN", format!("127.0.0.1:{admin}"))
+            .env("MOAT_ENROLLMENT__MODE", mode)
+            .env("MOAT_ENROLLMENT__RSA_POOL_SIZE", "2")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn moat serve");
+        let base = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "server did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self { child, base }
+    }
+
+    fn terminate(mut self) -> Output {
+        let pid = self.child.id().to_string();
+        let status = Command::new("kill").args(["-TERM", &pid]).status().expect("kill");
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if self.child.try_wait().expect("wait").is_some() {
+                break;
+            }
+            assert!(Instant::now() < deadline, "server did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.child.wait_with_output().expect("output")
+    }
+}
+
+fn run(dir: &Path, args: &[&str]) -> Output {
+    moat().args(args).current_dir(dir).output().expect("run moat")
+}
+
+#[track_caller]
+fn ok(out: &Output) -> serde_json::Value {
+    assert!(out.status.success(), "stdout: {}\nstderr: {}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
+}
+
+fn mode_of(path: &Path) -> u32 {
+    std::fs::metadata(path).expect("meta").permissions().mode() & 0o777
+}
+
+#[test]
+fn otp_mode_through_the_cli() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let server = Server::start(dir.path(), "otp");
+    let enrolled = ok(&run(dir.path(), &["device", "enroll", "--server", &server.base, "--device-id", "cli-1", "--platform", "android"]));
+    assert_eq!(enrolled["credential"]["kind"], "client_credential");
+    let device = enrolled["credential"]["device"].as_str().expect("device").to_owned();
+    assert_eq!(mode_of(&dir.path().join("moat-device.json")), 0o600);
+    assert_eq!(mode_of(&dir.path().join("moat-data/secrets.json")), 0o600);
+    assert_eq!(mode_of(&dir.path().join("moat-data")), 0o700);
+    let state = std::fs::read_to_string(dir.path().join("moat-device.json")).expect("state");
+    let printed = String::from_utf8_lossy(&run(dir.path(), &["device", "show"]).stdout).to_string();
+    assert!(state.contains("hmac_secret") && !printed.contains("hmac_secret"), "show prints no secret");
+
+    let info = ok(&run(dir.path(), &["device", "call", "GET", "/v1/device"]));
+    assert_eq!(info["device"], device.as_str());
+    let echo = ok(&run(dir.path(), &["device", "call", "POST", "/v1/device/echo", "--data", r#"{"a":[1,2]}"#, "--encrypt"]));
+    assert_eq!(echo["body"], serde_json::json!({"a": [1, 2]}));
+    let signed = ok(&run(dir.path(), &["device", "call", "GET", "/v1/device", "--auth", "installation"]));
+    assert_eq!(signed["device"], device.as_str());
+    let refused = run(dir.path(), &["device", "call", "GET", "/v1/device", "--auth", "none"]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stdout).contains("credential_invalid"));
+
+    // Admin commands work next to the running server (SQLite WAL).
+    let list = ok(&run(dir.path(), &["admin", "devices", "list", "--json"]));
+    assert_eq!(list["devices"][0]["id"], device.as_str());
+    let cleaned = ok(&run(dir.path(), &["admin", "cleanup", "--once"]));
+    assert_eq!(cleaned["enrollment_otps"], 1, "the used enrollment code is removed");
+    let out = run(dir.path(), &["admin", "devices", "revoke", &device]);
+    assert!(out.status.success());
+    let after = run(dir.path(), &["device", "call", "GET", "/v1/device"]);
+    assert!(String::from_utf8_lossy(&after.stdout).contains("device_revoked"));
+
+    let out = server.terminate();
+    assert!(out.status.success(), "graceful exit: {out:?}");
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(!log.contains("hmac_secret") && !log.contains("moat_sk_") && !log.contains("moat_dk_"), "no secret in logs");
+}
+
+#[test]
+fn dynamic_mode_is_the_default_and_bad_config_exits_64() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let server = Server::start(dir.path(), "dynamic");
+    let enrolled = ok(&run(dir.path(), &["device", "enroll", "--server", &server.base]));
+    assert_eq!(enrolled["credential"]["kind"], "api_key");
+    let info = ok(&run(dir.path(), &["device", "call", "GET", "/v1/device"]));
+    assert_eq!(info["mode"], "dynamic");
+    assert!(server.terminate().status.success());
+
+    let bad = moat().arg("serve").current_dir(dir.path()).env("MOAT_ENROLLMENT__MODE", "magic").output().expect("run");
+    assert_eq!(bad.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("enrollment.mode"));
+}
