@@ -234,7 +234,7 @@ async fn admin(command: AdminCommand, state: &moat_server::AppState) -> Result<(
             if json {
                 println!("{}", serde_json::to_string_pretty(&serde_json::json!({"devices": views}))?);
             } else {
-                println!("{:<36}  {:<8}  {:<7}  {:<20}  {}", "DEVICE", "STATUS", "MODE", "LAST USED", "DEVICE ID");
+                println!("{:<36}  {:<8}  {:<7}  {:<20}  DEVICE ID", "DEVICE", "STATUS", "MODE", "LAST USED");
                 for v in views {
                     println!("{:<36}  {:<8}  {:<7}  {:<20}  {}", v.id, v.status, v.mode, v.last_used_at, v.device_id);
                 }

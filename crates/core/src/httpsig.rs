@@ -193,11 +193,10 @@ impl ParsedSignature {
     /// As [`Self::signature_base`], and [`Error::SignatureInvalid`] if `alg` names another
     /// algorithm than the key's or the signature does not verify.
     pub fn verify(&self, msg: &Message<'_>, key: &VerifyingKey) -> Result<()> {
-        if let Some(alg) = &self.params.alg {
-            if alg != key.algorithm().name() {
+        if let Some(alg) = &self.params.alg
+            && alg != key.algorithm().name() {
                 return Err(Error::SignatureInvalid("alg does not match the key"));
             }
-        }
         let base = self.signature_base(msg)?;
         key.verify(base.as_bytes(), &self.signature)
     }
@@ -294,8 +293,8 @@ fn signature_base(components: &[Item], params_value: &str, msg: &Message<'_>) ->
 
 /// A key that verifies signatures.
 pub enum VerifyingKey {
-    /// `hmac-sha256` with the client credential's secret.
-    Hmac(hmac::Key),
+    /// `hmac-sha256` with the client credential's secret (boxed: the key schedule is large).
+    Hmac(Box<hmac::Key>),
     /// `ecdsa-p256-sha256` with a parsed P-256 public key.
     EcdsaP256(ParsedPublicKey),
     /// `ed25519` with a parsed Ed25519 public key.
@@ -311,7 +310,7 @@ impl std::fmt::Debug for VerifyingKey {
 impl VerifyingKey {
     /// An `hmac-sha256` key from the shared secret.
     pub fn hmac_sha256(secret: &[u8]) -> Self {
-        Self::Hmac(hmac::Key::new(hmac::HMAC_SHA256, secret))
+        Self::Hmac(Box::new(hmac::Key::new(hmac::HMAC_SHA256, secret)))
     }
 
     /// A key for `ecdsa-p256-sha256` or `ed25519` from a public JWK.
@@ -470,7 +469,7 @@ pub fn check_coverage(sig: &ParsedSignature, req: Coverage) -> Result<()> {
         return Err(Error::SignatureInvalid("@method not covered"));
     }
     let target = has("@target-uri");
-    if !target && !(has("@authority") && has("@path")) {
+    if !(target || has("@authority") && has("@path")) {
         return Err(Error::SignatureInvalid("@target-uri or @authority and @path not covered"));
     }
     if req.has_query && !target && !has("@query") {
@@ -505,11 +504,10 @@ pub fn check_window(params: &Params, now: i64, max_skew: i64) -> Result<()> {
     if (now - created).abs() > max_skew {
         return Err(Error::SignatureExpired);
     }
-    if let Some(expires) = params.expires {
-        if expires < now || expires < created {
+    if let Some(expires) = params.expires
+        && (expires < now || expires < created) {
             return Err(Error::SignatureExpired);
         }
-    }
     Ok(())
 }
 

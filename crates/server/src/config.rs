@@ -372,16 +372,14 @@ impl Config {
                 Mode::Dynamic
             }
         };
-        if let Some(key) = &raw.enrollment.static_key {
-            if key.len() < 32 {
+        if let Some(key) = &raw.enrollment.static_key
+            && key.len() < 32 {
                 errors.push("enrollment.static_key: must be at least 32 characters".into());
             }
-        }
-        if let Some(token) = &raw.admin.token {
-            if token.len() < 32 {
+        if let Some(token) = &raw.admin.token
+            && token.len() < 32 {
                 errors.push("admin.token: must be at least 32 characters".into());
             }
-        }
         let integrity_secret = raw.integrity.secret.as_deref().and_then(|s| {
             match moat_core::b64::url_decode(s) {
                 Ok(bytes) if bytes.len() >= 32 => Some(bytes),

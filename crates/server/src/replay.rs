@@ -55,11 +55,10 @@ impl ReplayCache for MemoryReplayCache {
         // A poisoned lock means a panic while holding it; the map itself is still consistent
         // (every operation on it is a single call), so keep using it.
         let mut map = shard.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(existing) = map.get(&k) {
-            if *existing > now {
+        if let Some(existing) = map.get(&k)
+            && *existing > now {
                 return Ok(false);
             }
-        }
         if map.len() >= self.per_shard_cap {
             map.retain(|_, exp| *exp > now);
             if map.len() >= self.per_shard_cap {
