@@ -19,9 +19,19 @@ struct Server {
     base: String,
 }
 
+fn server_base_port(enrolled: &serde_json::Value) -> String {
+    let server = enrolled["server"].as_str().expect("server");
+    server.rsplit(':').next().expect("port").to_owned()
+}
+
 impl Server {
     fn start(dir: &Path, mode: &str) -> Self {
-        let (port, admin) = (free_port(), free_port());
+        Self::start_on(dir, mode, &free_port().to_string())
+    }
+
+    fn start_on(dir: &Path, mode: &str, port: &str) -> Self {
+        let port: u16 = port.parse().expect("port");
+        let admin = free_port();
         let child = moat()
             .arg("serve")
             .current_dir(dir)
@@ -120,6 +130,14 @@ fn dynamic_mode_is_the_default_and_bad_config_exits_64() {
     assert_eq!(enrolled["credential"]["kind"], "api_key");
     let info = ok(&run(dir.path(), &["device", "call", "GET", "/v1/device"]));
     assert_eq!(info["mode"], "dynamic");
+    assert!(server.terminate().status.success());
+
+    // Restart on the same data dir: secrets are reused, so the credential still works.
+    let secrets = std::fs::read(dir.path().join("moat-data/secrets.json")).expect("secrets");
+    let server = Server::start_on(dir.path(), "dynamic", &server_base_port(&enrolled));
+    assert_eq!(std::fs::read(dir.path().join("moat-data/secrets.json")).expect("secrets"), secrets);
+    let again = ok(&run(dir.path(), &["device", "call", "GET", "/v1/device"]));
+    assert_eq!(again["device"], info["device"]);
     assert!(server.terminate().status.success());
 
     let bad = moat().arg("serve").current_dir(dir.path()).env("MOAT_ENROLLMENT__MODE", "magic").output().expect("run");

@@ -28,6 +28,7 @@ use tokio::net::TcpListener;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::trace::TraceLayer;
 use utoipa::OpenApi as _;
 
@@ -86,12 +87,18 @@ fn protected(state: &AppState, path: &str) -> Protect {
     Protect { state: state.clone(), policy: Arc::from(state.config.policy(path)) }
 }
 
-/// Shared outer layers, outermost first: request id (so every log line and response carries
-/// it), tracing, panic to 500, then the request timeout.
+/// Headers that carry credentials: marked sensitive so no trace layer or debug print shows
+/// their values.
+const SENSITIVE: [&str; 5] = ["authorization", "moat-device-key", "dpop", "signature", "moat-integrity"];
+
+/// Shared outer layers, outermost first: sensitive-header marking (before anything can log),
+/// request id (so every log line and response carries it), tracing, panic to 500, then the
+/// request timeout.
 fn edge<S: Clone + Send + Sync + 'static>(router: Router<S>, timeout: std::time::Duration) -> Router<S> {
     let request_id = HeaderName::from_static(REQUEST_ID);
     router.layer(
         ServiceBuilder::new()
+            .layer(SetSensitiveRequestHeadersLayer::new(SENSITIVE.map(HeaderName::from_static)))
             .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
             .layer(PropagateRequestIdLayer::new(request_id))
             .layer(TraceLayer::new_for_http())
