@@ -88,6 +88,21 @@ fn summary(name: &str, mut lat_us: Vec<u32>, errors: u64, elapsed: Duration) -> 
     })
 }
 
+type Worker = tokio::task::JoinHandle<Result<(Vec<u32>, u64)>>;
+
+/// Lets the workers run for `seconds`, stops them, and merges their latencies and errors.
+async fn stop_after(seconds: u64, stop: &AtomicBool, tasks: Vec<Worker>) -> Result<(Vec<u32>, u64)> {
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    stop.store(true, Ordering::Relaxed);
+    let (mut lat, mut errors) = (Vec::new(), 0);
+    for t in tasks {
+        let (l, e) = t.await??;
+        lat.extend(l);
+        errors += e;
+    }
+    Ok((lat, errors))
+}
+
 fn http_client() -> Result<reqwest::Client> {
     Ok(reqwest::Client::builder().pool_max_idle_per_host(1024).build()?)
 }
@@ -121,14 +136,7 @@ async fn enroll(server: String, concurrency: usize, seconds: u64) -> Result<serd
             anyhow::Ok((lat, errors))
         }));
     }
-    tokio::time::sleep(Duration::from_secs(seconds)).await;
-    stop.store(true, Ordering::Relaxed);
-    let (mut lat, mut errors) = (Vec::new(), 0);
-    for t in tasks {
-        let (l, e) = t.await??;
-        lat.extend(l);
-        errors += e;
-    }
+    let (lat, errors) = stop_after(seconds, &stop, tasks).await?;
     Ok(summary("enroll", lat, errors, started.elapsed()))
 }
 
@@ -187,14 +195,7 @@ async fn call(server: String, path: String, devices: usize, concurrency: usize, 
             anyhow::Ok((lat, errors))
         }));
     }
-    tokio::time::sleep(Duration::from_secs(seconds)).await;
-    stop.store(true, Ordering::Relaxed);
-    let (mut lat, mut errors) = (Vec::new(), 0);
-    for t in tasks {
-        let (l, e) = t.await??;
-        lat.extend(l);
-        errors += e;
-    }
+    let (lat, errors) = stop_after(seconds, &stop, tasks).await?;
     Ok(summary(&format!("call {path}"), lat, errors, started.elapsed()))
 }
 

@@ -141,6 +141,21 @@ fn mailbox_item(state: &AppState, identity: &str, payload: &Value, now: i64) -> 
     })
 }
 
+/// A mailbox builder for `issue_credential`: the payload is made once the device row exists,
+/// so it names the device id the store actually wrote.
+fn builder(
+    state: &AppState,
+    identity: &str,
+    now: i64,
+    payload: impl FnOnce(&Device) -> Value + Send + 'static,
+) -> moat_store::MailboxBuilder {
+    let (state, identity) = (state.clone(), identity.to_owned());
+    Box::new(move |device: &Device| {
+        mailbox_item(&state, &identity, &payload(device), now)
+            .map_err(|e| StoreError::Backend(format!("sealing mailbox item: {}", e.code()).into()))
+    })
+}
+
 async fn refuse_if_revoked(state: &AppState, identity: &str, device_id: &str) -> Result<(), ApiError> {
     match state.store.device_by_identity(identity, device_id).await? {
         Some(d) if d.status == DeviceStatus::Revoked => Err(ApiError::revoked()),
@@ -197,11 +212,8 @@ pub async fn enroll(
                     ..Credential::default()
                 },
             };
-            let st = state.clone();
-            let ident = identity.clone();
-            let build: moat_store::MailboxBuilder = Box::new(move |device: &Device| {
-                let payload = json!({"kind": "api_key", "key": key_text, "device": device.id});
-                mailbox_item(&st, &ident, &payload, now).map_err(|e| StoreError::Backend(format!("{:?}", e.code()).into()))
+            let build = builder(&state, &identity, now, move |device| {
+                json!({"kind": "api_key", "key": key_text, "device": device.id})
             });
             let device = issued(&state, state.store.issue_credential(cred, Some(build), now).await)?;
             tracing::info!(device = %device.id, mode = "dynamic", "device enrolled");
@@ -308,18 +320,15 @@ pub async fn confirm(
     encryption_key["alg"] = "RSA-OAEP-256".into();
     encryption_key["use"] = "enc".into();
     let secret_text = b64::url_encode(hmac_secret.expose());
-    let st = state.clone();
-    let ident = identity.clone();
-    let build: moat_store::MailboxBuilder = Box::new(move |device: &Device| {
-        let payload = json!({
+    let build = builder(&state, &identity, now, move |device| {
+        json!({
             "kind": "client_credential",
             "device": device.id,
             "client_id": client_id,
             "hmac_secret": secret_text,
             "alg": "hmac-sha256",
             "encryption_key": encryption_key,
-        });
-        mailbox_item(&st, &ident, &payload, now).map_err(|e| StoreError::Backend(format!("{:?}", e.code()).into()))
+        })
     });
     let device = issued(&state, state.store.issue_credential(cred, Some(build), now).await)?;
     tracing::info!(device = %device.id, mode = "otp", "device enrolled");
