@@ -71,6 +71,34 @@ enum AdminCommand {
         #[command(subcommand)]
         command: DevicesCommand,
     },
+    /// SMS: the development outbox.
+    Sms {
+        #[command(subcommand)]
+        command: SmsCommand,
+    },
+    /// Access-token signing keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum SmsCommand {
+    /// Messages kept by the `outbox` sender, newest first.
+    Outbox {
+        /// Only this phone (E.164).
+        #[arg(long)]
+        phone: Option<String>,
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Make a new signing key; the previous one verifies until its tokens expire.
+    Rotate,
 }
 
 #[derive(Subcommand)]
@@ -239,6 +267,28 @@ async fn admin(command: AdminCommand, state: &moat_server::AppState) -> Result<(
                     println!("{:<36}  {:<8}  {:<7}  {:<20}  {}", v.id, v.status, v.mode, v.last_used_at, v.device_id);
                 }
             }
+        }
+        AdminCommand::Sms { command: SmsCommand::Outbox { phone, limit } } => {
+            let phone = match phone {
+                Some(p) => Some(moat_server::accounts::phone::parse(&p).map_err(|e| anyhow::anyhow!("--phone: {}", e.code()))?.e164),
+                None => None,
+            };
+            let mut out = Vec::new();
+            for m in state.accounts.list_sms(phone.as_deref(), limit.min(moat_store::MAX_PAGE)).await? {
+                if m.sender == "outbox" {
+                    let body = state.keys.data.open(m.id.as_bytes(), &m.body_sealed)?;
+                    out.push(serde_json::json!({"to": m.phone, "body": String::from_utf8_lossy(body.expose()), "created_at": moat_server::clock::rfc3339(m.created_at)}));
+                }
+            }
+            println!("{}", serde_json::to_string_pretty(&serde_json::json!({"messages": out}))?);
+        }
+        AdminCommand::Keys { command: KeysCommand::Rotate } => {
+            let kid = state
+                .tokens
+                .rotate(&*state.accounts, &state.keys, moat_client::unix_now())
+                .await
+                .map_err(|e| anyhow::anyhow!("rotating keys: {}", e.code()))?;
+            println!("{}", serde_json::json!({"kid": kid}));
         }
         AdminCommand::Devices { command: DevicesCommand::Revoke { id } } => {
             let now = moat_client::unix_now();

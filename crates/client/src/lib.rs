@@ -113,6 +113,18 @@ pub struct DeviceState {
     pub credential: Option<Credential>,
 }
 
+/// A request body.
+#[non_exhaustive]
+#[derive(Clone, Copy, Debug)]
+pub enum Payload<'a> {
+    /// No body.
+    None,
+    /// JSON (encrypted as a JWE when [`CallOptions::encrypt`] is set).
+    Json(&'a Value),
+    /// `application/x-www-form-urlencoded`.
+    Form(&'a [(&'a str, &'a str)]),
+}
+
 /// How to authenticate a call.
 #[non_exhaustive]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -481,6 +493,20 @@ impl Client {
         body: Option<&Value>,
         options: &CallOptions,
     ) -> Result<(reqwest::Url, HeaderMap, Option<Vec<u8>>)> {
+        self.prepare_payload(method, path_and_query, body.map_or(Payload::None, Payload::Json), options)
+    }
+
+    /// As [`Self::prepare`], for any payload.
+    ///
+    /// # Errors
+    /// [`Error::Credential`] when the requested authentication is not possible.
+    pub fn prepare_payload(
+        &self,
+        method: &Method,
+        path_and_query: &str,
+        payload: Payload<'_>,
+        options: &CallOptions,
+    ) -> Result<(reqwest::Url, HeaderMap, Option<Vec<u8>>)> {
         let url = self.url(path_and_query)?;
         let mut headers = HeaderMap::new();
         for (name, value) in &options.headers {
@@ -489,9 +515,13 @@ impl Client {
                 HeaderValue::from_str(value).map_err(|e| Error::Invalid(e.to_string()))?,
             );
         }
-        let body = match body {
-            None => None,
-            Some(v) if options.encrypt => {
+        let body = match payload {
+            Payload::None => None,
+            Payload::Form(pairs) => {
+                headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/x-www-form-urlencoded"));
+                Some(serde_urlencoded::to_string(pairs).map_err(|e| Error::Invalid(e.to_string()))?.into_bytes())
+            }
+            Payload::Json(v) if options.encrypt => {
                 let Some(Credential::ClientCredential { encryption_key, .. }) = &self.credential else {
                     return Err(Error::Credential("encryption needs an otp-mode client credential"));
                 };
@@ -500,7 +530,7 @@ impl Client {
                 headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/jose"));
                 Some(jwe::encrypt(v.to_string().as_bytes(), &jwk, kid)?.into_bytes())
             }
-            Some(v) => {
+            Payload::Json(v) => {
                 headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
                 Some(v.to_string().into_bytes())
             }
@@ -545,6 +575,19 @@ impl Client {
             }
         }
         Ok((url, headers, body))
+    }
+
+    /// Posts a form (e.g. to the RFC 6749 token endpoint) with the device credential.
+    ///
+    /// # Errors
+    /// As [`Self::call`].
+    pub async fn call_form(&self, path: &str, pairs: &[(&str, &str)], options: CallOptions) -> Result<Response> {
+        let (url, headers, body) = self.prepare_payload(&Method::POST, path, Payload::Form(pairs), &options)?;
+        let mut request = self.http.post(url).headers(headers);
+        if let Some(body) = body {
+            request = request.body(body);
+        }
+        Self::read(request.send().await?).await
     }
 
     /// Calls a protected endpoint and returns the response whatever its status.

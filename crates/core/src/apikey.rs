@@ -1,4 +1,5 @@
-//! Per-device API keys: `moat_dk_<lookup>_<secret>`.
+//! Opaque bearer secrets: per-device API keys `moat_dk_<lookup>_<secret>` and refresh tokens
+//! `moat_rt_<lookup>_<secret>`.
 //!
 //! `lookup` is 16 hex characters (8 random bytes): public, indexed, it finds the device row
 //! in one lookup. `secret` is 32 random bytes, base64url. The store keeps only
@@ -13,6 +14,8 @@ use crate::{Error, Result, b64, random};
 
 /// Prefix of dynamic device keys.
 pub const PREFIX: &str = "moat_dk_";
+/// Prefix of refresh tokens.
+pub const REFRESH_PREFIX: &str = "moat_rt_";
 const LOOKUP_LEN: usize = 16;
 const SECRET_LEN: usize = 43;
 
@@ -29,13 +32,21 @@ impl ApiKey {
     /// # Errors
     /// [`Error::Crypto`] if the RNG fails.
     pub fn generate() -> Result<(Self, SecretBytes)> {
+        Self::generate_with_prefix(PREFIX)
+    }
+
+    /// Generates a new secret with another prefix (e.g. [`REFRESH_PREFIX`]).
+    ///
+    /// # Errors
+    /// [`Error::Crypto`] if the RNG fails.
+    pub fn generate_with_prefix(prefix: &str) -> Result<(Self, SecretBytes)> {
         let lookup: String = random::array::<8>()?
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect();
         let secret = b64::url_encode(random::array::<32>()?);
-        let text = format!("{PREFIX}{lookup}_{secret}");
-        let key = Self::parse(&text)?;
+        let text = format!("{prefix}{lookup}_{secret}");
+        let key = Self::parse_with_prefix(prefix, &text)?;
         Ok((key, SecretBytes::new(text.into_bytes())))
     }
 
@@ -44,8 +55,16 @@ impl ApiKey {
     /// # Errors
     /// [`Error::Malformed`] if the text is not in the format above.
     pub fn parse(text: &str) -> Result<Self> {
+        Self::parse_with_prefix(PREFIX, text)
+    }
+
+    /// Parses a secret with another prefix.
+    ///
+    /// # Errors
+    /// [`Error::Malformed`] if the text is not in the format above.
+    pub fn parse_with_prefix(prefix: &str, text: &str) -> Result<Self> {
         let rest = text
-            .strip_prefix(PREFIX)
+            .strip_prefix(prefix)
             .ok_or(Error::Malformed("api key prefix"))?;
         if rest.len() != LOOKUP_LEN + 1 + SECRET_LEN || rest.as_bytes()[LOOKUP_LEN] != b'_' {
             return Err(Error::Malformed("api key length"));

@@ -101,3 +101,72 @@ pub async fn cleanup(State(state): State<AppState>) -> Result<Json<serde_json::V
         "replay_entries": removed.replay_entries,
     })))
 }
+
+/// Query of the SMS listings.
+#[derive(Debug, Deserialize)]
+pub struct SmsQuery {
+    phone: Option<String>,
+    limit: Option<u32>,
+}
+
+/// `GET /admin/v1/sms/outbox?phone=`: messages kept by the `outbox` sender, with their text
+/// (development only: a real sender's messages are listed without text).
+///
+/// # Errors
+/// `503` when the store is down.
+pub async fn sms_outbox(State(state): State<AppState>, Query(q): Query<SmsQuery>) -> Result<Json<serde_json::Value>, ApiError> {
+    let phone = match q.phone.as_deref() {
+        Some(p) => Some(crate::accounts::phone::parse(p)?.e164),
+        None => None,
+    };
+    let limit = q.limit.unwrap_or(100).clamp(1, MAX_PAGE);
+    let mut messages = Vec::new();
+    for m in state.accounts.list_sms(phone.as_deref(), limit).await? {
+        if m.sender != "outbox" {
+            continue;
+        }
+        let body = state.keys.data.open(m.id.as_bytes(), &m.body_sealed)?;
+        messages.push(serde_json::json!({
+            "id": m.id, "to": m.phone, "body": String::from_utf8_lossy(body.expose()),
+            "created_at": rfc3339(m.created_at), "purpose": m.purpose, "status": m.status,
+        }));
+    }
+    Ok(Json(serde_json::json!({ "messages": messages })))
+}
+
+/// `GET /admin/v1/sms/messages?phone=`: every queued, sent and failed SMS with its status and
+/// last error (no text), for any sender.
+///
+/// # Errors
+/// `503` when the store is down.
+pub async fn sms_messages(State(state): State<AppState>, Query(q): Query<SmsQuery>) -> Result<Json<serde_json::Value>, ApiError> {
+    let phone = match q.phone.as_deref() {
+        Some(p) => Some(crate::accounts::phone::parse(p)?.e164),
+        None => None,
+    };
+    let limit = q.limit.unwrap_or(100).clamp(1, MAX_PAGE);
+    let messages: Vec<serde_json::Value> = state
+        .accounts
+        .list_sms(phone.as_deref(), limit)
+        .await?
+        .into_iter()
+        .map(|m| {
+            serde_json::json!({
+                "id": m.id, "to": m.phone, "country": m.country, "purpose": m.purpose, "sender": m.sender,
+                "status": m.status, "attempts": m.attempts, "last_error": m.last_error, "provider_id": m.provider_id,
+                "created_at": rfc3339(m.created_at), "sent_at": m.sent_at.map(rfc3339),
+            })
+        })
+        .collect();
+    Ok(Json(serde_json::json!({ "messages": messages, "blocked_since_start": state.sms_guard.blocked.load(std::sync::atomic::Ordering::Relaxed) })))
+}
+
+/// `POST /admin/v1/keys/rotate`: new access-token signing key; the old one keeps verifying
+/// (and stays in the JWKS) until its last token expires.
+///
+/// # Errors
+/// `503` when the store is down.
+pub async fn rotate_keys(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+    let kid = state.tokens.rotate(&*state.accounts, &state.keys, state.now()).await?;
+    Ok(Json(serde_json::json!({ "kid": kid })))
+}

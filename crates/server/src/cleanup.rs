@@ -15,6 +15,8 @@ pub struct Removed {
     pub store: CleanupReport,
     /// Replay-cache entries.
     pub replay_entries: usize,
+    /// Expired SMS codes and refresh tokens, old SMS.
+    pub account_rows: u64,
 }
 
 /// Runs one pass and logs what it removed.
@@ -26,15 +28,20 @@ pub async fn run_once(state: &AppState) -> Result<Removed, moat_store::StoreErro
     state.usage.flush(&*state.store).await;
     let dormant_before = now - state.config.dormant_days * 86_400;
     let store = state.store.cleanup(now, dormant_before).await?;
+    // Sent and failed SMS stay a week for the operator to look at.
+    let account_rows = state.accounts.cleanup_accounts(now, now - 7 * 86_400).await?;
     let replay_entries = state.replay.purge(now).await;
+    state.sms_guard.purge(now);
+    state.login_limiter.purge(now.saturating_mul(1000));
     tracing::info!(
         mailbox_items = store.mailbox_items,
         enrollment_otps = store.otps,
         dormant_devices = store.dormant_devices,
         replay_entries,
+        account_rows,
         "cleanup removed"
     );
-    Ok(Removed { store, replay_entries })
+    Ok(Removed { store, replay_entries, account_rows })
 }
 
 /// Runs the job every `cleanup.interval` and flushes last-use times every minute, until
@@ -42,6 +49,7 @@ pub async fn run_once(state: &AppState) -> Result<Removed, moat_store::StoreErro
 pub async fn run_periodic(state: AppState, shutdown: impl Future<Output = ()>) {
     let mut cleanup = tokio::time::interval(state.config.cleanup_interval);
     let mut flush = tokio::time::interval(std::time::Duration::from_secs(60));
+    let mut reload = tokio::time::interval(crate::tokens::RELOAD_EVERY);
     cleanup.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(shutdown);
     loop {
@@ -52,6 +60,11 @@ pub async fn run_periodic(state: AppState, shutdown: impl Future<Output = ()>) {
                 }
             }
             _ = flush.tick() => state.usage.flush(&*state.store).await,
+            _ = reload.tick() => {
+                if let Err(e) = state.tokens.reload(&*state.accounts, &state.keys, state.now()).await {
+                    tracing::warn!(code = e.code(), "could not reload token signing keys");
+                }
+            }
             () = &mut shutdown => break,
         }
     }

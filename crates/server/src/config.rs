@@ -85,12 +85,58 @@ pub struct RawConfig {
     pub signature: RawSignature,
     #[serde(default, rename = "route")]
     pub routes: Vec<RawRoute>,
+    #[serde(default)]
+    pub accounts: RawAccounts,
+    #[serde(default, rename = "issuer")]
+    pub issuers: Vec<RawIssuer>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct RawAccounts {
+    pub access_ttl: Option<i64>,
+    pub refresh_ttl: Option<i64>,
+    pub login_lock_after: Option<i64>,
+    pub login_lock_seconds: Option<i64>,
+    pub login_per_minute: Option<u32>,
+    pub hash_concurrency: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct RawIssuer {
+    pub issuer: String,
+    pub jwks_url: String,
+    pub audience: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct RawTwilio {
+    pub account_sid: Option<String>,
+    pub auth_token: Option<String>,
+    pub from: Option<String>,
+    pub messaging_service_sid: Option<String>,
+    pub status_callback: Option<String>,
+    pub base_url: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct RawWebhook {
+    pub url: Option<String>,
+    pub secret: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[allow(missing_docs)]
 pub struct RawServer {
+    pub trusted_proxies: Option<Vec<String>>,
     pub listen: Option<String>,
     pub public_base_url: Option<String>,
     pub data_dir: Option<PathBuf>,
@@ -154,6 +200,20 @@ pub struct RawIntegrity {
 #[allow(missing_docs)]
 pub struct RawSms {
     pub sender: Option<String>,
+    pub app_name: Option<String>,
+    pub code_ttl: Option<i64>,
+    pub cooldown: Option<u64>,
+    pub per_phone_hour: Option<u32>,
+    pub per_device_hour: Option<u32>,
+    pub per_ip_hour: Option<u32>,
+    pub per_country_hour: Option<u32>,
+    pub global_hour: Option<u32>,
+    pub allowed_countries: Option<Vec<String>>,
+    pub cost_per_sms: Option<f64>,
+    #[serde(default)]
+    pub twilio: RawTwilio,
+    #[serde(default)]
+    pub webhook: RawWebhook,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -217,6 +277,70 @@ pub enum Requirement {
     Device,
     /// An RFC 9421 signature from the device.
     Signature,
+    /// A user access token (Moat's own, bound to the device, or an external issuer's).
+    User,
+}
+
+/// The SMS sender and its settings.
+#[non_exhaustive]
+#[derive(Clone, Debug)]
+pub enum SmsSenderConfig {
+    /// Kept in the store (development).
+    Outbox,
+    /// Twilio's Messages API.
+    Twilio {
+        /// API base URL.
+        base_url: String,
+        /// Account SID.
+        account_sid: String,
+        /// Secret reference of the auth token (`env:`/`file:`).
+        auth_token: String,
+        /// Sender number.
+        from: Option<String>,
+        /// Messaging service.
+        messaging_service_sid: Option<String>,
+        /// Delivery status callback URL.
+        status_callback: Option<String>,
+    },
+    /// Signed JSON POST.
+    Webhook {
+        /// Receiver URL.
+        url: String,
+        /// Secret reference of the signing secret.
+        secret: String,
+    },
+}
+
+/// SMS settings.
+#[derive(Clone, Debug)]
+pub struct SmsConfig {
+    /// Sender.
+    pub sender: SmsSenderConfig,
+    /// Name in the message text.
+    pub app_name: String,
+    /// Code lifetime, seconds.
+    pub code_ttl: i64,
+    /// Pumping budgets.
+    pub limits: crate::sms::guard::Limits,
+    /// Estimated cost of one SMS (for reporting).
+    pub cost_per_sms: f64,
+}
+
+/// Accounts settings.
+#[derive(Clone, Debug)]
+pub struct AccountsConfig {
+    /// Access token lifetime, seconds.
+    pub access_ttl: i64,
+    /// Refresh token lifetime, seconds.
+    pub refresh_ttl: i64,
+    /// Failed logins before a lock.
+    pub login_lock_after: i64,
+    /// Lock duration, seconds.
+    pub login_lock_seconds: i64,
+    /// Login attempts per phone per minute (before hashing).
+    pub login_per_minute: u32,
+    /// Password hashes at once.
+    pub hash_concurrency: usize,
 }
 
 /// A built-in endpoint's policy set by a `[[route]]` entry.
@@ -273,6 +397,14 @@ pub struct Config {
     pub dpop_max_skew: i64,
     /// Policies of built-in endpoints set in configuration.
     pub routes: Vec<RoutePolicy>,
+    /// Peers whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// SMS.
+    pub sms: SmsConfig,
+    /// Accounts.
+    pub accounts: AccountsConfig,
+    /// External token issuers.
+    pub issuers: Vec<crate::issuers::IssuerConfig>,
 }
 
 /// Every problem found in a configuration.
@@ -280,8 +412,19 @@ pub struct Config {
 #[error("invalid configuration:\n  - {}", .0.join("\n  - "))]
 pub struct ConfigError(pub Vec<String>);
 
-/// Built-in endpoints whose policy a `[[route]]` entry may set, with their defaults.
-pub const PROTECTED_ENDPOINTS: &[&str] = &["/v1/device", "/v1/device/echo"];
+/// Built-in endpoints whose policy a `[[route]]` entry may set. All default to `["device"]`
+/// except `/api/me`, which defaults to `["user"]`.
+pub const PROTECTED_ENDPOINTS: &[&str] = &[
+    "/v1/device",
+    "/v1/device/echo",
+    "/api/register",
+    "/api/register/confirm",
+    "/api/resend_otp",
+    "/api/password/reset",
+    "/api/password/reset/confirm",
+    "/api/token",
+    "/api/me",
+];
 
 impl Config {
     /// Reads `file` (if any) and the environment, then validates.
@@ -354,9 +497,71 @@ impl Config {
             None | Some("builtin") => {}
             Some(other) => errors.push(format!("delivery.channel: `{other}` is not available (use builtin)")),
         }
-        match raw.sms.sender.as_deref() {
-            None | Some("outbox") => {}
-            Some(other) => errors.push(format!("sms.sender: `{other}` is not available in this build")),
+        let twilio = &raw.sms.twilio;
+        let webhook = &raw.sms.webhook;
+        let sender = match raw.sms.sender.as_deref() {
+            None | Some("outbox") => SmsSenderConfig::Outbox,
+            Some("twilio") => {
+                let (Some(sid), Some(token)) = (twilio.account_sid.clone(), twilio.auth_token.clone()) else {
+                    errors.push("sms.twilio: account_sid and auth_token (env:NAME or file:PATH) are required".into());
+                    return Err(ConfigError(errors));
+                };
+                if twilio.from.is_none() && twilio.messaging_service_sid.is_none() {
+                    errors.push("sms.twilio: set `from` or `messaging_service_sid`".into());
+                }
+                SmsSenderConfig::Twilio {
+                    base_url: twilio.base_url.clone().unwrap_or_else(|| "https://api.twilio.com".into()),
+                    account_sid: sid,
+                    auth_token: token,
+                    from: twilio.from.clone(),
+                    messaging_service_sid: twilio.messaging_service_sid.clone(),
+                    status_callback: twilio.status_callback.clone(),
+                }
+            }
+            Some("webhook") => match (webhook.url.clone(), webhook.secret.clone()) {
+                (Some(url), Some(secret)) => SmsSenderConfig::Webhook { url, secret },
+                _ => {
+                    errors.push("sms.webhook: url and secret (env:NAME or file:PATH) are required".into());
+                    SmsSenderConfig::Outbox
+                }
+            },
+            Some(other) => {
+                errors.push(format!("sms.sender: `{other}` is not outbox, twilio or webhook"));
+                SmsSenderConfig::Outbox
+            }
+        };
+        for reference in [twilio.auth_token.as_deref(), webhook.secret.as_deref()].into_iter().flatten() {
+            if !(reference.starts_with("env:") || reference.starts_with("file:")) {
+                errors.push("sms: secrets must be references (env:NAME or file:PATH), not values".into());
+            }
+        }
+        let defaults = crate::sms::guard::Limits::default();
+        let limits = crate::sms::guard::Limits {
+            cooldown: raw.sms.cooldown.unwrap_or(defaults.cooldown),
+            per_phone_hour: raw.sms.per_phone_hour.unwrap_or(defaults.per_phone_hour),
+            per_device_hour: raw.sms.per_device_hour.unwrap_or(defaults.per_device_hour),
+            per_ip_hour: raw.sms.per_ip_hour.unwrap_or(defaults.per_ip_hour),
+            per_country_hour: raw.sms.per_country_hour.unwrap_or(defaults.per_country_hour),
+            global_hour: raw.sms.global_hour.unwrap_or(defaults.global_hour),
+            allowed_countries: raw.sms.allowed_countries.clone().unwrap_or_default(),
+        };
+        for (name, v) in [
+            ("per_phone_hour", limits.per_phone_hour),
+            ("per_device_hour", limits.per_device_hour),
+            ("per_ip_hour", limits.per_ip_hour),
+            ("per_country_hour", limits.per_country_hour),
+            ("global_hour", limits.global_hour),
+        ] {
+            if v == 0 {
+                errors.push(format!("sms.{name}: must be positive"));
+            }
+        }
+        let mut trusted_proxies = Vec::new();
+        for p in raw.server.trusted_proxies.clone().unwrap_or_default() {
+            match p.parse() {
+                Ok(ip) => trusted_proxies.push(ip),
+                Err(_) => errors.push(format!("server.trusted_proxies: `{p}` is not an IP address")),
+            }
         }
         for id in raw.enrollment.identity.as_deref().unwrap_or(&[]) {
             if id != "installation" {
@@ -403,6 +608,11 @@ impl Config {
         let dormant_days = positive(raw.cleanup.dormant_days, DEFAULT_DORMANT_DAYS, "cleanup.dormant_days");
         let signature_max_skew = positive(raw.signature.max_skew, DEFAULT_SIGNATURE_SKEW, "signature.max_skew");
         let dpop_max_skew = positive(raw.signature.dpop_max_skew, DEFAULT_DPOP_SKEW, "signature.dpop_max_skew");
+        let code_ttl = positive(raw.sms.code_ttl, 600, "sms.code_ttl");
+        let access_ttl = positive(raw.accounts.access_ttl, 900, "accounts.access_ttl");
+        let refresh_ttl = positive(raw.accounts.refresh_ttl, 30 * 86_400, "accounts.refresh_ttl");
+        let login_lock_after = positive(raw.accounts.login_lock_after, 10, "accounts.login_lock_after");
+        let login_lock_seconds = positive(raw.accounts.login_lock_seconds, 900, "accounts.login_lock_seconds");
         let cleanup_interval = raw.cleanup.interval.unwrap_or(DEFAULT_CLEANUP_INTERVAL);
         if cleanup_interval == 0 {
             errors.push("cleanup.interval: must be positive".into());
@@ -439,7 +649,8 @@ impl Config {
                 match name.as_str() {
                     "device" => require.push(Requirement::Device),
                     "signature" => require.push(Requirement::Signature),
-                    "integrity" | "user" => errors.push(format!(
+                    "user" => require.push(Requirement::User),
+                    "integrity" => errors.push(format!(
                         "route[{i}]: requirement `{name}` is not available in this build"
                     )),
                     other => errors.push(format!("route[{i}]: unknown requirement `{other}`")),
@@ -451,10 +662,33 @@ impl Config {
             routes.push(RoutePolicy { path, require });
         }
 
+        let issuers = raw
+            .issuers
+            .into_iter()
+            .map(|i| crate::issuers::IssuerConfig { issuer: i.issuer, jwks_url: i.jwks_url, audience: i.audience })
+            .collect();
+
         if !errors.is_empty() {
             return Err(ConfigError(errors));
         }
         Ok(Self {
+            trusted_proxies,
+            sms: SmsConfig {
+                sender,
+                app_name: raw.sms.app_name.unwrap_or_else(|| "Moat".into()),
+                code_ttl,
+                limits,
+                cost_per_sms: raw.sms.cost_per_sms.unwrap_or(0.05),
+            },
+            accounts: AccountsConfig {
+                access_ttl,
+                refresh_ttl,
+                login_lock_after,
+                login_lock_seconds,
+                login_per_minute: raw.accounts.login_per_minute.unwrap_or(5).max(1),
+                hash_concurrency: raw.accounts.hash_concurrency.unwrap_or(2).clamp(1, 64),
+            },
+            issuers,
             listen,
             public_base_url,
             data_dir,
@@ -484,7 +718,10 @@ impl Config {
         self.routes
             .iter()
             .find(|r| r.path == path)
-            .map_or_else(|| vec![Requirement::Device], |r| r.require.clone())
+            .map_or_else(
+                || if path == "/api/me" { vec![Requirement::User] } else { vec![Requirement::Device] },
+                |r| r.require.clone(),
+            )
     }
 }
 

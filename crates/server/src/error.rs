@@ -12,12 +12,20 @@ pub struct ApiError {
     code: &'static str,
     detail: String,
     retry_after: Option<u64>,
+    extra: Vec<(&'static str, serde_json::Value)>,
 }
 
 impl ApiError {
     /// An error with a status, a stable code and a detail safe to show the client.
     pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
-        Self { status, code, detail: detail.into(), retry_after: None }
+        Self { status, code, detail: detail.into(), retry_after: None, extra: Vec::new() }
+    }
+
+    /// Adds a member to the problem document (e.g. RFC 6749's `error`).
+    #[must_use]
+    pub fn with_member(mut self, name: &'static str, value: impl Into<serde_json::Value>) -> Self {
+        self.extra.push((name, value.into()));
+        self
     }
 
     /// Adds `Retry-After` (seconds).
@@ -119,16 +127,20 @@ impl From<moat_core::Error> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let title = self.status.canonical_reason().unwrap_or("Error");
-        let body = serde_json::json!({
+        let mut body = serde_json::json!({
             "type": format!("urn:moat:problem:{}", self.code),
             "title": title,
             "status": self.status.as_u16(),
             "detail": self.detail,
             "code": self.code,
         });
+        for (name, value) in self.extra {
+            body[name] = value;
+        }
         let mut response = (self.status, body.to_string()).into_response();
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         if let Some(seconds) = self.retry_after {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }

@@ -63,3 +63,29 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
 pub async fn body_bytes(body: axum::body::Body, limit: usize) -> Result<Bytes, ApiError> {
     axum::body::to_bytes(body, limit).await.map_err(|_| ApiError::too_large(limit))
 }
+
+/// The client's IP: the socket peer, or, when the peer is a configured trusted proxy, the
+/// right-most `X-Forwarded-For` entry that is not itself a trusted proxy.
+#[derive(Clone, Debug)]
+pub struct ClientIp(pub std::net::IpAddr);
+
+impl axum::extract::FromRequestParts<AppState> for ClientIp {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &AppState) -> Result<Self, ApiError> {
+        let peer = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |c| c.0.ip());
+        let trusted = &state.config.trusted_proxies;
+        if !trusted.contains(&peer) {
+            return Ok(Self(peer));
+        }
+        let mut hops: Vec<std::net::IpAddr> = Vec::new();
+        for value in parts.headers.get_all("x-forwarded-for") {
+            let Ok(text) = value.to_str() else { continue };
+            hops.extend(text.split(',').filter_map(|h| h.trim().parse::<std::net::IpAddr>().ok()));
+        }
+        Ok(Self(hops.into_iter().rev().find(|ip| !trusted.contains(ip)).unwrap_or(peer)))
+    }
+}

@@ -32,6 +32,7 @@ use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::trace::TraceLayer;
 use utoipa::OpenApi as _;
 
+pub mod accounts;
 pub mod admin;
 pub mod cleanup;
 pub mod clock;
@@ -40,12 +41,17 @@ pub mod device;
 pub mod enroll;
 pub mod error;
 pub mod extract;
+pub mod issuers;
 pub mod middleware;
 pub mod openapi;
+pub mod ratelimit;
 pub mod replay;
 pub mod rsa_pool;
+pub mod secret_ref;
 pub mod secrets;
+pub mod sms;
 pub mod state;
+pub mod tokens;
 pub mod usage;
 
 pub use config::Config;
@@ -110,10 +116,19 @@ fn edge<S: Clone + Send + Sync + 'static>(router: Router<S>, timeout: std::time:
 
 /// The public router.
 pub fn app(state: AppState) -> Router {
-    let device = get(device::device).route_layer(from_fn_with_state(protected(&state, "/v1/device"), protect));
-    let echo = post(device::echo).route_layer(from_fn_with_state(protected(&state, "/v1/device/echo"), protect));
+    let guard = |path: &str| from_fn_with_state(protected(&state, path), protect);
+    let device = get(device::device).route_layer(guard("/v1/device"));
+    let echo = post(device::echo).route_layer(guard("/v1/device/echo"));
     let timeout = state.config.request_timeout;
     let router = Router::new()
+        .route("/api/register", post(accounts::register).route_layer(guard("/api/register")))
+        .route("/api/register/confirm", post(accounts::register_confirm).route_layer(guard("/api/register/confirm")))
+        .route("/api/resend_otp", post(accounts::resend).route_layer(guard("/api/resend_otp")))
+        .route("/api/password/reset", post(accounts::reset).route_layer(guard("/api/password/reset")))
+        .route("/api/password/reset/confirm", post(accounts::reset_confirm).route_layer(guard("/api/password/reset/confirm")))
+        .route("/api/token", post(accounts::token).route_layer(guard("/api/token")))
+        .route("/api/me", get(accounts::me).route_layer(guard("/api/me")))
+        .route("/.well-known/jwks.json", get(accounts::jwks))
         .route("/v1/enroll", post(enroll::enroll))
         .route("/v1/enroll/confirm", post(enroll::confirm))
         .route("/v1/mailbox", get(enroll::mailbox))
@@ -136,6 +151,9 @@ pub fn admin_app(state: AppState) -> Router {
         .route("/admin/v1/devices/{id}", get(admin::get_device))
         .route("/admin/v1/devices/{id}/revoke", post(admin::revoke_device))
         .route("/admin/v1/cleanup", post(admin::cleanup))
+        .route("/admin/v1/sms/outbox", get(admin::sms_outbox))
+        .route("/admin/v1/sms/messages", get(admin::sms_messages))
+        .route("/admin/v1/keys/rotate", post(admin::rotate_keys))
         .route_layer(from_fn_with_state(state.clone(), middleware::admin_auth::require_admin));
     let router = Router::new()
         .merge(authed)
@@ -163,6 +181,36 @@ pub enum ServerError {
     /// Socket error.
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
+    /// A dependency named in the configuration cannot be used.
+    #[error("{0}")]
+    Setup(String),
+}
+
+/// Builds the configured SMS sender, resolving its secret references.
+///
+/// # Errors
+/// [`ServerError::Setup`] naming the reference that cannot be read.
+pub fn sms_sender(config: &Config) -> Result<Arc<dyn sms::sender::SmsSender>, ServerError> {
+    use config::SmsSenderConfig as C;
+    Ok(match &config.sms.sender {
+        C::Outbox => Arc::new(sms::sender::Outbox),
+        C::Twilio { base_url, account_sid, auth_token, from, messaging_service_sid, status_callback } => {
+            Arc::new(sms::sender::Twilio {
+                base_url: base_url.clone(),
+                account_sid: account_sid.clone(),
+                auth_token: secret_ref::resolve(auth_token).map_err(|e| ServerError::Setup(format!("sms.twilio.auth_token: {e}")))?,
+                from: from.clone(),
+                messaging_service_sid: messaging_service_sid.clone(),
+                status_callback: status_callback.clone(),
+                http: sms::sender::http_client(),
+            })
+        }
+        C::Webhook { url, secret } => Arc::new(sms::sender::Webhook {
+            url: url.clone(),
+            secret: secret_ref::resolve(secret).map_err(|e| ServerError::Setup(format!("sms.webhook.secret: {e}")))?,
+            http: sms::sender::http_client(),
+        }),
+    })
 }
 
 /// Opens the store and loads (or creates) the secrets.
@@ -172,8 +220,18 @@ pub enum ServerError {
 pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> Result<AppState, ServerError> {
     let secrets = secrets::load_or_create(&config.data_dir)?;
     let keys = state::Keys::new(&secrets, &config)?;
-    let store = moat_store::sqlite::SqliteStore::open(&config.store_url, &moat_store::sqlite::SqliteOptions::default()).await?;
-    Ok(AppState::new(config, Arc::new(store), keys, clock))
+    // One crypto backend for JWTs too; the error only means it was installed already.
+    let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
+    let sender = sms_sender(&config)?;
+    let store = Arc::new(moat_store::sqlite::SqliteStore::open(&config.store_url, &moat_store::sqlite::SqliteOptions::default()).await?);
+    let state = AppState::new(config, store.clone(), store, sender, keys, clock)
+        .map_err(|e| ServerError::Setup(format!("starting: {}", e.code())))?;
+    state
+        .tokens
+        .reload(&*state.accounts, &state.keys, state.now())
+        .await
+        .map_err(|e| ServerError::Setup(format!("loading token signing keys: {}", e.code())))?;
+    Ok(state)
 }
 
 /// Serves the public and admin routers until `shutdown` resolves, then drains in-flight
@@ -193,6 +251,12 @@ pub async fn run(
     };
     tracing::info!(public = %public.local_addr()?, admin = %admin.local_addr()?, mode = state.config.mode.as_str(), "moat listening");
     let jobs = tokio::spawn(cleanup::run_periodic(state.clone(), wait(rx.clone())));
+    let sms_worker = tokio::spawn(sms::worker::run(
+        state.clone(),
+        state.sms_sender.clone(),
+        state.sms_notify.clone(),
+        wait(rx.clone()),
+    ));
     let public_srv = axum::serve(public, app(state.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>())
         .with_graceful_shutdown(wait(rx.clone()));
     let admin_srv = axum::serve(admin, admin_app(state.clone())).with_graceful_shutdown(wait(rx.clone()));
@@ -203,6 +267,7 @@ pub async fn run(
     });
     let (a, b) = tokio::join!(public_srv.into_future(), admin_srv.into_future());
     let _ = jobs.await;
+    let _ = sms_worker.await;
     a?;
     b?;
     Ok(())

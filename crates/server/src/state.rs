@@ -8,6 +8,8 @@ use moat_core::b64;
 use moat_core::seal::DataKey;
 use moat_core::secret::SecretBytes;
 use moat_store::Store;
+use moat_store::accounts::AccountStore;
+use tokio::sync::Notify;
 
 use crate::clock::Clock;
 use crate::config::{Config, Mode};
@@ -15,6 +17,13 @@ use crate::replay::{MemoryReplayCache, ReplayCache};
 use crate::rsa_pool::RsaPool;
 use crate::secrets::Secrets;
 use crate::usage::UsageTracker;
+use crate::accounts::password::Hasher;
+use crate::error::ApiError;
+use crate::issuers::Issuers;
+use crate::ratelimit::Limiter;
+use crate::sms::guard::SmsGuard;
+use crate::sms::sender::SmsSender;
+use crate::tokens::TokenService;
 
 /// Live entries the in-memory replay cache holds at most.
 pub const REPLAY_CAPACITY: usize = 4_000_000;
@@ -76,15 +85,57 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     /// When this process started (shown as `created_at` for the shared static key).
     pub started_at: i64,
+    /// Accounts storage (the same backend as `store`).
+    pub accounts: Arc<dyn AccountStore>,
+    /// Access and refresh tokens.
+    pub tokens: Arc<TokenService>,
+    /// External token issuers.
+    pub issuers: Arc<Issuers>,
+    /// Password hashing, bounded.
+    pub hasher: Arc<Hasher>,
+    /// SMS-pumping guard.
+    pub sms_guard: Arc<SmsGuard>,
+    /// The SMS sender.
+    pub sms_sender: Arc<dyn SmsSender>,
+    /// Wakes the SMS worker when a message is queued.
+    pub sms_notify: Arc<Notify>,
+    /// Login attempts, per phone and per IP, checked before any password hash.
+    pub login_limiter: Arc<Limiter>,
 }
 
 impl AppState {
     /// Assembles state from its parts, starting the RSA pool in otp mode.
-    pub fn new(config: Config, store: Arc<dyn Store>, keys: Keys, clock: Arc<dyn Clock>) -> Self {
+    ///
+    /// # Errors
+    /// If the password hasher cannot start.
+    pub fn new(
+        config: Config,
+        store: Arc<dyn Store>,
+        accounts: Arc<dyn AccountStore>,
+        sms_sender: Arc<dyn SmsSender>,
+        keys: Keys,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, ApiError> {
         let rsa_pool = (config.mode == Mode::Otp)
             .then(|| Arc::new(RsaPool::start(config.rsa_pool_size, Duration::from_secs(2))));
         let started_at = clock.now();
-        Self {
+        let tokens = Arc::new(TokenService::new(
+            config.public_base_url.clone(),
+            config.accounts.access_ttl,
+            config.accounts.refresh_ttl,
+        ));
+        let hasher = Arc::new(Hasher::new(config.accounts.hash_concurrency, Duration::from_secs(2))?);
+        let issuers = Arc::new(Issuers::new(config.issuers.clone()));
+        let sms_guard = Arc::new(SmsGuard::new(config.sms.limits.clone()));
+        Ok(Self {
+            accounts,
+            tokens,
+            issuers,
+            hasher,
+            sms_guard,
+            sms_sender,
+            sms_notify: Arc::new(Notify::new()),
+            login_limiter: Arc::new(Limiter::new(1_000_000)),
             config: Arc::new(config),
             store,
             replay: Arc::new(MemoryReplayCache::new(REPLAY_CAPACITY)),
@@ -93,7 +144,7 @@ impl AppState {
             usage: Arc::new(UsageTracker::default()),
             clock,
             started_at,
-        }
+        })
     }
 
     /// Now, Unix seconds.

@@ -16,7 +16,9 @@
 use async_trait::async_trait;
 use uuid::Uuid;
 
+pub mod accounts;
 pub mod sqlite;
+mod sqlite_accounts;
 
 /// Errors of the storage layer.
 #[non_exhaustive]

@@ -19,7 +19,10 @@ use crate::{
     NewCredential, NewMailboxItem, OtpRecord, Result, Store, StoreError,
 };
 
-const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "init", include_str!("../migrations/sqlite/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "init", include_str!("../migrations/sqlite/0001_init.sql")),
+    (2, "accounts", include_str!("../migrations/sqlite/0002_accounts.sql")),
+];
 
 /// Options for opening the SQLite store.
 #[derive(Clone, Debug)]
@@ -45,10 +48,10 @@ impl Default for SqliteOptions {
 /// The SQLite store.
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
-    pool: SqlitePool,
+    pub(crate) pool: SqlitePool,
 }
 
-fn map_err(e: sqlx::Error) -> StoreError {
+pub(crate) fn map_err(e: sqlx::Error) -> StoreError {
     match e {
         sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
             StoreError::Unavailable(Box::new(e))

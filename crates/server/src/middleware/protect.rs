@@ -47,15 +47,31 @@ pub enum Via {
     HmacSignature,
     /// RFC 9421 `ecdsa-p256-sha256`/`ed25519` with the installation key.
     InstallationSignature,
+    /// No device credential (a user-only route).
+    None,
 }
 
 /// The verified caller, available to handlers as an extension.
 #[derive(Clone, Debug)]
 pub struct Principal {
-    /// The device, or `None` for the shared static key.
+    /// The device, or `None` for the shared static key (or for a user-only route called
+    /// without a device credential).
     pub device: Option<Arc<Device>>,
     /// How it proved itself.
     pub via: Via,
+    /// The user, when the route requires `user`.
+    pub user: Option<UserPrincipal>,
+}
+
+/// A verified user access token.
+#[derive(Clone, Debug)]
+pub struct UserPrincipal {
+    /// `sub`.
+    pub id: String,
+    /// `iss`.
+    pub issuer: String,
+    /// Issued by this server (else by a configured external issuer).
+    pub local: bool,
 }
 
 /// Middleware state: the app state plus this route's policy.
@@ -159,13 +175,13 @@ async fn verify_signature(state: &AppState, parts: &Parts, body: &[u8], now: i64
     if !fresh {
         return Err(ApiError::new(StatusCode::UNAUTHORIZED, "replay_detected", "this signature nonce was already used"));
     }
-    Ok(Principal { device: Some(Arc::new(device)), via })
+    Ok(Principal { device: Some(Arc::new(device)), via, user: None })
 }
 
 async fn verify_api_key(state: &AppState, value: &HeaderValue) -> Result<Principal, ApiError> {
     let text = value.to_str().map_err(|_| ApiError::credential("Moat-Device-Key is not ASCII"))?;
     if state.config.mode == Mode::Static && secret::ct_eq(text.as_bytes(), state.keys.static_key.expose()) {
-        return Ok(Principal { device: None, via: Via::StaticKey });
+        return Ok(Principal { device: None, via: Via::StaticKey, user: None });
     }
     let invalid = || ApiError::credential("the device key is not valid");
     let key = ApiKey::parse(text).map_err(|_| invalid())?;
@@ -177,7 +193,7 @@ async fn verify_api_key(state: &AppState, value: &HeaderValue) -> Result<Princip
     if device.status == DeviceStatus::Revoked {
         return Err(ApiError::revoked());
     }
-    Ok(Principal { device: Some(Arc::new(device)), via: Via::ApiKey })
+    Ok(Principal { device: Some(Arc::new(device)), via: Via::ApiKey, user: None })
 }
 
 fn is_jose(parts: &Parts) -> bool {
@@ -215,6 +231,39 @@ async fn decrypt_body(state: &AppState, principal: &Principal, body: &[u8]) -> R
     Ok(Bytes::from(plain))
 }
 
+fn token_error(detail: &str) -> ApiError {
+    ApiError::new(StatusCode::UNAUTHORIZED, "token_invalid", detail.to_owned())
+}
+
+/// Checks the `Authorization: Bearer` access token. Moat's own tokens are bound to a device
+/// (`cnf`), so they need that device's credential on the same request; external issuers'
+/// tokens are checked against their JWKS.
+async fn verify_user(state: &AppState, parts: &Parts, device: Option<&Principal>) -> Result<UserPrincipal, ApiError> {
+    let token = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(|| token_error("an access token is required (Authorization: Bearer)"))?
+        .trim();
+    let now = state.now();
+    let iss = crate::issuers::peek_issuer(token).ok_or_else(|| token_error("malformed access token"))?;
+    if iss == state.tokens.issuer() {
+        let claims = state.tokens.verify_access(token, now)?;
+        let Some(caller) = device else {
+            return Err(token_error("this access token is bound to a device: send the device credential too"));
+        };
+        let caller_device = caller.device.as_ref().map_or_else(|| "static".to_owned(), |d| d.id.to_string());
+        if claims.cnf.moat_device != caller_device {
+            return Err(token_error("this access token belongs to another device"));
+        }
+        return Ok(UserPrincipal { id: claims.sub, issuer: claims.iss, local: true });
+    }
+    let cfg = state.issuers.find(&iss).ok_or_else(|| token_error("unknown issuer"))?;
+    let claims = state.issuers.verify(cfg, token, now).await?;
+    Ok(UserPrincipal { id: claims.sub, issuer: claims.iss, local: false })
+}
+
 /// The middleware function.
 ///
 /// # Errors
@@ -225,15 +274,28 @@ pub async fn protect(State(p): State<Protect>, req: Request, next: Next) -> Resu
     let body = body_bytes(body, state.config.max_body_bytes).await?;
     let now = state.now();
     let signed = parts.headers.contains_key("signature-input") || parts.headers.contains_key("signature");
-    let principal = if signed {
-        verify_signature(state, &parts, &body, now).await?
-    } else if p.policy.contains(&Requirement::Signature) {
+    let needs_signature = p.policy.contains(&Requirement::Signature);
+    let needs_device = needs_signature || p.policy.contains(&Requirement::Device);
+    // Any credential that is sent is checked, even where the route does not require it.
+    let caller = if signed {
+        Some(verify_signature(state, &parts, &body, now).await?)
+    } else if needs_signature {
         return Err(sig_error("this endpoint requires an RFC 9421 request signature"));
     } else if let Some(value) = parts.headers.get("moat-device-key") {
-        verify_api_key(state, value).await?
+        Some(verify_api_key(state, value).await?)
     } else {
-        return Err(ApiError::credential("a device credential is required (Moat-Device-Key or a request signature)"));
+        None
     };
+    if needs_device && caller.is_none() {
+        return Err(ApiError::credential("a device credential is required (Moat-Device-Key or a request signature)"));
+    }
+    let user = if p.policy.contains(&Requirement::User) {
+        Some(verify_user(state, &parts, caller.as_ref()).await?)
+    } else {
+        None
+    };
+    let mut principal = caller.unwrap_or(Principal { device: None, via: Via::None, user: None });
+    principal.user = user;
     let body = if is_jose(&parts) {
         let plain = decrypt_body(state, &principal, &body).await?;
         parts.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));

@@ -1,0 +1,46 @@
+//! Phone numbers: parsed and validated with libphonenumber's metadata (`phonenumber` crate),
+//! normalised to E.164.
+
+use crate::error::ApiError;
+
+/// A valid phone number.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Phone {
+    /// E.164 form, e.g. `+14155550123`.
+    pub e164: String,
+    /// ISO 3166 region, e.g. `US`.
+    pub region: String,
+}
+
+/// Parses an E.164 number (a leading `+` is required: Moat does not guess a region).
+///
+/// # Errors
+/// `422 validation` when it is not a valid number.
+pub fn parse(text: &str) -> Result<Phone, ApiError> {
+    let invalid = || ApiError::validation("phone must be a valid E.164 number, e.g. +14155550123");
+    if text.len() > 32 || !text.trim_start().starts_with('+') {
+        return Err(invalid());
+    }
+    let number = phonenumber::parse(None, text).map_err(|_| invalid())?;
+    if !phonenumber::is_valid(&number) {
+        return Err(invalid());
+    }
+    let region = number.country().id().map(|id| id.as_ref().to_owned()).ok_or_else(invalid)?;
+    Ok(Phone { e164: number.format().mode(phonenumber::Mode::E164).to_string(), region })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalises_and_refuses() {
+        let p = parse("+1 (415) 555-2671").expect("valid US number");
+        assert_eq!(p.e164, "+14155552671");
+        assert_eq!(p.region, "US");
+        assert_eq!(parse("+44 20 7946 0958").expect("GB").region, "GB");
+        for bad in ["4155552671", "+1 555", "+999 123", "not a phone", "+14155552671000000000000000000000000"] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,145 @@
+//! GCRA rate limiting (the generic cell rate algorithm), in memory.
+//!
+//! A quota "N per period" lets a burst of N through, then one every period/N. Each key keeps
+//! one number (its theoretical arrival time), so the cost is a map lookup. [`Limiter::check`]
+//! takes several keys at once (per phone, per device, per IP, …) and consumes from all of them
+//! only if all allow, so a refused request does not eat into the budgets it did pass.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// A quota: `burst` requests, refilled evenly over `period`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Quota {
+    /// Requests allowed at once.
+    pub burst: u32,
+    /// Time to refill the whole burst.
+    pub period: Duration,
+}
+
+impl Quota {
+    /// `n` per hour.
+    pub fn per_hour(n: u32) -> Self {
+        Self { burst: n, period: Duration::from_secs(3600) }
+    }
+
+    /// One per `seconds` (a cooldown).
+    pub fn cooldown(seconds: u64) -> Self {
+        Self { burst: 1, period: Duration::from_secs(seconds) }
+    }
+
+    fn interval_ms(self) -> i64 {
+        i64::try_from(self.period.as_millis() / u128::from(self.burst.max(1))).unwrap_or(i64::MAX)
+    }
+}
+
+/// Why a check did not pass.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// Over quota on `key`; retry after this many seconds.
+    Limited {
+        /// The first key that refused.
+        key: String,
+        /// Seconds until every refusing key allows again.
+        retry_after: u64,
+    },
+    /// The limiter is full and cannot track more keys: refuse (fail closed).
+    Full,
+}
+
+/// In-memory keyed GCRA limiter.
+pub struct Limiter {
+    tats: Mutex<HashMap<String, i64>>,
+    max_keys: usize,
+}
+
+impl Limiter {
+    /// A limiter tracking at most `max_keys` keys.
+    pub fn new(max_keys: usize) -> Self {
+        Self { tats: Mutex::new(HashMap::new()), max_keys }
+    }
+
+    /// Checks every `(key, quota)`; if all allow, counts one request against each.
+    ///
+    /// # Errors
+    /// [`Refusal`] naming the first refusing key and the longest wait.
+    pub fn check(&self, now_ms: i64, items: &[(String, Quota)]) -> Result<(), Refusal> {
+        let mut tats = self.tats.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut refused: Option<(String, i64)> = None;
+        let mut updates = Vec::with_capacity(items.len());
+        for (key, quota) in items {
+            let interval = quota.interval_ms();
+            let limit = interval.saturating_mul(i64::from(quota.burst));
+            let tat = tats.get(key).copied().unwrap_or(now_ms).max(now_ms);
+            let new_tat = tat.saturating_add(interval);
+            if new_tat - now_ms > limit {
+                let wait = new_tat - now_ms - limit;
+                match &mut refused {
+                    Some((_, w)) => *w = (*w).max(wait),
+                    None => refused = Some((key.clone(), wait)),
+                }
+            } else {
+                updates.push((key.clone(), new_tat));
+            }
+        }
+        if let Some((key, wait_ms)) = refused {
+            let retry_after = u64::try_from((wait_ms + 999) / 1000).unwrap_or(u64::MAX).max(1);
+            return Err(Refusal::Limited { key, retry_after });
+        }
+        if tats.len() + updates.len() > self.max_keys {
+            tats.retain(|_, tat| *tat > now_ms);
+            if tats.len() + updates.len() > self.max_keys {
+                return Err(Refusal::Full);
+            }
+        }
+        for (key, tat) in updates {
+            tats.insert(key, tat);
+        }
+        Ok(())
+    }
+
+    /// Drops keys whose budgets are full again.
+    pub fn purge(&self, now_ms: i64) -> usize {
+        let mut tats = self.tats.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let before = tats.len();
+        tats.retain(|_, tat| *tat > now_ms);
+        before - tats.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn burst_then_steady_rate_and_all_or_nothing() {
+        let l = Limiter::new(100);
+        let five = Quota::per_hour(5);
+        for _ in 0..5 {
+            l.check(0, &[("p".into(), five)]).expect("within burst");
+        }
+        let Err(Refusal::Limited { key, retry_after }) = l.check(0, &[("p".into(), five)]) else { panic!("refused") };
+        assert_eq!((key.as_str(), retry_after), ("p", 720), "one every 12 minutes");
+        l.check(720_000, &[("p".into(), five)]).expect("refilled one");
+
+        // A refusal on one key consumes nothing from the others.
+        let cool = Quota::cooldown(30);
+        l.check(0, &[("c".into(), cool)]).expect("first");
+        assert!(l.check(1000, &[("x".into(), five), ("c".into(), cool)]).is_err());
+        for _ in 0..5 {
+            l.check(31_000, &[("x".into(), five)]).expect("x untouched by the refusal");
+        }
+    }
+
+    #[test]
+    fn full_limiter_fails_closed() {
+        let l = Limiter::new(2);
+        let q = Quota::per_hour(1);
+        l.check(0, &[("a".into(), q)]).expect("a");
+        l.check(0, &[("b".into(), q)]).expect("b");
+        assert_eq!(l.check(0, &[("c".into(), q)]), Err(Refusal::Full));
+        assert_eq!(l.purge(3_600_001), 2);
+        l.check(3_600_001, &[("c".into(), q)]).expect("room again");
+    }
+}

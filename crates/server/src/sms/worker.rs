@@ -1,0 +1,72 @@
+//! The SMS worker: claims queued messages, sends them, records the outcome, retries with
+//! exponential backoff (2, 4, 8, 16 s), and gives up after [`MAX_ATTEMPTS`] with the message
+//! marked `failed` and an error in the log.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use moat_store::accounts::{AccountStore, SmsOutcome};
+use tokio::sync::Notify;
+
+use super::sender::{Outgoing, SmsSender};
+use crate::state::AppState;
+
+/// Attempts before a message is marked failed.
+pub const MAX_ATTEMPTS: i64 = 5;
+
+/// Sends every message that is due now; returns how many were attempted.
+pub async fn run_once(state: &AppState, sender: &dyn SmsSender) -> usize {
+    let accounts: &dyn AccountStore = &*state.accounts;
+    let now = state.now();
+    let due = match accounts.claim_due_sms(now, 32).await {
+        Ok(due) => due,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the SMS queue");
+            return 0;
+        }
+    };
+    let n = due.len();
+    for message in due {
+        let body = match state.keys.data.open(message.id.as_bytes(), &message.body_sealed) {
+            Ok(b) => String::from_utf8_lossy(b.expose()).into_owned(),
+            Err(e) => {
+                let _ = accounts.finish_sms(&message.id, SmsOutcome::Failed { error: format!("cannot open body: {e}") }, now).await;
+                continue;
+            }
+        };
+        let out = Outgoing { id: &message.id, to: &message.phone, body: &body, purpose: &message.purpose, created_at: message.created_at };
+        let outcome = match sender.send(&out).await {
+            Ok(provider_id) => SmsOutcome::Sent { provider_id },
+            Err(e) if e.retryable && message.attempts < MAX_ATTEMPTS => {
+                tracing::warn!(sms = %message.id, attempt = message.attempts, error = %e.detail, "SMS send failed; will retry");
+                SmsOutcome::Retry { error: e.detail, next_attempt_at: state.now() + (1 << message.attempts.clamp(1, 10)) }
+            }
+            Err(e) => {
+                tracing::error!(sms = %message.id, attempts = message.attempts, error = %e.detail, "SMS send failed for good");
+                SmsOutcome::Failed { error: e.detail }
+            }
+        };
+        if let Err(e) = accounts.finish_sms(&message.id, outcome, state.now()).await {
+            tracing::warn!(error = %e, sms = %message.id, "cannot record the SMS outcome");
+        }
+    }
+    n
+}
+
+/// Runs until `shutdown`: wakes when a message is queued (`notify`) or every second.
+pub async fn run(state: AppState, sender: Arc<dyn SmsSender>, notify: Arc<Notify>, shutdown: impl std::future::Future<Output = ()>) {
+    if let Ok(n) = state.accounts.requeue_stuck_sms().await {
+        if n > 0 {
+            tracing::warn!(messages = n, "requeued SMS left in flight by a previous run");
+        }
+    }
+    tokio::pin!(shutdown);
+    loop {
+        while run_once(&state, &*sender).await > 0 {}
+        tokio::select! {
+            () = notify.notified() => {}
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            () = &mut shutdown => break,
+        }
+    }
+}

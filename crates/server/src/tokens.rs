@@ -1,0 +1,242 @@
+//! User tokens: ES256 access tokens (JWT) with rotating keys and a JWKS, and opaque refresh
+//! tokens that rotate on every use.
+//!
+//! Access token claims: `iss` (the server's public base URL), `sub` (user id), `iat`, `exp`
+//! (15 min by default), `jti`, and `cnf: {"moat_device": "<device uuid>"}` naming the device
+//! that logged in: the token is accepted only together with that device's own credential, so
+//! a token copied off one phone is useless on another.
+//!
+//! Keys live in the store (private part sealed). The current key signs; retired keys stay in
+//! the JWKS, and keep verifying, until every token they signed has expired. Each instance
+//! reloads the key set from the store every few seconds, so a rotation made anywhere takes
+//! effect everywhere within [`RELOAD_EVERY`].
+
+use std::collections::HashMap;
+use std::sync::RwLock;
+use std::time::Duration;
+
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use moat_core::apikey::{ApiKey, REFRESH_PREFIX};
+use moat_core::dpop::InstallationKey;
+use moat_core::jwk::PublicJwk;
+use moat_store::accounts::{AccountStore, RefreshToken, SigningKeyRecord};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::error::ApiError;
+use crate::state::Keys;
+
+/// How often each instance reloads the signing keys from the store.
+pub const RELOAD_EVERY: Duration = Duration::from_secs(5);
+
+/// The device binding of an access token (RFC 7800 `cnf`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Confirmation {
+    /// Device uuid, or `static` in static mode.
+    pub moat_device: String,
+}
+
+/// Access token claims.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AccessClaims {
+    /// Issuer.
+    pub iss: String,
+    /// User id.
+    pub sub: String,
+    /// Issued at.
+    pub iat: i64,
+    /// Expiry.
+    pub exp: i64,
+    /// Token id.
+    pub jti: String,
+    /// Device binding.
+    pub cnf: Confirmation,
+}
+
+struct KeySet {
+    current: Option<(String, EncodingKey)>,
+    decoding: HashMap<String, DecodingKey>,
+    jwks: Value,
+}
+
+/// Signs and verifies access tokens.
+pub struct TokenService {
+    issuer: String,
+    access_ttl: i64,
+    refresh_ttl: i64,
+    set: RwLock<KeySet>,
+}
+
+fn new_key_record(keys: &Keys, now: i64) -> Result<SigningKeyRecord, ApiError> {
+    let (key, pkcs8) = InstallationKey::generate_p256()?;
+    let kid = format!("ak_{}", moat_core::random::token(12)?);
+    let mut jwk = key.public_jwk().to_json();
+    jwk["kid"] = kid.clone().into();
+    jwk["alg"] = "ES256".into();
+    jwk["use"] = "sig".into();
+    Ok(SigningKeyRecord {
+        private_sealed: keys.data.seal(kid.as_bytes(), &pkcs8)?,
+        kid,
+        public_jwk: jwk.to_string(),
+        created_at: now,
+        retired_at: None,
+    })
+}
+
+impl TokenService {
+    /// A service issuing tokens as `issuer`.
+    pub fn new(issuer: String, access_ttl: i64, refresh_ttl: i64) -> Self {
+        Self {
+            issuer,
+            access_ttl,
+            refresh_ttl,
+            set: RwLock::new(KeySet { current: None, decoding: HashMap::new(), jwks: serde_json::json!({"keys": []}) }),
+        }
+    }
+
+    /// Access token lifetime, seconds.
+    pub fn access_ttl(&self) -> i64 {
+        self.access_ttl
+    }
+
+    /// The issuer (`iss`).
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// Loads the keys from the store, creating the first one if there is none.
+    ///
+    /// # Errors
+    /// Store unavailable, or a sealed key that does not open.
+    pub async fn reload(&self, store: &dyn AccountStore, keys: &Keys, now: i64) -> Result<(), ApiError> {
+        let mut records = store.signing_keys().await?;
+        if !records.iter().any(|r| r.retired_at.is_none()) {
+            store.rotate_signing_key(new_key_record(keys, now)?, now).await?;
+            records = store.signing_keys().await?;
+        }
+        let mut current = None;
+        let mut decoding = HashMap::new();
+        let mut published = Vec::new();
+        for r in records {
+            // A retired key verifies (and is published) until its last token has expired.
+            if r.retired_at.is_some_and(|at| at + self.access_ttl < now) {
+                continue;
+            }
+            let jwk: Value = serde_json::from_str(&r.public_jwk).map_err(|e| ApiError::internal(&e))?;
+            let x = jwk["x"].as_str().unwrap_or_default();
+            let y = jwk["y"].as_str().unwrap_or_default();
+            decoding.insert(r.kid.clone(), DecodingKey::from_ec_components(x, y).map_err(|e| ApiError::internal(&e))?);
+            if r.retired_at.is_none() && current.is_none() {
+                let pkcs8 = keys.data.open(r.kid.as_bytes(), &r.private_sealed)?;
+                current = Some((r.kid.clone(), EncodingKey::from_ec_der(pkcs8.expose())));
+            }
+            published.push(jwk);
+        }
+        let mut set = self.set.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        *set = KeySet { current, decoding, jwks: serde_json::json!({ "keys": published }) };
+        Ok(())
+    }
+
+    /// Makes a new current key and retires the old one.
+    ///
+    /// # Errors
+    /// Store unavailable.
+    pub async fn rotate(&self, store: &dyn AccountStore, keys: &Keys, now: i64) -> Result<String, ApiError> {
+        let record = new_key_record(keys, now)?;
+        let kid = record.kid.clone();
+        store.rotate_signing_key(record, now).await?;
+        self.reload(store, keys, now).await?;
+        tracing::info!(kid = %kid, "access-token signing key rotated");
+        Ok(kid)
+    }
+
+    /// The published JWKS.
+    pub fn jwks(&self) -> Value {
+        self.set.read().unwrap_or_else(std::sync::PoisonError::into_inner).jwks.clone()
+    }
+
+    /// Issues an access token for `user` bound to `device`.
+    ///
+    /// # Errors
+    /// `503` if no key is loaded.
+    pub fn issue_access(&self, user: Uuid, device: &str, now: i64) -> Result<String, ApiError> {
+        let set = self.set.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (kid, key) = set.current.as_ref().ok_or_else(ApiError::unavailable)?;
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = Some(kid.clone());
+        header.typ = Some("at+jwt".into());
+        let claims = AccessClaims {
+            iss: self.issuer.clone(),
+            sub: user.to_string(),
+            iat: now,
+            exp: now + self.access_ttl,
+            jti: moat_core::random::token(16)?,
+            cnf: Confirmation { moat_device: device.to_owned() },
+        };
+        jsonwebtoken::encode(&header, &claims, key).map_err(|e| ApiError::internal(&e))
+    }
+
+    /// Verifies one of this server's access tokens.
+    ///
+    /// # Errors
+    /// `401 token_invalid`.
+    pub fn verify_access(&self, token: &str, now: i64) -> Result<AccessClaims, ApiError> {
+        let invalid = |why: &str| ApiError::new(axum::http::StatusCode::UNAUTHORIZED, "token_invalid", why.to_owned());
+        let header = jsonwebtoken::decode_header(token).map_err(|_| invalid("malformed access token"))?;
+        if header.alg != Algorithm::ES256 {
+            return Err(invalid("unexpected algorithm"));
+        }
+        let kid = header.kid.ok_or_else(|| invalid("access token has no kid"))?;
+        let set = self.set.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let key = set.decoding.get(&kid).ok_or_else(|| invalid("unknown kid"))?;
+        let mut validation = Validation::new(Algorithm::ES256);
+        validation.set_issuer(&[&self.issuer]);
+        validation.set_required_spec_claims(&["exp", "iss", "sub"]);
+        validation.leeway = 0;
+        let data = jsonwebtoken::decode::<AccessClaims>(token, key, &validation).map_err(|_| invalid("access token rejected"))?;
+        if data.claims.exp <= now {
+            return Err(invalid("access token expired"));
+        }
+        Ok(data.claims)
+    }
+
+    /// Issues a refresh token in `family` and stores its hash.
+    ///
+    /// # Errors
+    /// Store unavailable.
+    pub async fn issue_refresh(
+        &self,
+        store: &dyn AccountStore,
+        keys: &Keys,
+        user: Uuid,
+        device: &str,
+        family: &str,
+        now: i64,
+    ) -> Result<String, ApiError> {
+        let (token, text) = ApiKey::generate_with_prefix(REFRESH_PREFIX)?;
+        store
+            .insert_refresh_token(RefreshToken {
+                lookup: token.lookup.clone(),
+                hash: token.hash(&keys.api_key_pepper).to_vec(),
+                family: family.to_owned(),
+                user_id: user,
+                device: device.to_owned(),
+                status: "active".into(),
+                created_at: now,
+                expires_at: now + self.refresh_ttl,
+            })
+            .await?;
+        Ok(String::from_utf8_lossy(text.expose()).into_owned())
+    }
+}
+
+/// The public JWK of a JWKS entry (without `kid`, `alg`, `use`), for callers that need it.
+pub fn public_part(jwk: &Value) -> Option<PublicJwk> {
+    let mut v = jwk.clone();
+    let obj = v.as_object_mut()?;
+    for k in ["kid", "alg", "use"] {
+        obj.remove(k);
+    }
+    PublicJwk::from_json(&v).ok()
+}
