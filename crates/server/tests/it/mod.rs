@@ -1,3 +1,4 @@
+mod accounts;
 mod admin;
 mod attacks;
 mod enroll;
