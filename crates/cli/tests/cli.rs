@@ -130,6 +130,19 @@ fn dynamic_mode_is_the_default_and_bad_config_exits_64() {
     assert_eq!(enrolled["credential"]["kind"], "api_key");
     let info = ok(&run(dir.path(), &["device", "call", "GET", "/v1/device"]));
     assert_eq!(info["mode"], "dynamic");
+
+    // The account endpoints through the CLI, the SMS code read from the outbox.
+    let register = r#"{"phone":"+14155552671","password":"correct horse battery"}"#;
+    let accepted = ok(&run(dir.path(), &["device", "call", "POST", "/api/register", "--data", register]));
+    assert_eq!(accepted["status"], "accepted");
+    let outbox = ok(&run(dir.path(), &["admin", "sms", "outbox", "--phone", "+14155552671"]));
+    let body = outbox["messages"][0]["body"].as_str().expect("sms body").to_owned();
+    let code: String = body.split(|c: char| !c.is_ascii_digit()).find(|w| w.len() == 6).expect("code").to_owned();
+    let confirm = format!(r#"{{"phone":"+14155552671","otp":"{code}"}}"#);
+    let created = ok(&run(dir.path(), &["device", "call", "POST", "/api/register/confirm", "--data", &confirm]));
+    assert!(created["user_id"].is_string());
+    let rotated = ok(&run(dir.path(), &["admin", "keys", "rotate"]));
+    assert!(rotated["kid"].as_str().expect("kid").starts_with("ak_"));
     assert!(server.terminate().status.success());
 
     // Restart on the same data dir: secrets are reused, so the credential still works.

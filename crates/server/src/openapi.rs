@@ -5,13 +5,20 @@ use utoipa::OpenApi;
 /// The public API.
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Moat", description = "Enrollment, mailbox and protected requests (PROTOCOL.md sections 2-4)."),
+    info(title = "Moat", description = "Enrollment, mailbox, protected requests and accounts (PROTOCOL.md sections 2-4 and 6)."),
     paths(
         crate::enroll::enroll,
         crate::enroll::confirm,
         crate::enroll::mailbox,
         crate::device::device,
         crate::device::echo,
+        crate::accounts::register,
+        crate::accounts::register_confirm,
+        crate::accounts::resend,
+        crate::accounts::reset,
+        crate::accounts::reset_confirm,
+        crate::accounts::token,
+        crate::accounts::me,
     ),
     components(schemas(
         crate::enroll::EnrollRequest,
@@ -20,6 +27,11 @@ use utoipa::OpenApi;
         crate::enroll::MailboxResponse,
         crate::device::DeviceInfo,
         crate::device::Echo,
+        crate::accounts::RegisterRequest,
+        crate::accounts::ConfirmRequest,
+        crate::accounts::ResendRequest,
+        crate::accounts::ResetRequest,
+        crate::accounts::ResetConfirmRequest,
     ))
 )]
 pub struct ApiDoc;

@@ -225,11 +225,10 @@ pub async fn resend(
     };
     let device = device_of(&p);
     admit(&state, &phone, &device, &ip)?;
-    if let Some(code) = state.accounts.sms_code(&phone.e164, purpose).await? {
-        if code.device.as_deref() == Some(device.as_str()) && code.expires_at > state.now() {
+    if let Some(code) = state.accounts.sms_code(&phone.e164, purpose).await?
+        && code.device.as_deref() == Some(device.as_str()) && code.expires_at > state.now() {
             send_code(&state, &phone, purpose, &device, code.pending_password).await?;
         }
-    }
     Ok(accepted())
 }
 
@@ -355,12 +354,11 @@ pub async fn token(
                 .check(now.saturating_mul(1000), &[(format!("login\0{}", phone.e164), per_minute), (format!("loginip\0{}", ip.0), per_ip)])
                 .map_err(limited)?;
             let user = state.accounts.user_by_phone(&phone.e164).await?;
-            if let Some(u) = &user {
-                if u.locked_until > now {
+            if let Some(u) = &user
+                && u.locked_until > now {
                     let wait = u64::try_from(u.locked_until - now).unwrap_or(1);
                     return Err(limited(Refusal::Limited { key: String::new(), retry_after: wait }));
                 }
-            }
             let ok = state.hasher.verify(&password, user.as_ref().map(|u| u.password_hash.as_str())).await?;
             let Some(user) = user.filter(|_| ok) else {
                 if let Some(u) = state.accounts.user_by_phone(&phone.e164).await? {

@@ -55,11 +55,10 @@ pub async fn run_once(state: &AppState, sender: &dyn SmsSender) -> usize {
 
 /// Runs until `shutdown`: wakes when a message is queued (`notify`) or every second.
 pub async fn run(state: AppState, sender: Arc<dyn SmsSender>, notify: Arc<Notify>, shutdown: impl std::future::Future<Output = ()>) {
-    if let Ok(n) = state.accounts.requeue_stuck_sms().await {
-        if n > 0 {
+    if let Ok(n) = state.accounts.requeue_stuck_sms().await
+        && n > 0 {
             tracing::warn!(messages = n, "requeued SMS left in flight by a previous run");
         }
-    }
     tokio::pin!(shutdown);
     loop {
         while run_once(&state, &*sender).await > 0 {}
