@@ -479,3 +479,53 @@ async fn external_issuer_tokens_are_verified_against_its_jwks() {
     assert_problem(&r, 401, "token_invalid");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn sms_codes_lock_after_five_wrong_and_belong_to_the_requesting_device() {
+    let server = TestServer::start("dynamic").await;
+    let a = server.enrolled("phone-a").await;
+    let b = server.enrolled("phone-b").await;
+    assert_eq!(post(&a, "/api/register", json!({"phone": PHONE, "password": PASSWORD})).await.status, 202);
+    let code = latest_code(&server, PHONE).await;
+    // The right code from another device does not confirm someone else's registration.
+    let r = post(&b, "/api/register/confirm", json!({"phone": PHONE, "otp": code})).await;
+    assert_problem(&r, 401, "otp_invalid");
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    for attempt in 1..=5 {
+        let r = post(&a, "/api/register/confirm", json!({"phone": PHONE, "otp": wrong})).await;
+        let expected = if attempt < 5 { (401, "otp_invalid") } else { (403, "otp_locked") };
+        assert_problem(&r, expected.0, expected.1);
+    }
+    let r = post(&a, "/api/register/confirm", json!({"phone": PHONE, "otp": code})).await;
+    assert_problem(&r, 403, "otp_locked");
+    // Codes expire after 10 minutes.
+    server.advance(31);
+    assert_eq!(post(&a, "/api/register", json!({"phone": PHONE, "password": PASSWORD})).await.status, 202);
+    let code = latest_code(&server, PHONE).await;
+    server.advance(601);
+    let r = post(&a, "/api/register/confirm", json!({"phone": PHONE, "otp": code})).await;
+    assert_problem(&r, 401, "otp_expired");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_refused_send_is_recorded_as_failed_not_dropped() {
+    let (base, _seen) = recorder(vec![400], r#"{"code":21211,"message":"Invalid 'To' Phone Number"}"#).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let token_file = dir.path().join("t");
+    std::fs::write(&token_file, "tok").expect("write");
+    let extra = format!(
+        "[sms]\nsender = \"twilio\"\n[sms.twilio]\naccount_sid = \"AC1\"\nauth_token = \"file:{}\"\nfrom = \"+15005550006\"\nbase_url = \"{base}\"\n",
+        token_file.display()
+    );
+    let server = TestServer::start_with("dynamic", &extra).await;
+    let c = server.enrolled("phone-1").await;
+    assert_eq!(post(&c, "/api/register", json!({"phone": PHONE, "password": PASSWORD})).await.status, 202);
+    assert_eq!(drained(&server).await, (0, 1, 1));
+    let v: Value = http().get(format!("{}/admin/v1/sms/messages", server.admin)).bearer_auth(ADMIN_TOKEN).send().await.expect("get").json().await.expect("json");
+    let m = &v["messages"][0];
+    assert_eq!(m["status"], "failed");
+    assert!(m["last_error"].as_str().expect("error").contains("HTTP 400"), "{m}");
+    assert!(!m.to_string().contains("tok\""), "no secret in the recorded error");
+    server.stop().await;
+}
