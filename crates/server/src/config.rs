@@ -244,6 +244,9 @@ pub struct RawRoute {
     pub inject_headers: Option<toml::Table>,
     pub inject_query: Option<toml::Table>,
     pub rate_limit: Option<toml::Table>,
+    pub timeout: Option<u64>,
+    pub forward_credentials: Option<bool>,
+    pub sign_upstream: Option<bool>,
 }
 
 /// Enrollment mode (seed 000 sections 3.1-3.3).
@@ -350,6 +353,17 @@ pub struct RoutePolicy {
     pub path: String,
     /// Requirements, all of which must hold.
     pub require: Vec<Requirement>,
+    /// Rate limit.
+    pub rate_limit: Option<crate::gateway::RateLimit>,
+}
+
+/// TLS termination files.
+#[derive(Clone, Debug)]
+pub struct TlsConfig {
+    /// PEM certificate chain.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
 }
 
 /// Validated configuration.
@@ -397,6 +411,10 @@ pub struct Config {
     pub dpop_max_skew: i64,
     /// Policies of built-in endpoints set in configuration.
     pub routes: Vec<RoutePolicy>,
+    /// Routes with an upstream (the gateway).
+    pub upstreams: Vec<crate::gateway::UpstreamConfig>,
+    /// TLS termination on the public listener.
+    pub tls: Option<TlsConfig>,
     /// Peers whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<std::net::IpAddr>,
     /// SMS.
@@ -487,9 +505,16 @@ impl Config {
         if raw.redis.url.is_some() {
             errors.push("redis.url: Redis support is not available in this build".into());
         }
-        if raw.server.tls.is_some() {
-            errors.push("server.tls: TLS termination is not available in this build".into());
-        }
+        let tls = match &raw.server.tls {
+            None => None,
+            Some(t) => match (t.get("cert").and_then(|v| v.as_str()), t.get("key").and_then(|v| v.as_str())) {
+                (Some(cert), Some(key)) if t.len() == 2 => Some(TlsConfig { cert: cert.into(), key: key.into() }),
+                _ => {
+                    errors.push("server.tls: needs exactly `cert` and `key` (PEM file paths)".into());
+                    None
+                }
+            },
+        };
         if raw.firebase.is_some() {
             errors.push("firebase: the Firebase identity and delivery are not available in this build".into());
         }
@@ -625,41 +650,55 @@ impl Config {
         let rsa_pool_size = raw.enrollment.rsa_pool_size.unwrap_or(DEFAULT_RSA_POOL).clamp(1, 4096);
 
         let mut routes = Vec::new();
+        let mut upstreams = Vec::new();
         for (i, r) in raw.routes.into_iter().enumerate() {
-            if r.upstream.is_some() || r.prefix.is_some() || r.inject_headers.is_some() || r.inject_query.is_some() {
-                errors.push(format!("route[{i}]: upstream routes (prefix/upstream/inject_*) are not available in this build"));
-                continue;
-            }
-            if r.rate_limit.is_some() || r.methods.is_some() {
-                errors.push(format!("route[{i}]: rate_limit and methods are not available in this build"));
-            }
-            let Some(path) = r.path else {
-                errors.push(format!("route[{i}]: needs `path`"));
-                continue;
-            };
-            if !PROTECTED_ENDPOINTS.contains(&path.as_str()) {
-                errors.push(format!(
-                    "route[{i}]: `{path}` is not a built-in endpoint whose policy can be set ({})",
-                    PROTECTED_ENDPOINTS.join(", ")
-                ));
-                continue;
-            }
             let mut require = Vec::new();
-            for name in r.require.unwrap_or_default() {
+            for name in r.require.clone().unwrap_or_default() {
                 match name.as_str() {
                     "device" => require.push(Requirement::Device),
                     "signature" => require.push(Requirement::Signature),
                     "user" => require.push(Requirement::User),
-                    "integrity" => errors.push(format!(
-                        "route[{i}]: requirement `{name}` is not available in this build"
-                    )),
+                    "integrity" => errors.push(format!("route[{i}]: requirement `integrity` is not available in this build")),
                     other => errors.push(format!("route[{i}]: unknown requirement `{other}`")),
                 }
             }
-            if require.is_empty() {
-                errors.push(format!("route[{i}]: `require` must name at least one requirement"));
+            let rate_limit = match r.rate_limit.as_ref().map(parse_rate_limit).transpose() {
+                Ok(rl) => rl,
+                Err(e) => {
+                    errors.push(format!("route[{i}].rate_limit: {e}"));
+                    None
+                }
+            };
+            match (r.path, r.prefix, r.upstream) {
+                (Some(path), None, None) => {
+                    if r.inject_headers.is_some() || r.inject_query.is_some() || r.methods.is_some() || r.timeout.is_some() {
+                        errors.push(format!("route[{i}]: inject_*, methods and timeout need an upstream route"));
+                    }
+                    if !PROTECTED_ENDPOINTS.contains(&path.as_str()) {
+                        errors.push(format!(
+                            "route[{i}]: `{path}` is not a built-in endpoint whose policy can be set ({})",
+                            PROTECTED_ENDPOINTS.join(", ")
+                        ));
+                        continue;
+                    }
+                    if require.is_empty() {
+                        errors.push(format!("route[{i}]: `require` must name at least one requirement"));
+                    }
+                    routes.push(RoutePolicy { path, require, rate_limit });
+                }
+                (None, Some(prefix), Some(upstream)) => {
+                    match parse_upstream(i, prefix, &upstream, require, rate_limit, r.methods, r.inject_headers, r.inject_query, r.timeout, r.forward_credentials, r.sign_upstream) {
+                        Ok(u) => upstreams.push(u),
+                        Err(mut e) => errors.append(&mut e),
+                    }
+                }
+                _ => errors.push(format!("route[{i}]: needs either `path` (a built-in endpoint) or `prefix` and `upstream`")),
             }
-            routes.push(RoutePolicy { path, require });
+        }
+        let mut prefixes: Vec<&str> = upstreams.iter().map(|u: &crate::gateway::UpstreamConfig| u.prefix.as_str()).collect();
+        prefixes.sort_unstable();
+        if prefixes.windows(2).any(|w| w[0] == w[1]) {
+            errors.push("route: two upstream routes have the same prefix".into());
         }
 
         let issuers = raw
@@ -672,6 +711,8 @@ impl Config {
             return Err(ConfigError(errors));
         }
         Ok(Self {
+            upstreams,
+            tls,
             trusted_proxies,
             sms: SmsConfig {
                 sender,
@@ -713,6 +754,11 @@ impl Config {
         })
     }
 
+    /// The rate limit of a built-in endpoint, if configured.
+    pub fn rate_limit(&self, path: &str) -> Option<crate::gateway::RateLimit> {
+        self.routes.iter().find(|r| r.path == path).and_then(|r| r.rate_limit)
+    }
+
     /// The policy of a built-in protected endpoint.
     pub fn policy(&self, path: &str) -> Vec<Requirement> {
         self.routes
@@ -722,6 +768,112 @@ impl Config {
                 || if path == "/api/me" { vec![Requirement::User] } else { vec![Requirement::Device] },
                 |r| r.require.clone(),
             )
+    }
+}
+
+fn parse_rate_limit(t: &toml::Table) -> Result<crate::gateway::RateLimit, String> {
+    use crate::gateway::{RateKey, RateLimit};
+    let key = match t.get("key").and_then(|v| v.as_str()).unwrap_or("device") {
+        "device" => RateKey::Device,
+        "user" => RateKey::User,
+        "ip" => RateKey::Ip,
+        "route" => RateKey::Route,
+        other => return Err(format!("key `{other}` is not device, user, ip or route")),
+    };
+    let per_second = match t.get("per_second") {
+        Some(toml::Value::Integer(n)) => *n as f64,
+        Some(toml::Value::Float(f)) => *f,
+        _ => return Err("per_second is required".into()),
+    };
+    let burst = t.get("burst").and_then(toml::Value::as_integer).unwrap_or(per_second.ceil() as i64);
+    if !(per_second > 0.0 && per_second <= 1_000_000.0) || !(1..=1_000_000).contains(&burst) {
+        return Err("per_second and burst must be positive".into());
+    }
+    if t.keys().any(|k| !["key", "per_second", "burst"].contains(&k.as_str())) {
+        return Err("only key, per_second and burst are allowed".into());
+    }
+    Ok(RateLimit { key, per_second, burst: u32::try_from(burst).unwrap_or(1) })
+}
+
+/// Path prefixes an upstream route may not take: Moat's own endpoints.
+const RESERVED_PREFIXES: [&str; 7] = ["/v1", "/api", "/admin", "/.well-known", "/healthz", "/readyz", "/openapi.json"];
+
+#[allow(clippy::too_many_arguments)]
+fn parse_upstream(
+    i: usize,
+    prefix: String,
+    upstream: &str,
+    require: Vec<Requirement>,
+    rate_limit: Option<crate::gateway::RateLimit>,
+    methods: Option<Vec<String>>,
+    inject_headers: Option<toml::Table>,
+    inject_query: Option<toml::Table>,
+    timeout: Option<u64>,
+    forward_credentials: Option<bool>,
+    sign: Option<bool>,
+) -> Result<crate::gateway::UpstreamConfig, Vec<String>> {
+    let mut errors = Vec::new();
+    let prefix_ok = prefix.starts_with('/')
+        && prefix.len() > 1
+        && !prefix.ends_with('/')
+        && prefix.bytes().all(|b| b.is_ascii_alphanumeric() || b"/-_.~".contains(&b))
+        && crate::gateway::path::check_rest(&prefix).is_ok();
+    if !prefix_ok {
+        errors.push(format!("route[{i}]: prefix `{prefix}` must start with /, not end with /, and use plain path characters"));
+    }
+    if RESERVED_PREFIXES.iter().any(|r| prefix == *r || prefix.starts_with(&format!("{r}/"))) {
+        errors.push(format!("route[{i}]: prefix `{prefix}` is reserved for Moat's own endpoints"));
+    }
+    let url = match reqwest::Url::parse(upstream) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() && u.query().is_none() && u.fragment().is_none()
+            && u.username().is_empty() && u.password().is_none() => Some(u),
+        _ => {
+            errors.push(format!("route[{i}]: upstream must be an http(s) URL without credentials, query or fragment"));
+            None
+        }
+    };
+    if require.is_empty() {
+        errors.push(format!("route[{i}]: `require` must name at least one requirement (the gateway is not an open proxy)"));
+    }
+    let methods = methods.map(|list| {
+        list.iter()
+            .filter_map(|m| match axum::http::Method::from_bytes(m.to_ascii_uppercase().as_bytes()) {
+                Ok(m) => Some(m),
+                Err(_) => {
+                    errors.push(format!("route[{i}]: `{m}` is not a method"));
+                    None
+                }
+            })
+            .collect()
+    });
+    let mut headers = Vec::new();
+    for (name, value) in inject_headers.unwrap_or_default() {
+        match (axum::http::HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes()), value.as_str()) {
+            (Ok(n), Some(v)) if v.starts_with("env:") || v.starts_with("file:") => headers.push((n, v.to_owned())),
+            _ => errors.push(format!("route[{i}]: inject_headers.{name} must be a header name = \"env:NAME\" or \"file:PATH\"")),
+        }
+    }
+    let mut query = Vec::new();
+    for (name, value) in inject_query.unwrap_or_default() {
+        match value.as_str() {
+            Some(v) if v.starts_with("env:") || v.starts_with("file:") => query.push((name, v.to_owned())),
+            _ => errors.push(format!("route[{i}]: inject_query.{name} must be \"env:NAME\" or \"file:PATH\"")),
+        }
+    }
+    match (url, errors.is_empty()) {
+        (Some(upstream), true) => Ok(crate::gateway::UpstreamConfig {
+            prefix,
+            upstream,
+            require,
+            methods,
+            inject_headers: headers,
+            inject_query: query,
+            rate_limit,
+            timeout: Duration::from_secs(timeout.unwrap_or(30).clamp(1, 300)),
+            forward_credentials: forward_credentials.unwrap_or(false),
+            sign: sign.unwrap_or(false),
+        }),
+        _ => Err(errors),
     }
 }
 

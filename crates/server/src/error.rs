@@ -13,12 +13,20 @@ pub struct ApiError {
     detail: String,
     retry_after: Option<u64>,
     extra: Vec<(&'static str, serde_json::Value)>,
+    headers: Vec<(&'static str, HeaderValue)>,
 }
 
 impl ApiError {
     /// An error with a status, a stable code and a detail safe to show the client.
     pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
-        Self { status, code, detail: detail.into(), retry_after: None, extra: Vec::new() }
+        Self { status, code, detail: detail.into(), retry_after: None, extra: Vec::new(), headers: Vec::new() }
+    }
+
+    /// Adds a response header.
+    #[must_use]
+    pub fn with_header(mut self, name: &'static str, value: HeaderValue) -> Self {
+        self.headers.push((name, value));
+        self
     }
 
     /// Adds a member to the problem document (e.g. RFC 6749's `error`).
@@ -90,6 +98,11 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         self.code
     }
+
+    /// The detail shown to the client.
+    pub fn detail(&self) -> &str {
+        &self.detail
+    }
 }
 
 impl From<StoreError> for ApiError {
@@ -143,6 +156,9 @@ impl IntoResponse for ApiError {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         if let Some(seconds) = self.retry_after {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        for (name, value) in self.headers {
+            headers.insert(name, value);
         }
         if self.status == StatusCode::UNAUTHORIZED {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Moat"));

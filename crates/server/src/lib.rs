@@ -41,6 +41,7 @@ pub mod device;
 pub mod enroll;
 pub mod error;
 pub mod extract;
+pub mod gateway;
 pub mod issuers;
 pub mod middleware;
 pub mod openapi;
@@ -90,7 +91,35 @@ async fn timeout_error(err: tower::BoxError) -> ApiError {
 }
 
 fn protected(state: &AppState, path: &str) -> Protect {
-    Protect { state: state.clone(), policy: Arc::from(state.config.policy(path)) }
+    Protect {
+        state: state.clone(),
+        policy: Arc::from(state.config.policy(path)),
+        rate_limit: state.config.rate_limit(path),
+        route: Arc::from(path),
+    }
+}
+
+/// Adds the gateway's upstream routes: `prefix` and `prefix/…`, each behind its policy.
+fn upstream_routes(mut router: Router<AppState>, state: &AppState) -> Router<AppState> {
+    for route in &state.gateway.routes {
+        let cfg = &route.config;
+        let guard = Protect {
+            state: state.clone(),
+            policy: Arc::from(cfg.require.clone()),
+            rate_limit: cfg.rate_limit,
+            route: Arc::from(cfg.prefix.as_str()),
+        };
+        let (gateway, route) = (state.gateway.clone(), route.clone());
+        let handler = move |State(st): State<AppState>, ip: extract::ClientIp, req: axum::extract::Request| {
+            let (gateway, route) = (gateway.clone(), route.clone());
+            async move { gateway::forward(st, gateway, route, ip, req).await }
+        };
+        let method_router = axum::routing::any(handler).route_layer(from_fn_with_state(guard, protect));
+        router = router
+            .route(&cfg.prefix, method_router.clone())
+            .route(&format!("{}/{{*rest}}", cfg.prefix), method_router);
+    }
+    router
 }
 
 /// Headers that carry credentials: marked sensitive so no trace layer or debug print shows
@@ -129,6 +158,7 @@ pub fn app(state: AppState) -> Router {
         .route("/api/token", post(accounts::token).route_layer(guard("/api/token")))
         .route("/api/me", get(accounts::me).route_layer(guard("/api/me")))
         .route("/.well-known/jwks.json", get(accounts::jwks))
+        .route("/.well-known/moat-gateway-jwks.json", get(|State(st): State<AppState>| async move { axum::Json(st.gateway.jwks()) }))
         .route("/v1/enroll", post(enroll::enroll))
         .route("/v1/enroll/confirm", post(enroll::confirm))
         .route("/v1/mailbox", get(enroll::mailbox))
@@ -138,8 +168,8 @@ pub fn app(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/openapi.json", get(|| async { axum::Json(openapi::ApiDoc::openapi()) }))
         .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .with_state(state);
+        .method_not_allowed_fallback(method_not_allowed);
+    let router = upstream_routes(router, &state).with_state(state);
     edge(router, timeout)
 }
 
@@ -225,7 +255,7 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> Result<AppSta
     let sender = sms_sender(&config)?;
     let store = Arc::new(moat_store::sqlite::SqliteStore::open(&config.store_url, &moat_store::sqlite::SqliteOptions::default()).await?);
     let state = AppState::new(config, store.clone(), store, sender, keys, clock)
-        .map_err(|e| ServerError::Setup(format!("starting: {}", e.code())))?;
+        .map_err(|e| ServerError::Setup(format!("starting: {}", e.detail())))?;
     state
         .tokens
         .reload(&*state.accounts, &state.keys, state.now())
@@ -257,15 +287,32 @@ pub async fn run(
         state.sms_notify.clone(),
         wait(rx.clone()),
     ));
-    let public_srv = axum::serve(public, app(state.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>())
-        .with_graceful_shutdown(wait(rx.clone()));
+    let make = app(state.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let public_srv: std::pin::Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>> = match &state.config.tls {
+        None => Box::pin(axum::serve(public, make).with_graceful_shutdown(wait(rx.clone())).into_future()),
+        Some(tls) => {
+            let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+            let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(&tls.cert, &tls.key)
+                .await
+                .map_err(|e| ServerError::Setup(format!("server.tls: {e}")))?;
+            let handle = axum_server::Handle::new();
+            let stopper = handle.clone();
+            let mut stop_rx = rx.clone();
+            tokio::spawn(async move {
+                let _ = stop_rx.wait_for(|stop| *stop).await;
+                stopper.graceful_shutdown(Some(std::time::Duration::from_secs(30)));
+            });
+            let server = axum_server::from_tcp_rustls(public.into_std()?, config)?.handle(handle);
+            Box::pin(async move { server.serve(make).await })
+        }
+    };
     let admin_srv = axum::serve(admin, admin_app(state.clone())).with_graceful_shutdown(wait(rx.clone()));
     tokio::spawn(async move {
         shutdown.await;
         tracing::info!("shutting down: draining in-flight requests");
         let _ = tx.send(true);
     });
-    let (a, b) = tokio::join!(public_srv.into_future(), admin_srv.into_future());
+    let (a, b) = tokio::join!(public_srv, admin_srv.into_future());
     let _ = jobs.await;
     let _ = sms_worker.await;
     a?;

@@ -99,6 +99,19 @@ impl Limiter {
         Ok(())
     }
 
+    /// Checks one key; on success returns how many more requests the burst allows now.
+    ///
+    /// # Errors
+    /// [`Refusal`] with the wait.
+    pub fn check_one(&self, now_ms: i64, key: &str, quota: Quota) -> Result<u32, Refusal> {
+        self.check(now_ms, &[(key.to_owned(), quota)])?;
+        let tats = self.tats.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let tat = tats.get(key).copied().unwrap_or(now_ms);
+        let interval = quota.interval_ms().max(1);
+        let headroom = interval.saturating_mul(i64::from(quota.burst)) - (tat - now_ms);
+        Ok(u32::try_from(headroom / interval).unwrap_or(0))
+    }
+
     /// Drops keys whose budgets are full again.
     pub fn purge(&self, now_ms: i64) -> usize {
         let mut tats = self.tats.lock().unwrap_or_else(std::sync::PoisonError::into_inner);

@@ -38,6 +38,8 @@ pub struct Keys {
     pub static_key: SecretBytes,
     /// Admin bearer token.
     pub admin_token: SecretBytes,
+    /// The raw data key, for deriving other keys at start.
+    data_key_raw: SecretBytes,
 }
 
 impl Keys {
@@ -54,6 +56,7 @@ impl Keys {
             b"moat api key pepper v1",
         );
         Ok(Self {
+            data_key_raw: SecretBytes::new(data_key.clone()),
             data: DataKey::new(&data_key)?,
             api_key_pepper: hmac::Key::new(hmac::HMAC_SHA256, pepper_bytes.as_ref()),
             static_key: SecretBytes::new(
@@ -63,6 +66,13 @@ impl Keys {
                 config.admin_token.clone().unwrap_or_else(|| secrets.admin_token.clone()).into_bytes(),
             ),
         })
+    }
+}
+
+impl Keys {
+    /// The raw data key (to derive the gateway signing key).
+    pub fn data_key_bytes(&self) -> &[u8] {
+        self.data_key_raw.expose()
     }
 }
 
@@ -101,6 +111,10 @@ pub struct AppState {
     pub sms_notify: Arc<Notify>,
     /// Login attempts, per phone and per IP, checked before any password hash.
     pub login_limiter: Arc<Limiter>,
+    /// Route rate limits (`[[route]] rate_limit`).
+    pub route_limiter: Arc<Limiter>,
+    /// The gateway (upstream routes).
+    pub gateway: Arc<crate::gateway::Gateway>,
 }
 
 impl AppState {
@@ -127,6 +141,10 @@ impl AppState {
         let hasher = Arc::new(Hasher::new(config.accounts.hash_concurrency, Duration::from_secs(2))?);
         let issuers = Arc::new(Issuers::new(config.issuers.clone()));
         let sms_guard = Arc::new(SmsGuard::new(config.sms.limits.clone()));
+        let gateway = Arc::new(
+            crate::gateway::Gateway::new(&config.upstreams, keys.data_key_bytes())
+                .map_err(|e| ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "setup", e))?,
+        );
         Ok(Self {
             accounts,
             tokens,
@@ -136,6 +154,8 @@ impl AppState {
             sms_sender,
             sms_notify: Arc::new(Notify::new()),
             login_limiter: Arc::new(Limiter::new(1_000_000)),
+            route_limiter: Arc::new(Limiter::new(1_000_000)),
+            gateway,
             config: Arc::new(config),
             store,
             replay: Arc::new(MemoryReplayCache::new(REPLAY_CAPACITY)),
@@ -150,5 +170,14 @@ impl AppState {
     /// Now, Unix seconds.
     pub fn now(&self) -> i64 {
         self.clock.now()
+    }
+
+    /// Now, Unix milliseconds (second resolution from the injected clock, plus the
+    /// sub-second part of the monotonic clock, for rate limits of several per second).
+    pub fn now_ms(&self) -> i64 {
+        let sub = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::from(d.subsec_millis()));
+        self.clock.now().saturating_mul(1000) + sub
     }
 }

@@ -32,7 +32,9 @@ use moat_store::{Device, DeviceStatus};
 
 use crate::config::{Mode, Requirement};
 use crate::error::ApiError;
-use crate::extract::body_bytes;
+use crate::extract::{ClientIp, body_bytes};
+use crate::gateway::{RateKey, RateLimit};
+use crate::ratelimit::{Quota, Refusal};
 use crate::state::AppState;
 
 /// How the caller proved it is a device.
@@ -81,6 +83,36 @@ pub struct Protect {
     pub state: AppState,
     /// Requirements, all of which must hold.
     pub policy: Arc<[Requirement]>,
+    /// The route's rate limit, if any.
+    pub rate_limit: Option<RateLimit>,
+    /// The route's name in rate-limit keys and logs.
+    pub route: Arc<str>,
+}
+
+/// Applies the route's rate limit to a verified caller; returns the `RateLimit` header values.
+async fn rate_limit(p: &Protect, parts: &mut Parts, principal: &Principal) -> Result<Option<(HeaderValue, HeaderValue)>, ApiError> {
+    let Some(rl) = p.rate_limit else { return Ok(None) };
+    let who = match rl.key {
+        RateKey::Device => principal.device.as_ref().map_or_else(|| "static".to_owned(), |d| d.id.to_string()),
+        RateKey::User => principal.user.as_ref().map_or_else(|| "anonymous".to_owned(), |u| format!("{}\0{}", u.issuer, u.id)),
+        RateKey::Ip => <ClientIp as axum::extract::FromRequestParts<AppState>>::from_request_parts(parts, &p.state).await?.0.to_string(),
+        RateKey::Route => String::new(),
+    };
+    let window = (f64::from(rl.burst) / rl.per_second).ceil().max(1.0);
+    let quota = Quota { burst: rl.burst, period: std::time::Duration::from_secs_f64(f64::from(rl.burst) / rl.per_second) };
+    let policy = HeaderValue::from_str(&format!("\"moat\";q={};w={window}", rl.burst)).map_err(|e| ApiError::internal(&e))?;
+    let key = format!("{}\0{who}", p.route);
+    match p.state.route_limiter.check_one(p.state.now_ms(), &key, quota) {
+        Ok(remaining) => {
+            let value = HeaderValue::from_str(&format!("\"moat\";r={remaining}")).map_err(|e| ApiError::internal(&e))?;
+            Ok(Some((policy, value)))
+        }
+        Err(Refusal::Limited { retry_after, .. }) => Err(ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "rate limit exceeded")
+            .retry_after(retry_after)
+            .with_header("ratelimit-policy", policy)
+            .with_header("ratelimit", HeaderValue::from_str(&format!("\"moat\";r=0;t={retry_after}")).map_err(|e| ApiError::internal(&e))?)),
+        Err(Refusal::Full) => Err(ApiError::unavailable()),
+    }
 }
 
 fn joined(parts: &Parts, name: &str) -> Result<Option<String>, ApiError> {
@@ -304,9 +336,15 @@ pub async fn protect(State(p): State<Protect>, req: Request, next: Next) -> Resu
     } else {
         body
     };
+    let limit_headers = rate_limit(&p, &mut parts, &principal).await?;
     if let Some(device) = &principal.device {
         state.usage.record(device.id, now);
     }
     parts.extensions.insert(principal);
-    Ok(next.run(Request::from_parts(parts, Body::from(body))).await)
+    let mut response = next.run(Request::from_parts(parts, Body::from(body))).await;
+    if let Some((policy, remaining)) = limit_headers {
+        response.headers_mut().insert("ratelimit-policy", policy);
+        response.headers_mut().insert("ratelimit", remaining);
+    }
+    Ok(response)
 }

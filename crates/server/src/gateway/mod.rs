@@ -1,0 +1,385 @@
+//! The gateway (PROTOCOL sections 4 and 8): `[[route]]` entries with an `upstream` put Moat in
+//! front of an existing backend or a third-party API.
+//!
+//! A request reaches [`forward`] only after the route's policy passed (the same middleware as
+//! Moat's own endpoints, so signatures, device keys, user tokens, JWE bodies and rate limits
+//! all apply). Forwarding then:
+//! - joins the path after the prefix onto the fixed upstream base, refusing traversal,
+//!   encoded slashes and absolute-form targets ([`path`]);
+//! - removes hop-by-hop headers, the client's `Moat-Device`/`Moat-User` (then sets the verified
+//!   ones), the device's own credentials (unless `forward_credentials`), and untrusted
+//!   `Forwarded`/`X-Forwarded-*` (then adds this hop) ([`headers`]);
+//! - injects the route's third-party secrets (`inject_headers`, `inject_query`, from `env:` or
+//!   `file:` references), replacing anything the client sent under those names;
+//! - optionally signs the request (RFC 9421, Ed25519 gateway key) so the upstream can check it
+//!   came through Moat;
+//! - streams successful responses back; redirects and error responses are checked for the
+//!   injected secrets, which are removed, so an upstream that echoes its API key cannot hand
+//!   it to the phone.
+//!
+//! The upstream client is reqwest (hyper underneath: pooled connections, HTTP/2 by ALPN to TLS
+//! upstreams), with redirects off and no system proxy.
+
+pub mod headers;
+pub mod path;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair as _};
+use axum::body::{Body, Bytes};
+use axum::extract::Request;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version, header};
+use axum::response::{IntoResponse, Response};
+use moat_core::dpop::InstallationKey;
+use moat_core::httpsig::{self, Message, Params, SigningKey};
+use moat_core::secret::SecretBytes;
+
+use crate::config::Requirement;
+use crate::error::ApiError;
+use crate::extract::ClientIp;
+use crate::middleware::protect::Principal;
+use crate::state::AppState;
+
+/// Largest error or redirect body inspected for leaked secrets; larger ones are refused.
+pub const MAX_INSPECTED_BODY: usize = 1024 * 1024;
+/// `keyid` of the gateway's forwarding signatures.
+pub const GATEWAY_KEY_ID: &str = "moat-gateway";
+
+/// Rate-limit key of a route.
+#[non_exhaustive]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RateKey {
+    /// Per device.
+    Device,
+    /// Per user.
+    User,
+    /// Per client IP.
+    Ip,
+    /// One budget for the whole route.
+    Route,
+}
+
+/// `rate_limit = { key, per_second, burst }`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RateLimit {
+    /// What is counted.
+    pub key: RateKey,
+    /// Sustained rate.
+    pub per_second: f64,
+    /// Burst.
+    pub burst: u32,
+}
+
+/// An upstream route as configured (secrets still as references).
+#[derive(Clone, Debug)]
+pub struct UpstreamConfig {
+    /// Path prefix, e.g. `/proxy/maps`.
+    pub prefix: String,
+    /// Upstream base URL.
+    pub upstream: reqwest::Url,
+    /// Requirements.
+    pub require: Vec<Requirement>,
+    /// Allowed methods (all if `None`).
+    pub methods: Option<Vec<Method>>,
+    /// Header name → secret reference.
+    pub inject_headers: Vec<(HeaderName, String)>,
+    /// Query parameter → secret reference.
+    pub inject_query: Vec<(String, String)>,
+    /// Rate limit.
+    pub rate_limit: Option<RateLimit>,
+    /// Upstream timeout.
+    pub timeout: Duration,
+    /// Pass the device's credential headers upstream.
+    pub forward_credentials: bool,
+    /// Sign forwarded requests with the gateway key.
+    pub sign: bool,
+}
+
+/// An upstream route ready to serve (secrets resolved).
+pub struct Upstream {
+    /// The configuration.
+    pub config: UpstreamConfig,
+    headers: Vec<(HeaderName, SecretBytes)>,
+    query: Vec<(String, SecretBytes)>,
+}
+
+/// The gateway: its routes, upstream client and signing key.
+pub struct Gateway {
+    /// Routes, in configuration order.
+    pub routes: Vec<Arc<Upstream>>,
+    http: reqwest::Client,
+    signer: InstallationKey,
+    jwks: serde_json::Value,
+}
+
+impl Gateway {
+    /// Resolves the routes' secrets and derives the gateway signing key from the data key.
+    ///
+    /// # Errors
+    /// A message naming the route and reference that cannot be read.
+    pub fn new(configs: &[UpstreamConfig], data_key: &[u8]) -> Result<Self, String> {
+        let mut routes = Vec::new();
+        for c in configs {
+            let mut headers = Vec::new();
+            for (name, reference) in &c.inject_headers {
+                let value = crate::secret_ref::resolve(reference).map_err(|e| format!("route {}: inject_headers.{name}: {e}", c.prefix))?;
+                HeaderValue::from_bytes(value.expose()).map_err(|_| format!("route {}: inject_headers.{name}: not a valid header value", c.prefix))?;
+                headers.push((name.clone(), value));
+            }
+            let mut query = Vec::new();
+            for (name, reference) in &c.inject_query {
+                let value = crate::secret_ref::resolve(reference).map_err(|e| format!("route {}: inject_query.{name}: {e}", c.prefix))?;
+                query.push((name.clone(), value));
+            }
+            routes.push(Arc::new(Upstream { config: c.clone(), headers, query }));
+        }
+        // The gateway key is derived from the data key (one secret to back up): the Ed25519
+        // seed is HMAC-SHA-256(data key, label).
+        let seed = aws_lc_rs::hmac::sign(&aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, data_key), b"moat gateway signing key v1");
+        let pair = Ed25519KeyPair::from_seed_unchecked(seed.as_ref()).map_err(|_| "gateway key".to_owned())?;
+        let mut x = [0u8; 32];
+        x.copy_from_slice(pair.public_key().as_ref());
+        let mut jwk = moat_core::jwk::PublicJwk::Ed25519 { x }.to_json();
+        jwk["kid"] = GATEWAY_KEY_ID.into();
+        jwk["alg"] = "EdDSA".into();
+        jwk["use"] = "sig".into();
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .pool_max_idle_per_host(256)
+            .connect_timeout(Duration::from_secs(5))
+            .build()
+            .map_err(|e| format!("upstream client: {e}"))?;
+        Ok(Self { routes, http, signer: InstallationKey::Ed25519(pair), jwks: serde_json::json!({"keys": [jwk]}) })
+    }
+
+    /// The public key upstreams use to check forwarded requests (`keyid` `moat-gateway`).
+    pub fn jwks(&self) -> serde_json::Value {
+        self.jwks.clone()
+    }
+}
+
+fn refuse(detail: &str) -> ApiError {
+    ApiError::malformed(format!("request target refused: {detail}"))
+}
+
+fn secrets_of(route: &Upstream) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    for v in route.headers.iter().map(|(_, v)| v).chain(route.query.iter().map(|(_, v)| v)) {
+        out.push(v.expose().to_vec());
+        let encoded: String = serde_urlencoded::to_string([("", String::from_utf8_lossy(v.expose()))]).unwrap_or_default();
+        if let Some(e) = encoded.strip_prefix('=') {
+            if e.as_bytes() != v.expose() {
+                out.push(e.as_bytes().to_vec());
+            }
+        }
+    }
+    out.retain(|s| s.len() >= 4);
+    out
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+fn redact(body: &[u8], secrets: &[Vec<u8>]) -> (Vec<u8>, bool) {
+    let mut out = body.to_vec();
+    let mut changed = false;
+    for s in secrets {
+        let mut i = 0;
+        let mut next = Vec::with_capacity(out.len());
+        while i < out.len() {
+            if out.len() - i >= s.len() && out[i..i + s.len()] == s[..] {
+                next.extend_from_slice(b"[redacted]");
+                i += s.len();
+                changed = true;
+            } else {
+                next.push(out[i]);
+                i += 1;
+            }
+        }
+        out = next;
+    }
+    (out, changed)
+}
+
+/// Forwards one request that passed the route's policy.
+///
+/// # Errors
+/// `400` for refused targets, `405` for methods not allowed, `502`/`504` for upstream
+/// failures.
+pub async fn forward(state: AppState, gateway: Arc<Gateway>, route: Arc<Upstream>, ip: ClientIp, req: Request) -> Result<Response, ApiError> {
+    let cfg = &route.config;
+    let (parts, body) = req.into_parts();
+    if let Some(methods) = &cfg.methods {
+        if !methods.contains(&parts.method) {
+            return Err(ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this route"));
+        }
+    }
+    // An absolute-form target (`GET http://other/ HTTP/1.1`) would let a client name its own
+    // upstream; HTTP/2 always carries scheme and authority, which Moat ignores.
+    if parts.version <= Version::HTTP_11 && parts.uri.authority().is_some() {
+        return Err(refuse("absolute-form request target"));
+    }
+    let path = parts.uri.path();
+    let rest = path.strip_prefix(cfg.prefix.as_str()).ok_or_else(|| refuse("path outside the route"))?;
+    path::check_rest(rest).map_err(|e| refuse(e.0))?;
+
+    let mut url = cfg.upstream.clone();
+    let base_path = url.path().trim_end_matches('/').to_owned();
+    url.set_path(&format!("{base_path}{rest}"));
+    let injected: Vec<&str> = route.query.iter().map(|(n, _)| n.as_str()).collect();
+    let client_pairs: Vec<(String, String)> = match parts.uri.query() {
+        Some(q) => serde_urlencoded::from_str(q).map_err(|_| refuse("query is not valid form encoding"))?,
+        None => Vec::new(),
+    };
+    url.set_query(None);
+    if !client_pairs.is_empty() || !route.query.is_empty() {
+        let mut pairs = url.query_pairs_mut();
+        for (k, v) in client_pairs.iter().filter(|(k, _)| !injected.contains(&k.as_str())) {
+            pairs.append_pair(k, v);
+        }
+        for (k, v) in &route.query {
+            pairs.append_pair(k, &String::from_utf8_lossy(v.expose()));
+        }
+    }
+
+    let principal = parts.extensions.get::<Principal>().cloned();
+    let mut out = parts.headers.clone();
+    headers::strip_hop_by_hop(&mut out);
+    for name in [header::HOST, header::CONTENT_LENGTH] {
+        out.remove(name);
+    }
+    for name in headers::IDENTITY {
+        out.remove(name);
+    }
+    if !cfg.forward_credentials {
+        for name in headers::CREDENTIALS {
+            out.remove(name);
+        }
+    }
+    let trusted = parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .is_some_and(|c| state.config.trusted_proxies.contains(&c.0.ip()));
+    let proto = if state.config.public_base_url.starts_with("https://") { "https" } else { "http" };
+    let host = parts.headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    headers::set_forwarded(&mut out, ip.0, proto, host, trusted);
+    if let Some(p) = &principal {
+        if let Some(d) = &p.device {
+            out.insert("moat-device", HeaderValue::from_str(&d.id.to_string()).map_err(|e| ApiError::internal(&e))?);
+        }
+        if let Some(u) = &p.user {
+            if let Ok(v) = HeaderValue::from_str(&u.id) {
+                out.insert("moat-user", v);
+            }
+        }
+    }
+    for (name, value) in &route.headers {
+        out.insert(name.clone(), HeaderValue::from_bytes(value.expose()).map_err(|e| ApiError::internal(&e))?);
+    }
+    let body: Bytes = axum::body::to_bytes(body, state.config.max_body_bytes).await.map_err(|_| ApiError::too_large(state.config.max_body_bytes))?;
+    if cfg.sign {
+        sign_forwarded(&gateway, &parts.method, &url, &mut out, &body, state.now())?;
+    }
+
+    let mut request = gateway.http.request(parts.method.clone(), url).headers(out).timeout(cfg.timeout);
+    if !body.is_empty() {
+        request = request.body(body);
+    }
+    let upstream = request.send().await.map_err(|e| {
+        if e.is_timeout() {
+            ApiError::new(StatusCode::GATEWAY_TIMEOUT, "upstream_timeout", "the upstream did not answer in time")
+        } else {
+            tracing::warn!(route = %cfg.prefix, error = %e.without_url(), "upstream unreachable");
+            ApiError::new(StatusCode::BAD_GATEWAY, "bad_gateway", "the upstream could not be reached")
+        }
+    })?;
+    respond(&route, upstream).await
+}
+
+fn sign_forwarded(gateway: &Gateway, method: &Method, url: &reqwest::Url, out: &mut HeaderMap, body: &[u8], now: i64) -> Result<(), ApiError> {
+    if !body.is_empty() {
+        let field = moat_core::digest::sha256_field(body);
+        out.insert("content-digest", HeaderValue::from_str(&field).map_err(|e| ApiError::internal(&e))?);
+    } else {
+        out.remove("content-digest");
+    }
+    let authority = match url.port() {
+        Some(p) => format!("{}:{p}", url.host_str().unwrap_or_default()),
+        None => url.host_str().unwrap_or_default().to_owned(),
+    };
+    let mut components = vec!["@method", "@authority", "@path"];
+    if url.query().is_some() {
+        components.push("@query");
+    }
+    for name in ["moat-device", "moat-user", "content-digest"] {
+        if out.contains_key(name) {
+            components.push(name);
+        }
+    }
+    let msg = Message { method: method.as_str(), scheme: url.scheme(), authority: &authority, path: url.path(), query: url.query(), headers: out };
+    let params = Params {
+        created: Some(now),
+        nonce: Some(moat_core::random::token(16)?),
+        keyid: Some(GATEWAY_KEY_ID.into()),
+        alg: Some("ed25519".into()),
+        ..Params::default()
+    };
+    let signed = httpsig::sign("moat", &components, &params, &msg, SigningKey::Installation(&gateway.signer))?;
+    out.insert("signature-input", HeaderValue::from_str(&signed.signature_input).map_err(|e| ApiError::internal(&e))?);
+    out.insert("signature", HeaderValue::from_str(&signed.signature).map_err(|e| ApiError::internal(&e))?);
+    Ok(())
+}
+
+async fn respond(route: &Upstream, upstream: reqwest::Response) -> Result<Response, ApiError> {
+    let status = upstream.status();
+    let mut headers = upstream.headers().clone();
+    headers::strip_hop_by_hop(&mut headers);
+    headers.remove(header::CONTENT_LENGTH);
+    let secrets = secrets_of(route);
+    if !secrets.is_empty() {
+        let leaking: Vec<HeaderName> = headers
+            .iter()
+            .filter(|(_, v)| secrets.iter().any(|s| contains(v.as_bytes(), s)))
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in leaking {
+            tracing::warn!(route = %route.config.prefix, header = %name, "upstream response header carried an injected secret; removed");
+            headers.remove(name);
+        }
+    }
+    let inspect = !secrets.is_empty() && (status.is_redirection() || status.is_client_error() || status.is_server_error());
+    let body = if inspect {
+        let bytes = upstream.bytes().await.map_err(|_| ApiError::new(StatusCode::BAD_GATEWAY, "bad_gateway", "upstream body failed"))?;
+        if bytes.len() > MAX_INSPECTED_BODY {
+            return Err(ApiError::new(StatusCode::BAD_GATEWAY, "bad_gateway", "upstream error body too large"));
+        }
+        let (clean, changed) = redact(&bytes, &secrets);
+        if changed {
+            tracing::warn!(route = %route.config.prefix, status = status.as_u16(), "upstream response body carried an injected secret; redacted");
+        }
+        Body::from(clean)
+    } else {
+        Body::from_stream(upstream.bytes_stream())
+    };
+    let mut response = (status, body).into_response();
+    *response.headers_mut() = headers;
+    Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redaction_replaces_every_occurrence() {
+        let (out, changed) = redact(b"key=sk_live_123 and sk_live_123!", &[b"sk_live_123".to_vec()]);
+        assert!(changed);
+        assert_eq!(out, b"key=[redacted] and [redacted]!");
+        let (out, changed) = redact(b"nothing here", &[b"sk_live_123".to_vec()]);
+        assert!(!changed);
+        assert_eq!(out, b"nothing here");
+    }
+}
