@@ -42,6 +42,11 @@ enum Command {
         #[arg(long, global = true)]
         config: Option<PathBuf>,
     },
+    /// TLS helpers.
+    Tls {
+        #[command(subcommand)]
+        command: TlsCommand,
+    },
     /// Play the app: enroll a device and call protected endpoints.
     Device {
         #[command(subcommand)]
@@ -49,6 +54,20 @@ enum Command {
         /// Where the device keeps its installation key and credential (written 0600).
         #[arg(long, global = true, default_value = "moat-device.json", env = "MOAT_DEVICE_STATE")]
         state: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum TlsCommand {
+    /// Write a self-signed development certificate and key (P-256) and print the key's pin
+    /// in the forms Android and iOS pinning take.
+    SelfSigned {
+        /// Directory for cert.pem and key.pem.
+        #[arg(long, default_value = "moat-tls")]
+        out: PathBuf,
+        /// Names and addresses the certificate is valid for.
+        #[arg(long = "host", default_values_t = ["localhost".to_owned(), "127.0.0.1".to_owned()])]
+        hosts: Vec<String>,
     },
 }
 
@@ -130,6 +149,10 @@ enum DeviceCommand {
         device_id: Option<String>,
         #[arg(long, default_value = "other")]
         platform: String,
+        /// Trust only a server whose key has this pin (`sha256/<base64>`, as printed by
+        /// `moat tls self-signed`); repeatable.
+        #[arg(long = "pin")]
+        pins: Vec<String>,
     },
     /// Call a protected endpoint with the saved credential.
     Call {
@@ -237,7 +260,33 @@ async fn dispatch(cli: Cli) -> Result<()> {
             admin(command, &state).await
         }
         Command::Device { command, state } => device(command, &state).await,
+        Command::Tls { command: TlsCommand::SelfSigned { out, hosts } } => self_signed(&out, hosts),
     }
+}
+
+fn self_signed(out: &Path, hosts: Vec<String>) -> Result<()> {
+    use rcgen::PublicKeyData as _;
+    let certified = rcgen::generate_simple_self_signed(hosts.clone()).context("generating the certificate")?;
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let cert_path = out.join("cert.pem");
+    let key_path = out.join("key.pem");
+    std::fs::write(&cert_path, certified.cert.pem()).with_context(|| format!("writing {}", cert_path.display()))?;
+    let _ = std::fs::remove_file(&key_path);
+    let mut key = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&key_path)?;
+    key.write_all(certified.signing_key.serialize_pem().as_bytes())?;
+    let pin = moat_client::pin::spki_pin(&certified.signing_key.subject_public_key_info());
+    let b64 = pin.trim_start_matches("sha256/");
+    println!("certificate: {} (valid for {})", cert_path.display(), hosts.join(", "));
+    println!("private key: {} (0600)", key_path.display());
+    println!();
+    println!("pin (SHA-256 of the SubjectPublicKeyInfo): {pin}");
+    println!("Android network_security_config.xml:  <pin digest=\"SHA-256\">{b64}</pin>");
+    println!("OkHttp CertificatePinner:             .add(\"<host>\", \"{pin}\")");
+    println!("iOS (TrustKit kTSKPublicKeyHashes):   @[@\"{b64}\"]");
+    println!("moat CLI:                             moat device enroll --pin {pin} ...");
+    println!();
+    println!("Serve it with:\n  [server.tls]\n  cert = \"{}\"\n  key = \"{}\"", cert_path.display(), key_path.display());
+    Ok(())
 }
 
 async fn admin(command: AdminCommand, state: &moat_server::AppState) -> Result<()> {
@@ -344,9 +393,15 @@ fn describe(c: &Client) -> serde_json::Value {
 
 async fn device(command: DeviceCommand, path: &Path) -> Result<()> {
     match command {
-        DeviceCommand::Enroll { server, device_id, platform } => {
+        DeviceCommand::Enroll { server, device_id, platform, pins } => {
             let mut client = match load(path)? {
-                Some(state) if state.server.trim_end_matches('/') == server.trim_end_matches('/') => Client::from_state(&state)?,
+                Some(mut state) if state.server.trim_end_matches('/') == server.trim_end_matches('/') => {
+                    if !pins.is_empty() {
+                        state.pins = pins;
+                    }
+                    Client::from_state(&state)?
+                }
+                _ if !pins.is_empty() => Client::generate_pinned(&server, &pins)?,
                 _ => Client::generate(&server)?,
             };
             let device_id = device_id

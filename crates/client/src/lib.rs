@@ -16,6 +16,8 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod pin;
+
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_lc_rs::hmac;
@@ -111,6 +113,9 @@ pub struct DeviceState {
     pub installation_key: String,
     /// The delivered credential.
     pub credential: Option<Credential>,
+    /// TLS pins (`sha256/<base64>`); when set, only servers with a pinned key are trusted.
+    #[serde(default)]
+    pub pins: Vec<String>,
 }
 
 /// A request body.
@@ -260,6 +265,7 @@ pub struct Client {
     credential: Option<Credential>,
     hmac: Option<hmac::Key>,
     clock_offset: i64,
+    pins: Vec<String>,
 }
 
 impl std::fmt::Debug for Client {
@@ -293,7 +299,9 @@ impl Client {
     pub fn from_state(state: &DeviceState) -> Result<Self> {
         let pkcs8 = b64::url_decode(&state.installation_key)?;
         let key = InstallationKey::from_pkcs8_p256(&pkcs8)?;
-        let mut client = Self::with_key(&state.server, key, pkcs8, reqwest::Client::new())?;
+        let http = if state.pins.is_empty() { reqwest::Client::new() } else { pin::pinned_http_client(&state.pins)? };
+        let mut client = Self::with_key(&state.server, key, pkcs8, http)?;
+        client.pins = state.pins.clone();
         client.device_id = state.device_id.clone();
         client.set_credential(state.credential.clone())?;
         Ok(client)
@@ -304,7 +312,7 @@ impl Client {
     /// # Errors
     /// [`Error::Invalid`] for a bad URL.
     pub fn with_key(server: &str, key: InstallationKey, pkcs8: Vec<u8>, http: reqwest::Client) -> Result<Self> {
-        Ok(Self { http, base: base_url(server)?, key, key_pkcs8: pkcs8, device_id: None, credential: None, hmac: None, clock_offset: 0 })
+        Ok(Self { http, base: base_url(server)?, key, key_pkcs8: pkcs8, device_id: None, credential: None, hmac: None, clock_offset: 0, pins: Vec::new() })
     }
 
     /// Corrects the device clock by `seconds` (for example from the server's `Date` header)
@@ -324,7 +332,19 @@ impl Client {
             device_id: self.device_id.clone(),
             installation_key: b64::url_encode(&self.key_pkcs8),
             credential: self.credential.clone(),
+            pins: self.pins.clone(),
         }
+    }
+
+    /// A client with a new P-256 key that trusts only servers whose key matches `pins`.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] for a bad URL or pin.
+    pub fn generate_pinned(server: &str, pins: &[String]) -> Result<Self> {
+        let (key, pkcs8) = InstallationKey::generate_p256()?;
+        let mut client = Self::with_key(server, key, pkcs8, pin::pinned_http_client(pins)?)?;
+        client.pins = pins.to_vec();
+        Ok(client)
     }
 
     /// The installation identity's thumbprint (the `keyid` of installation-key signatures).

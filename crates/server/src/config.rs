@@ -786,7 +786,7 @@ fn parse_rate_limit(t: &toml::Table) -> Result<crate::gateway::RateLimit, String
         _ => return Err("per_second is required".into()),
     };
     let burst = t.get("burst").and_then(toml::Value::as_integer).unwrap_or(per_second.ceil() as i64);
-    if !(per_second > 0.0 && per_second <= 1_000_000.0) || !(1..=1_000_000).contains(&burst) {
+    if !(per_second > 0.0 && per_second <= 1_000_000.0 && (1..=1_000_000).contains(&burst)) {
         return Err("per_second and burst must be positive".into());
     }
     if t.keys().any(|k| !["key", "per_second", "burst"].contains(&k.as_str())) {

@@ -114,10 +114,13 @@ fn upstream_routes(mut router: Router<AppState>, state: &AppState) -> Router<App
             let (gateway, route) = (gateway.clone(), route.clone());
             async move { gateway::forward(st, gateway, route, ip, req).await }
         };
-        let method_router = axum::routing::any(handler).route_layer(from_fn_with_state(guard, protect));
-        router = router
-            .route(&cfg.prefix, method_router.clone())
-            .route(&format!("{}/{{*rest}}", cfg.prefix), method_router);
+        // `any` is a fallback-style method router, so the policy layer goes on a sub-router
+        // holding just this route's two paths.
+        let sub = Router::new()
+            .route(&cfg.prefix, axum::routing::any(handler.clone()))
+            .route(&format!("{}/{{*rest}}", cfg.prefix), axum::routing::any(handler))
+            .route_layer(from_fn_with_state(guard, protect));
+        router = router.merge(sub);
     }
     router
 }

@@ -169,11 +169,10 @@ fn secrets_of(route: &Upstream) -> Vec<Vec<u8>> {
     for v in route.headers.iter().map(|(_, v)| v).chain(route.query.iter().map(|(_, v)| v)) {
         out.push(v.expose().to_vec());
         let encoded: String = serde_urlencoded::to_string([("", String::from_utf8_lossy(v.expose()))]).unwrap_or_default();
-        if let Some(e) = encoded.strip_prefix('=') {
-            if e.as_bytes() != v.expose() {
+        if let Some(e) = encoded.strip_prefix('=')
+            && e.as_bytes() != v.expose() {
                 out.push(e.as_bytes().to_vec());
             }
-        }
     }
     out.retain(|s| s.len() >= 4);
     out
@@ -212,11 +211,10 @@ fn redact(body: &[u8], secrets: &[Vec<u8>]) -> (Vec<u8>, bool) {
 pub async fn forward(state: AppState, gateway: Arc<Gateway>, route: Arc<Upstream>, ip: ClientIp, req: Request) -> Result<Response, ApiError> {
     let cfg = &route.config;
     let (parts, body) = req.into_parts();
-    if let Some(methods) = &cfg.methods {
-        if !methods.contains(&parts.method) {
+    if let Some(methods) = &cfg.methods
+        && !methods.contains(&parts.method) {
             return Err(ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this route"));
         }
-    }
     // An absolute-form target (`GET http://other/ HTTP/1.1`) would let a client name its own
     // upstream; HTTP/2 always carries scheme and authority, which Moat ignores.
     if parts.version <= Version::HTTP_11 && parts.uri.authority().is_some() {
@@ -270,11 +268,10 @@ pub async fn forward(state: AppState, gateway: Arc<Gateway>, route: Arc<Upstream
         if let Some(d) = &p.device {
             out.insert("moat-device", HeaderValue::from_str(&d.id.to_string()).map_err(|e| ApiError::internal(&e))?);
         }
-        if let Some(u) = &p.user {
-            if let Ok(v) = HeaderValue::from_str(&u.id) {
+        if let Some(u) = &p.user
+            && let Ok(v) = HeaderValue::from_str(&u.id) {
                 out.insert("moat-user", v);
             }
-        }
     }
     for (name, value) in &route.headers {
         out.insert(name.clone(), HeaderValue::from_bytes(value.expose()).map_err(|e| ApiError::internal(&e))?);

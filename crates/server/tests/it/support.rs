@@ -25,14 +25,23 @@ impl TestServer {
     }
 
     pub async fn start_with(mode: &str, extra: &str) -> Self {
+        Self::start_full(mode, extra, None).await
+    }
+
+    /// With `tls = Some((cert, key))` the public listener speaks HTTPS.
+    pub async fn start_full(mode: &str, extra: &str, tls: Option<(std::path::PathBuf, std::path::PathBuf)>) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let public = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let admin = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let base = format!("http://{}", public.local_addr().expect("addr"));
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let base = format!("{scheme}://{}", public.local_addr().expect("addr"));
+        let tls_section = tls
+            .map(|(c, k)| format!("[server.tls]\ncert = \"{}\"\nkey = \"{}\"\n", c.display(), k.display()))
+            .unwrap_or_default();
         let admin_base = format!("http://{}", admin.local_addr().expect("addr"));
         let toml = format!(
             "[server]\npublic_base_url = \"{base}\"\ndata_dir = \"{}\"\nmax_body_bytes = 65536\n\
-             [admin]\ntoken = \"{ADMIN_TOKEN}\"\n[enrollment]\nmode = \"{mode}\"\nrsa_pool_size = 4\n{extra}",
+             {tls_section}[admin]\ntoken = \"{ADMIN_TOKEN}\"\n[enrollment]\nmode = \"{mode}\"\nrsa_pool_size = 4\n{extra}",
             dir.path().join("data").display()
         );
         let config = Config::load(Some(&toml), &Vec::new()).expect("config");
