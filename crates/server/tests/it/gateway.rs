@@ -259,3 +259,66 @@ async fn tls_with_a_pinned_key_is_accepted_and_another_key_refused() {
     assert!(plain.enroll("y", None).await.is_err());
     server.stop().await;
 }
+
+/// Starts one of the documented example backends (`docs/examples`) on `port`, waits until it
+/// listens, and returns the process (killed on drop).
+async fn example_backend(program: &str, file: &str, port: u16, jwks: &str) -> tokio::process::Child {
+    use tokio::io::AsyncBufReadExt as _;
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/examples").join(file);
+    let mut child = tokio::process::Command::new(program)
+        .arg(path)
+        .env("MOAT_JWKS_URL", jwks)
+        .env("PORT", port.to_string())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("{program} is needed for the documented backend check: {e}"));
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let ready = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.contains("listening") {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(ready, Ok(true), "{file} did not start");
+    child
+}
+
+#[tokio::test]
+async fn documented_node_and_java_backends_verify_what_moat_forwards() {
+    let free = || std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    let (node_port, java_port) = (free(), free());
+    let extra = format!(
+        "[[route]]\nprefix = \"/node\"\nupstream = \"http://127.0.0.1:{node_port}/app\"\nrequire = [\"device\"]\nsign_upstream = true\n\
+         [[route]]\nprefix = \"/java\"\nupstream = \"http://127.0.0.1:{java_port}/app\"\nrequire = [\"device\"]\nsign_upstream = true\n"
+    );
+    let server = TestServer::start_with("dynamic", &extra).await;
+    let jwks = format!("{}/.well-known/moat-gateway-jwks.json", server.base);
+    let _node = example_backend("node", "verify-moat.js", node_port, &jwks).await;
+    let _java = example_backend("java", "VerifyMoat.java", java_port, &jwks).await;
+    let c = server.enrolled("phone-1").await;
+    let Some(Credential::ApiKey { device: Some(device), .. }) = c.credential().cloned() else { panic!("cred") };
+    for (prefix, port) in [("/node", node_port), ("/java", java_port)] {
+        for (method, body) in [(Method::GET, None), (Method::POST, Some(json!({"order": 7})))] {
+            let r = c.call(method.clone(), &format!("{prefix}/orders?page=2"), body.as_ref(), opts()).await.expect("call");
+            assert_eq!(r.status, 200, "{prefix} {method}: {}", String::from_utf8_lossy(&r.body));
+            let v = r.json().expect("json");
+            assert_eq!(v["verified"], true);
+            assert_eq!(v["device"], device.as_str());
+        }
+        // Straight to the backend, with a forged identity and no signature: refused.
+        let r = http()
+            .post(format!("http://127.0.0.1:{port}/app/orders"))
+            .header("moat-device", device.as_str())
+            .body("{}")
+            .send()
+            .await
+            .expect("direct");
+        assert_eq!(r.status(), 401, "{prefix}: an unsigned request is refused");
+    }
+    server.stop().await;
+}
