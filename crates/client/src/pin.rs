@@ -83,12 +83,14 @@ pub fn pinned_http_client(pins: &[String]) -> Result<reqwest::Client> {
         }
     }
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider.clone())
+    let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| Error::Invalid(e.to_string()))?
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(PinVerifier { pins: pins.to_vec(), provider }))
         .with_no_client_auth();
+    // A preconfigured TLS config is used as is, so offer HTTP/2 and HTTP/1.1 here.
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     reqwest::Client::builder()
         .tls_backend_preconfigured(config)
         .build()

@@ -210,6 +210,11 @@ async fn rate_limits_hold_under_concurrent_load() {
     assert!((5..=6).contains(&ok), "burst of 5 (+1 refill at most): {ok}");
     assert_eq!(seen.lock().expect("lock").len(), ok, "refused requests never reached the upstream");
     assert_eq!(b.call(Method::GET, "/limited/x", None, opts()).await.expect("call").status, 200, "another device has its own budget");
+    // HTTP/2 (prior knowledge, cleartext) through the gateway.
+    let h2 = reqwest::Client::builder().http2_prior_knowledge().build().expect("client");
+    let r = h2.get(format!("{}/limited/y", server.base)).header("moat-device-key", key_of(&b)).send().await.expect("h2");
+    assert_eq!(r.version(), http::Version::HTTP_2);
+    assert_eq!(r.status(), 200);
     let r = b.call(Method::POST, "/limited/x", Some(&json!({})), opts()).await.expect("call");
     assert_problem(&r, 405, "method_not_allowed");
     server.stop().await;
@@ -254,6 +259,10 @@ async fn tls_with_a_pinned_key_is_accepted_and_another_key_refused() {
     let mut wrong = Client::generate_pinned(&server.base, &[wrong_pin]).expect("client");
     let err = wrong.enroll("x", None).await.expect_err("refused");
     assert!(matches!(err, moat_client::Error::Http(_)), "{err}");
+    // HTTP/2 is negotiated by ALPN.
+    let h2 = moat_client::pin::pinned_http_client(std::slice::from_ref(&pin)).expect("client");
+    let r = h2.get(format!("{}/healthz", server.base)).send().await.expect("h2");
+    assert_eq!(r.version(), http::Version::HTTP_2);
     // A client that trusts only public CAs refuses the self-signed certificate too.
     let mut plain = Client::generate(&server.base).expect("client");
     assert!(plain.enroll("y", None).await.is_err());
