@@ -100,6 +100,46 @@ enum AdminCommand {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Genuine app packages for attestation.
+    App {
+        #[command(subcommand)]
+        command: AppCommand,
+    },
+    /// Integrity-token secrets (shared with the API servers).
+    Integrity {
+        #[command(subcommand)]
+        command: IntegrityCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AppCommand {
+    /// Store a genuine package (APK/IPA bytes) for measurement.
+    Register {
+        #[arg(long)]
+        app_id: String,
+        #[arg(long)]
+        version: String,
+        #[arg(long)]
+        file: PathBuf,
+    },
+    /// List registered packages.
+    List,
+    /// Stop accepting a package.
+    Retire {
+        #[arg(long)]
+        app_id: String,
+        #[arg(long)]
+        version: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum IntegrityCommand {
+    /// Make a new secret; the previous one verifies until its tokens expire.
+    Rotate,
+    /// Print the secrets an API server needs to verify integrity tokens (handle with care).
+    Show,
 }
 
 #[derive(Subcommand)]
@@ -338,6 +378,45 @@ async fn admin(command: AdminCommand, state: &moat_server::AppState) -> Result<(
                 .await
                 .map_err(|e| anyhow::anyhow!("rotating keys: {}", e.code()))?;
             println!("{}", serde_json::json!({"kid": kid}));
+        }
+        AdminCommand::App { command: AppCommand::Register { app_id, version, file } } => {
+            let meta = std::fs::metadata(&file).with_context(|| format!("reading {}", file.display()))?;
+            if meta.len() > moat_server::admin::MAX_PACKAGE as u64 {
+                bail!("{} is larger than {} bytes", file.display(), moat_server::admin::MAX_PACKAGE);
+            }
+            let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let out = moat_server::admin::register(state, &app_id, &version, &bytes)
+                .await
+                .map_err(|e| anyhow::anyhow!("{}: {}", e.code(), e.detail()))?;
+            println!("{out}");
+        }
+        AdminCommand::App { command: AppCommand::List } => {
+            for r in state.attest.releases(moat_store::MAX_PAGE).await? {
+                println!("{:<40} {:<12} {:>12} bytes  {}", r.app_id, r.version, r.size, r.status);
+            }
+        }
+        AdminCommand::App { command: AppCommand::Retire { app_id, version } } => {
+            if !state.attest.retire_release(&app_id, &version).await? {
+                bail!("no package {app_id} {version}");
+            }
+            println!("retired {app_id} {version}");
+        }
+        AdminCommand::Integrity { command: IntegrityCommand::Rotate } => {
+            let kid = state
+                .integrity
+                .rotate(&*state.attest, &state.keys, moat_client::unix_now())
+                .await
+                .map_err(|e| anyhow::anyhow!("rotating: {}", e.code()))?;
+            println!("{}", serde_json::json!({"kid": kid}));
+        }
+        AdminCommand::Integrity { command: IntegrityCommand::Show } => {
+            let keys: Vec<serde_json::Value> = state
+                .integrity
+                .export()
+                .into_iter()
+                .map(|(kid, secret, current)| serde_json::json!({"kid": kid, "secret": secret, "current": current}))
+                .collect();
+            println!("{}", serde_json::to_string_pretty(&serde_json::json!({"alg": "HS256", "keys": keys}))?);
         }
         AdminCommand::Devices { command: DevicesCommand::Revoke { id } } => {
             let now = moat_client::unix_now();

@@ -170,3 +170,76 @@ pub async fn rotate_keys(State(state): State<AppState>) -> Result<Json<serde_jso
     let kid = state.tokens.rotate(&*state.accounts, &state.keys, state.now()).await?;
     Ok(Json(serde_json::json!({ "kid": kid })))
 }
+
+/// `GET /admin/v1/apps`: registered packages.
+///
+/// # Errors
+/// `503` when the store is down.
+pub async fn list_apps(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+    let releases: Vec<serde_json::Value> = state
+        .attest
+        .releases(MAX_PAGE)
+        .await?
+        .into_iter()
+        .map(|r| {
+            serde_json::json!({"app_id": r.app_id, "version": r.version, "sha256": moat_core::b64::url_encode(&r.sha256),
+                "size": r.size, "status": r.status, "created_at": rfc3339(r.created_at)})
+        })
+        .collect();
+    Ok(Json(serde_json::json!({ "apps": releases })))
+}
+
+/// Largest package accepted for registration.
+pub const MAX_PACKAGE: usize = 512 * 1024 * 1024;
+
+/// `PUT /admin/v1/apps/{app_id}/{version}` with the package bytes as the body.
+///
+/// # Errors
+/// `409` if registered already, `413` over 512 MiB.
+pub async fn register_app(
+    State(state): State<AppState>,
+    Path((app_id, version)): Path<(String, String)>,
+    body: axum::body::Body,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let bytes = crate::extract::body_bytes(body, MAX_PACKAGE).await?;
+    let release = register(&state, &app_id, &version, &bytes).await?;
+    Ok(Json(release))
+}
+
+/// Registers a package (shared by the HTTP endpoint and the CLI).
+///
+/// # Errors
+/// `422` for bad labels or an empty package, `409` if registered already.
+pub async fn register(state: &AppState, app_id: &str, version: &str, bytes: &[u8]) -> Result<serde_json::Value, ApiError> {
+    let ok = |s: &str| (1..=128).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_graphic());
+    if !ok(app_id) || !ok(version) || bytes.is_empty() {
+        return Err(ApiError::validation("app id and version must be 1-128 visible characters, and the package not empty"));
+    }
+    let sha = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes);
+    let r = state.attest.put_release(app_id, version, bytes, sha.as_ref(), state.now()).await.map_err(|e| match e {
+        moat_store::StoreError::Conflict(_) => ApiError::new(axum::http::StatusCode::CONFLICT, "conflict", "this app id and version are registered"),
+        other => other.into(),
+    })?;
+    tracing::info!(app_id, version, size = r.size, "app package registered");
+    Ok(serde_json::json!({"app_id": r.app_id, "version": r.version, "sha256": moat_core::b64::url_encode(&r.sha256), "size": r.size, "status": r.status}))
+}
+
+/// `POST /admin/v1/apps/{app_id}/{version}/retire`
+///
+/// # Errors
+/// `404` for an unknown package.
+pub async fn retire_app(State(state): State<AppState>, Path((app_id, version)): Path<(String, String)>) -> Result<Json<serde_json::Value>, ApiError> {
+    if !state.attest.retire_release(&app_id, &version).await? {
+        return Err(ApiError::not_found());
+    }
+    Ok(Json(serde_json::json!({"app_id": app_id, "version": version, "status": "retired"})))
+}
+
+/// `POST /admin/v1/integrity/rotate`
+///
+/// # Errors
+/// `503` when the store is down.
+pub async fn rotate_integrity(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+    let kid = state.integrity.rotate(&*state.attest, &state.keys, state.now()).await?;
+    Ok(Json(serde_json::json!({ "kid": kid })))
+}

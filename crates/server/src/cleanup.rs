@@ -32,6 +32,7 @@ pub async fn run_once(state: &AppState) -> Result<Removed, moat_store::StoreErro
     let account_rows = state.accounts.cleanup_accounts(now, now - 7 * 86_400).await?;
     let replay_entries = state.replay.purge(now).await;
     state.sms_guard.purge(now);
+    state.challenges.purge(now);
     state.login_limiter.purge(now.saturating_mul(1000));
     tracing::info!(
         mailbox_items = store.mailbox_items,
@@ -63,6 +64,10 @@ pub async fn run_periodic(state: AppState, shutdown: impl Future<Output = ()>) {
             _ = reload.tick() => {
                 if let Err(e) = state.tokens.reload(&*state.accounts, &state.keys, state.now()).await {
                     tracing::warn!(code = e.code(), "could not reload token signing keys");
+                }
+                let initial = state.keys.initial_integrity_secret.expose();
+                if let Err(e) = state.integrity.reload(&*state.attest, &state.keys, initial, state.now()).await {
+                    tracing::warn!(code = e.code(), "could not reload integrity secrets");
                 }
             }
             () = &mut shutdown => break,

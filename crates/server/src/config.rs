@@ -282,6 +282,8 @@ pub enum Requirement {
     Signature,
     /// A user access token (Moat's own, bound to the device, or an external issuer's).
     User,
+    /// A valid integrity token for the same device (`Moat-Integrity`).
+    Integrity,
 }
 
 /// The SMS sender and its settings.
@@ -442,6 +444,8 @@ pub const PROTECTED_ENDPOINTS: &[&str] = &[
     "/api/password/reset/confirm",
     "/api/token",
     "/api/me",
+    "/v1/attest/challenge",
+    "/v1/attest",
 ];
 
 impl Config {
@@ -658,7 +662,7 @@ impl Config {
                     "device" => require.push(Requirement::Device),
                     "signature" => require.push(Requirement::Signature),
                     "user" => require.push(Requirement::User),
-                    "integrity" => errors.push(format!("route[{i}]: requirement `integrity` is not available in this build")),
+                    "integrity" => require.push(Requirement::Integrity),
                     other => errors.push(format!("route[{i}]: unknown requirement `{other}`")),
                 }
             }

@@ -34,6 +34,7 @@ use utoipa::OpenApi as _;
 
 pub mod accounts;
 pub mod admin;
+pub mod attest;
 pub mod cleanup;
 pub mod clock;
 pub mod config;
@@ -160,6 +161,8 @@ pub fn app(state: AppState) -> Router {
         .route("/api/password/reset/confirm", post(accounts::reset_confirm).route_layer(guard("/api/password/reset/confirm")))
         .route("/api/token", post(accounts::token).route_layer(guard("/api/token")))
         .route("/api/me", get(accounts::me).route_layer(guard("/api/me")))
+        .route("/v1/attest/challenge", post(attest::challenge).route_layer(guard("/v1/attest/challenge")))
+        .route("/v1/attest", post(attest::attest).route_layer(guard("/v1/attest")))
         .route("/.well-known/jwks.json", get(accounts::jwks))
         .route("/.well-known/moat-gateway-jwks.json", get(|State(st): State<AppState>| async move { axum::Json(st.gateway.jwks()) }))
         .route("/v1/enroll", post(enroll::enroll))
@@ -187,6 +190,10 @@ pub fn admin_app(state: AppState) -> Router {
         .route("/admin/v1/sms/outbox", get(admin::sms_outbox))
         .route("/admin/v1/sms/messages", get(admin::sms_messages))
         .route("/admin/v1/keys/rotate", post(admin::rotate_keys))
+        .route("/admin/v1/apps", get(admin::list_apps))
+        .route("/admin/v1/apps/{app_id}/{version}", axum::routing::put(admin::register_app).layer(axum::extract::DefaultBodyLimit::disable()))
+        .route("/admin/v1/apps/{app_id}/{version}/retire", post(admin::retire_app))
+        .route("/admin/v1/integrity/rotate", post(admin::rotate_integrity))
         .route_layer(from_fn_with_state(state.clone(), middleware::admin_auth::require_admin));
     let router = Router::new()
         .merge(authed)
@@ -257,13 +264,18 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> Result<AppSta
     let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
     let sender = sms_sender(&config)?;
     let store = Arc::new(moat_store::sqlite::SqliteStore::open(&config.store_url, &moat_store::sqlite::SqliteOptions::default()).await?);
-    let state = AppState::new(config, store.clone(), store, sender, keys, clock)
+    let state = AppState::new(config, store.clone(), store.clone(), store, sender, keys, clock)
         .map_err(|e| ServerError::Setup(format!("starting: {}", e.detail())))?;
     state
         .tokens
         .reload(&*state.accounts, &state.keys, state.now())
         .await
         .map_err(|e| ServerError::Setup(format!("loading token signing keys: {}", e.code())))?;
+    state
+        .integrity
+        .reload(&*state.attest, &state.keys, state.keys.initial_integrity_secret.expose(), state.now())
+        .await
+        .map_err(|e| ServerError::Setup(format!("loading integrity secrets: {}", e.code())))?;
     Ok(state)
 }
 

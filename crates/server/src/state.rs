@@ -40,6 +40,8 @@ pub struct Keys {
     pub admin_token: SecretBytes,
     /// The raw data key, for deriving other keys at start.
     data_key_raw: SecretBytes,
+    /// The first integrity secret (configuration, else the secrets file).
+    pub initial_integrity_secret: SecretBytes,
 }
 
 impl Keys {
@@ -55,7 +57,12 @@ impl Keys {
             &hmac::Key::new(hmac::HMAC_SHA256, &data_key),
             b"moat api key pepper v1",
         );
+        let integrity = match &config.integrity_secret {
+            Some(bytes) => bytes.clone(),
+            None => b64::url_decode(&secrets.integrity_secret)?,
+        };
         Ok(Self {
+            initial_integrity_secret: SecretBytes::new(integrity),
             data_key_raw: SecretBytes::new(data_key.clone()),
             data: DataKey::new(&data_key)?,
             api_key_pepper: hmac::Key::new(hmac::HMAC_SHA256, pepper_bytes.as_ref()),
@@ -115,6 +122,12 @@ pub struct AppState {
     pub route_limiter: Arc<Limiter>,
     /// The gateway (upstream routes).
     pub gateway: Arc<crate::gateway::Gateway>,
+    /// Attestation storage (the same backend as `store`).
+    pub attest: Arc<dyn moat_store::attest::AttestStore>,
+    /// Integrity tokens.
+    pub integrity: Arc<crate::attest::integrity::IntegrityService>,
+    /// Pending attestation challenges.
+    pub challenges: Arc<crate::attest::challenge::Challenges>,
 }
 
 impl AppState {
@@ -122,10 +135,12 @@ impl AppState {
     ///
     /// # Errors
     /// If the password hasher cannot start.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         config: Config,
         store: Arc<dyn Store>,
         accounts: Arc<dyn AccountStore>,
+        attest: Arc<dyn moat_store::attest::AttestStore>,
         sms_sender: Arc<dyn SmsSender>,
         keys: Keys,
         clock: Arc<dyn Clock>,
@@ -156,6 +171,9 @@ impl AppState {
             login_limiter: Arc::new(Limiter::new(1_000_000)),
             route_limiter: Arc::new(Limiter::new(1_000_000)),
             gateway,
+            attest,
+            integrity: Arc::new(crate::attest::integrity::IntegrityService::new(config.public_base_url.clone(), config.integrity_ttl)),
+            challenges: Arc::default(),
             config: Arc::new(config),
             store,
             replay: Arc::new(MemoryReplayCache::new(REPLAY_CAPACITY)),

@@ -17,8 +17,10 @@ use async_trait::async_trait;
 use uuid::Uuid;
 
 pub mod accounts;
+pub mod attest;
 pub mod sqlite;
 mod sqlite_accounts;
+mod sqlite_attest;
 
 /// Errors of the storage layer.
 #[non_exhaustive]

@@ -22,6 +22,7 @@ use crate::{
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../migrations/sqlite/0001_init.sql")),
     (2, "accounts", include_str!("../migrations/sqlite/0002_accounts.sql")),
+    (3, "attestation", include_str!("../migrations/sqlite/0003_attestation.sql")),
 ];
 
 /// Options for opening the SQLite store.

@@ -296,6 +296,30 @@ async fn verify_user(state: &AppState, parts: &Parts, device: Option<&Principal>
     Ok(UserPrincipal { id: claims.sub, issuer: claims.iss, local: false })
 }
 
+/// Checks `Moat-Integrity`: a valid, unexpired integrity token for the calling device, and,
+/// when it carries `pay`, for this request's `Authorization` header.
+fn verify_integrity(state: &AppState, parts: &Parts, caller: Option<&Principal>, now: i64) -> Result<(), ApiError> {
+    let invalid = |why: &str| ApiError::new(StatusCode::UNAUTHORIZED, "integrity_invalid", why.to_owned());
+    let token = parts
+        .headers
+        .get("moat-integrity")
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| invalid("an integrity token is required (Moat-Integrity)"))?;
+    let claims = state.integrity.verify(token, now)?;
+    let device = caller.and_then(|c| c.device.as_ref()).ok_or_else(|| invalid("the integrity token needs the device credential too"))?;
+    if claims.sub != device.id.to_string() {
+        return Err(invalid("this integrity token belongs to another device"));
+    }
+    if let Some(pay) = &claims.pay {
+        let auth = parts.headers.get(header::AUTHORIZATION).map(HeaderValue::as_bytes).unwrap_or_default();
+        let hash = moat_core::b64::url_encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, auth));
+        if !secret::ct_eq(hash.as_bytes(), pay.as_bytes()) {
+            return Err(invalid("the integrity token is bound to another Authorization header"));
+        }
+    }
+    Ok(())
+}
+
 /// The middleware function.
 ///
 /// # Errors
@@ -326,6 +350,9 @@ pub async fn protect(State(p): State<Protect>, req: Request, next: Next) -> Resu
     } else {
         None
     };
+    if p.policy.contains(&Requirement::Integrity) {
+        verify_integrity(state, &parts, caller.as_ref(), now)?;
+    }
     let mut principal = caller.unwrap_or(Principal { device: None, via: Via::None, user: None });
     principal.user = user;
     let body = if is_jose(&parts) {

@@ -1,5 +1,6 @@
 mod accounts;
 mod admin;
+mod attest;
 mod attacks;
 mod enroll;
 mod gateway;

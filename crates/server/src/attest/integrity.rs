@@ -1,0 +1,170 @@
+//! Integrity tokens (seed 002): HS256 JWS, `kid` in the header; claims `iss`, `sub` (device
+//! uuid), `iat`, `exp`, `jti`, optional `pay`. Signed with the secret shared with the API
+//! servers, or, when the attestation failed, with a fresh random secret: the token looks the
+//! same (same header, same claim names, same size) and only the API server can tell.
+//!
+//! Secrets rotate (`moat admin integrity rotate`); a retired secret keeps verifying until the
+//! last token it signed has expired.
+
+use std::collections::HashMap;
+use std::sync::RwLock;
+
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use moat_store::attest::{AttestStore, IntegrityKey};
+use serde::{Deserialize, Serialize};
+
+use crate::error::ApiError;
+use crate::state::Keys;
+
+/// Integrity token claims.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct IntegrityClaims {
+    /// Issuer.
+    pub iss: String,
+    /// Device uuid.
+    pub sub: String,
+    /// Issued at.
+    pub iat: i64,
+    /// Expiry.
+    pub exp: i64,
+    /// Token id.
+    pub jti: String,
+    /// base64url(SHA-256(Authorization header value)) the token is bound to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pay: Option<String>,
+}
+
+struct Set {
+    current: Option<(String, EncodingKey)>,
+    decoding: HashMap<String, DecodingKey>,
+    exported: Vec<(String, String, bool)>,
+}
+
+/// Issues and verifies integrity tokens.
+pub struct IntegrityService {
+    issuer: String,
+    ttl: i64,
+    set: RwLock<Set>,
+}
+
+fn kid_for(secret: &[u8]) -> String {
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, secret);
+    format!("ik_{}", &moat_core::b64::url_encode(d.as_ref())[..12])
+}
+
+fn invalid(why: &str) -> ApiError {
+    ApiError::new(axum::http::StatusCode::UNAUTHORIZED, "integrity_invalid", why.to_owned())
+}
+
+impl IntegrityService {
+    /// A service issuing as `issuer` with tokens living `ttl` seconds.
+    pub fn new(issuer: String, ttl: i64) -> Self {
+        Self { issuer, ttl, set: RwLock::new(Set { current: None, decoding: HashMap::new(), exported: Vec::new() }) }
+    }
+
+    /// Token lifetime, seconds.
+    pub fn ttl(&self) -> i64 {
+        self.ttl
+    }
+
+    /// Loads the secrets, storing `initial` as the first one if there is none.
+    ///
+    /// # Errors
+    /// Store unavailable.
+    pub async fn reload(&self, store: &dyn AttestStore, keys: &Keys, initial: &[u8], now: i64) -> Result<(), ApiError> {
+        let mut records = store.integrity_keys().await?;
+        if !records.iter().any(|r| r.retired_at.is_none()) {
+            let kid = kid_for(initial);
+            store
+                .rotate_integrity_key(IntegrityKey { secret_sealed: keys.data.seal(kid.as_bytes(), initial)?, kid, created_at: now, retired_at: None }, now)
+                .await?;
+            records = store.integrity_keys().await?;
+        }
+        let mut set = Set { current: None, decoding: HashMap::new(), exported: Vec::new() };
+        for r in records {
+            if r.retired_at.is_some_and(|at| at + self.ttl < now) {
+                continue;
+            }
+            let secret = keys.data.open(r.kid.as_bytes(), &r.secret_sealed)?;
+            set.decoding.insert(r.kid.clone(), DecodingKey::from_secret(secret.expose()));
+            let current = r.retired_at.is_none() && set.current.is_none();
+            if current {
+                set.current = Some((r.kid.clone(), EncodingKey::from_secret(secret.expose())));
+            }
+            set.exported.push((r.kid.clone(), moat_core::b64::url_encode(secret.expose()), current));
+        }
+        *self.set.write().unwrap_or_else(std::sync::PoisonError::into_inner) = set;
+        Ok(())
+    }
+
+    /// A new current secret; the previous one verifies until its tokens expire.
+    ///
+    /// # Errors
+    /// Store unavailable.
+    pub async fn rotate(&self, store: &dyn AttestStore, keys: &Keys, now: i64) -> Result<String, ApiError> {
+        let secret = moat_core::random::secret(32)?;
+        let kid = kid_for(secret.expose());
+        store
+            .rotate_integrity_key(IntegrityKey { secret_sealed: keys.data.seal(kid.as_bytes(), secret.expose())?, kid: kid.clone(), created_at: now, retired_at: None }, now)
+            .await?;
+        self.reload(store, keys, secret.expose(), now).await?;
+        tracing::info!(kid = %kid, "integrity secret rotated");
+        Ok(kid)
+    }
+
+    /// The secrets API servers need: `(kid, base64url secret, current)`.
+    pub fn export(&self) -> Vec<(String, String, bool)> {
+        self.set.read().unwrap_or_else(std::sync::PoisonError::into_inner).exported.clone()
+    }
+
+    /// Issues a token for `device`. With `genuine` false the token has the same header and
+    /// claims but is signed with a random secret nobody keeps.
+    ///
+    /// # Errors
+    /// `503` if no secret is loaded.
+    pub fn issue(&self, device: &str, pay: Option<String>, genuine: bool, now: i64) -> Result<String, ApiError> {
+        let set = self.set.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (kid, key) = set.current.as_ref().ok_or_else(ApiError::unavailable)?;
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some(kid.clone());
+        let claims = IntegrityClaims {
+            iss: self.issuer.clone(),
+            sub: device.to_owned(),
+            iat: now,
+            exp: now + self.ttl,
+            jti: moat_core::random::token(16)?,
+            pay,
+        };
+        let throwaway;
+        let key = if genuine {
+            key
+        } else {
+            throwaway = EncodingKey::from_secret(moat_core::random::secret(32)?.expose());
+            &throwaway
+        };
+        jsonwebtoken::encode(&header, &claims, key).map_err(|e| ApiError::internal(&e))
+    }
+
+    /// Verifies a token.
+    ///
+    /// # Errors
+    /// `401 integrity_invalid`.
+    pub fn verify(&self, token: &str, now: i64) -> Result<IntegrityClaims, ApiError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| invalid("malformed integrity token"))?;
+        if header.alg != Algorithm::HS256 {
+            return Err(invalid("unexpected algorithm"));
+        }
+        let kid = header.kid.ok_or_else(|| invalid("integrity token has no kid"))?;
+        let set = self.set.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let key = set.decoding.get(&kid).ok_or_else(|| invalid("unknown kid"))?;
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_issuer(&[&self.issuer]);
+        validation.set_required_spec_claims(&["exp", "iss", "sub"]);
+        validation.leeway = 0;
+        let data = jsonwebtoken::decode::<IntegrityClaims>(token, key, &validation).map_err(|_| invalid("integrity token rejected"))?;
+        if data.claims.exp <= now {
+            return Err(invalid("integrity token expired"));
+        }
+        Ok(data.claims)
+    }
+}

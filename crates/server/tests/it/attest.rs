@@ -1,0 +1,198 @@
+//! Seed 002's attestation: package measurement, integrity tokens, and the `integrity`
+//! requirement.
+
+use http::Method;
+use moat_client::{CallOptions, Client, Credential};
+use serde_json::{Value, json};
+
+use super::support::*;
+
+const POLICY: &str = "[[route]]\npath = \"/v1/device\"\nrequire = [\"device\", \"integrity\"]\n";
+
+fn package() -> Vec<u8> {
+    (0..300_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect()
+}
+
+async fn register(server: &TestServer, app: &str, version: &str, bytes: Vec<u8>) {
+    let r = http()
+        .put(format!("{}/admin/v1/apps/{app}/{version}", server.admin))
+        .bearer_auth(ADMIN_TOKEN)
+        .body(bytes)
+        .send()
+        .await
+        .expect("register");
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+}
+
+fn with_integrity(token: &str) -> CallOptions {
+    CallOptions { headers: vec![("moat-integrity".into(), token.into())], ..opts() }
+}
+
+fn parts(token: &str) -> (Value, Value) {
+    let mut it = token.split('.');
+    let h = moat_core::b64::url_decode(it.next().expect("header")).expect("b64");
+    let c = moat_core::b64::url_decode(it.next().expect("claims")).expect("b64");
+    (serde_json::from_slice(&h).expect("json"), serde_json::from_slice(&c).expect("json"))
+}
+
+fn keys_sorted(v: &Value) -> Vec<String> {
+    let mut k: Vec<String> = v.as_object().expect("object").keys().cloned().collect();
+    k.sort();
+    k
+}
+
+async fn device_status(c: &Client, token: &str) -> u16 {
+    c.call(Method::GET, "/v1/device", None, with_integrity(token)).await.expect("call").status
+}
+
+#[tokio::test]
+async fn genuine_package_opens_the_route_and_a_flipped_byte_does_not() {
+    let server = TestServer::start_with("dynamic", POLICY).await;
+    let pkg = package();
+    register(&server, "com.example.events", "1.4.0", pkg.clone()).await;
+    let c = server.enrolled("phone-1").await;
+
+    let r = c.call(Method::GET, "/v1/device", None, opts()).await.expect("call");
+    assert_problem(&r, 401, "integrity_invalid");
+
+    let good = c.attest_package("com.example.events", "1.4.0", &pkg, None).await.expect("attest");
+    assert_eq!(device_status(&c, &good).await, 200);
+
+    let mut tampered = pkg.clone();
+    tampered[123_457] ^= 1;
+    // The flipped byte is only caught when a challenged range covers it: attest until one does
+    // (the ranges are random; over many challenges every byte is covered).
+    let mut refused = 0;
+    for _ in 0..400 {
+        let token = c.attest_package("com.example.events", "1.4.0", &tampered, None).await.expect("attest");
+        let (h, claims) = parts(&token);
+        let (gh, gclaims) = parts(&good);
+        assert_eq!(h, gh, "pass and fail tokens have the same header");
+        assert_eq!(keys_sorted(&claims), keys_sorted(&gclaims), "and the same claim names");
+        assert_eq!(token.len(), good.len(), "and the same size");
+        if device_status(&c, &token).await == 401 {
+            refused += 1;
+            break;
+        }
+    }
+    assert_eq!(refused, 1, "a tampered package fails once a challenge covers the flipped byte");
+    // Unknown app: a challenge of the same shape, and a failing token.
+    let unknown = c.attest_package("com.example.clone", "1.4.0", &pkg, None).await.expect("attest");
+    assert_eq!(device_status(&c, &unknown).await, 401);
+    server.stop().await;
+}
+
+async fn challenge(c: &Client) -> Value {
+    let r = c.call(Method::POST, "/v1/attest/challenge", Some(&json!({"app_id": "app", "version": "1"})), opts()).await.expect("challenge");
+    assert_eq!(r.status, 200);
+    r.json().expect("json")
+}
+
+async fn attest(c: &Client, body: Value) -> String {
+    let r = c.call(Method::POST, "/v1/attest", Some(&body), opts()).await.expect("attest");
+    assert_eq!(r.status, 200, "always 200");
+    r.json().expect("json")["integrity_token"].as_str().expect("token").to_owned()
+}
+
+#[tokio::test]
+async fn challenges_are_single_use_expire_and_belong_to_their_device() {
+    let server = TestServer::start_with("dynamic", POLICY).await;
+    let pkg = package();
+    register(&server, "app", "1", pkg.clone()).await;
+    let a = server.enrolled("phone-a").await;
+    let b = server.enrolled("phone-b").await;
+    let measure = |ch: &Value| {
+        let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+        ctx.update(&moat_core::b64::url_decode(ch["nonce"].as_str().expect("nonce")).expect("b64"));
+        for r in ch["ranges"].as_array().expect("ranges") {
+            let (o, l) = (r[0].as_u64().expect("o") as usize, r[1].as_u64().expect("l") as usize);
+            ctx.update(&pkg[o..o + l]);
+        }
+        moat_core::b64::url_encode(ctx.finish().as_ref())
+    };
+    let ch = challenge(&a).await;
+    assert_eq!(ch["expires_in"], 60);
+    assert_eq!(moat_core::b64::url_decode(ch["nonce"].as_str().expect("nonce")).expect("b64").len(), 32);
+    let body = json!({"challenge_id": ch["challenge_id"], "measurement": measure(&ch)});
+    let first = attest(&a, body.clone()).await;
+    assert_eq!(device_status(&a, &first).await, 200);
+    let replay = attest(&a, body).await;
+    assert_eq!(device_status(&a, &replay).await, 401, "a challenge is used once");
+
+    // Another device cannot redeem A's challenge.
+    let ch = challenge(&a).await;
+    let stolen = attest(&b, json!({"challenge_id": ch["challenge_id"], "measurement": measure(&ch)})).await;
+    assert_eq!(device_status(&b, &stolen).await, 401);
+
+    // Expired after 60 s.
+    let ch = challenge(&a).await;
+    server.advance(61);
+    let late = attest(&a, json!({"challenge_id": ch["challenge_id"], "measurement": measure(&ch)})).await;
+    assert_eq!(device_status(&a, &late).await, 401);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn tokens_are_bound_to_device_and_authorization_and_expire() {
+    let server = TestServer::start_with("dynamic", POLICY).await;
+    let pkg = package();
+    register(&server, "app", "1", pkg.clone()).await;
+    let a = server.enrolled("phone-a").await;
+    let b = server.enrolled("phone-b").await;
+    let token = a.attest_package("app", "1", &pkg, None).await.expect("attest");
+    assert_eq!(device_status(&b, &token).await, 401, "device A's token refused for device B");
+
+    let bound = a.attest_package("app", "1", &pkg, Some("Bearer user-token-1")).await.expect("attest");
+    let call = |auth: &str| CallOptions {
+        headers: vec![("moat-integrity".into(), bound.clone()), ("authorization".into(), auth.to_owned())],
+        ..opts()
+    };
+    assert_eq!(a.call(Method::GET, "/v1/device", None, call("Bearer user-token-1")).await.expect("call").status, 200);
+    let r = a.call(Method::GET, "/v1/device", None, call("Bearer user-token-2")).await.expect("call");
+    assert_problem(&r, 401, "integrity_invalid");
+    assert_eq!(device_status(&a, &bound).await, 401, "pay without the Authorization header");
+
+    server.advance(301);
+    let r = a.call(Method::GET, "/v1/device", None, with_integrity(&token)).await.expect("call");
+    assert_problem(&r, 401, "integrity_invalid");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn rotation_keeps_old_tokens_and_a_stock_jwt_library_verifies() {
+    let server = TestServer::start_with("dynamic", POLICY).await;
+    let pkg = package();
+    register(&server, "app", "1", pkg.clone()).await;
+    let c = server.enrolled("phone-a").await;
+    let Some(Credential::ApiKey { device: Some(device), .. }) = c.credential().cloned() else { panic!("cred") };
+    let old = c.attest_package("app", "1", &pkg, None).await.expect("attest");
+    let r = http().post(format!("{}/admin/v1/integrity/rotate", server.admin)).bearer_auth(ADMIN_TOKEN).send().await.expect("rotate");
+    assert_eq!(r.status(), 200);
+    let new = c.attest_package("app", "1", &pkg, None).await.expect("attest");
+    assert_ne!(parts(&old).0["kid"], parts(&new).0["kid"]);
+    assert_eq!(device_status(&c, &old).await, 200, "the previous secret verifies until its tokens expire");
+    assert_eq!(device_status(&c, &new).await, 200);
+    let fake = c.attest_package("app", "1", b"not the package", None).await.expect("attest");
+
+    let keys: Vec<Value> = server
+        .state
+        .integrity
+        .export()
+        .into_iter()
+        .map(|(kid, secret, _)| json!({"kid": kid, "secret": secret}))
+        .collect();
+    let keys = serde_json::to_string(&keys).expect("json");
+    let python = std::env::var("MOAT_TEST_PYTHON").unwrap_or_else(|_| {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python").display().to_string()
+    });
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/verify_integrity.py");
+    for (token, expected) in [(&old, "valid"), (&new, "valid"), (&fake, "invalid: InvalidSignatureError")] {
+        let out = std::process::Command::new(&python)
+            .arg(&script)
+            .args([server.base.as_str(), device.as_str(), keys.as_str(), token.as_str()])
+            .output()
+            .expect("python");
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), expected, "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    server.stop().await;
+}
