@@ -15,6 +15,8 @@
 //! - [`seal`]: AES-256-GCM encryption of secrets at rest under the data key.
 //! - [`apikey`]: the format of per-device API keys and their keyed hash.
 //! - [`secret`]: a byte buffer for secrets: no `Debug`, zeroized on drop.
+//! - [`play_integrity`]: local decryption and verification of Google Play Integrity tokens.
+//! - [`app_attest`]: Apple App Attest attestations and assertions.
 //!
 //! # Design
 //! Time is always passed in as Unix seconds (`now`), never read from the system clock, so
@@ -25,6 +27,7 @@
 
 pub mod apikey;
 pub mod b64;
+pub mod play_integrity;
 pub mod digest;
 pub mod dpop;
 mod error;

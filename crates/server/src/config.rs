@@ -89,6 +89,82 @@ pub struct RawConfig {
     pub accounts: RawAccounts,
     #[serde(default, rename = "issuer")]
     pub issuers: Vec<RawIssuer>,
+    #[serde(default)]
+    pub attestation: RawAttestation,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct RawAttestation {
+    pub play_integrity: Option<PlayIntegrityConfig>,
+    pub app_attest: Option<AppAttestConfig>,
+    pub firebase_app_check: Option<AppCheckConfig>,
+}
+
+/// `[attestation.play_integrity]`: keys from the Play Console (as `env:`/`file:` references
+/// to their base64 text), the package and what its verdict must say.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlayIntegrityConfig {
+    /// Reference to the base64 AES-256 decryption key.
+    pub decryption_key: String,
+    /// Reference to the base64 DER EC public verification key.
+    pub verification_key: String,
+    /// Package name.
+    pub package_name: String,
+    /// Accepted signing-certificate SHA-256 digests (base64url); empty accepts any.
+    #[serde(default)]
+    pub certificate_digests: Vec<String>,
+    /// Required device verdict.
+    #[serde(default = "default_device_verdict")]
+    pub device_verdict: String,
+    /// Oldest acceptable token, seconds.
+    #[serde(default = "default_play_max_age")]
+    pub max_age: i64,
+}
+
+fn default_device_verdict() -> String {
+    "MEETS_DEVICE_INTEGRITY".into()
+}
+
+fn default_play_max_age() -> i64 {
+    300
+}
+
+/// `[attestation.app_attest]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppAttestConfig {
+    /// Apple team id.
+    pub team_id: String,
+    /// Bundle id.
+    pub bundle_id: String,
+    /// `production`, `development` or `any`.
+    #[serde(default = "default_environment")]
+    pub environment: String,
+}
+
+fn default_environment() -> String {
+    "production".into()
+}
+
+/// `[attestation.firebase_app_check]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppCheckConfig {
+    /// Firebase project number.
+    pub project_number: String,
+    /// Accepted Firebase app ids (`sub`); empty accepts any app of the project.
+    #[serde(default)]
+    pub app_ids: Vec<String>,
+    /// App Check JWKS.
+    #[serde(default = "default_app_check_jwks")]
+    pub jwks_url: String,
+}
+
+fn default_app_check_jwks() -> String {
+    "https://firebaseappcheck.googleapis.com/v1/jwks".into()
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -425,6 +501,12 @@ pub struct Config {
     pub accounts: AccountsConfig,
     /// External token issuers.
     pub issuers: Vec<crate::issuers::IssuerConfig>,
+    /// Platform attestation settings.
+    pub play_integrity: Option<PlayIntegrityConfig>,
+    /// App Attest settings.
+    pub app_attest: Option<AppAttestConfig>,
+    /// Firebase App Check settings.
+    pub app_check: Option<AppCheckConfig>,
 }
 
 /// Every problem found in a configuration.
@@ -714,7 +796,18 @@ impl Config {
         if !errors.is_empty() {
             return Err(ConfigError(errors));
         }
+        if let Some(a) = &raw.attestation.app_attest {
+            if !["production", "development", "any"].contains(&a.environment.as_str()) {
+                errors.push("attestation.app_attest.environment: production, development or any".into());
+            }
+        }
+        if !errors.is_empty() {
+            return Err(ConfigError(errors));
+        }
         Ok(Self {
+            play_integrity: raw.attestation.play_integrity,
+            app_attest: raw.attestation.app_attest,
+            app_check: raw.attestation.firebase_app_check,
             upstreams,
             tls,
             trusted_proxies,

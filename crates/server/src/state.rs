@@ -128,6 +128,8 @@ pub struct AppState {
     pub integrity: Arc<crate::attest::integrity::IntegrityService>,
     /// Pending attestation challenges.
     pub challenges: Arc<crate::attest::challenge::Challenges>,
+    /// Platform attestation verifiers.
+    pub platforms: Arc<crate::attest::platform::Platforms>,
 }
 
 impl AppState {
@@ -174,6 +176,10 @@ impl AppState {
             attest,
             integrity: Arc::new(crate::attest::integrity::IntegrityService::new(config.public_base_url.clone(), config.integrity_ttl)),
             challenges: Arc::default(),
+            platforms: Arc::new(
+                crate::attest::platform::Platforms::new(&config)
+                    .map_err(|e| ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "setup", e))?,
+            ),
             config: Arc::new(config),
             store,
             replay: Arc::new(MemoryReplayCache::new(REPLAY_CAPACITY)),

@@ -7,6 +7,7 @@
 //! the same time, so a client (or a script probing for what works) cannot tell pass from fail.
 //! Only the API server, holding the real secret, can.
 
+pub mod app_attest;
 pub mod challenge;
 pub mod integrity;
 pub mod platform;

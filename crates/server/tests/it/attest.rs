@@ -196,3 +196,113 @@ async fn rotation_keeps_old_tokens_and_a_stock_jwt_library_verifies() {
     }
     server.stop().await;
 }
+
+fn python(args: &[&str]) -> String {
+    let python = std::env::var("MOAT_TEST_PYTHON").unwrap_or_else(|_| {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python").display().to_string()
+    });
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/platform_tokens.py");
+    let out = std::process::Command::new(python).arg(script).args(args).output().expect("python");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+async fn challenge_for(c: &Client, app: &str) -> Value {
+    let r = c.call(Method::POST, "/v1/attest/challenge", Some(&json!({"app_id": app, "version": "any"})), opts()).await.expect("challenge");
+    assert_eq!(r.status, 200);
+    r.json().expect("json")
+}
+
+#[tokio::test]
+async fn play_integrity_tokens_made_with_jwcrypto() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let d = dir.path().display().to_string();
+    python(&["play-keys", &d]);
+    let cert = moat_core::b64::url_encode([7u8; 32]);
+    let extra = format!(
+        "{POLICY}[attestation.play_integrity]\ndecryption_key = \"file:{d}/decryption.b64\"\nverification_key = \"file:{d}/verification.b64\"\n\
+         package_name = \"com.example.events\"\ncertificate_digests = [\"{cert}\"]\n"
+    );
+    let server = TestServer::start_with("dynamic", &extra).await;
+    let c = server.enrolled("android-1").await;
+    let verdict = |nonce: &str, overrides: &dyn Fn(&mut Value)| {
+        let mut v = json!({
+            "requestDetails": {"requestPackageName": "com.example.events", "requestHash": nonce,
+                               "timestampMillis": (moat_client::unix_now() * 1000).to_string()},
+            "appIntegrity": {"appRecognitionVerdict": "PLAY_RECOGNIZED", "packageName": "com.example.events",
+                             "certificateSha256Digest": [cert], "versionCode": "42"},
+            "deviceIntegrity": {"deviceRecognitionVerdict": ["MEETS_DEVICE_INTEGRITY"]},
+            "accountDetails": {"appLicensingVerdict": "LICENSED"},
+        });
+        overrides(&mut v);
+        v.to_string()
+    };
+    let try_token = |payload: String| {
+        let (c, d) = (&c, d.clone());
+        async move {
+            let ch = challenge_for(c, "com.example.events").await;
+            let nonce = ch["nonce"].as_str().expect("nonce").to_owned();
+            let token = python(&["play", &d, &payload.replace("NONCE", &nonce)]);
+            let body = json!({"challenge_id": ch["challenge_id"], "platform": "play_integrity", "token": token});
+            attest(c, body).await
+        }
+    };
+    let good = try_token(verdict("NONCE", &|_| {})).await;
+    assert_eq!(device_status(&c, &good).await, 200, "a genuine verdict opens the route");
+    type Edit = Box<dyn Fn(&mut Value)>;
+    let cases: Vec<(&str, Edit)> = vec![
+        ("wrong nonce", Box::new(|v: &mut Value| v["requestDetails"]["requestHash"] = "AAAA".into())),
+        ("other package", Box::new(|v: &mut Value| v["appIntegrity"]["packageName"] = "com.evil.clone".into())),
+        ("unrecognized app", Box::new(|v: &mut Value| v["appIntegrity"]["appRecognitionVerdict"] = "UNRECOGNIZED_VERSION".into())),
+        ("other certificate", Box::new(|v: &mut Value| v["appIntegrity"]["certificateSha256Digest"] = json!(["AAAA"]))),
+        ("no device integrity", Box::new(|v: &mut Value| v["deviceIntegrity"]["deviceRecognitionVerdict"] = json!([]))),
+        ("stale", Box::new(|v: &mut Value| v["requestDetails"]["timestampMillis"] = ((moat_client::unix_now() - 600) * 1000).to_string().into())),
+    ];
+    for (name, edit) in cases {
+        let token = try_token(verdict("NONCE", &*edit)).await;
+        assert_eq!(device_status(&c, &token).await, 401, "{name}");
+    }
+    // A token made with other keys.
+    let other = tempfile::tempdir().expect("tmp");
+    let od = other.path().display().to_string();
+    python(&["play-keys", &od]);
+    let ch = challenge_for(&c, "com.example.events").await;
+    let forged = python(&["play", &od, &verdict(ch["nonce"].as_str().expect("nonce"), &|_| {})]);
+    let token = attest(&c, json!({"challenge_id": ch["challenge_id"], "platform": "play_integrity", "token": forged})).await;
+    assert_eq!(device_status(&c, &token).await, 401, "keys of another app");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn firebase_app_check_tokens_verified_against_the_jwks() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let d = dir.path().display().to_string();
+    python(&["appcheck-keys", &d, "ac-1"]);
+    let jwks: Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join("jwks.json")).expect("jwks")).expect("json");
+    let app = axum::Router::new().route("/jwks", axum::routing::get(move || {
+        let v = jwks.clone();
+        async move { axum::Json(v) }
+    }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}/jwks", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
+    let extra = format!("{POLICY}[attestation.firebase_app_check]\nproject_number = \"123456\"\napp_ids = [\"1:123456:android:abc\"]\njwks_url = \"{url}\"\n");
+    let server = TestServer::start_with("dynamic", &extra).await;
+    let c = server.enrolled("phone-1").await;
+    let now = moat_client::unix_now();
+    let claims = |aud: &str, sub: &str, exp: i64| {
+        json!({"iss": "https://firebaseappcheck.googleapis.com/123456", "aud": [aud, "projects/demo"], "sub": sub, "exp": exp, "iat": now}).to_string()
+    };
+    for (name, claims_text, expected) in [
+        ("genuine", claims("projects/123456", "1:123456:android:abc", now + 3600), 200),
+        ("other project", claims("projects/999", "1:123456:android:abc", now + 3600), 401),
+        ("other app", claims("projects/123456", "1:123456:android:zzz", now + 3600), 401),
+        ("expired", claims("projects/123456", "1:123456:android:abc", now - 120), 401),
+    ] {
+        let token = python(&["appcheck", &d, "ac-1", &claims_text]);
+        let ch = challenge_for(&c, "1:123456:android:abc").await;
+        let it = attest(&c, json!({"challenge_id": ch["challenge_id"], "platform": "firebase_app_check", "token": token})).await;
+        assert_eq!(device_status(&c, &it).await, expected, "{name}");
+    }
+    server.stop().await;
+}
