@@ -26,6 +26,7 @@
 #![forbid(unsafe_code)]
 
 pub mod apikey;
+pub mod app_attest;
 pub mod b64;
 pub mod play_integrity;
 pub mod digest;

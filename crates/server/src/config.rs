@@ -796,11 +796,10 @@ impl Config {
         if !errors.is_empty() {
             return Err(ConfigError(errors));
         }
-        if let Some(a) = &raw.attestation.app_attest {
-            if !["production", "development", "any"].contains(&a.environment.as_str()) {
+        if let Some(a) = &raw.attestation.app_attest
+            && !["production", "development", "any"].contains(&a.environment.as_str()) {
                 errors.push("attestation.app_attest.environment: production, development or any".into());
             }
-        }
         if !errors.is_empty() {
             return Err(ConfigError(errors));
         }

@@ -19,6 +19,8 @@ use utoipa::OpenApi;
         crate::accounts::reset_confirm,
         crate::accounts::token,
         crate::accounts::me,
+        crate::attest::challenge,
+        crate::attest::attest,
     ),
     components(schemas(
         crate::enroll::EnrollRequest,
@@ -32,6 +34,8 @@ use utoipa::OpenApi;
         crate::accounts::ResendRequest,
         crate::accounts::ResetRequest,
         crate::accounts::ResetConfirmRequest,
+        crate::attest::ChallengeRequest,
+        crate::attest::AttestRequest,
     ))
 )]
 pub struct ApiDoc;

@@ -306,3 +306,28 @@ async fn firebase_app_check_tokens_verified_against_the_jwks() {
     }
     server.stop().await;
 }
+
+#[tokio::test]
+async fn app_attest_objects_must_answer_this_challenge() {
+    let samples: Value = serde_json::from_str(include_str!("../../../core/vectors/apple_app_attest_samples.json")).expect("samples");
+    let s = &samples["attestations"][1];
+    let (team, bundle) = (s["team_id"].as_str().expect("team"), s["bundle_id"].as_str().expect("bundle"));
+    let extra = format!("{POLICY}[attestation.app_attest]\nteam_id = \"{team}\"\nbundle_id = \"{bundle}\"\nenvironment = \"any\"\n");
+    let server = TestServer::start_with("dynamic", &extra).await;
+    let c = server.enrolled("iphone-1").await;
+    // A genuine Apple attestation, but made for another client data (not this challenge's
+    // nonce) and with a leaf certificate that has expired since: it must not pass.
+    let ch = challenge_for(&c, bundle).await;
+    let body = json!({
+        "challenge_id": ch["challenge_id"], "platform": "app_attest",
+        "key_id": s["key_id_base64"], "attestation": s["attestation_object_base64"],
+    });
+    let token = attest(&c, body).await;
+    assert_eq!(device_status(&c, &token).await, 401);
+    // An assertion for a key never attested here fails too.
+    let a = &samples["assertions"][0];
+    let ch = challenge_for(&c, bundle).await;
+    let body = json!({"challenge_id": ch["challenge_id"], "platform": "app_attest", "key_id": a["key_id_base64"], "assertion": a["assertion_base64"]});
+    assert_eq!(device_status(&c, &attest(&c, body).await).await, 401);
+    server.stop().await;
+}
