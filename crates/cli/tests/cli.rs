@@ -141,6 +141,14 @@ fn dynamic_mode_is_the_default_and_bad_config_exits_64() {
     let confirm = format!(r#"{{"phone":"+14155552671","otp":"{code}"}}"#);
     let created = ok(&run(dir.path(), &["device", "call", "POST", "/api/register/confirm", "--data", &confirm]));
     assert!(created["user_id"].is_string());
+    std::fs::write(dir.path().join("app.apk"), vec![7u8; 100_000]).expect("package");
+    let registered = ok(&run(dir.path(), &["admin", "app", "register", "--app-id", "com.example.events", "--version", "1.0", "--file", "app.apk"]));
+    assert_eq!(registered["size"], 100_000);
+    let listed = run(dir.path(), &["admin", "app", "list"]);
+    assert!(String::from_utf8_lossy(&listed.stdout).contains("com.example.events"));
+    let secrets = ok(&run(dir.path(), &["admin", "integrity", "show"]));
+    assert_eq!(secrets["alg"], "HS256");
+    assert_eq!(secrets["keys"][0]["current"], true);
     let rotated = ok(&run(dir.path(), &["admin", "keys", "rotate"]));
     assert!(rotated["kid"].as_str().expect("kid").starts_with("ak_"));
     assert!(server.terminate().status.success());
