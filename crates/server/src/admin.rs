@@ -83,6 +83,8 @@ pub async fn revoke_device(State(state): State<AppState>, Path(id): Path<Uuid>) 
     if !state.store.revoke_device(id, state.now()).await? {
         return Err(ApiError::not_found());
     }
+    // Take effect on this instance at once; others see it within the device cache TTL.
+    state.device_cache.clear();
     tracing::info!(device = %id, "device revoked by admin");
     let device = state.store.device(id).await?.ok_or_else(ApiError::not_found)?;
     Ok(Json(DeviceView::from(&device)))

@@ -91,6 +91,15 @@ pub struct RawConfig {
     pub issuers: Vec<RawIssuer>,
     #[serde(default)]
     pub attestation: RawAttestation,
+    #[serde(default)]
+    pub cache: RawCache,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct RawCache {
+    pub device_ttl_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -507,6 +516,9 @@ pub struct Config {
     pub app_attest: Option<AppAttestConfig>,
     /// Firebase App Check settings.
     pub app_check: Option<AppCheckConfig>,
+    /// How long a verified device credential is reused before it is looked up again
+    /// (milliseconds; 0 disables). The bound on how late a revocation made elsewhere is seen.
+    pub device_cache_ttl_ms: u64,
 }
 
 /// Every problem found in a configuration.
@@ -804,6 +816,7 @@ impl Config {
             return Err(ConfigError(errors));
         }
         Ok(Self {
+            device_cache_ttl_ms: raw.cache.device_ttl_ms.unwrap_or(1000).min(60_000),
             play_integrity: raw.attestation.play_integrity,
             app_attest: raw.attestation.app_attest,
             app_check: raw.attestation.firebase_app_check,

@@ -159,7 +159,24 @@ fn builder(
 async fn refuse_if_revoked(state: &AppState, identity: &str, device_id: &str) -> Result<(), ApiError> {
     match state.store.device_by_identity(identity, device_id).await? {
         Some(d) if d.status == DeviceStatus::Revoked => Err(ApiError::revoked()),
-        _ => Ok(()),
+        Some(d) => {
+            // Re-enrollment rotates this credential: forget the old one now, on this
+            // instance (others see it within the device cache TTL).
+            forget_credential(state, &d);
+            Ok(())
+        }
+        None => Ok(()),
+    }
+}
+
+fn forget_credential(state: &AppState, d: &Device) {
+    use crate::cache::TtlCache;
+    use crate::middleware::protect::CachedCredential;
+    if let Some(lookup) = &d.credential.key_lookup {
+        state.device_cache.remove(&TtlCache::<CachedCredential>::key(format!("key\0{lookup}").as_bytes()));
+    }
+    if let Some(client_id) = &d.credential.client_id {
+        state.device_cache.remove(&TtlCache::<CachedCredential>::key(format!("sig\0{client_id}").as_bytes()));
     }
 }
 

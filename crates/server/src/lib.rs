@@ -35,6 +35,7 @@ use utoipa::OpenApi as _;
 pub mod accounts;
 pub mod admin;
 pub mod attest;
+pub mod cache;
 pub mod cleanup;
 pub mod clock;
 pub mod config;

@@ -130,6 +130,8 @@ pub struct AppState {
     pub challenges: Arc<crate::attest::challenge::Challenges>,
     /// Platform attestation verifiers.
     pub platforms: Arc<crate::attest::platform::Platforms>,
+    /// Verified device credentials, for `device_cache_ttl_ms`.
+    pub device_cache: Arc<crate::cache::TtlCache<crate::middleware::protect::CachedCredential>>,
 }
 
 impl AppState {
@@ -176,6 +178,7 @@ impl AppState {
             attest,
             integrity: Arc::new(crate::attest::integrity::IntegrityService::new(config.public_base_url.clone(), config.integrity_ttl)),
             challenges: Arc::default(),
+            device_cache: Arc::new(crate::cache::TtlCache::new(200_000)),
             platforms: Arc::new(
                 crate::attest::platform::Platforms::new(&config)
                     .map_err(|e| ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "setup", e))?,

@@ -66,6 +66,8 @@ pub struct TokenService {
     access_ttl: i64,
     refresh_ttl: i64,
     set: RwLock<KeySet>,
+    /// Verified tokens by SHA-256, until they expire: one ES256 verify per token.
+    verified: crate::cache::TtlCache<AccessClaims>,
 }
 
 fn new_key_record(keys: &Keys, now: i64) -> Result<SigningKeyRecord, ApiError> {
@@ -92,6 +94,7 @@ impl TokenService {
             access_ttl,
             refresh_ttl,
             set: RwLock::new(KeySet { current: None, decoding: HashMap::new(), jwks: serde_json::json!({"keys": []}) }),
+            verified: crate::cache::TtlCache::new(100_000),
         }
     }
 
@@ -182,6 +185,16 @@ impl TokenService {
     /// # Errors
     /// `401 token_invalid`.
     pub fn verify_access(&self, token: &str, now: i64) -> Result<AccessClaims, ApiError> {
+        let cache_key = crate::cache::TtlCache::<AccessClaims>::key(token.as_bytes());
+        if let Some(claims) = self.verified.get(&cache_key, now.saturating_mul(1000)) {
+            return Ok(claims);
+        }
+        let claims = self.verify_uncached(token, now)?;
+        self.verified.put(cache_key, claims.clone(), claims.exp.saturating_mul(1000));
+        Ok(claims)
+    }
+
+    fn verify_uncached(&self, token: &str, now: i64) -> Result<AccessClaims, ApiError> {
         let invalid = |why: &str| ApiError::new(axum::http::StatusCode::UNAUTHORIZED, "token_invalid", why.to_owned());
         let header = jsonwebtoken::decode_header(token).map_err(|_| invalid("malformed access token"))?;
         if header.alg != Algorithm::ES256 {

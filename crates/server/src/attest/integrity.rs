@@ -45,6 +45,7 @@ pub struct IntegrityService {
     issuer: String,
     ttl: i64,
     set: RwLock<Set>,
+    verified: crate::cache::TtlCache<IntegrityClaims>,
 }
 
 fn kid_for(secret: &[u8]) -> String {
@@ -59,7 +60,12 @@ fn invalid(why: &str) -> ApiError {
 impl IntegrityService {
     /// A service issuing as `issuer` with tokens living `ttl` seconds.
     pub fn new(issuer: String, ttl: i64) -> Self {
-        Self { issuer, ttl, set: RwLock::new(Set { current: None, decoding: HashMap::new(), exported: Vec::new() }) }
+        Self {
+            issuer,
+            ttl,
+            set: RwLock::new(Set { current: None, decoding: HashMap::new(), exported: Vec::new() }),
+            verified: crate::cache::TtlCache::new(100_000),
+        }
     }
 
     /// Token lifetime, seconds.
@@ -150,6 +156,16 @@ impl IntegrityService {
     /// # Errors
     /// `401 integrity_invalid`.
     pub fn verify(&self, token: &str, now: i64) -> Result<IntegrityClaims, ApiError> {
+        let cache_key = crate::cache::TtlCache::<IntegrityClaims>::key(token.as_bytes());
+        if let Some(claims) = self.verified.get(&cache_key, now.saturating_mul(1000)) {
+            return Ok(claims);
+        }
+        let claims = self.verify_uncached(token, now)?;
+        self.verified.put(cache_key, claims.clone(), claims.exp.saturating_mul(1000));
+        Ok(claims)
+    }
+
+    fn verify_uncached(&self, token: &str, now: i64) -> Result<IntegrityClaims, ApiError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| invalid("malformed integrity token"))?;
         if header.alg != Algorithm::HS256 {
             return Err(invalid("unexpected algorithm"));

@@ -65,6 +65,17 @@ pub struct Principal {
     pub user: Option<UserPrincipal>,
 }
 
+/// A device credential as looked up (before the per-request checks), cached briefly.
+#[derive(Clone)]
+pub struct CachedCredential {
+    /// The device.
+    pub device: Arc<Device>,
+    /// Its verifying key (signature credentials).
+    pub key: Option<Arc<VerifyingKey>>,
+    /// Which kind of credential.
+    pub via: Via,
+}
+
 /// A verified user access token.
 #[derive(Clone, Debug)]
 pub struct UserPrincipal {
@@ -134,14 +145,22 @@ fn sig_error(detail: &str) -> ApiError {
     ApiError::new(StatusCode::UNAUTHORIZED, "signature_invalid", detail.to_owned())
 }
 
-async fn key_for(state: &AppState, keyid: &str) -> Result<(Device, VerifyingKey, Via), ApiError> {
+async fn key_for(state: &AppState, keyid: &str) -> Result<(Arc<Device>, Arc<VerifyingKey>, Via), ApiError> {
+    let ttl = i64::try_from(state.config.device_cache_ttl_ms).unwrap_or(0);
+    let cache_key = crate::cache::TtlCache::<CachedCredential>::key(format!("sig\0{keyid}").as_bytes());
+    let now_ms = state.now_ms();
+    if ttl > 0 {
+        if let Some(CachedCredential { device, key: Some(key), via }) = state.device_cache.get(&cache_key, now_ms) {
+            return Ok((device, key, via));
+        }
+    }
     let unknown = || ApiError::credential("unknown keyid");
-    if keyid.starts_with("mc_") {
+    let (device, key, via) = if keyid.starts_with("mc_") {
         let device = state.store.device_by_client_id(keyid).await?.ok_or_else(unknown)?;
         let sealed = device.credential.hmac_secret_sealed.as_deref().ok_or_else(unknown)?;
         let secret = state.keys.data.open(keyid.as_bytes(), sealed)?;
         let key = VerifyingKey::hmac_sha256(secret.expose());
-        Ok((device, key, Via::HmacSignature))
+        (device, key, Via::HmacSignature)
     } else {
         if keyid.len() != 43 {
             return Err(unknown());
@@ -154,8 +173,13 @@ async fn key_for(state: &AppState, keyid: &str) -> Result<(Device, VerifyingKey,
         let jwk_text = device.credential.signing_jwk.as_deref().ok_or_else(unknown)?;
         let value: serde_json::Value = serde_json::from_str(jwk_text).map_err(|e| ApiError::internal(&e))?;
         let key = VerifyingKey::from_jwk(&PublicJwk::from_json(&value)?)?;
-        Ok((device, key, Via::InstallationSignature))
+        (device, key, Via::InstallationSignature)
+    };
+    let (device, key) = (Arc::new(device), Arc::new(key));
+    if ttl > 0 {
+        state.device_cache.put(cache_key, CachedCredential { device: device.clone(), key: Some(key.clone()), via }, now_ms + ttl);
     }
+    Ok((device, key, via))
 }
 
 async fn verify_signature(state: &AppState, parts: &Parts, body: &[u8], now: i64) -> Result<Principal, ApiError> {
@@ -207,7 +231,7 @@ async fn verify_signature(state: &AppState, parts: &Parts, body: &[u8], now: i64
     if !fresh {
         return Err(ApiError::new(StatusCode::UNAUTHORIZED, "replay_detected", "this signature nonce was already used"));
     }
-    Ok(Principal { device: Some(Arc::new(device)), via, user: None })
+    Ok(Principal { device: Some(device), via, user: None })
 }
 
 async fn verify_api_key(state: &AppState, value: &HeaderValue) -> Result<Principal, ApiError> {
@@ -217,7 +241,20 @@ async fn verify_api_key(state: &AppState, value: &HeaderValue) -> Result<Princip
     }
     let invalid = || ApiError::credential("the device key is not valid");
     let key = ApiKey::parse(text).map_err(|_| invalid())?;
-    let device = state.store.device_by_key_lookup(&key.lookup).await?.ok_or_else(invalid)?;
+    let ttl = i64::try_from(state.config.device_cache_ttl_ms).unwrap_or(0);
+    let cache_key = crate::cache::TtlCache::<CachedCredential>::key(format!("key\0{}", key.lookup).as_bytes());
+    let now_ms = state.now_ms();
+    let cached = if ttl > 0 { state.device_cache.get(&cache_key, now_ms) } else { None };
+    let device = match cached {
+        Some(c) => c.device,
+        None => {
+            let device = Arc::new(state.store.device_by_key_lookup(&key.lookup).await?.ok_or_else(invalid)?);
+            if ttl > 0 {
+                state.device_cache.put(cache_key, CachedCredential { device: device.clone(), key: None, via: Via::ApiKey }, now_ms + ttl);
+            }
+            device
+        }
+    };
     let stored = device.credential.key_hash.as_deref().ok_or_else(invalid)?;
     if !key.matches(&state.keys.api_key_pepper, stored) {
         return Err(invalid());
@@ -225,7 +262,7 @@ async fn verify_api_key(state: &AppState, value: &HeaderValue) -> Result<Princip
     if device.status == DeviceStatus::Revoked {
         return Err(ApiError::revoked());
     }
-    Ok(Principal { device: Some(Arc::new(device)), via: Via::ApiKey, user: None })
+    Ok(Principal { device: Some(device), via: Via::ApiKey, user: None })
 }
 
 fn is_jose(parts: &Parts) -> bool {

@@ -147,7 +147,10 @@ async fn revoked_api_key_is_refused() {
     let c = server.enrolled("p1").await;
     let Some(Credential::ApiKey { device: Some(device), .. }) = c.credential().cloned() else { panic!("cred") };
     assert_eq!(c.call(Method::GET, "/v1/device", None, opts()).await.expect("call").status, 200);
+    // Revoked behind this instance's back (as another instance or the CLI would): seen within
+    // the device cache bound (1 s by default).
     server.state.store.revoke_device(device.parse().expect("uuid"), 0).await.expect("revoke");
+    server.advance(2);
     let r = c.call(Method::GET, "/v1/device", None, opts()).await.expect("call");
     assert_problem(&r, 403, "device_revoked");
     server.stop().await;
