@@ -49,6 +49,44 @@ enum Cmd {
         #[arg(long, value_enum, default_value_t = AuthArg::Auto)]
         auth: AuthArg,
     },
+    /// GET a URL with fixed headers (baselines: nginx, Node, device keys).
+    Raw {
+        #[arg(long)]
+        url: String,
+        /// `Name: value`, repeatable.
+        #[arg(long = "header")]
+        headers: Vec<String>,
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Total requests per second (0 = as fast as possible).
+        #[arg(long, default_value_t = 0)]
+        rate: u64,
+    },
+    /// Full checks through Moat: every request carries a fresh RFC 9421 HMAC signature (new
+    /// nonce), an integrity token bound to the user's access token, and that access token.
+    Full {
+        #[arg(long)]
+        server: String,
+        #[arg(long)]
+        admin: String,
+        #[arg(long, env = "MOAT_BENCH_ADMIN_TOKEN")]
+        admin_token: String,
+        #[arg(long, default_value = "/full/x")]
+        path: String,
+        #[arg(long, default_value_t = 8)]
+        devices: usize,
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        #[arg(long, default_value_t = 0)]
+        rate: u64,
+        /// Print the device's API key instead of running (setup for `raw` against a device-key route).
+        #[arg(long)]
+        print_key: bool,
+    },
     /// Measure RSA-2048 key generation (aws-lc-rs) on this machine.
     Keygen {
         #[arg(long, default_value_t = 40)]
@@ -199,6 +237,145 @@ async fn call(server: String, path: String, devices: usize, concurrency: usize, 
     Ok(summary(&format!("call {path}"), lat, errors, started.elapsed()))
 }
 
+/// Sleeps until this worker's next slot when running at a fixed total rate.
+async fn pace(rate: u64, concurrency: usize, started: Instant, sent: u64) {
+    if rate == 0 {
+        return;
+    }
+    let per_worker = rate as f64 / concurrency as f64;
+    let due = started + Duration::from_secs_f64(sent as f64 / per_worker);
+    tokio::time::sleep_until(tokio::time::Instant::from_std(due)).await;
+}
+
+async fn raw(url: String, headers: Vec<String>, concurrency: usize, seconds: u64, rate: u64) -> Result<serde_json::Value> {
+    let http = http_client()?;
+    let mut map = reqwest::header::HeaderMap::new();
+    for h in headers {
+        let (n, v) = h.split_once(':').context("header must be `Name: value`")?;
+        map.insert(reqwest::header::HeaderName::from_bytes(n.trim().as_bytes())?, reqwest::header::HeaderValue::from_str(v.trim())?);
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let mut tasks: Vec<Worker> = Vec::new();
+    for _ in 0..concurrency {
+        let (stop, http, url, map) = (stop.clone(), http.clone(), url.clone(), map.clone());
+        tasks.push(tokio::spawn(async move {
+            let (mut lat, mut errors, mut sent) = (Vec::new(), 0u64, 0u64);
+            let begin = Instant::now();
+            while !stop.load(Ordering::Relaxed) {
+                pace(rate, concurrency, begin, sent).await;
+                sent += 1;
+                let t0 = Instant::now();
+                match http.get(&url).headers(map.clone()).send().await {
+                    Ok(r) if r.status().is_success() => {
+                        let _ = r.bytes().await;
+                        lat.push(u32::try_from(t0.elapsed().as_micros()).unwrap_or(u32::MAX));
+                    }
+                    Ok(r) => {
+                        errors += 1;
+                        if errors <= 3 {
+                            eprintln!("status {}: {}", r.status(), r.text().await.unwrap_or_default());
+                        }
+                    }
+                    Err(_) => errors += 1,
+                }
+            }
+            anyhow::Ok((lat, errors))
+        }));
+    }
+    let (lat, errors) = stop_after(seconds, &stop, tasks).await?;
+    Ok(summary(&url, lat, errors, started.elapsed()))
+}
+
+/// Registers and logs in a user from this device, reading the SMS code from the outbox.
+async fn user_token(c: &Client, admin: &str, admin_token: &str, phone: &str) -> Result<String> {
+    let http = reqwest::Client::new();
+    let r = c.call(http::Method::POST, "/api/register", Some(&serde_json::json!({"phone": phone, "password": "bench password 1"})), CallOptions::default()).await?;
+    anyhow::ensure!(r.status == 202, "register: {} {}", r.status, String::from_utf8_lossy(&r.body));
+    let outbox: serde_json::Value = http
+        .get(format!("{admin}/admin/v1/sms/outbox?phone={}", phone.replace('+', "%2B")))
+        .bearer_auth(admin_token)
+        .send()
+        .await?
+        .json()
+        .await?;
+    let body = outbox["messages"][0]["body"].as_str().context("no SMS in the outbox")?;
+    let code: String = body.split(|ch: char| !ch.is_ascii_digit()).find(|w| w.len() == 6).context("no code")?.to_owned();
+    let r = c.call(http::Method::POST, "/api/register/confirm", Some(&serde_json::json!({"phone": phone, "otp": code})), CallOptions::default()).await?;
+    anyhow::ensure!(r.status == 201, "confirm: {}", r.status);
+    let r = c.call_form("/api/token", &[("grant_type", "password"), ("username", phone), ("password", "bench password 1")], CallOptions::default()).await?;
+    anyhow::ensure!(r.status == 200, "token: {}", r.status);
+    Ok(r.json()?["access_token"].as_str().context("access token")?.to_owned())
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn full(server: String, admin: String, admin_token: String, path: String, devices: usize, concurrency: usize, seconds: u64, rate: u64, print_key: bool) -> Result<serde_json::Value> {
+    let http = http_client()?;
+    if print_key {
+        let (key, pkcs8) = moat_core::dpop::InstallationKey::generate_p256()?;
+        let mut c = Client::with_key(&server, key, pkcs8, http.clone())?;
+        c.enroll_and_fetch("bench-key", Some("other")).await?;
+        let state = serde_json::to_value(c.state())?;
+        return Ok(serde_json::json!({"key": state["credential"]["key"]}));
+    }
+    let package: Vec<u8> = (0..1_000_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8).collect();
+    let r = reqwest::Client::new()
+        .put(format!("{admin}/admin/v1/apps/bench.app/1.0"))
+        .bearer_auth(&admin_token)
+        .body(package.clone())
+        .send()
+        .await?;
+    anyhow::ensure!(r.status().is_success() || r.status() == 409, "registering the package: {}", r.status());
+    let mut prepared = Vec::new();
+    for i in 0..devices {
+        let (key, pkcs8) = moat_core::dpop::InstallationKey::generate_p256()?;
+        let mut c = Client::with_key(&server, key, pkcs8, http.clone())?;
+        c.enroll_and_fetch(&format!("bench-full-{i}"), Some("other")).await.context("enrolling")?;
+        let phone = format!("+1212555{:04}", 1000 + i);
+        let access = user_token(&c, &admin, &admin_token, &phone).await?;
+        let authorization = format!("Bearer {access}");
+        let integrity = c.attest_package("bench.app", "1.0", &package, Some(&authorization)).await?;
+        let options = CallOptions {
+            headers: vec![("authorization".into(), authorization), ("moat-integrity".into(), integrity)],
+            ..CallOptions::default()
+        };
+        prepared.push((Arc::new(c), options));
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let mut tasks: Vec<Worker> = Vec::new();
+    for t in 0..concurrency {
+        let (stop, path, http) = (stop.clone(), path.clone(), http.clone());
+        let (client, options) = prepared[t % prepared.len()].clone();
+        tasks.push(tokio::spawn(async move {
+            let (mut lat, mut errors, mut sent) = (Vec::new(), 0u64, 0u64);
+            let begin = Instant::now();
+            while !stop.load(Ordering::Relaxed) {
+                pace(rate, concurrency, begin, sent).await;
+                sent += 1;
+                let t0 = Instant::now();
+                let (url, headers, _) = client.prepare(&http::Method::GET, &path, None, &options)?;
+                match http.get(url).headers(headers).send().await {
+                    Ok(r) if r.status().is_success() => {
+                        let _ = r.bytes().await;
+                        lat.push(u32::try_from(t0.elapsed().as_micros()).unwrap_or(u32::MAX));
+                    }
+                    Ok(r) => {
+                        errors += 1;
+                        if errors <= 3 {
+                            eprintln!("status {}: {}", r.status(), r.text().await.unwrap_or_default());
+                        }
+                    }
+                    Err(_) => errors += 1,
+                }
+            }
+            anyhow::Ok((lat, errors))
+        }));
+    }
+    let (lat, errors) = stop_after(seconds, &stop, tasks).await?;
+    Ok(summary("full checks", lat, errors, started.elapsed()))
+}
+
 fn keygen(count: usize) -> Result<serde_json::Value> {
     if count == 0 {
         bail!("count must be positive");
@@ -220,6 +397,10 @@ async fn main() -> Result<()> {
         Cmd::Enroll { server, concurrency, seconds } => enroll(server, concurrency, seconds).await?,
         Cmd::Call { server, path, devices, concurrency, seconds, auth } => call(server, path, devices, concurrency, seconds, auth).await?,
         Cmd::Keygen { count } => keygen(count)?,
+        Cmd::Raw { url, headers, concurrency, seconds, rate } => raw(url, headers, concurrency, seconds, rate).await?,
+        Cmd::Full { server, admin, admin_token, path, devices, concurrency, seconds, rate, print_key } => {
+            full(server, admin, admin_token, path, devices, concurrency, seconds, rate, print_key).await?
+        }
     };
     if let Some(name) = cli.name {
         result["run"] = name.into();

@@ -113,6 +113,9 @@ fn otp_mode_through_the_cli() {
     assert_eq!(cleaned["enrollment_otps"], 1, "the used enrollment code is removed");
     let out = run(dir.path(), &["admin", "devices", "revoke", &device]);
     assert!(out.status.success());
+    // Revoked from another process: the running server sees it within its device cache bound
+    // (cache.device_ttl_ms, 1 s by default).
+    std::thread::sleep(Duration::from_millis(1100));
     let after = run(dir.path(), &["device", "call", "GET", "/v1/device"]);
     assert!(String::from_utf8_lossy(&after.stdout).contains("device_revoked"));
 

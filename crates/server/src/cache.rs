@@ -16,9 +16,11 @@ use std::sync::Mutex;
 
 const SHARDS: usize = 16;
 
+type Shard<V> = Mutex<HashMap<[u8; 32], (V, i64)>>;
+
 /// A sharded, bounded, expiring map.
 pub struct TtlCache<V> {
-    shards: [Mutex<HashMap<[u8; 32], (V, i64)>>; SHARDS],
+    shards: [Shard<V>; SHARDS],
     per_shard: usize,
 }
 

@@ -29,8 +29,9 @@ impl Quota {
         Self { burst: 1, period: Duration::from_secs(seconds) }
     }
 
-    fn interval_ms(self) -> i64 {
-        i64::try_from(self.period.as_millis() / u128::from(self.burst.max(1))).unwrap_or(i64::MAX)
+    /// Emission interval in microseconds (milliseconds would truncate to 0 above 1000/s).
+    fn interval_us(self) -> i64 {
+        i64::try_from(self.period.as_micros() / u128::from(self.burst.max(1))).unwrap_or(i64::MAX).max(1)
     }
 }
 
@@ -65,16 +66,17 @@ impl Limiter {
     /// # Errors
     /// [`Refusal`] naming the first refusing key and the longest wait.
     pub fn check(&self, now_ms: i64, items: &[(String, Quota)]) -> Result<(), Refusal> {
+        let now_us = now_ms.saturating_mul(1000);
         let mut tats = self.tats.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut refused: Option<(String, i64)> = None;
         let mut updates = Vec::with_capacity(items.len());
         for (key, quota) in items {
-            let interval = quota.interval_ms();
+            let interval = quota.interval_us();
             let limit = interval.saturating_mul(i64::from(quota.burst));
-            let tat = tats.get(key).copied().unwrap_or(now_ms).max(now_ms);
+            let tat = tats.get(key).copied().unwrap_or(now_us).max(now_us);
             let new_tat = tat.saturating_add(interval);
-            if new_tat - now_ms > limit {
-                let wait = new_tat - now_ms - limit;
+            if new_tat - now_us > limit {
+                let wait = new_tat - now_us - limit;
                 match &mut refused {
                     Some((_, w)) => *w = (*w).max(wait),
                     None => refused = Some((key.clone(), wait)),
@@ -83,12 +85,12 @@ impl Limiter {
                 updates.push((key.clone(), new_tat));
             }
         }
-        if let Some((key, wait_ms)) = refused {
-            let retry_after = u64::try_from((wait_ms + 999) / 1000).unwrap_or(u64::MAX).max(1);
+        if let Some((key, wait_us)) = refused {
+            let retry_after = u64::try_from((wait_us + 999_999) / 1_000_000).unwrap_or(u64::MAX).max(1);
             return Err(Refusal::Limited { key, retry_after });
         }
         if tats.len() + updates.len() > self.max_keys {
-            tats.retain(|_, tat| *tat > now_ms);
+            tats.retain(|_, tat| *tat > now_us);
             if tats.len() + updates.len() > self.max_keys {
                 return Err(Refusal::Full);
             }
@@ -105,10 +107,11 @@ impl Limiter {
     /// [`Refusal`] with the wait.
     pub fn check_one(&self, now_ms: i64, key: &str, quota: Quota) -> Result<u32, Refusal> {
         self.check(now_ms, &[(key.to_owned(), quota)])?;
+        let now_us = now_ms.saturating_mul(1000);
         let tats = self.tats.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let tat = tats.get(key).copied().unwrap_or(now_ms);
-        let interval = quota.interval_ms().max(1);
-        let headroom = interval.saturating_mul(i64::from(quota.burst)) - (tat - now_ms);
+        let tat = tats.get(key).copied().unwrap_or(now_us);
+        let interval = quota.interval_us();
+        let headroom = interval.saturating_mul(i64::from(quota.burst)) - (tat - now_us);
         Ok(u32::try_from(headroom / interval).unwrap_or(0))
     }
 
@@ -116,7 +119,8 @@ impl Limiter {
     pub fn purge(&self, now_ms: i64) -> usize {
         let mut tats = self.tats.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let before = tats.len();
-        tats.retain(|_, tat| *tat > now_ms);
+        let now_us = now_ms.saturating_mul(1000);
+        tats.retain(|_, tat| *tat > now_us);
         before - tats.len()
     }
 }
@@ -143,6 +147,20 @@ mod tests {
         for _ in 0..5 {
             l.check(31_000, &[("x".into(), five)]).expect("x untouched by the refusal");
         }
+    }
+
+    #[test]
+    fn high_rates_are_not_truncated() {
+        let l = Limiter::new(100);
+        let q = Quota { burst: 1_000_000, period: Duration::from_secs(1) };
+        for _ in 0..10_000 {
+            l.check(0, &[("r".into(), q)]).expect("a million a second allows ten thousand at once");
+        }
+        let tiny = Quota { burst: 2, period: Duration::from_millis(1) };
+        l.check(0, &[("t".into(), tiny)]).expect("1");
+        l.check(0, &[("t".into(), tiny)]).expect("2");
+        assert!(l.check(0, &[("t".into(), tiny)]).is_err());
+        l.check(1, &[("t".into(), tiny)]).expect("refilled after 1 ms");
     }
 
     #[test]

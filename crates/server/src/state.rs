@@ -83,9 +83,21 @@ impl Keys {
     }
 }
 
-/// Everything handlers and middleware share.
+/// Everything handlers and middleware share. Cloned for every request by extractors and
+/// middleware, so it is one `Arc` (a clone is one atomic increment) around [`Shared`].
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// The shared state's fields.
+pub struct Shared {
     /// Validated configuration.
     pub config: Arc<Config>,
     /// Persistent state.
@@ -164,7 +176,7 @@ impl AppState {
             crate::gateway::Gateway::new(&config.upstreams, keys.data_key_bytes())
                 .map_err(|e| ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "setup", e))?,
         );
-        Ok(Self {
+        Ok(Self(Arc::new(Shared {
             accounts,
             tokens,
             issuers,
@@ -191,7 +203,7 @@ impl AppState {
             usage: Arc::new(UsageTracker::default()),
             clock,
             started_at,
-        })
+        })))
     }
 
     /// Now, Unix seconds.

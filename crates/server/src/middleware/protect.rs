@@ -149,10 +149,8 @@ async fn key_for(state: &AppState, keyid: &str) -> Result<(Arc<Device>, Arc<Veri
     let ttl = i64::try_from(state.config.device_cache_ttl_ms).unwrap_or(0);
     let cache_key = crate::cache::TtlCache::<CachedCredential>::key(format!("sig\0{keyid}").as_bytes());
     let now_ms = state.now_ms();
-    if ttl > 0 {
-        if let Some(CachedCredential { device, key: Some(key), via }) = state.device_cache.get(&cache_key, now_ms) {
-            return Ok((device, key, via));
-        }
+    if let Some(CachedCredential { device, key: Some(key), via }) = (ttl > 0).then(|| state.device_cache.get(&cache_key, now_ms)).flatten() {
+        return Ok((device, key, via));
     }
     let unknown = || ApiError::credential("unknown keyid");
     let (device, key, via) = if keyid.starts_with("mc_") {

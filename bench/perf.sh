@@ -1,0 +1,167 @@
+#!/usr/bin/env bash
+# Performance benchmark (one command): on loopback, in one run, against baselines measured in
+# the same run.
+#   (a) nginx as a bare reverse proxy to a trivial upstream
+#   (b) Moat proxying to it with full checks: RFC 9421 HMAC signature with a fresh nonce per
+#       request + replay cache, integrity token, user access token, rate limit
+#   (c) Moat proxying with only a device key
+#   (d) Node/Express (cluster on every core) verifying an HS256 JWT and an HMAC itself
+# Prints requests/s, p50/p99 latency, CPU per request, and the ratios b/a and b/d; then p99 at
+# half of saturation for (a) and (b). Installs nginx (apt) and the Node packages (npm) if
+# missing.
+#   bench/perf.sh                 # 10 s per run
+#   RUN_SECONDS=20 bench/perf.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+RUN_SECONDS=${RUN_SECONDS:-10}
+CONC=${CONC:-32}
+
+if ! command -v nginx >/dev/null; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light >/dev/null || \
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null
+fi
+[ -d bench/node/node_modules ] || (cd bench/node && npm ci --no-audit --no-fund --silent)
+cargo build --release --locked -q -p moat-cli -p moat-loadgen
+MOAT=$ROOT/target/release/moat
+LG=$ROOT/target/release/moat-loadgen
+
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() {
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    [ -f "$WORK/nginx.pid" ] && kill "$(cat "$WORK/nginx.pid")" 2>/dev/null || true
+    wait 2>/dev/null || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+wait_port() { for _ in $(seq 200); do (echo > /dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 not up" >&2; exit 1; }
+
+# CPU time (ms) used so far by a process and its children (utime+stime, clock ticks).
+TICK=$(getconf CLK_TCK)
+cpu_ms() {
+    local total=0
+    for pid in "$@" $(for p in "$@"; do pgrep -P "$p" || true; done); do
+        [ -r "/proc/$pid/stat" ] || continue
+        set -- $(sed 's/^.*) //' "/proc/$pid/stat")
+        total=$((total + ${12} + ${13}))
+    done
+    echo $((total * 1000 / TICK))
+}
+
+# nginx: trivial upstream on 18081, bare proxy on 18082.
+mkdir -p "$WORK/nginx"
+cat > "$WORK/nginx.conf" <<CONF
+worker_processes 2;
+pid $WORK/nginx.pid;
+error_log $WORK/nginx/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    upstream up { server 127.0.0.1:18081; keepalive 64; }
+    server { listen 127.0.0.1:18081; location / { return 200 "ok\n"; } }
+    server { listen 127.0.0.1:18082; location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; } }
+}
+CONF
+nginx -p "$WORK/nginx" -c "$WORK/nginx.conf"
+wait_port 18081; wait_port 18082
+NGINX_PID=$(cat "$WORK/nginx.pid")
+
+ADMIN_TOKEN=bench-admin-token-0123456789abcdefghijkl
+STARTS=0
+moat_start() {
+    STARTS=$((STARTS + 1))
+    cat > "$WORK/moat.toml" <<CONF
+[server]
+listen = "127.0.0.1:18080"
+public_base_url = "http://127.0.0.1:18080"
+data_dir = "$WORK/moat-data-$1-$STARTS"
+[admin]
+listen = "127.0.0.1:19091"
+token = "$ADMIN_TOKEN"
+[enrollment]
+mode = "$1"
+[sms]
+per_ip_hour = 1000000
+per_device_hour = 1000
+global_hour = 1000000
+cooldown = 1
+[[route]]
+prefix = "/full"
+upstream = "http://127.0.0.1:18081"
+require = ["signature", "integrity", "user"]
+rate_limit = { key = "device", per_second = 1000000, burst = 1000000 }
+[[route]]
+prefix = "/key"
+upstream = "http://127.0.0.1:18081"
+require = ["device"]
+CONF
+    RUST_LOG=warn "$MOAT" serve --config "$WORK/moat.toml" 2>"$WORK/moat-$1.log" &
+    MOAT_PID=$!
+    PIDS+=("$MOAT_PID")
+    wait_port 18080
+}
+moat_stop() { kill "$MOAT_PID"; wait "$MOAT_PID" 2>/dev/null || true; }
+
+SECRET=bench-shared-secret-0123456789abcdef PORT=18083 node bench/node/server.js > "$WORK/node.log" &
+NODE_PID=$!
+PIDS+=("$NODE_PID")
+wait_port 18083
+
+RESULTS=$WORK/results.jsonl
+measure() { # name pids... -- loadgen args...
+    local name=$1; shift
+    local pids=()
+    while [ "$1" != "--" ]; do pids+=("$1"); shift; done
+    shift
+    local before after
+    before=$(cpu_ms "${pids[@]}")
+    local out
+    out=$("$LG" --name "$name" "$@")
+    after=$(cpu_ms "${pids[@]}")
+    echo "$out" | python3 -c "import json,sys; r=json.load(sys.stdin); r['cpu_us_per_req']=round(($after-$before)*1000/max(r['requests'],1),1); print(json.dumps(r))" | tee -a "$RESULTS"
+}
+
+echo "# (a) nginx bare proxy"
+measure a "$NGINX_PID" -- raw --url http://127.0.0.1:18082/x --concurrency "$CONC" --seconds "$RUN_SECONDS"
+
+echo "# (d) Node/Express verifying an HS256 JWT and an HMAC"
+NODE_HEADERS=$(cd bench/node && SECRET=bench-shared-secret-0123456789abcdef node sign.js /x)
+mapfile -t HDR < <(echo "$NODE_HEADERS" | python3 -c "import json,sys; [print(h) for h in json.load(sys.stdin)]")
+measure d "$NODE_PID" -- raw --url http://127.0.0.1:18083/x --header "${HDR[0]}" --header "${HDR[1]}" --header "${HDR[2]}" --concurrency "$CONC" --seconds "$RUN_SECONDS"
+
+echo "# (b) Moat, full checks (otp mode: HMAC signatures)"
+moat_start otp
+export MOAT_BENCH_ADMIN_TOKEN=$ADMIN_TOKEN
+measure b "$MOAT_PID" -- full --server http://127.0.0.1:18080 --admin http://127.0.0.1:19091 --concurrency "$CONC" --seconds "$RUN_SECONDS"
+moat_stop
+
+echo "# (c) Moat, device key only"
+moat_start dynamic
+KEY=$("$LG" full --server http://127.0.0.1:18080 --admin http://127.0.0.1:19091 --print-key | python3 -c "import json,sys; print(json.load(sys.stdin)['key'])")
+measure c "$MOAT_PID" -- raw --url http://127.0.0.1:18080/key/x --header "Moat-Device-Key: $KEY" --concurrency "$CONC" --seconds "$RUN_SECONDS"
+moat_stop
+
+echo "# latency at half of saturation"
+A_RATE=$(python3 -c "import json; r=[json.loads(l) for l in open('$RESULTS')]; print(int(next(x for x in r if x['run']=='a')['rps']/2))")
+B_RATE=$(python3 -c "import json; r=[json.loads(l) for l in open('$RESULTS')]; print(int(next(x for x in r if x['run']=='b')['rps']/2))")
+measure a-half "$NGINX_PID" -- raw --url http://127.0.0.1:18082/x --concurrency "$CONC" --seconds "$RUN_SECONDS" --rate "$B_RATE"
+moat_start otp
+measure b-half "$MOAT_PID" -- full --server http://127.0.0.1:18080 --admin http://127.0.0.1:19091 --concurrency "$CONC" --seconds "$RUN_SECONDS" --rate "$B_RATE"
+moat_stop
+
+python3 - "$RESULTS" <<'PY'
+import json, sys
+r = {x["run"]: x for x in (json.loads(l) for l in open(sys.argv[1]) if l.strip())}
+print("\n# summary (loopback, 2 cores shared by server and load generator)")
+names = {"a": "(a) nginx bare proxy", "b": "(b) Moat full checks", "c": "(c) Moat device key", "d": "(d) Node/Express JWT+HMAC",
+         "a-half": "(a) at b's half-saturation rate", "b-half": "(b) at half of its saturation"}
+for k in ["a", "b", "c", "d", "a-half", "b-half"]:
+    x = r[k]
+    print(f'{names[k]:<36} {x["rps"]:>8.0f}/s  p50 {x["p50_ms"]:>6.2f} ms  p99 {x["p99_ms"]:>6.2f} ms  cpu {x["cpu_us_per_req"]:>6.1f} µs/req  errors {x["errors"]}')
+print(f'\nb/a throughput: {r["b"]["rps"]/r["a"]["rps"]:.2f}   (target ≥ 0.8)')
+print(f'b/d throughput: {r["b"]["rps"]/r["d"]["rps"]:.2f}   (target ≥ 3)')
+print(f'c/a throughput: {r["c"]["rps"]/r["a"]["rps"]:.2f}')
+print(f'p99 added at half saturation (b-half minus a at the same rate): {r["b-half"]["p99_ms"]-r["a-half"]["p99_ms"]:.2f} ms   (target < 1 ms)')
+PY
