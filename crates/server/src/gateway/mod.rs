@@ -228,12 +228,15 @@ pub async fn forward(state: AppState, gateway: Arc<Gateway>, route: Arc<Upstream
     let base_path = url.path().trim_end_matches('/').to_owned();
     url.set_path(&format!("{base_path}{rest}"));
     let injected: Vec<&str> = route.query.iter().map(|(n, _)| n.as_str()).collect();
-    let client_pairs: Vec<(String, String)> = match parts.uri.query() {
-        Some(q) => serde_urlencoded::from_str(q).map_err(|_| refuse("query is not valid form encoding"))?,
-        None => Vec::new(),
-    };
     url.set_query(None);
-    if !client_pairs.is_empty() || !route.query.is_empty() {
+    if route.query.is_empty() {
+        // Nothing to inject: pass the client's query through as sent.
+        url.set_query(parts.uri.query());
+    } else {
+        let client_pairs: Vec<(String, String)> = match parts.uri.query() {
+            Some(q) => serde_urlencoded::from_str(q).map_err(|_| refuse("query is not valid form encoding"))?,
+            None => Vec::new(),
+        };
         let mut pairs = url.query_pairs_mut();
         for (k, v) in client_pairs.iter().filter(|(k, _)| !injected.contains(&k.as_str())) {
             pairs.append_pair(k, v);
@@ -241,6 +244,7 @@ pub async fn forward(state: AppState, gateway: Arc<Gateway>, route: Arc<Upstream
         for (k, v) in &route.query {
             pairs.append_pair(k, &String::from_utf8_lossy(v.expose()));
         }
+        drop(pairs);
     }
 
     let principal = parts.extensions.get::<Principal>().cloned();

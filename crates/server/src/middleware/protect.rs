@@ -314,9 +314,14 @@ async fn verify_user(state: &AppState, parts: &Parts, device: Option<&Principal>
         .ok_or_else(|| token_error("an access token is required (Authorization: Bearer)"))?
         .trim();
     let now = state.now();
-    let iss = crate::issuers::peek_issuer(token).ok_or_else(|| token_error("malformed access token"))?;
-    if iss == state.tokens.issuer() {
-        let claims = state.tokens.verify_access(token, now)?;
+    // A token seen before is in the cache: skip even the unverified look at its issuer.
+    let cached = state.tokens.cached(token, now);
+    let local = cached.is_some() || crate::issuers::peek_issuer(token).ok_or_else(|| token_error("malformed access token"))? == state.tokens.issuer();
+    if local {
+        let claims = match cached {
+            Some(c) => c,
+            None => state.tokens.verify_access(token, now)?,
+        };
         let Some(caller) = device else {
             return Err(token_error("this access token is bound to a device: send the device credential too"));
         };
@@ -326,6 +331,7 @@ async fn verify_user(state: &AppState, parts: &Parts, device: Option<&Principal>
         }
         return Ok(UserPrincipal { id: claims.sub, issuer: claims.iss, local: true });
     }
+    let iss = crate::issuers::peek_issuer(token).ok_or_else(|| token_error("malformed access token"))?;
     let cfg = state.issuers.find(&iss).ok_or_else(|| token_error("unknown issuer"))?;
     let claims = state.issuers.verify(cfg, token, now).await?;
     Ok(UserPrincipal { id: claims.sub, issuer: claims.iss, local: false })
