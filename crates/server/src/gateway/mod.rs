@@ -17,8 +17,9 @@
 //!   injected secrets, which are removed, so an upstream that echoes its API key cannot hand
 //!   it to the phone.
 //!
-//! The upstream client is reqwest (hyper underneath: pooled connections, HTTP/2 by ALPN to TLS
-//! upstreams), with redirects off and no system proxy.
+//! The upstream client is hyper-util's pooled client with rustls (HTTP/2 by ALPN to TLS
+//! upstreams, Mozilla's roots): no redirects, no system proxy, and none of the per-request
+//! layers a general HTTP client adds (measured: reqwest cost noticeably more CPU per request).
 
 pub mod headers;
 pub mod path;
@@ -104,11 +105,16 @@ pub struct Upstream {
     query: Vec<(String, SecretBytes)>,
 }
 
+type UpstreamClient = hyper_util::client::legacy::Client<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    Body,
+>;
+
 /// The gateway: its routes, upstream client and signing key.
 pub struct Gateway {
     /// Routes, in configuration order.
     pub routes: Vec<Arc<Upstream>>,
-    http: reqwest::Client,
+    http: UpstreamClient,
     signer: InstallationKey,
     jwks: serde_json::Value,
 }
@@ -144,13 +150,20 @@ impl Gateway {
         jwk["kid"] = GATEWAY_KEY_ID.into();
         jwk["alg"] = "EdDSA".into();
         jwk["use"] = "sig".into();
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let mut plain = hyper_util::client::legacy::connect::HttpConnector::new();
+        plain.set_connect_timeout(Some(Duration::from_secs(5)));
+        plain.set_nodelay(true);
+        plain.enforce_http(false);
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_webpki_roots()
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .wrap_connector(plain);
+        let http = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
             .pool_max_idle_per_host(256)
-            .connect_timeout(Duration::from_secs(5))
-            .build()
-            .map_err(|e| format!("upstream client: {e}"))?;
+            .build(https);
         Ok(Self { routes, http, signer: InstallationKey::Ed25519(pair), jwks: serde_json::json!({"keys": [jwk]}) })
     }
 
@@ -285,19 +298,22 @@ pub async fn forward(state: AppState, gateway: Arc<Gateway>, route: Arc<Upstream
         sign_forwarded(&gateway, &parts.method, &url, &mut out, &body, state.now())?;
     }
 
-    let mut request = gateway.http.request(parts.method.clone(), url).headers(out).timeout(cfg.timeout);
-    if !body.is_empty() {
-        request = request.body(body);
-    }
-    let upstream = request.send().await.map_err(|e| {
-        if e.is_timeout() {
-            ApiError::new(StatusCode::GATEWAY_TIMEOUT, "upstream_timeout", "the upstream did not answer in time")
-        } else {
-            tracing::warn!(route = %cfg.prefix, error = %e.without_url(), "upstream unreachable");
-            ApiError::new(StatusCode::BAD_GATEWAY, "bad_gateway", "the upstream could not be reached")
+    let mut request = axum::http::Request::builder()
+        .method(parts.method.clone())
+        .uri(url.as_str())
+        .body(Body::from(body))
+        .map_err(|e| ApiError::internal(&e))?;
+    *request.headers_mut() = out;
+    let timeout = ApiError::new(StatusCode::GATEWAY_TIMEOUT, "upstream_timeout", "the upstream did not answer in time");
+    let upstream = match tokio::time::timeout(cfg.timeout, gateway.http.request(request)).await {
+        Err(_) => return Err(timeout),
+        Ok(Err(e)) => {
+            tracing::warn!(route = %cfg.prefix, error = %e, "upstream unreachable");
+            return Err(ApiError::new(StatusCode::BAD_GATEWAY, "bad_gateway", "the upstream could not be reached"));
         }
-    })?;
-    respond(&route, upstream).await
+        Ok(Ok(r)) => r,
+    };
+    respond(&route, upstream, cfg.timeout).await
 }
 
 fn sign_forwarded(gateway: &Gateway, method: &Method, url: &reqwest::Url, out: &mut HeaderMap, body: &[u8], now: i64) -> Result<(), ApiError> {
@@ -334,9 +350,11 @@ fn sign_forwarded(gateway: &Gateway, method: &Method, url: &reqwest::Url, out: &
     Ok(())
 }
 
-async fn respond(route: &Upstream, upstream: reqwest::Response) -> Result<Response, ApiError> {
-    let status = upstream.status();
-    let mut headers = upstream.headers().clone();
+async fn respond(route: &Upstream, upstream: axum::http::Response<hyper::body::Incoming>, timeout: Duration) -> Result<Response, ApiError> {
+    use http_body_util::BodyExt as _;
+    let (head, incoming) = upstream.into_parts();
+    let status = head.status;
+    let mut headers = head.headers;
     headers::strip_hop_by_hop(&mut headers);
     headers.remove(header::CONTENT_LENGTH);
     let secrets = secrets_of(route);
@@ -353,17 +371,16 @@ async fn respond(route: &Upstream, upstream: reqwest::Response) -> Result<Respon
     }
     let inspect = !secrets.is_empty() && (status.is_redirection() || status.is_client_error() || status.is_server_error());
     let body = if inspect {
-        let bytes = upstream.bytes().await.map_err(|_| ApiError::new(StatusCode::BAD_GATEWAY, "bad_gateway", "upstream body failed"))?;
-        if bytes.len() > MAX_INSPECTED_BODY {
-            return Err(ApiError::new(StatusCode::BAD_GATEWAY, "bad_gateway", "upstream error body too large"));
-        }
+        let bad = || ApiError::new(StatusCode::BAD_GATEWAY, "bad_gateway", "upstream error body failed or too large");
+        let limited = http_body_util::Limited::new(incoming, MAX_INSPECTED_BODY);
+        let bytes = tokio::time::timeout(timeout, limited.collect()).await.map_err(|_| bad())?.map_err(|_| bad())?.to_bytes();
         let (clean, changed) = redact(&bytes, &secrets);
         if changed {
             tracing::warn!(route = %route.config.prefix, status = status.as_u16(), "upstream response body carried an injected secret; redacted");
         }
         Body::from(clean)
     } else {
-        Body::from_stream(upstream.bytes_stream())
+        Body::new(incoming)
     };
     let mut response = (status, body).into_response();
     *response.headers_mut() = headers;
