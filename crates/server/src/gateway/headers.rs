@@ -8,12 +8,34 @@ const HOP_BY_HOP: [&str; 9] = [
     "transfer-encoding", "upgrade",
 ];
 
-/// Moat's own credential headers: verified here, not passed upstream unless the route says
-/// so.
-pub const CREDENTIALS: [&str; 5] = ["moat-device-key", "signature", "signature-input", "dpop", "moat-integrity"];
-
-/// Identity headers that only Moat may set.
-pub const IDENTITY: [&str; 2] = ["moat-device", "moat-user"];
+/// Copies the client's headers for the upstream in one pass, leaving out hop-by-hop headers
+/// (and those `Connection` names), `Host`, `Content-Length`, the identity headers only Moat
+/// sets, the device's credentials (unless `keep_credentials`), and the client's forwarding
+/// headers (unless they came through a trusted proxy).
+pub fn for_upstream(client: &HeaderMap, keep_credentials: bool, trusted_chain: bool) -> HeaderMap {
+    let named: Vec<&str> = client
+        .get_all("connection")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect();
+    let mut out = HeaderMap::with_capacity(client.len() + 8);
+    for (name, value) in client {
+        let n = name.as_str();
+        let skip = match n {
+            "connection" | "keep-alive" | "proxy-connection" | "proxy-authenticate" | "proxy-authorization" | "te" | "trailer"
+            | "transfer-encoding" | "upgrade" | "host" | "content-length" | "moat-device" | "moat-user" => true,
+            "moat-device-key" | "signature" | "signature-input" | "dpop" | "moat-integrity" => !keep_credentials,
+            "forwarded" | "x-forwarded-for" | "x-forwarded-proto" | "x-forwarded-host" | "x-real-ip" => !trusted_chain,
+            _ => named.iter().any(|c| c.eq_ignore_ascii_case(n)),
+        };
+        if !skip {
+            out.append(name.clone(), value.clone());
+        }
+    }
+    out
+}
 
 /// Removes hop-by-hop headers, including those the `Connection` header names.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
@@ -32,14 +54,9 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// Builds the forwarding headers: drops what the client sent (`Forwarded`, `X-Forwarded-*`)
-/// unless it came through a trusted proxy, then appends this hop.
-pub fn set_forwarded(headers: &mut HeaderMap, client_ip: std::net::IpAddr, proto: &str, host: Option<&str>, trusted_chain: bool) {
-    if !trusted_chain {
-        for name in ["forwarded", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-real-ip"] {
-            headers.remove(name);
-        }
-    }
+/// Appends this hop to the forwarding headers ([`for_upstream`] has already dropped the
+/// client's own unless they came through a trusted proxy).
+pub fn set_forwarded(headers: &mut HeaderMap, client_ip: std::net::IpAddr, proto: &str, host: Option<&str>) {
     let ip = client_ip.to_string();
     let xff = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
         Some(prev) => format!("{prev}, {ip}"),

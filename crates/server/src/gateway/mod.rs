@@ -261,26 +261,14 @@ pub async fn forward(state: AppState, gateway: Arc<Gateway>, route: Arc<Upstream
     }
 
     let principal = parts.extensions.get::<Principal>().cloned();
-    let mut out = parts.headers.clone();
-    headers::strip_hop_by_hop(&mut out);
-    for name in [header::HOST, header::CONTENT_LENGTH] {
-        out.remove(name);
-    }
-    for name in headers::IDENTITY {
-        out.remove(name);
-    }
-    if !cfg.forward_credentials {
-        for name in headers::CREDENTIALS {
-            out.remove(name);
-        }
-    }
     let trusted = parts
         .extensions
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
         .is_some_and(|c| state.config.trusted_proxies.contains(&c.0.ip()));
+    let mut out = headers::for_upstream(&parts.headers, cfg.forward_credentials, trusted);
     let proto = if state.config.public_base_url.starts_with("https://") { "https" } else { "http" };
     let host = parts.headers.get(header::HOST).and_then(|h| h.to_str().ok());
-    headers::set_forwarded(&mut out, ip.0, proto, host, trusted);
+    headers::set_forwarded(&mut out, ip.0, proto, host);
     if let Some(p) = &principal {
         if let Some(d) = &p.device {
             out.insert("moat-device", HeaderValue::from_str(&d.id.to_string()).map_err(|e| ApiError::internal(&e))?);
