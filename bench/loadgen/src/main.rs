@@ -254,11 +254,32 @@ async fn raw(url: String, headers: Vec<String>, concurrency: usize, seconds: u64
         let (n, v) = h.split_once(':').context("header must be `Name: value`")?;
         map.insert(reqwest::header::HeaderName::from_bytes(n.trim().as_bytes())?, reqwest::header::HeaderValue::from_str(v.trim())?);
     }
-    let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
+    let target = url.clone();
+    let (lat, errors) = paced_workers(concurrency, rate, seconds, move |_| {
+        let (http, url, map) = (http.clone(), target.clone(), map.clone());
+        move || {
+            let (http, url, map) = (http.clone(), url.clone(), map.clone());
+            async move { Ok(http.get(&url).headers(map).send().await?) }
+        }
+    })
+    .await?;
+    Ok(summary(&url, lat, errors, started.elapsed()))
+}
+
+/// Runs `concurrency` workers for `seconds`, each sending the requests its `make(worker)`
+/// closure produces, paced to a total of `rate` per second (0: as fast as possible).
+async fn paced_workers<M, F, Fut>(concurrency: usize, rate: u64, seconds: u64, make: M) -> Result<(Vec<u32>, u64)>
+where
+    M: Fn(usize) -> F,
+    F: FnMut() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<reqwest::Response>> + Send,
+{
+    let stop = Arc::new(AtomicBool::new(false));
     let mut tasks: Vec<Worker> = Vec::new();
-    for _ in 0..concurrency {
-        let (stop, http, url, map) = (stop.clone(), http.clone(), url.clone(), map.clone());
+    for t in 0..concurrency {
+        let stop = stop.clone();
+        let mut request = make(t);
         tasks.push(tokio::spawn(async move {
             let (mut lat, mut errors, mut sent) = (Vec::new(), 0u64, 0u64);
             let begin = Instant::now();
@@ -266,7 +287,7 @@ async fn raw(url: String, headers: Vec<String>, concurrency: usize, seconds: u64
                 pace(rate, concurrency, begin, sent).await;
                 sent += 1;
                 let t0 = Instant::now();
-                match http.get(&url).headers(map.clone()).send().await {
+                match request().await {
                     Ok(r) if r.status().is_success() => {
                         let _ = r.bytes().await;
                         lat.push(u32::try_from(t0.elapsed().as_micros()).unwrap_or(u32::MAX));
@@ -277,14 +298,18 @@ async fn raw(url: String, headers: Vec<String>, concurrency: usize, seconds: u64
                             eprintln!("status {}: {}", r.status(), r.text().await.unwrap_or_default());
                         }
                     }
-                    Err(_) => errors += 1,
+                    Err(e) => {
+                        errors += 1;
+                        if errors <= 3 {
+                            eprintln!("error: {e}");
+                        }
+                    }
                 }
             }
             anyhow::Ok((lat, errors))
         }));
     }
-    let (lat, errors) = stop_after(seconds, &stop, tasks).await?;
-    Ok(summary(&url, lat, errors, started.elapsed()))
+    stop_after(seconds, &stop, tasks).await
 }
 
 /// Registers and logs in a user from this device, reading the SMS code from the outbox.
@@ -341,38 +366,21 @@ async fn full(server: String, admin: String, admin_token: String, path: String, 
         };
         prepared.push((Arc::new(c), options));
     }
-    let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
-    let mut tasks: Vec<Worker> = Vec::new();
-    for t in 0..concurrency {
-        let (stop, path, http) = (stop.clone(), path.clone(), http.clone());
+    let (lat, errors) = paced_workers(concurrency, rate, seconds, move |t| {
         let (client, options) = prepared[t % prepared.len()].clone();
-        tasks.push(tokio::spawn(async move {
-            let (mut lat, mut errors, mut sent) = (Vec::new(), 0u64, 0u64);
-            let begin = Instant::now();
-            while !stop.load(Ordering::Relaxed) {
-                pace(rate, concurrency, begin, sent).await;
-                sent += 1;
-                let t0 = Instant::now();
-                let (url, headers, _) = client.prepare(&http::Method::GET, &path, None, &options)?;
-                match http.get(url).headers(headers).send().await {
-                    Ok(r) if r.status().is_success() => {
-                        let _ = r.bytes().await;
-                        lat.push(u32::try_from(t0.elapsed().as_micros()).unwrap_or(u32::MAX));
-                    }
-                    Ok(r) => {
-                        errors += 1;
-                        if errors <= 3 {
-                            eprintln!("status {}: {}", r.status(), r.text().await.unwrap_or_default());
-                        }
-                    }
-                    Err(_) => errors += 1,
-                }
+        let (path, http) = (path.clone(), http.clone());
+        move || {
+            // A fresh signature (new nonce, current created) for every request.
+            let prepared = client.prepare(&http::Method::GET, &path, None, &options);
+            let http = http.clone();
+            async move {
+                let (url, headers, _) = prepared?;
+                Ok(http.get(url).headers(headers).send().await?)
             }
-            anyhow::Ok((lat, errors))
-        }));
-    }
-    let (lat, errors) = stop_after(seconds, &stop, tasks).await?;
+        }
+    })
+    .await?;
     Ok(summary("full checks", lat, errors, started.elapsed()))
 }
 

@@ -63,6 +63,19 @@ fn refresh(row: &SqliteRow) -> Result<RefreshToken> {
     })
 }
 
+/// Deletes the code of `(phone, purpose)` if it is still the one created at `created_at`;
+/// returns whether it did (a code is consumed once, and a replaced code not at all).
+async fn consume_code(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>, phone: &str, purpose: &str, created_at: i64) -> Result<bool> {
+    let done = sqlx::query("DELETE FROM sms_codes WHERE phone = ? AND purpose = ? AND created_at = ?")
+        .bind(phone)
+        .bind(purpose)
+        .bind(created_at)
+        .execute(&mut **tx)
+        .await
+        .map_err(map_err)?;
+    Ok(done.rows_affected() == 1)
+}
+
 #[async_trait]
 impl AccountStore for SqliteStore {
     async fn user_by_phone(&self, phone: &str) -> Result<Option<User>> {
@@ -153,13 +166,7 @@ impl AccountStore for SqliteStore {
 
     async fn create_user(&self, phone: &str, code_created_at: i64, id: Uuid, password_hash: &str, now: i64) -> Result<Option<User>> {
         let mut tx = self.pool.begin().await.map_err(map_err)?;
-        let consumed = sqlx::query("DELETE FROM sms_codes WHERE phone = ? AND purpose = 'register' AND created_at = ?")
-            .bind(phone)
-            .bind(code_created_at)
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
-        if consumed.rows_affected() != 1 {
+        if !consume_code(&mut tx, phone, "register", code_created_at).await? {
             return Ok(None);
         }
         let sql = format!(
@@ -184,13 +191,7 @@ impl AccountStore for SqliteStore {
 
     async fn reset_password(&self, phone: &str, code_created_at: i64, user_id: Uuid, password_hash: &str) -> Result<bool> {
         let mut tx = self.pool.begin().await.map_err(map_err)?;
-        let consumed = sqlx::query("DELETE FROM sms_codes WHERE phone = ? AND purpose = 'password_reset' AND created_at = ?")
-            .bind(phone)
-            .bind(code_created_at)
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
-        if consumed.rows_affected() != 1 {
+        if !consume_code(&mut tx, phone, "password_reset", code_created_at).await? {
             return Ok(false);
         }
         sqlx::query("UPDATE users SET password_hash = ?, failed_logins = 0, locked_until = 0 WHERE id = ?")
