@@ -101,6 +101,24 @@ impl Limiter {
         Ok(())
     }
 
+    /// Whether one more request on `key` would be allowed now, without counting it.
+    ///
+    /// # Errors
+    /// [`Refusal::Limited`] with the wait.
+    pub fn peek(&self, now_ms: i64, key: &str, quota: Quota) -> Result<(), Refusal> {
+        let now_us = now_ms.saturating_mul(1000);
+        let tats = self.tats.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let interval = quota.interval_us();
+        let limit = interval.saturating_mul(i64::from(quota.burst));
+        let tat = tats.get(key).copied().unwrap_or(now_us).max(now_us);
+        let wait = tat.saturating_add(interval) - now_us - limit;
+        if wait > 0 {
+            let retry_after = u64::try_from((wait + 999_999) / 1_000_000).unwrap_or(u64::MAX).max(1);
+            return Err(Refusal::Limited { key: key.to_owned(), retry_after });
+        }
+        Ok(())
+    }
+
     /// Checks one key; on success returns how many more requests the burst allows now.
     ///
     /// # Errors
@@ -161,6 +179,18 @@ mod tests {
         l.check(0, &[("t".into(), tiny)]).expect("2");
         assert!(l.check(0, &[("t".into(), tiny)]).is_err());
         l.check(1, &[("t".into(), tiny)]).expect("refilled after 1 ms");
+    }
+
+    #[test]
+    fn peek_does_not_count() {
+        let l = Limiter::new(100);
+        let q = Quota::per_hour(2);
+        for _ in 0..10 {
+            l.peek(0, "k", q).expect("peeking is free");
+        }
+        l.check(0, &[("k".into(), q)]).expect("1");
+        l.check(0, &[("k".into(), q)]).expect("2");
+        assert!(matches!(l.peek(0, "k", q), Err(Refusal::Limited { retry_after: 1800, .. })));
     }
 
     #[test]

@@ -353,19 +353,24 @@ pub async fn token(
                 .login_limiter
                 .check(now.saturating_mul(1000), &[(format!("login\0{}", phone.e164), per_minute), (format!("loginip\0{}", ip.0), per_ip)])
                 .map_err(limited)?;
+            // Failed logins are counted per phone whether or not it has an account, so being
+            // slowed and locked looks the same for both: a lock reveals nothing.
+            let c = &state.config.accounts;
+            let failures = Quota {
+                burst: u32::try_from(c.login_lock_after).unwrap_or(10),
+                period: std::time::Duration::from_secs(u64::try_from(c.login_lock_seconds).unwrap_or(900)),
+            };
+            let fail_key = format!("loginfail\0{}", phone.e164);
+            state.login_limiter.peek(now.saturating_mul(1000), &fail_key, failures).map_err(limited)?;
             let user = state.accounts.user_by_phone(&phone.e164).await?;
-            if let Some(u) = &user
-                && u.locked_until > now {
-                    let wait = u64::try_from(u.locked_until - now).unwrap_or(1);
-                    return Err(limited(Refusal::Limited { key: String::new(), retry_after: wait }));
-                }
-            let ok = state.hasher.verify(&password, user.as_ref().map(|u| u.password_hash.as_str())).await?;
+            let locked = user.as_ref().is_some_and(|u| u.locked_until > now);
+            let ok = state.hasher.verify(&password, user.as_ref().map(|u| u.password_hash.as_str())).await? && !locked;
             let Some(user) = user.filter(|_| ok) else {
+                let _ = state.login_limiter.check(now.saturating_mul(1000), &[(fail_key, failures)]);
                 if let Some(u) = state.accounts.user_by_phone(&phone.e164).await? {
-                    let c = &state.config.accounts;
-                    let failures = state.accounts.record_login_failure(u.id, now, c.login_lock_after, c.login_lock_seconds).await?;
-                    if failures >= c.login_lock_after {
-                        tracing::warn!(user = %u.id, failures, "login locked after repeated failures");
+                    let count = state.accounts.record_login_failure(u.id, now, c.login_lock_after, c.login_lock_seconds).await?;
+                    if count >= c.login_lock_after {
+                        tracing::warn!(user = %u.id, failures = count, "login locked after repeated failures");
                     }
                 }
                 return Err(invalid_grant("invalid username or password"));

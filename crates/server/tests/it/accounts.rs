@@ -314,6 +314,16 @@ async fn repeated_failed_logins_are_slowed_then_locked() {
     let r = login(&c, PHONE, PASSWORD).await;
     assert_problem(&r, 429, "rate_limited");
     assert!(r.headers.get("retry-after").is_some());
+    // A phone with no account is slowed and locked exactly the same way: a lock reveals
+    // nothing about registration.
+    let unknown = "+14155552679";
+    for _ in 0..4 {
+        assert_problem(&login(&c, unknown, "not the password").await, 400, "token_invalid");
+    }
+    let r2 = login(&c, unknown, "not the password").await;
+    assert_problem(&r2, 429, "rate_limited");
+    assert_eq!(r2.headers.get("retry-after"), r.headers.get("retry-after"));
+    assert_eq!(r2.body, r.body);
     server.advance(901);
     let mut c = c;
     c.set_clock_offset(901);
