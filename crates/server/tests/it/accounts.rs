@@ -275,14 +275,8 @@ async fn pyjwt_verifies_access_tokens_with_the_jwks_across_a_rotation() {
     // The old token still opens /api/me until it expires.
     assert_eq!(c.call(Method::GET, "/api/me", None, bearer(&old)).await.expect("me").status, 200);
     for token in [old, new] {
-        let python = std::env::var("MOAT_TEST_PYTHON").unwrap_or_else(|_| {
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python").display().to_string()
-        });
-        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/verify_jwt.py");
         let (jwks_url, iss) = (format!("{}/.well-known/jwks.json", server.base), server.base.clone());
-        let out = tokio::task::spawn_blocking(move || {
-            std::process::Command::new(python).arg(script).args([&jwks_url, &iss, &token]).output().expect("python")
-        })
+        let out = tokio::task::spawn_blocking(move || run_python("verify_jwt.py", &[&jwks_url, &iss, &token]))
         .await
         .expect("join");
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

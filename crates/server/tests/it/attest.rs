@@ -182,27 +182,15 @@ async fn rotation_keeps_old_tokens_and_a_stock_jwt_library_verifies() {
         .map(|(kid, secret, _)| json!({"kid": kid, "secret": secret}))
         .collect();
     let keys = serde_json::to_string(&keys).expect("json");
-    let python = std::env::var("MOAT_TEST_PYTHON").unwrap_or_else(|_| {
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python").display().to_string()
-    });
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/verify_integrity.py");
     for (token, expected) in [(&old, "valid"), (&new, "valid"), (&fake, "invalid: InvalidSignatureError")] {
-        let out = std::process::Command::new(&python)
-            .arg(&script)
-            .args([server.base.as_str(), device.as_str(), keys.as_str(), token.as_str()])
-            .output()
-            .expect("python");
+        let out = run_python("verify_integrity.py", &[server.base.as_str(), device.as_str(), keys.as_str(), token.as_str()]);
         assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), expected, "{}", String::from_utf8_lossy(&out.stderr));
     }
     server.stop().await;
 }
 
 fn python(args: &[&str]) -> String {
-    let python = std::env::var("MOAT_TEST_PYTHON").unwrap_or_else(|_| {
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python").display().to_string()
-    });
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/platform_tokens.py");
-    let out = std::process::Command::new(python).arg(script).args(args).output().expect("python");
+    let out = run_python("platform_tokens.py", args);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }

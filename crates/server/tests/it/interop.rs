@@ -1,43 +1,17 @@
 //! Requests signed by an independent RFC 9421 implementation (Python
 //! `http-message-signatures`) are accepted, and Moat's own signatures verify there.
 
-use std::process::Command;
-
 use moat_client::Credential;
 
 use super::support::*;
-
-fn python() -> String {
-    if let Ok(p) = std::env::var("MOAT_TEST_PYTHON") {
-        return p;
-    }
-    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let venv = repo.join(".venv/bin/python");
-    assert!(
-        venv.exists(),
-        "the interop tests need Python with http-message-signatures: run scripts/test (it creates .venv) or set MOAT_TEST_PYTHON"
-    );
-    venv.display().to_string()
-}
-
-fn script() -> String {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/rfc9421_client.py").display().to_string()
-}
 
 #[tokio::test]
 async fn python_http_message_signatures_client_is_accepted() {
     let server = TestServer::start("otp").await;
     let c = server.enrolled("py-1").await;
     let Some(Credential::ClientCredential { client_id, hmac_secret, device, .. }) = c.credential().cloned() else { panic!("cred") };
-    let python = python();
     let base = server.base.clone();
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(python)
-            .arg(script())
-            .args(["send", &base, &client_id, &hmac_secret])
-            .output()
-            .expect("run python")
-    })
+    let out = tokio::task::spawn_blocking(move || run_python("rfc9421_client.py", &["send", &base, &client_id, &hmac_secret]))
     .await
     .expect("join");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -65,12 +39,10 @@ async fn moat_signatures_verify_with_python_http_message_signatures() {
         header_args.push(format!("{}: {}", name, value.to_str().expect("ascii")));
     }
     let body_text = String::from_utf8(bytes.expect("body")).expect("utf8");
-    let python = python();
     let out = tokio::task::spawn_blocking(move || {
-        let mut cmd = Command::new(python);
-        cmd.arg(script()).args(["verify", url.as_str(), &client_id, &hmac_secret, &body_text]);
-        cmd.args(&header_args);
-        cmd.output().expect("run python")
+        let mut args = vec!["verify", url.as_str(), &client_id, &hmac_secret, &body_text];
+        args.extend(header_args.iter().map(String::as_str));
+        run_python("rfc9421_client.py", &args)
     })
     .await
     .expect("join");

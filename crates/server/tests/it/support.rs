@@ -111,3 +111,41 @@ pub async fn read(r: reqwest::Response) -> moat_client::Response {
     let body = r.bytes().await.expect("body").to_vec();
     moat_client::Response { status, headers, body }
 }
+
+/// The Python that runs the third-party peers (`http-message-signatures`, PyJWT, jwcrypto):
+/// `MOAT_TEST_PYTHON` if set, else the repository's `.venv`, created on first use from
+/// `tests/requirements.txt` so that `cargo test --workspace` alone runs every test.
+pub fn python() -> &'static str {
+    static PYTHON: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PYTHON.get_or_init(|| {
+        if let Ok(p) = std::env::var("MOAT_TEST_PYTHON") {
+            return p;
+        }
+        let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let venv = repo.join(".venv");
+        let python = venv.join("bin/python");
+        let ready = || {
+            std::process::Command::new(&python)
+                .args(["-c", "import http_message_signatures, requests, jwt, jwcrypto"])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        };
+        if !ready() {
+            let status = std::process::Command::new("python3").arg("-m").arg("venv").arg(&venv).status().expect("python3 -m venv");
+            assert!(status.success(), "creating .venv failed (Debian needs python3-venv)");
+            let status = std::process::Command::new(&python)
+                .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r"])
+                .arg(repo.join("tests/requirements.txt"))
+                .status()
+                .expect("pip");
+            assert!(status.success() && ready(), "installing the Python test peers failed");
+        }
+        python.display().to_string()
+    })
+}
+
+/// Runs `tests/interop/<script>` with `args`.
+pub fn run_python(script: &str, args: &[&str]) -> std::process::Output {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop").join(script);
+    std::process::Command::new(python()).arg(path).args(args).output().expect("run python")
+}
