@@ -129,7 +129,11 @@ fn summary(name: &str, mut lat_us: Vec<u32>, errors: u64, elapsed: Duration) -> 
 type Worker = tokio::task::JoinHandle<Result<(Vec<u32>, u64)>>;
 
 /// Lets the workers run for `seconds`, stops them, and merges their latencies and errors.
-async fn stop_after(seconds: u64, stop: &AtomicBool, tasks: Vec<Worker>) -> Result<(Vec<u32>, u64)> {
+async fn stop_after(
+    seconds: u64,
+    stop: &AtomicBool,
+    tasks: Vec<Worker>,
+) -> Result<(Vec<u32>, u64)> {
     tokio::time::sleep(Duration::from_secs(seconds)).await;
     stop.store(true, Ordering::Relaxed);
     let (mut lat, mut errors) = (Vec::new(), 0);
@@ -142,7 +146,9 @@ async fn stop_after(seconds: u64, stop: &AtomicBool, tasks: Vec<Worker>) -> Resu
 }
 
 fn http_client() -> Result<reqwest::Client> {
-    Ok(reqwest::Client::builder().pool_max_idle_per_host(1024).build()?)
+    Ok(reqwest::Client::builder()
+        .pool_max_idle_per_host(1024)
+        .build()?)
 }
 
 async fn enroll(server: String, concurrency: usize, seconds: u64) -> Result<serde_json::Value> {
@@ -160,7 +166,10 @@ async fn enroll(server: String, concurrency: usize, seconds: u64) -> Result<serd
                 let (key, pkcs8) = moat_core::dpop::InstallationKey::generate_p256()?;
                 let mut c = Client::with_key(&server, key, pkcs8, http.clone())?;
                 let t0 = Instant::now();
-                match c.enroll_and_fetch(&format!("bench-{t}-{i}"), Some("other")).await {
+                match c
+                    .enroll_and_fetch(&format!("bench-{t}-{i}"), Some("other"))
+                    .await
+                {
                     Ok(_) => lat.push(u32::try_from(t0.elapsed().as_micros()).unwrap_or(u32::MAX)),
                     Err(e) => {
                         errors += 1;
@@ -178,17 +187,31 @@ async fn enroll(server: String, concurrency: usize, seconds: u64) -> Result<serd
     Ok(summary("enroll", lat, errors, started.elapsed()))
 }
 
-async fn call(server: String, path: String, devices: usize, concurrency: usize, seconds: u64, auth: AuthArg) -> Result<serde_json::Value> {
+async fn call(
+    server: String,
+    path: String,
+    devices: usize,
+    concurrency: usize,
+    seconds: u64,
+    auth: AuthArg,
+) -> Result<serde_json::Value> {
     let http = http_client()?;
     let mut clients = Vec::with_capacity(devices);
     if matches!(auth, AuthArg::None) {
         let (key, pkcs8) = moat_core::dpop::InstallationKey::generate_p256()?;
-        clients.push(Arc::new(Client::with_key(&server, key, pkcs8, http.clone())?));
+        clients.push(Arc::new(Client::with_key(
+            &server,
+            key,
+            pkcs8,
+            http.clone(),
+        )?));
     } else {
         for i in 0..devices {
             let (key, pkcs8) = moat_core::dpop::InstallationKey::generate_p256()?;
             let mut c = Client::with_key(&server, key, pkcs8, http.clone())?;
-            c.enroll_and_fetch(&format!("bench-call-{i}"), Some("other")).await.context("pre-enrolling devices")?;
+            c.enroll_and_fetch(&format!("bench-call-{i}"), Some("other"))
+                .await
+                .context("pre-enrolling devices")?;
             clients.push(Arc::new(c));
         }
     }
@@ -206,11 +229,15 @@ async fn call(server: String, path: String, devices: usize, concurrency: usize, 
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             let mut errors = 0u64;
-            let options = CallOptions { auth, ..CallOptions::default() };
+            let options = CallOptions {
+                auth,
+                ..CallOptions::default()
+            };
             while !stop.load(Ordering::Relaxed) {
                 let t0 = Instant::now();
                 // A fresh signature (new nonce, current created) for every request.
-                let (url, headers, _) = client.prepare(&http::Method::GET, &path, None, &options)?;
+                let (url, headers, _) =
+                    client.prepare(&http::Method::GET, &path, None, &options)?;
                 match http.get(url).headers(headers).send().await {
                     Ok(r) if r.status().is_success() => {
                         let _ = r.bytes().await;
@@ -219,7 +246,11 @@ async fn call(server: String, path: String, devices: usize, concurrency: usize, 
                     Ok(r) => {
                         errors += 1;
                         if errors <= 3 {
-                            eprintln!("status {}: {}", r.status(), r.text().await.unwrap_or_default());
+                            eprintln!(
+                                "status {}: {}",
+                                r.status(),
+                                r.text().await.unwrap_or_default()
+                            );
                         }
                     }
                     Err(e) => {
@@ -234,7 +265,12 @@ async fn call(server: String, path: String, devices: usize, concurrency: usize, 
         }));
     }
     let (lat, errors) = stop_after(seconds, &stop, tasks).await?;
-    Ok(summary(&format!("call {path}"), lat, errors, started.elapsed()))
+    Ok(summary(
+        &format!("call {path}"),
+        lat,
+        errors,
+        started.elapsed(),
+    ))
 }
 
 /// Sleeps until this worker's next slot when running at a fixed total rate.
@@ -247,12 +283,21 @@ async fn pace(rate: u64, concurrency: usize, started: Instant, sent: u64) {
     tokio::time::sleep_until(tokio::time::Instant::from_std(due)).await;
 }
 
-async fn raw(url: String, headers: Vec<String>, concurrency: usize, seconds: u64, rate: u64) -> Result<serde_json::Value> {
+async fn raw(
+    url: String,
+    headers: Vec<String>,
+    concurrency: usize,
+    seconds: u64,
+    rate: u64,
+) -> Result<serde_json::Value> {
     let http = http_client()?;
     let mut map = reqwest::header::HeaderMap::new();
     for h in headers {
         let (n, v) = h.split_once(':').context("header must be `Name: value`")?;
-        map.insert(reqwest::header::HeaderName::from_bytes(n.trim().as_bytes())?, reqwest::header::HeaderValue::from_str(v.trim())?);
+        map.insert(
+            reqwest::header::HeaderName::from_bytes(n.trim().as_bytes())?,
+            reqwest::header::HeaderValue::from_str(v.trim())?,
+        );
     }
     let started = Instant::now();
     let target = url.clone();
@@ -269,7 +314,12 @@ async fn raw(url: String, headers: Vec<String>, concurrency: usize, seconds: u64
 
 /// Runs `concurrency` workers for `seconds`, each sending the requests its `make(worker)`
 /// closure produces, paced to a total of `rate` per second (0: as fast as possible).
-async fn paced_workers<M, F, Fut>(concurrency: usize, rate: u64, seconds: u64, make: M) -> Result<(Vec<u32>, u64)>
+async fn paced_workers<M, F, Fut>(
+    concurrency: usize,
+    rate: u64,
+    seconds: u64,
+    make: M,
+) -> Result<(Vec<u32>, u64)>
 where
     M: Fn(usize) -> F,
     F: FnMut() -> Fut + Send + 'static,
@@ -295,7 +345,11 @@ where
                     Ok(r) => {
                         errors += 1;
                         if errors <= 3 {
-                            eprintln!("status {}: {}", r.status(), r.text().await.unwrap_or_default());
+                            eprintln!(
+                                "status {}: {}",
+                                r.status(),
+                                r.text().await.unwrap_or_default()
+                            );
                         }
                     }
                     Err(e) => {
@@ -315,26 +369,77 @@ where
 /// Registers and logs in a user from this device, reading the SMS code from the outbox.
 async fn user_token(c: &Client, admin: &str, admin_token: &str, phone: &str) -> Result<String> {
     let http = reqwest::Client::new();
-    let r = c.call(http::Method::POST, "/api/register", Some(&serde_json::json!({"phone": phone, "password": "bench password 1"})), CallOptions::default()).await?;
-    anyhow::ensure!(r.status == 202, "register: {} {}", r.status, String::from_utf8_lossy(&r.body));
+    let r = c
+        .call(
+            http::Method::POST,
+            "/api/register",
+            Some(&serde_json::json!({"phone": phone, "password": "bench password 1"})),
+            CallOptions::default(),
+        )
+        .await?;
+    anyhow::ensure!(
+        r.status == 202,
+        "register: {} {}",
+        r.status,
+        String::from_utf8_lossy(&r.body)
+    );
     let outbox: serde_json::Value = http
-        .get(format!("{admin}/admin/v1/sms/outbox?phone={}", phone.replace('+', "%2B")))
+        .get(format!(
+            "{admin}/admin/v1/sms/outbox?phone={}",
+            phone.replace('+', "%2B")
+        ))
         .bearer_auth(admin_token)
         .send()
         .await?
         .json()
         .await?;
-    let body = outbox["messages"][0]["body"].as_str().context("no SMS in the outbox")?;
-    let code: String = body.split(|ch: char| !ch.is_ascii_digit()).find(|w| w.len() == 6).context("no code")?.to_owned();
-    let r = c.call(http::Method::POST, "/api/register/confirm", Some(&serde_json::json!({"phone": phone, "otp": code})), CallOptions::default()).await?;
+    let body = outbox["messages"][0]["body"]
+        .as_str()
+        .context("no SMS in the outbox")?;
+    let code: String = body
+        .split(|ch: char| !ch.is_ascii_digit())
+        .find(|w| w.len() == 6)
+        .context("no code")?
+        .to_owned();
+    let r = c
+        .call(
+            http::Method::POST,
+            "/api/register/confirm",
+            Some(&serde_json::json!({"phone": phone, "otp": code})),
+            CallOptions::default(),
+        )
+        .await?;
     anyhow::ensure!(r.status == 201, "confirm: {}", r.status);
-    let r = c.call_form("/api/token", &[("grant_type", "password"), ("username", phone), ("password", "bench password 1")], CallOptions::default()).await?;
+    let r = c
+        .call_form(
+            "/api/token",
+            &[
+                ("grant_type", "password"),
+                ("username", phone),
+                ("password", "bench password 1"),
+            ],
+            CallOptions::default(),
+        )
+        .await?;
     anyhow::ensure!(r.status == 200, "token: {}", r.status);
-    Ok(r.json()?["access_token"].as_str().context("access token")?.to_owned())
+    Ok(r.json()?["access_token"]
+        .as_str()
+        .context("access token")?
+        .to_owned())
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn full(server: String, admin: String, admin_token: String, path: String, devices: usize, concurrency: usize, seconds: u64, rate: u64, print_key: bool) -> Result<serde_json::Value> {
+async fn full(
+    server: String,
+    admin: String,
+    admin_token: String,
+    path: String,
+    devices: usize,
+    concurrency: usize,
+    seconds: u64,
+    rate: u64,
+    print_key: bool,
+) -> Result<serde_json::Value> {
     let http = http_client()?;
     if print_key {
         let (key, pkcs8) = moat_core::dpop::InstallationKey::generate_p256()?;
@@ -343,25 +448,38 @@ async fn full(server: String, admin: String, admin_token: String, path: String, 
         let state = serde_json::to_value(c.state())?;
         return Ok(serde_json::json!({"key": state["credential"]["key"]}));
     }
-    let package: Vec<u8> = (0..1_000_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8).collect();
+    let package: Vec<u8> = (0..1_000_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
+        .collect();
     let r = reqwest::Client::new()
         .put(format!("{admin}/admin/v1/apps/bench.app/1.0"))
         .bearer_auth(&admin_token)
         .body(package.clone())
         .send()
         .await?;
-    anyhow::ensure!(r.status().is_success() || r.status() == 409, "registering the package: {}", r.status());
+    anyhow::ensure!(
+        r.status().is_success() || r.status() == 409,
+        "registering the package: {}",
+        r.status()
+    );
     let mut prepared = Vec::new();
     for i in 0..devices {
         let (key, pkcs8) = moat_core::dpop::InstallationKey::generate_p256()?;
         let mut c = Client::with_key(&server, key, pkcs8, http.clone())?;
-        c.enroll_and_fetch(&format!("bench-full-{i}"), Some("other")).await.context("enrolling")?;
+        c.enroll_and_fetch(&format!("bench-full-{i}"), Some("other"))
+            .await
+            .context("enrolling")?;
         let phone = format!("+1212555{:04}", 1000 + i);
         let access = user_token(&c, &admin, &admin_token, &phone).await?;
         let authorization = format!("Bearer {access}");
-        let integrity = c.attest_package("bench.app", "1.0", &package, Some(&authorization)).await?;
+        let integrity = c
+            .attest_package("bench.app", "1.0", &package, Some(&authorization))
+            .await?;
         let options = CallOptions {
-            headers: vec![("authorization".into(), authorization), ("moat-integrity".into(), integrity)],
+            headers: vec![
+                ("authorization".into(), authorization),
+                ("moat-integrity".into(), integrity),
+            ],
             ..CallOptions::default()
         };
         prepared.push((Arc::new(c), options));
@@ -395,19 +513,62 @@ fn keygen(count: usize) -> Result<serde_json::Value> {
         moat_core::jwe::RsaPrivateKey::generate_2048()?;
         lat.push(u32::try_from(t0.elapsed().as_micros()).unwrap_or(u32::MAX));
     }
-    Ok(summary("rsa-2048 keygen (one core)", lat, 0, started.elapsed()))
+    Ok(summary(
+        "rsa-2048 keygen (one core)",
+        lat,
+        0,
+        started.elapsed(),
+    ))
 }
 
 #[tokio::main]
 async fn main() -> Result<()> {
     let cli = Cli::parse();
     let mut result = match cli.command {
-        Cmd::Enroll { server, concurrency, seconds } => enroll(server, concurrency, seconds).await?,
-        Cmd::Call { server, path, devices, concurrency, seconds, auth } => call(server, path, devices, concurrency, seconds, auth).await?,
+        Cmd::Enroll {
+            server,
+            concurrency,
+            seconds,
+        } => enroll(server, concurrency, seconds).await?,
+        Cmd::Call {
+            server,
+            path,
+            devices,
+            concurrency,
+            seconds,
+            auth,
+        } => call(server, path, devices, concurrency, seconds, auth).await?,
         Cmd::Keygen { count } => keygen(count)?,
-        Cmd::Raw { url, headers, concurrency, seconds, rate } => raw(url, headers, concurrency, seconds, rate).await?,
-        Cmd::Full { server, admin, admin_token, path, devices, concurrency, seconds, rate, print_key } => {
-            full(server, admin, admin_token, path, devices, concurrency, seconds, rate, print_key).await?
+        Cmd::Raw {
+            url,
+            headers,
+            concurrency,
+            seconds,
+            rate,
+        } => raw(url, headers, concurrency, seconds, rate).await?,
+        Cmd::Full {
+            server,
+            admin,
+            admin_token,
+            path,
+            devices,
+            concurrency,
+            seconds,
+            rate,
+            print_key,
+        } => {
+            full(
+                server,
+                admin,
+                admin_token,
+                path,
+                devices,
+                concurrency,
+                seconds,
+                rate,
+                print_key,
+            )
+            .await?
         }
     };
     if let Some(name) = cli.name {

@@ -23,7 +23,11 @@ const EX_USAGE: u8 = 64;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
-#[command(name = "moat", version, about = "Keeps scripts, bots and cloned apps off a mobile app's API")]
+#[command(
+    name = "moat",
+    version,
+    about = "Keeps scripts, bots and cloned apps off a mobile app's API"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -58,7 +62,12 @@ enum Command {
         #[command(subcommand)]
         command: DeviceCommand,
         /// Where the device keeps its installation key and credential (written 0600).
-        #[arg(long, global = true, default_value = "moat-device.json", env = "MOAT_DEVICE_STATE")]
+        #[arg(
+            long,
+            global = true,
+            default_value = "moat-device.json",
+            env = "MOAT_DEVICE_STATE"
+        )]
         state: PathBuf,
     },
 }
@@ -228,7 +237,10 @@ enum AuthArg {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
@@ -239,7 +251,9 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            if e.downcast_ref::<moat_server::config::ConfigError>().is_some() {
+            if e.downcast_ref::<moat_server::config::ConfigError>()
+                .is_some()
+            {
                 ExitCode::from(EX_USAGE)
             } else {
                 ExitCode::from(1)
@@ -250,7 +264,9 @@ fn main() -> ExitCode {
 
 fn load_config(path: Option<&Path>) -> Result<Config> {
     let text = match path {
-        Some(p) => Some(std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?),
+        Some(p) => {
+            Some(std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?)
+        }
         None => None,
     };
     Ok(Config::load(text.as_deref(), &moat_server::config::Env)?)
@@ -259,7 +275,9 @@ fn load_config(path: Option<&Path>) -> Result<Config> {
 fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -306,23 +324,35 @@ async fn dispatch(cli: Cli) -> Result<()> {
             admin(command, &state).await
         }
         Command::Device { command, state } => device(command, &state).await,
-        Command::Tls { command: TlsCommand::SelfSigned { out, hosts } } => self_signed(&out, hosts),
+        Command::Tls {
+            command: TlsCommand::SelfSigned { out, hosts },
+        } => self_signed(&out, hosts),
     }
 }
 
 fn self_signed(out: &Path, hosts: Vec<String>) -> Result<()> {
     use rcgen::PublicKeyData as _;
-    let certified = rcgen::generate_simple_self_signed(hosts.clone()).context("generating the certificate")?;
+    let certified =
+        rcgen::generate_simple_self_signed(hosts.clone()).context("generating the certificate")?;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let cert_path = out.join("cert.pem");
     let key_path = out.join("key.pem");
-    std::fs::write(&cert_path, certified.cert.pem()).with_context(|| format!("writing {}", cert_path.display()))?;
+    std::fs::write(&cert_path, certified.cert.pem())
+        .with_context(|| format!("writing {}", cert_path.display()))?;
     let _ = std::fs::remove_file(&key_path);
-    let mut key = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&key_path)?;
+    let mut key = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&key_path)?;
     key.write_all(certified.signing_key.serialize_pem().as_bytes())?;
     let pin = moat_client::pin::spki_pin(&certified.signing_key.subject_public_key_info());
     let b64 = pin.trim_start_matches("sha256/");
-    println!("certificate: {} (valid for {})", cert_path.display(), hosts.join(", "));
+    println!(
+        "certificate: {} (valid for {})",
+        cert_path.display(),
+        hosts.join(", ")
+    );
     println!("private key: {} (0600)", key_path.display());
     println!();
     println!("pin (SHA-256 of the SubjectPublicKeyInfo): {pin}");
@@ -331,7 +361,11 @@ fn self_signed(out: &Path, hosts: Vec<String>) -> Result<()> {
     println!("iOS (TrustKit kTSKPublicKeyHashes):   @[@\"{b64}\"]");
     println!("moat CLI:                             moat device enroll --pin {pin} ...");
     println!();
-    println!("Serve it with:\n  [server.tls]\n  cert = \"{}\"\n  key = \"{}\"", cert_path.display(), key_path.display());
+    println!(
+        "Serve it with:\n  [server.tls]\n  cert = \"{}\"\n  key = \"{}\"",
+        cert_path.display(),
+        key_path.display()
+    );
     Ok(())
 }
 
@@ -351,33 +385,68 @@ async fn admin(command: AdminCommand, state: &moat_server::AppState) -> Result<(
                 })
             );
         }
-        AdminCommand::Devices { command: DevicesCommand::List { limit, offset, json } } => {
-            let devices = state.store.list_devices(limit.min(moat_store::MAX_PAGE), offset).await?;
-            let views: Vec<moat_server::admin::DeviceView> = devices.iter().map(Into::into).collect();
+        AdminCommand::Devices {
+            command:
+                DevicesCommand::List {
+                    limit,
+                    offset,
+                    json,
+                },
+        } => {
+            let devices = state
+                .store
+                .list_devices(limit.min(moat_store::MAX_PAGE), offset)
+                .await?;
+            let views: Vec<moat_server::admin::DeviceView> =
+                devices.iter().map(Into::into).collect();
             if json {
-                println!("{}", serde_json::to_string_pretty(&serde_json::json!({"devices": views}))?);
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({"devices": views}))?
+                );
             } else {
-                println!("{:<36}  {:<8}  {:<7}  {:<20}  DEVICE ID", "DEVICE", "STATUS", "MODE", "LAST USED");
+                println!(
+                    "{:<36}  {:<8}  {:<7}  {:<20}  DEVICE ID",
+                    "DEVICE", "STATUS", "MODE", "LAST USED"
+                );
                 for v in views {
-                    println!("{:<36}  {:<8}  {:<7}  {:<20}  {}", v.id, v.status, v.mode, v.last_used_at, v.device_id);
+                    println!(
+                        "{:<36}  {:<8}  {:<7}  {:<20}  {}",
+                        v.id, v.status, v.mode, v.last_used_at, v.device_id
+                    );
                 }
             }
         }
-        AdminCommand::Sms { command: SmsCommand::Outbox { phone, limit } } => {
+        AdminCommand::Sms {
+            command: SmsCommand::Outbox { phone, limit },
+        } => {
             let phone = match phone {
-                Some(p) => Some(moat_server::accounts::phone::parse(&p).map_err(|e| anyhow::anyhow!("--phone: {}", e.code()))?.e164),
+                Some(p) => Some(
+                    moat_server::accounts::phone::parse(&p)
+                        .map_err(|e| anyhow::anyhow!("--phone: {}", e.code()))?
+                        .e164,
+                ),
                 None => None,
             };
             let mut out = Vec::new();
-            for m in state.accounts.list_sms(phone.as_deref(), limit.min(moat_store::MAX_PAGE)).await? {
+            for m in state
+                .accounts
+                .list_sms(phone.as_deref(), limit.min(moat_store::MAX_PAGE))
+                .await?
+            {
                 if m.sender == "outbox" {
                     let body = state.keys.data.open(m.id.as_bytes(), &m.body_sealed)?;
                     out.push(serde_json::json!({"to": m.phone, "body": String::from_utf8_lossy(body.expose()), "created_at": moat_server::clock::rfc3339(m.created_at)}));
                 }
             }
-            println!("{}", serde_json::to_string_pretty(&serde_json::json!({"messages": out}))?);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&serde_json::json!({"messages": out}))?
+            );
         }
-        AdminCommand::Keys { command: KeysCommand::Rotate } => {
+        AdminCommand::Keys {
+            command: KeysCommand::Rotate,
+        } => {
             let kid = state
                 .tokens
                 .rotate(&*state.accounts, &state.keys, moat_client::unix_now())
@@ -385,29 +454,51 @@ async fn admin(command: AdminCommand, state: &moat_server::AppState) -> Result<(
                 .map_err(|e| anyhow::anyhow!("rotating keys: {}", e.code()))?;
             println!("{}", serde_json::json!({"kid": kid}));
         }
-        AdminCommand::App { command: AppCommand::Register { app_id, version, file } } => {
-            let meta = std::fs::metadata(&file).with_context(|| format!("reading {}", file.display()))?;
+        AdminCommand::App {
+            command:
+                AppCommand::Register {
+                    app_id,
+                    version,
+                    file,
+                },
+        } => {
+            let meta =
+                std::fs::metadata(&file).with_context(|| format!("reading {}", file.display()))?;
             if meta.len() > moat_server::admin::MAX_PACKAGE as u64 {
-                bail!("{} is larger than {} bytes", file.display(), moat_server::admin::MAX_PACKAGE);
+                bail!(
+                    "{} is larger than {} bytes",
+                    file.display(),
+                    moat_server::admin::MAX_PACKAGE
+                );
             }
-            let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let bytes =
+                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
             let out = moat_server::admin::register(state, &app_id, &version, &bytes)
                 .await
                 .map_err(|e| anyhow::anyhow!("{}: {}", e.code(), e.detail()))?;
             println!("{out}");
         }
-        AdminCommand::App { command: AppCommand::List } => {
+        AdminCommand::App {
+            command: AppCommand::List,
+        } => {
             for r in state.attest.releases(moat_store::MAX_PAGE).await? {
-                println!("{:<40} {:<12} {:>12} bytes  {}", r.app_id, r.version, r.size, r.status);
+                println!(
+                    "{:<40} {:<12} {:>12} bytes  {}",
+                    r.app_id, r.version, r.size, r.status
+                );
             }
         }
-        AdminCommand::App { command: AppCommand::Retire { app_id, version } } => {
+        AdminCommand::App {
+            command: AppCommand::Retire { app_id, version },
+        } => {
             if !state.attest.retire_release(&app_id, &version).await? {
                 bail!("no package {app_id} {version}");
             }
             println!("retired {app_id} {version}");
         }
-        AdminCommand::Integrity { command: IntegrityCommand::Rotate } => {
+        AdminCommand::Integrity {
+            command: IntegrityCommand::Rotate,
+        } => {
             let kid = state
                 .integrity
                 .rotate(&*state.attest, &state.keys, moat_client::unix_now())
@@ -415,16 +506,23 @@ async fn admin(command: AdminCommand, state: &moat_server::AppState) -> Result<(
                 .map_err(|e| anyhow::anyhow!("rotating: {}", e.code()))?;
             println!("{}", serde_json::json!({"kid": kid}));
         }
-        AdminCommand::Integrity { command: IntegrityCommand::Show } => {
+        AdminCommand::Integrity {
+            command: IntegrityCommand::Show,
+        } => {
             let keys: Vec<serde_json::Value> = state
                 .integrity
                 .export()
                 .into_iter()
                 .map(|(kid, secret, current)| serde_json::json!({"kid": kid, "secret": secret, "current": current}))
                 .collect();
-            println!("{}", serde_json::to_string_pretty(&serde_json::json!({"alg": "HS256", "keys": keys}))?);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&serde_json::json!({"alg": "HS256", "keys": keys}))?
+            );
         }
-        AdminCommand::Devices { command: DevicesCommand::Revoke { id } } => {
+        AdminCommand::Devices {
+            command: DevicesCommand::Revoke { id },
+        } => {
             let now = moat_client::unix_now();
             if !state.store.revoke_device(id, now).await? {
                 bail!("no device {id}");
@@ -453,7 +551,9 @@ fn save(path: &Path, state: &DeviceState) -> Result<()> {
 
 fn load(path: &Path) -> Result<Option<DeviceState>> {
     match std::fs::read(path) {
-        Ok(bytes) => Ok(Some(serde_json::from_slice(&bytes).with_context(|| format!("{} is not a device state file", path.display()))?)),
+        Ok(bytes) => Ok(Some(serde_json::from_slice(&bytes).with_context(|| {
+            format!("{} is not a device state file", path.display())
+        })?)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
     }
@@ -461,8 +561,12 @@ fn load(path: &Path) -> Result<Option<DeviceState>> {
 
 fn describe(c: &Client) -> serde_json::Value {
     let credential = match c.credential() {
-        Some(Credential::ApiKey { device, .. }) => serde_json::json!({"kind": "api_key", "device": device}),
-        Some(Credential::ClientCredential { device, client_id, .. }) => {
+        Some(Credential::ApiKey { device, .. }) => {
+            serde_json::json!({"kind": "api_key", "device": device})
+        }
+        Some(Credential::ClientCredential {
+            device, client_id, ..
+        }) => {
             serde_json::json!({"kind": "client_credential", "device": device, "client_id": client_id})
         }
         Some(_) => serde_json::json!({"kind": "other"}),
@@ -478,9 +582,16 @@ fn describe(c: &Client) -> serde_json::Value {
 
 async fn device(command: DeviceCommand, path: &Path) -> Result<()> {
     match command {
-        DeviceCommand::Enroll { server, device_id, platform, pins } => {
+        DeviceCommand::Enroll {
+            server,
+            device_id,
+            platform,
+            pins,
+        } => {
             let mut client = match load(path)? {
-                Some(mut state) if state.server.trim_end_matches('/') == server.trim_end_matches('/') => {
+                Some(mut state)
+                    if state.server.trim_end_matches('/') == server.trim_end_matches('/') =>
+                {
                     if !pins.is_empty() {
                         state.pins = pins;
                     }
@@ -496,12 +607,27 @@ async fn device(command: DeviceCommand, path: &Path) -> Result<()> {
             save(path, &client.state())?;
             println!("{}", serde_json::to_string_pretty(&describe(&client))?);
         }
-        DeviceCommand::Call { method, path: target, data, encrypt, auth } => {
-            let state = load(path)?.with_context(|| format!("no device state at {}; run `moat device enroll` first", path.display()))?;
+        DeviceCommand::Call {
+            method,
+            path: target,
+            data,
+            encrypt,
+            auth,
+        } => {
+            let state = load(path)?.with_context(|| {
+                format!(
+                    "no device state at {}; run `moat device enroll` first",
+                    path.display()
+                )
+            })?;
             let client = Client::from_state(&state)?;
-            let method = http::Method::from_bytes(method.to_ascii_uppercase().as_bytes()).context("invalid method")?;
+            let method = http::Method::from_bytes(method.to_ascii_uppercase().as_bytes())
+                .context("invalid method")?;
             let body = match data {
-                Some(text) => Some(serde_json::from_str::<serde_json::Value>(&text).context("--data is not JSON")?),
+                Some(text) => Some(
+                    serde_json::from_str::<serde_json::Value>(&text)
+                        .context("--data is not JSON")?,
+                ),
                 None => None,
             };
             let auth = match auth {
@@ -512,7 +638,16 @@ async fn device(command: DeviceCommand, path: &Path) -> Result<()> {
                 AuthArg::None => Auth::None,
             };
             let response = client
-                .call(method, &target, body.as_ref(), CallOptions { auth, encrypt, ..CallOptions::default() })
+                .call(
+                    method,
+                    &target,
+                    body.as_ref(),
+                    CallOptions {
+                        auth,
+                        encrypt,
+                        ..CallOptions::default()
+                    },
+                )
                 .await?;
             eprintln!("HTTP {}", response.status);
             println!("{}", String::from_utf8_lossy(&response.body));
@@ -521,8 +656,12 @@ async fn device(command: DeviceCommand, path: &Path) -> Result<()> {
             }
         }
         DeviceCommand::Show => {
-            let state = load(path)?.with_context(|| format!("no device state at {}", path.display()))?;
-            println!("{}", serde_json::to_string_pretty(&describe(&Client::from_state(&state)?))?);
+            let state =
+                load(path)?.with_context(|| format!("no device state at {}", path.display()))?;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&describe(&Client::from_state(&state)?))?
+            );
         }
     }
     Ok(())

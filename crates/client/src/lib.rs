@@ -95,8 +95,13 @@ impl std::fmt::Debug for Credential {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::ApiKey { device, .. } => write!(f, "ApiKey(device={device:?})"),
-            Self::ClientCredential { device, client_id, .. } => {
-                write!(f, "ClientCredential(device={device}, client_id={client_id})")
+            Self::ClientCredential {
+                device, client_id, ..
+            } => {
+                write!(
+                    f,
+                    "ClientCredential(device={device}, client_id={client_id})"
+                )
             }
         }
     }
@@ -175,7 +180,8 @@ impl Response {
     /// # Errors
     /// [`Error::Invalid`] if the body is not JSON.
     pub fn json(&self) -> Result<Value> {
-        serde_json::from_slice(&self.body).map_err(|e| Error::Invalid(format!("response is not JSON: {e}")))
+        serde_json::from_slice(&self.body)
+            .map_err(|e| Error::Invalid(format!("response is not JSON: {e}")))
     }
 
     /// The problem `code`, if the body is a problem document.
@@ -211,10 +217,15 @@ pub fn sign_request(
     let mut out = Vec::new();
     if let Some(body) = body.filter(|b| !b.is_empty()) {
         let field = digest::sha256_field(body);
-        headers.insert("content-digest", HeaderValue::from_str(&field).map_err(|e| Error::Invalid(e.to_string()))?);
+        headers.insert(
+            "content-digest",
+            HeaderValue::from_str(&field).map_err(|e| Error::Invalid(e.to_string()))?,
+        );
         out.push(("content-digest", field));
     }
-    let host = url.host_str().ok_or_else(|| Error::Invalid("URL has no host".into()))?;
+    let host = url
+        .host_str()
+        .ok_or_else(|| Error::Invalid("URL has no host".into()))?;
     let authority = match url.port() {
         Some(p) => format!("{host}:{p}"),
         None => host.to_owned(),
@@ -252,7 +263,9 @@ pub fn sign_request(
 
 /// Current Unix time.
 pub fn unix_now() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 /// A device talking to one Moat server.
@@ -270,14 +283,20 @@ pub struct Client {
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Client").field("base", &self.base.as_str()).field("credential", &self.credential).finish()
+        f.debug_struct("Client")
+            .field("base", &self.base.as_str())
+            .field("credential", &self.credential)
+            .finish()
     }
 }
 
 fn base_url(text: &str) -> Result<reqwest::Url> {
-    let url = reqwest::Url::parse(text.trim_end_matches('/')).map_err(|e| Error::Invalid(format!("server URL: {e}")))?;
+    let url = reqwest::Url::parse(text.trim_end_matches('/'))
+        .map_err(|e| Error::Invalid(format!("server URL: {e}")))?;
     if !matches!(url.scheme(), "http" | "https") || url.query().is_some() {
-        return Err(Error::Invalid("server URL must be http(s) without query".into()));
+        return Err(Error::Invalid(
+            "server URL must be http(s) without query".into(),
+        ));
     }
     Ok(url)
 }
@@ -299,7 +318,11 @@ impl Client {
     pub fn from_state(state: &DeviceState) -> Result<Self> {
         let pkcs8 = b64::url_decode(&state.installation_key)?;
         let key = InstallationKey::from_pkcs8_p256(&pkcs8)?;
-        let http = if state.pins.is_empty() { reqwest::Client::new() } else { pin::pinned_http_client(&state.pins)? };
+        let http = if state.pins.is_empty() {
+            reqwest::Client::new()
+        } else {
+            pin::pinned_http_client(&state.pins)?
+        };
         let mut client = Self::with_key(&state.server, key, pkcs8, http)?;
         client.pins = state.pins.clone();
         client.device_id = state.device_id.clone();
@@ -311,8 +334,23 @@ impl Client {
     ///
     /// # Errors
     /// [`Error::Invalid`] for a bad URL.
-    pub fn with_key(server: &str, key: InstallationKey, pkcs8: Vec<u8>, http: reqwest::Client) -> Result<Self> {
-        Ok(Self { http, base: base_url(server)?, key, key_pkcs8: pkcs8, device_id: None, credential: None, hmac: None, clock_offset: 0, pins: Vec::new() })
+    pub fn with_key(
+        server: &str,
+        key: InstallationKey,
+        pkcs8: Vec<u8>,
+        http: reqwest::Client,
+    ) -> Result<Self> {
+        Ok(Self {
+            http,
+            base: base_url(server)?,
+            key,
+            key_pkcs8: pkcs8,
+            device_id: None,
+            credential: None,
+            hmac: None,
+            clock_offset: 0,
+            pins: Vec::new(),
+        })
     }
 
     /// Corrects the device clock by `seconds` (for example from the server's `Date` header)
@@ -363,9 +401,10 @@ impl Client {
     /// [`Error::Protocol`] if an HMAC secret is not base64url.
     pub fn set_credential(&mut self, credential: Option<Credential>) -> Result<()> {
         self.hmac = match &credential {
-            Some(Credential::ClientCredential { hmac_secret, .. }) => {
-                Some(hmac::Key::new(hmac::HMAC_SHA256, &b64::url_decode(hmac_secret)?))
-            }
+            Some(Credential::ClientCredential { hmac_secret, .. }) => Some(hmac::Key::new(
+                hmac::HMAC_SHA256,
+                &b64::url_decode(hmac_secret)?,
+            )),
             _ => None,
         };
         self.credential = credential;
@@ -393,28 +432,50 @@ impl Client {
     /// [`Error::Protocol`] if signing fails.
     pub fn dpop(&self, method: &Method, path: &str) -> Result<String> {
         let url = self.url(path)?;
-        Ok(self.key.dpop_proof(method.as_str(), url.as_str(), self.now())?)
+        Ok(self
+            .key
+            .dpop_proof(method.as_str(), url.as_str(), self.now())?)
     }
 
     async fn read(response: reqwest::Response) -> Result<Response> {
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let body = response.bytes().await?.to_vec();
-        Ok(Response { status, headers, body })
+        Ok(Response {
+            status,
+            headers,
+            body,
+        })
     }
 
     fn problem(r: &Response) -> Error {
         let v = r.json().unwrap_or(Value::Null);
         Error::Problem {
             status: r.status,
-            code: v.get("code").and_then(Value::as_str).unwrap_or("unknown").to_owned(),
-            detail: v.get("detail").and_then(Value::as_str).unwrap_or("").to_owned(),
+            code: v
+                .get("code")
+                .and_then(Value::as_str)
+                .unwrap_or("unknown")
+                .to_owned(),
+            detail: v
+                .get("detail")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned(),
         }
     }
 
     async fn identity_post(&self, path: &str, body: &Value) -> Result<Value> {
         let proof = self.dpop(&Method::POST, path)?;
-        let r = Self::read(self.http.post(self.url(path)?).header("dpop", proof).json(body).send().await?).await?;
+        let r = Self::read(
+            self.http
+                .post(self.url(path)?)
+                .header("dpop", proof)
+                .json(body)
+                .send()
+                .await?,
+        )
+        .await?;
         if r.status != 200 {
             return Err(Self::problem(&r));
         }
@@ -440,7 +501,11 @@ impl Client {
     /// # Errors
     /// [`Error::Problem`] when refused.
     pub async fn confirm(&self, device_id: &str, otp: &str) -> Result<Value> {
-        self.identity_post("/v1/enroll/confirm", &serde_json::json!({"device_id": device_id, "otp": otp})).await
+        self.identity_post(
+            "/v1/enroll/confirm",
+            &serde_json::json!({"device_id": device_id, "otp": otp}),
+        )
+        .await
     }
 
     /// `GET /v1/mailbox`: the items waiting for this identity (each returned once).
@@ -449,18 +514,35 @@ impl Client {
     /// [`Error::Problem`] when refused.
     pub async fn mailbox(&self) -> Result<Vec<Value>> {
         let proof = self.dpop(&Method::GET, "/v1/mailbox")?;
-        let r = Self::read(self.http.get(self.url("/v1/mailbox")?).header("dpop", proof).send().await?).await?;
+        let r = Self::read(
+            self.http
+                .get(self.url("/v1/mailbox")?)
+                .header("dpop", proof)
+                .send()
+                .await?,
+        )
+        .await?;
         if r.status != 200 {
             return Err(Self::problem(&r));
         }
-        Ok(r.json()?.get("items").and_then(Value::as_array).cloned().unwrap_or_default())
+        Ok(r.json()?
+            .get("items")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default())
     }
 
     async fn wait_for(&self, kind: &str) -> Result<Value> {
         // The built-in mailbox is written before enroll answers; polling covers delivery
         // channels that are asynchronous.
         for attempt in 0..20u64 {
-            if let Some(item) = self.mailbox().await?.into_iter().rev().find(|i| i["kind"] == kind) {
+            if let Some(item) = self
+                .mailbox()
+                .await?
+                .into_iter()
+                .rev()
+                .find(|i| i["kind"] == kind)
+            {
                 return Ok(item);
             }
             tokio::time::sleep(Duration::from_millis(50 * (attempt + 1))).await;
@@ -473,7 +555,11 @@ impl Client {
     ///
     /// # Errors
     /// [`Error::Problem`] when a step is refused, [`Error::Mailbox`] if nothing arrives.
-    pub async fn enroll_and_fetch(&mut self, device_id: &str, platform: Option<&str>) -> Result<Credential> {
+    pub async fn enroll_and_fetch(
+        &mut self,
+        device_id: &str,
+        platform: Option<&str>,
+    ) -> Result<Credential> {
         self.enroll(device_id, platform).await?;
         let mut item = None;
         for attempt in 0..20u64 {
@@ -490,14 +576,16 @@ impl Client {
         }
         let item = item.ok_or_else(|| Error::Mailbox("no enrollment item arrived".into()))?;
         let item = if item["kind"] == "enrollment_otp" {
-            let code = item["code"].as_str().ok_or_else(|| Error::Mailbox("otp item has no code".into()))?;
+            let code = item["code"]
+                .as_str()
+                .ok_or_else(|| Error::Mailbox("otp item has no code".into()))?;
             self.confirm(device_id, code).await?;
             self.wait_for("client_credential").await?
         } else {
             item
         };
-        let credential: Credential =
-            serde_json::from_value(item).map_err(|e| Error::Mailbox(format!("unexpected item: {e}")))?;
+        let credential: Credential = serde_json::from_value(item)
+            .map_err(|e| Error::Mailbox(format!("unexpected item: {e}")))?;
         self.set_credential(Some(credential.clone()))?;
         Ok(credential)
     }
@@ -513,7 +601,12 @@ impl Client {
         body: Option<&Value>,
         options: &CallOptions,
     ) -> Result<(reqwest::Url, HeaderMap, Option<Vec<u8>>)> {
-        self.prepare_payload(method, path_and_query, body.map_or(Payload::None, Payload::Json), options)
+        self.prepare_payload(
+            method,
+            path_and_query,
+            body.map_or(Payload::None, Payload::Json),
+            options,
+        )
     }
 
     /// As [`Self::prepare`], for any payload.
@@ -531,27 +624,44 @@ impl Client {
         let mut headers = HeaderMap::new();
         for (name, value) in &options.headers {
             headers.append(
-                HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes()).map_err(|e| Error::Invalid(e.to_string()))?,
+                HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes())
+                    .map_err(|e| Error::Invalid(e.to_string()))?,
                 HeaderValue::from_str(value).map_err(|e| Error::Invalid(e.to_string()))?,
             );
         }
         let body = match payload {
             Payload::None => None,
             Payload::Form(pairs) => {
-                headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/x-www-form-urlencoded"));
-                Some(serde_urlencoded::to_string(pairs).map_err(|e| Error::Invalid(e.to_string()))?.into_bytes())
+                headers.insert(
+                    http::header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/x-www-form-urlencoded"),
+                );
+                Some(
+                    serde_urlencoded::to_string(pairs)
+                        .map_err(|e| Error::Invalid(e.to_string()))?
+                        .into_bytes(),
+                )
             }
             Payload::Json(v) if options.encrypt => {
-                let Some(Credential::ClientCredential { encryption_key, .. }) = &self.credential else {
-                    return Err(Error::Credential("encryption needs an otp-mode client credential"));
+                let Some(Credential::ClientCredential { encryption_key, .. }) = &self.credential
+                else {
+                    return Err(Error::Credential(
+                        "encryption needs an otp-mode client credential",
+                    ));
                 };
                 let jwk = PublicJwk::from_json(&strip_jwk_metadata(encryption_key))?;
                 let kid = encryption_key.get("kid").and_then(Value::as_str);
-                headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/jose"));
+                headers.insert(
+                    http::header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/jose"),
+                );
                 Some(jwe::encrypt(v.to_string().as_bytes(), &jwk, kid)?.into_bytes())
             }
             Payload::Json(v) => {
-                headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                headers.insert(
+                    http::header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                );
                 Some(v.to_string().into_bytes())
             }
         };
@@ -569,14 +679,27 @@ impl Client {
                 let Some(Credential::ApiKey { key, .. }) = &self.credential else {
                     return Err(Error::Credential("no API key"));
                 };
-                headers.insert("moat-device-key", HeaderValue::from_str(key).map_err(|e| Error::Invalid(e.to_string()))?);
+                headers.insert(
+                    "moat-device-key",
+                    HeaderValue::from_str(key).map_err(|e| Error::Invalid(e.to_string()))?,
+                );
                 None
             }
             Auth::HmacSignature => {
-                let (Some(Credential::ClientCredential { client_id, .. }), Some(key)) = (&self.credential, &self.hmac) else {
+                let (Some(Credential::ClientCredential { client_id, .. }), Some(key)) =
+                    (&self.credential, &self.hmac)
+                else {
                     return Err(Error::Credential("no client credential"));
                 };
-                Some(sign_request(method, &url, &headers, body.as_deref(), client_id, SigningKey::Hmac(key), now)?)
+                Some(sign_request(
+                    method,
+                    &url,
+                    &headers,
+                    body.as_deref(),
+                    client_id,
+                    SigningKey::Hmac(key),
+                    now,
+                )?)
             }
             Auth::InstallationSignature => Some(sign_request(
                 method,
@@ -591,7 +714,10 @@ impl Client {
         };
         if let Some(signed) = signed {
             for (name, value) in signed.headers {
-                headers.insert(name, HeaderValue::from_str(&value).map_err(|e| Error::Invalid(e.to_string()))?);
+                headers.insert(
+                    name,
+                    HeaderValue::from_str(&value).map_err(|e| Error::Invalid(e.to_string()))?,
+                );
             }
         }
         Ok((url, headers, body))
@@ -601,8 +727,14 @@ impl Client {
     ///
     /// # Errors
     /// As [`Self::call`].
-    pub async fn call_form(&self, path: &str, pairs: &[(&str, &str)], options: CallOptions) -> Result<Response> {
-        let (url, headers, body) = self.prepare_payload(&Method::POST, path, Payload::Form(pairs), &options)?;
+    pub async fn call_form(
+        &self,
+        path: &str,
+        pairs: &[(&str, &str)],
+        options: CallOptions,
+    ) -> Result<Response> {
+        let (url, headers, body) =
+            self.prepare_payload(&Method::POST, path, Payload::Form(pairs), &options)?;
         let mut request = self.http.post(url).headers(headers);
         if let Some(body) = body {
             request = request.body(body);
@@ -617,9 +749,22 @@ impl Client {
     ///
     /// # Errors
     /// [`Error::Problem`] when a call is refused.
-    pub async fn attest_package(&self, app_id: &str, version: &str, package: &[u8], bind: Option<&str>) -> Result<String> {
+    pub async fn attest_package(
+        &self,
+        app_id: &str,
+        version: &str,
+        package: &[u8],
+        bind: Option<&str>,
+    ) -> Result<String> {
         let body = serde_json::json!({"app_id": app_id, "version": version});
-        let r = self.call(Method::POST, "/v1/attest/challenge", Some(&body), CallOptions::default()).await?;
+        let r = self
+            .call(
+                Method::POST,
+                "/v1/attest/challenge",
+                Some(&body),
+                CallOptions::default(),
+            )
+            .await?;
         if r.status != 200 {
             return Err(Self::problem(&r));
         }
@@ -638,13 +783,27 @@ impl Client {
             "measurement": b64::url_encode(ctx.finish().as_ref()),
         });
         if let Some(authorization) = bind {
-            body["bind"] = b64::url_encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, authorization.as_bytes())).into();
+            body["bind"] = b64::url_encode(aws_lc_rs::digest::digest(
+                &aws_lc_rs::digest::SHA256,
+                authorization.as_bytes(),
+            ))
+            .into();
         }
-        let r = self.call(Method::POST, "/v1/attest", Some(&body), CallOptions::default()).await?;
+        let r = self
+            .call(
+                Method::POST,
+                "/v1/attest",
+                Some(&body),
+                CallOptions::default(),
+            )
+            .await?;
         if r.status != 200 {
             return Err(Self::problem(&r));
         }
-        r.json()?["integrity_token"].as_str().map(str::to_owned).ok_or_else(|| Error::Invalid("no integrity_token".into()))
+        r.json()?["integrity_token"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| Error::Invalid("no integrity_token".into()))
     }
 
     /// Calls a protected endpoint and returns the response whatever its status.

@@ -19,7 +19,10 @@ use crate::{Error, Result};
 
 /// The pin of a SubjectPublicKeyInfo (DER): `sha256/<base64>`.
 pub fn spki_pin(spki_der: &[u8]) -> String {
-    format!("sha256/{}", moat_core::b64::std_encode(digest::digest(&digest::SHA256, spki_der)))
+    format!(
+        "sha256/{}",
+        moat_core::b64::std_encode(digest::digest(&digest::SHA256, spki_der))
+    )
 }
 
 /// The pin of a certificate's public key.
@@ -28,7 +31,8 @@ pub fn spki_pin(spki_der: &[u8]) -> String {
 /// [`Error::Invalid`] if the certificate cannot be parsed.
 pub fn certificate_pin(cert_der: &[u8]) -> Result<String> {
     let der = CertificateDer::from(cert_der);
-    let cert = webpki::EndEntityCert::try_from(&der).map_err(|e| Error::Invalid(format!("certificate: {e}")))?;
+    let cert = webpki::EndEntityCert::try_from(&der)
+        .map_err(|e| Error::Invalid(format!("certificate: {e}")))?;
     Ok(spki_pin(cert.subject_public_key_info().as_ref()))
 }
 
@@ -47,24 +51,49 @@ impl ServerCertVerifier for PinVerifier {
         _ocsp_response: &[u8],
         _now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let pin = certificate_pin(end_entity.as_ref()).map_err(|_| rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?;
+        let pin = certificate_pin(end_entity.as_ref())
+            .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?;
         if self.pins.contains(&pin) {
             Ok(ServerCertVerified::assertion())
         } else {
-            Err(rustls::Error::InvalidCertificate(CertificateError::ApplicationVerificationFailure))
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::ApplicationVerificationFailure,
+            ))
         }
     }
 
-    fn verify_tls12_signature(&self, message: &[u8], cert: &CertificateDer<'_>, dss: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
-    fn verify_tls13_signature(&self, message: &[u8], cert: &CertificateDer<'_>, dss: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider.signature_verification_algorithms.supported_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 
@@ -79,7 +108,9 @@ pub fn pinned_http_client(pins: &[String]) -> Result<reqwest::Client> {
             .and_then(|b| moat_core::b64::std_decode(b).ok())
             .is_some_and(|h| h.len() == 32);
         if !ok {
-            return Err(Error::Invalid(format!("pin `{pin}` is not sha256/<base64 SHA-256>")));
+            return Err(Error::Invalid(format!(
+                "pin `{pin}` is not sha256/<base64 SHA-256>"
+            )));
         }
     }
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
@@ -87,7 +118,10 @@ pub fn pinned_http_client(pins: &[String]) -> Result<reqwest::Client> {
         .with_safe_default_protocol_versions()
         .map_err(|e| Error::Invalid(e.to_string()))?
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(PinVerifier { pins: pins.to_vec(), provider }))
+        .with_custom_certificate_verifier(Arc::new(PinVerifier {
+            pins: pins.to_vec(),
+            provider,
+        }))
         .with_no_client_auth();
     // A preconfigured TLS config is used as is, so offer HTTP/2 and HTTP/1.1 here.
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];

@@ -70,7 +70,10 @@ impl ApiKey {
             return Err(Error::Malformed("api key length"));
         }
         let lookup = &rest[..LOOKUP_LEN];
-        if !lookup.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) {
+        if !lookup
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        {
             return Err(Error::Malformed("api key lookup"));
         }
         let secret = b64::url_decode(&rest[LOOKUP_LEN + 1..])?;
@@ -110,7 +113,13 @@ mod tests {
         assert!(parsed.matches(&pepper, &stored));
         let (other, _) = ApiKey::generate().expect("generate");
         assert!(!other.matches(&pepper, &stored));
-        for bad in ["", "moat_dk_", "moat_dk_XYZ", &text[..text.len() - 1], &text.replace("moat_dk_", "moat_xx_")] {
+        for bad in [
+            "",
+            "moat_dk_",
+            "moat_dk_XYZ",
+            &text[..text.len() - 1],
+            &text.replace("moat_dk_", "moat_xx_"),
+        ] {
             assert!(ApiKey::parse(bad).is_err(), "{bad}");
         }
     }

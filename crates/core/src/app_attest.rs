@@ -54,20 +54,28 @@ pub struct Attested {
 /// # Errors
 /// [`Error::Malformed`] if the PEM is not a certificate.
 pub fn apple_root_der() -> Result<Vec<u8>> {
-    let body: String = APPLE_ROOT_PEM.lines().filter(|l| !l.starts_with("-----")).collect();
+    let body: String = APPLE_ROOT_PEM
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
     crate::b64::std_decode(body.trim())
 }
 
 fn map_get<'v>(map: &'v [(Value, Value)], key: &str) -> Option<&'v Value> {
-    map.iter().find(|(k, _)| k.as_text() == Some(key)).map(|(_, v)| v)
+    map.iter()
+        .find(|(k, _)| k.as_text() == Some(key))
+        .map(|(_, v)| v)
 }
 
 fn cbor_map(bytes: &[u8]) -> Result<Vec<(Value, Value)>> {
     if bytes.len() > MAX_ATTESTATION {
         return Err(Error::Malformed("attestation too large"));
     }
-    let value: Value = ciborium::de::from_reader(bytes).map_err(|_| Error::Malformed("not CBOR"))?;
-    value.into_map().map_err(|_| Error::Malformed("CBOR is not a map"))
+    let value: Value =
+        ciborium::de::from_reader(bytes).map_err(|_| Error::Malformed("not CBOR"))?;
+    value
+        .into_map()
+        .map_err(|_| Error::Malformed("CBOR is not a map"))
 }
 
 /// One DER TLV at `pos`: `(tag, content start, content end)`.
@@ -157,13 +165,22 @@ fn auth_data(bytes: &[u8]) -> Result<AuthData<'_>> {
 ///
 /// # Errors
 /// [`Error::IdentityInvalid`] naming the first check that failed.
-pub fn verify_attestation(attestation: &[u8], client_data_hash: &[u8; 32], app_id: &str, key_id: &[u8], root_der: &[u8], now: u64) -> Result<Attested> {
+pub fn verify_attestation(
+    attestation: &[u8],
+    client_data_hash: &[u8; 32],
+    app_id: &str,
+    key_id: &[u8],
+    root_der: &[u8],
+    now: u64,
+) -> Result<Attested> {
     let fail = |why: &'static str| Error::IdentityInvalid(why);
     let map = cbor_map(attestation)?;
     if map_get(&map, "fmt").and_then(Value::as_text) != Some("apple-appattest") {
         return Err(fail("fmt is not apple-appattest"));
     }
-    let stmt = map_get(&map, "attStmt").and_then(Value::as_map).ok_or(fail("attStmt missing"))?;
+    let stmt = map_get(&map, "attStmt")
+        .and_then(Value::as_map)
+        .ok_or(fail("attStmt missing"))?;
     let x5c: Vec<&[u8]> = map_get(stmt, "x5c")
         .and_then(Value::as_array)
         .ok_or(fail("x5c missing"))?
@@ -173,14 +190,24 @@ pub fn verify_attestation(attestation: &[u8], client_data_hash: &[u8; 32], app_i
     let [leaf, intermediates @ ..] = &x5c[..] else {
         return Err(fail("x5c empty"));
     };
-    let auth = map_get(&map, "authData").and_then(Value::as_bytes).ok_or(fail("authData missing"))?;
+    let auth = map_get(&map, "authData")
+        .and_then(Value::as_bytes)
+        .ok_or(fail("authData missing"))?;
 
     let root = CertificateDer::from(root_der);
     let anchor = webpki::anchor_from_trusted_cert(&root).map_err(|_| fail("root certificate"))?;
     let leaf_der = CertificateDer::from(*leaf);
     let ee = webpki::EndEntityCert::try_from(&leaf_der).map_err(|_| fail("leaf certificate"))?;
-    let chain: Vec<CertificateDer<'_>> = intermediates.iter().map(|c| CertificateDer::from(*c)).collect();
-    let algs = [webpki::aws_lc_rs::ECDSA_P256_SHA256, webpki::aws_lc_rs::ECDSA_P384_SHA384, webpki::aws_lc_rs::ECDSA_P256_SHA384, webpki::aws_lc_rs::ECDSA_P384_SHA256];
+    let chain: Vec<CertificateDer<'_>> = intermediates
+        .iter()
+        .map(|c| CertificateDer::from(*c))
+        .collect();
+    let algs = [
+        webpki::aws_lc_rs::ECDSA_P256_SHA256,
+        webpki::aws_lc_rs::ECDSA_P384_SHA384,
+        webpki::aws_lc_rs::ECDSA_P256_SHA384,
+        webpki::aws_lc_rs::ECDSA_P384_SHA256,
+    ];
     ee.verify_for_usage(
         &algs,
         &[anchor],
@@ -206,7 +233,10 @@ pub fn verify_attestation(attestation: &[u8], client_data_hash: &[u8; 32], app_i
     }
     let mut public_key = [0u8; 65];
     public_key.copy_from_slice(&spki[spki.len() - 65..]);
-    let computed_id: [u8; 32] = digest(&SHA256, &public_key).as_ref().try_into().map_err(|_| Error::Crypto)?;
+    let computed_id: [u8; 32] = digest(&SHA256, &public_key)
+        .as_ref()
+        .try_into()
+        .map_err(|_| Error::Crypto)?;
     if !crate::secret::ct_eq(&computed_id, key_id) {
         return Err(fail("key id does not match the certified key"));
     }
@@ -226,22 +256,39 @@ pub fn verify_attestation(attestation: &[u8], client_data_hash: &[u8; 32], app_i
         _ => return Err(fail("unknown aaguid")),
     };
     let cred_len = usize::from(u16::from_be_bytes([data.rest[16], data.rest[17]]));
-    let cred = data.rest.get(18..18 + cred_len).ok_or(fail("credential id truncated"))?;
+    let cred = data
+        .rest
+        .get(18..18 + cred_len)
+        .ok_or(fail("credential id truncated"))?;
     if cred != computed_id {
         return Err(fail("credential id is not the key id"));
     }
-    Ok(Attested { key_id: computed_id, public_key, environment })
+    Ok(Attested {
+        key_id: computed_id,
+        public_key,
+        environment,
+    })
 }
 
 /// Verifies an assertion; returns its counter, which must exceed `previous_counter`.
 ///
 /// # Errors
 /// [`Error::IdentityInvalid`] naming the first check that failed.
-pub fn verify_assertion(assertion: &[u8], client_data_hash: &[u8; 32], app_id: &str, public_key: &[u8], previous_counter: u32) -> Result<u32> {
+pub fn verify_assertion(
+    assertion: &[u8],
+    client_data_hash: &[u8; 32],
+    app_id: &str,
+    public_key: &[u8],
+    previous_counter: u32,
+) -> Result<u32> {
     let fail = |why: &'static str| Error::IdentityInvalid(why);
     let map = cbor_map(assertion)?;
-    let signature = map_get(&map, "signature").and_then(Value::as_bytes).ok_or(fail("signature missing"))?;
-    let auth = map_get(&map, "authenticatorData").and_then(Value::as_bytes).ok_or(fail("authenticatorData missing"))?;
+    let signature = map_get(&map, "signature")
+        .and_then(Value::as_bytes)
+        .ok_or(fail("signature missing"))?;
+    let auth = map_get(&map, "authenticatorData")
+        .and_then(Value::as_bytes)
+        .ok_or(fail("authenticatorData missing"))?;
     let mut nonce_input = auth.clone();
     nonce_input.extend_from_slice(client_data_hash);
     let nonce = digest(&SHA256, &nonce_input);

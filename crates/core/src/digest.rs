@@ -43,7 +43,9 @@ pub fn verify(field: &str, body: &[u8]) -> Result<()> {
             ..
         }) = entry
         else {
-            return Err(Error::Malformed("content-digest member is not a byte sequence"));
+            return Err(Error::Malformed(
+                "content-digest member is not a byte sequence",
+            ));
         };
         let actual = digest::digest(algorithm, body);
         if !secret::ct_eq(actual.as_ref(), expected) {
@@ -54,7 +56,9 @@ pub fn verify(field: &str, body: &[u8]) -> Result<()> {
     if checked {
         Ok(())
     } else {
-        Err(Error::Unsupported("content-digest has no sha-256 or sha-512 member"))
+        Err(Error::Unsupported(
+            "content-digest has no sha-256 or sha-512 member",
+        ))
     }
 }
 
@@ -72,7 +76,11 @@ mod tests {
         )
         .expect("sha-512 example");
         // RFC 9530 section 2: the same body with sha-256.
-        verify("sha-256=:X48E9qOokqqrvdts8nOJRJN3OWDUoyWxBf7kbu9DBPE=:", body).expect("sha-256");
+        verify(
+            "sha-256=:X48E9qOokqqrvdts8nOJRJN3OWDUoyWxBf7kbu9DBPE=:",
+            body,
+        )
+        .expect("sha-256");
         assert_eq!(
             sha256_field(body),
             "sha-256=:X48E9qOokqqrvdts8nOJRJN3OWDUoyWxBf7kbu9DBPE=:"
@@ -82,14 +90,22 @@ mod tests {
     #[test]
     fn mismatch_and_unknown_algorithms() {
         let body = b"{\"hello\": \"world\"}";
-        assert_eq!(verify(&sha256_field(b"other"), body), Err(Error::DigestMismatch));
+        assert_eq!(
+            verify(&sha256_field(b"other"), body),
+            Err(Error::DigestMismatch)
+        );
         assert_eq!(
             verify("md5=:AAAA:", body),
-            Err(Error::Unsupported("content-digest has no sha-256 or sha-512 member"))
+            Err(Error::Unsupported(
+                "content-digest has no sha-256 or sha-512 member"
+            ))
         );
         // A matching sha-256 next to a wrong sha-512 still fails.
         let both = format!("{}, sha-512=:AAAA:", sha256_field(body));
         assert_eq!(verify(&both, body), Err(Error::DigestMismatch));
-        assert!(matches!(verify("sha-256=abc", body), Err(Error::Malformed(_))));
+        assert!(matches!(
+            verify("sha-256=abc", body),
+            Err(Error::Malformed(_))
+        ));
     }
 }

@@ -127,7 +127,9 @@ pub fn verify(proof: &str, expect: &Expectation<'_>) -> Result<VerifiedProof> {
         return Err(Error::IdentityInvalid("jti must be 8 to 256 characters"));
     }
     if claims.htm != expect.method {
-        return Err(Error::IdentityInvalid("htm does not match the request method"));
+        return Err(Error::IdentityInvalid(
+            "htm does not match the request method",
+        ));
     }
     if strip_query(&claims.htu) != strip_query(expect.url) {
         return Err(Error::IdentityInvalid("htu does not match the request url"));
@@ -305,12 +307,30 @@ mod tests {
             now: 1_562_262_616,
             max_skew: 60,
         };
-        let get = Expectation { method: "GET", ..good };
-        assert!(matches!(verify(proof, &get), Err(Error::IdentityInvalid(_))));
-        let other = Expectation { url: "https://server.example.com/other", ..good };
-        assert!(matches!(verify(proof, &other), Err(Error::IdentityInvalid(_))));
-        let late = Expectation { now: 1_562_262_616 + 61, ..good };
-        assert!(matches!(verify(proof, &late), Err(Error::IdentityInvalid(_))));
+        let get = Expectation {
+            method: "GET",
+            ..good
+        };
+        assert!(matches!(
+            verify(proof, &get),
+            Err(Error::IdentityInvalid(_))
+        ));
+        let other = Expectation {
+            url: "https://server.example.com/other",
+            ..good
+        };
+        assert!(matches!(
+            verify(proof, &other),
+            Err(Error::IdentityInvalid(_))
+        ));
+        let late = Expectation {
+            now: 1_562_262_616 + 61,
+            ..good
+        };
+        assert!(matches!(
+            verify(proof, &late),
+            Err(Error::IdentityInvalid(_))
+        ));
     }
 
     #[test]
@@ -358,13 +378,28 @@ mod tests {
     fn wrong_typ_and_alg_none_are_refused() {
         let (key, _) = InstallationKey::generate_p256().expect("key");
         let jwk = key.public_jwk().to_json();
-        let claims = b64::url_encode(r#"{"jti":"abcdefgh12","htm":"GET","htu":"https://a/b","iat":5}"#);
-        let expect = Expectation { method: "GET", url: "https://a/b", now: 5, max_skew: 60 };
-        let h = b64::url_encode(serde_json::json!({"typ":"JWT","alg":"ES256","jwk":jwk}).to_string());
+        let claims =
+            b64::url_encode(r#"{"jti":"abcdefgh12","htm":"GET","htu":"https://a/b","iat":5}"#);
+        let expect = Expectation {
+            method: "GET",
+            url: "https://a/b",
+            now: 5,
+            max_skew: 60,
+        };
+        let h =
+            b64::url_encode(serde_json::json!({"typ":"JWT","alg":"ES256","jwk":jwk}).to_string());
         let t = format!("{h}.{claims}.AAAA");
-        assert_eq!(verify(&t, &expect).map(|_| ()), Err(Error::IdentityInvalid("typ must be dpop+jwt")));
-        let h = b64::url_encode(serde_json::json!({"typ":"dpop+jwt","alg":"none","jwk":jwk}).to_string());
+        assert_eq!(
+            verify(&t, &expect).map(|_| ()),
+            Err(Error::IdentityInvalid("typ must be dpop+jwt"))
+        );
+        let h = b64::url_encode(
+            serde_json::json!({"typ":"dpop+jwt","alg":"none","jwk":jwk}).to_string(),
+        );
         let t = format!("{h}.{claims}.AAAA");
-        assert_eq!(verify(&t, &expect).map(|_| ()), Err(Error::Unsupported("dpop alg")));
+        assert_eq!(
+            verify(&t, &expect).map(|_| ()),
+            Err(Error::Unsupported("dpop alg"))
+        );
     }
 }

@@ -102,7 +102,9 @@ fn string_param(params: &Parameters, name: &str) -> Result<Option<String>> {
     match params.get(name) {
         None => Ok(None),
         Some(BareItem::String(s)) => Ok(Some(s.as_str().to_owned())),
-        Some(_) => Err(Error::SignatureInvalid("signature parameter has the wrong type")),
+        Some(_) => Err(Error::SignatureInvalid(
+            "signature parameter has the wrong type",
+        )),
     }
 }
 
@@ -110,7 +112,9 @@ fn int_param(params: &Parameters, name: &str) -> Result<Option<i64>> {
     match params.get(name) {
         None => Ok(None),
         Some(BareItem::Integer(i)) => Ok(Some(i64::from(*i))),
-        Some(_) => Err(Error::SignatureInvalid("signature parameter has the wrong type")),
+        Some(_) => Err(Error::SignatureInvalid(
+            "signature parameter has the wrong type",
+        )),
     }
 }
 
@@ -135,7 +139,9 @@ impl ParsedSignature {
             .or_else(|| inputs.first())
             .ok_or(Error::Malformed("Signature-Input is empty"))?;
         let ListEntry::InnerList(list) = entry else {
-            return Err(Error::Malformed("Signature-Input member is not an inner list"));
+            return Err(Error::Malformed(
+                "Signature-Input member is not an inner list",
+            ));
         };
         if list.items.len() > MAX_COMPONENTS {
             return Err(Error::SignatureInvalid("too many covered components"));
@@ -194,9 +200,10 @@ impl ParsedSignature {
     /// algorithm than the key's or the signature does not verify.
     pub fn verify(&self, msg: &Message<'_>, key: &VerifyingKey) -> Result<()> {
         if let Some(alg) = &self.params.alg
-            && alg != key.algorithm().name() {
-                return Err(Error::SignatureInvalid("alg does not match the key"));
-            }
+            && alg != key.algorithm().name()
+        {
+            return Err(Error::SignatureInvalid("alg does not match the key"));
+        }
         let base = self.signature_base(msg)?;
         key.verify(base.as_bytes(), &self.signature)
     }
@@ -407,10 +414,12 @@ pub fn sign(
     }
     let mut list = InnerList::new(items);
     if let Some(v) = params.created {
-        list.params.insert(key("created")?, BareItem::Integer(int(v)?));
+        list.params
+            .insert(key("created")?, BareItem::Integer(int(v)?));
     }
     if let Some(v) = params.expires {
-        list.params.insert(key("expires")?, BareItem::Integer(int(v)?));
+        list.params
+            .insert(key("expires")?, BareItem::Integer(int(v)?));
     }
     for (name, value) in [
         ("nonce", &params.nonce),
@@ -470,7 +479,9 @@ pub fn check_coverage(sig: &ParsedSignature, req: Coverage) -> Result<()> {
     }
     let target = has("@target-uri");
     if !(target || has("@authority") && has("@path")) {
-        return Err(Error::SignatureInvalid("@target-uri or @authority and @path not covered"));
+        return Err(Error::SignatureInvalid(
+            "@target-uri or @authority and @path not covered",
+        ));
     }
     if req.has_query && !target && !has("@query") {
         return Err(Error::SignatureInvalid("@query not covered"));
@@ -486,7 +497,11 @@ pub fn check_coverage(sig: &ParsedSignature, req: Coverage) -> Result<()> {
     }
     match &sig.params.nonce {
         Some(n) if n.len() >= 8 => {}
-        _ => return Err(Error::SignatureInvalid("nonce parameter missing or shorter than 8")),
+        _ => {
+            return Err(Error::SignatureInvalid(
+                "nonce parameter missing or shorter than 8",
+            ));
+        }
     }
     Ok(())
 }
@@ -505,9 +520,10 @@ pub fn check_window(params: &Params, now: i64, max_skew: i64) -> Result<()> {
         return Err(Error::SignatureExpired);
     }
     if let Some(expires) = params.expires
-        && (expires < now || expires < created) {
-            return Err(Error::SignatureExpired);
-        }
+        && (expires < now || expires < created)
+    {
+        return Err(Error::SignatureExpired);
+    }
     Ok(())
 }
 

@@ -142,7 +142,9 @@ fn split5(compact: &str) -> Result<[&str; 5]> {
     let mut parts = compact.split('.');
     let mut out = [""; 5];
     for slot in &mut out {
-        *slot = parts.next().ok_or(Error::Malformed("jwe must have five parts"))?;
+        *slot = parts
+            .next()
+            .ok_or(Error::Malformed("jwe must have five parts"))?;
     }
     if parts.next().is_some() {
         return Err(Error::Malformed("jwe must have five parts"));
@@ -241,12 +243,18 @@ pub fn encrypt(plaintext: &[u8], jwk: &PublicJwk, kid: Option<&str>) -> Result<S
     let cek = random::secret(32)?;
     let mut encrypted_key = vec![0u8; public.ciphertext_size()];
     let ek_len = public
-        .encrypt(&OAEP_SHA256_MGF1SHA256, cek.expose(), &mut encrypted_key, None)
+        .encrypt(
+            &OAEP_SHA256_MGF1SHA256,
+            cek.expose(),
+            &mut encrypted_key,
+            None,
+        )
         .map_err(|_| Error::Crypto)?
         .len();
     encrypted_key.truncate(ek_len);
     let iv = random::array::<12>()?;
-    let aead = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, cek.expose()).map_err(|_| Error::Crypto)?);
+    let aead =
+        LessSafeKey::new(UnboundKey::new(&AES_256_GCM, cek.expose()).map_err(|_| Error::Crypto)?);
     let mut data = plaintext.to_vec();
     let tag = aead
         .seal_in_place_separate_tag(
@@ -271,7 +279,11 @@ mod der {
             // Short form: one byte, checked just above.
             vec![n as u8]
         } else {
-            let bytes: Vec<u8> = n.to_be_bytes().into_iter().skip_while(|b| *b == 0).collect();
+            let bytes: Vec<u8> = n
+                .to_be_bytes()
+                .into_iter()
+                .skip_while(|b| *b == 0)
+                .collect();
             let mut out = vec![0x80 | bytes.len() as u8];
             out.extend(bytes);
             out
@@ -286,7 +298,11 @@ mod der {
     }
 
     pub(super) fn integer(unsigned_be: &[u8]) -> Vec<u8> {
-        let trimmed: Vec<u8> = unsigned_be.iter().copied().skip_while(|b| *b == 0).collect();
+        let trimmed: Vec<u8> = unsigned_be
+            .iter()
+            .copied()
+            .skip_while(|b| *b == 0)
+            .collect();
         let mut value = Vec::with_capacity(trimmed.len() + 1);
         if trimmed.first().is_none_or(|b| b & 0x80 != 0) {
             value.push(0);
@@ -305,7 +321,9 @@ mod der {
 
     pub(super) fn rsa_algorithm_identifier() -> Vec<u8> {
         // OID 1.2.840.113549.1.1.1 (rsaEncryption), parameters NULL.
-        let oid = [0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
+        let oid = [
+            0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01,
+        ];
         sequence(&[&oid[..], &[0x05, 0x00]].concat())
     }
 
@@ -334,7 +352,10 @@ mod tests {
         let key = RsaPrivateKey::from_private_jwk(&v["recipient_private_key_jwk"]).expect("key");
         let compact = v["compact_serialization"].as_str().expect("compact");
         let plain = decrypt(compact, &key, &[KeyAlgorithm::RsaOaep]).expect("decrypts");
-        assert_eq!(plain, v["plaintext_utf8"].as_str().expect("plaintext").as_bytes());
+        assert_eq!(
+            plain,
+            v["plaintext_utf8"].as_str().expect("plaintext").as_bytes()
+        );
         // Moat's wire default accepts only RSA-OAEP-256: the SHA-1 variant is refused.
         assert_eq!(
             decrypt(compact, &key, &[KeyAlgorithm::RsaOaep256]),

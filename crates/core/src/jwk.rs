@@ -106,7 +106,7 @@ impl PublicJwk {
                 &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED,
                 point,
             )
-                .map_err(|_| Error::Malformed("ec point not on curve"))?;
+            .map_err(|_| Error::Malformed("ec point not on curve"))?;
         }
         Ok(())
     }
@@ -166,10 +166,9 @@ mod tests {
 
     #[test]
     fn rfc7638_section_3_1_example() {
-        let vectors: Value = serde_json::from_str(include_str!(
-            "../vectors/rfc7638_jwk_thumbprint.json"
-        ))
-        .expect("vector file");
+        let vectors: Value =
+            serde_json::from_str(include_str!("../vectors/rfc7638_jwk_thumbprint.json"))
+                .expect("vector file");
         let jwk = PublicJwk::from_json(&vectors["input_jwk"]).expect("parse jwk");
         assert_eq!(
             jwk.thumbprint(),
@@ -179,7 +178,8 @@ mod tests {
 
     #[test]
     fn private_members_are_refused() {
-        let v = serde_json::json!({"kty":"OKP","crv":"Ed25519","x":b64::url_encode([1u8;32]),"d":"AA"});
+        let v =
+            serde_json::json!({"kty":"OKP","crv":"Ed25519","x":b64::url_encode([1u8;32]),"d":"AA"});
         assert_eq!(
             PublicJwk::from_json(&v),
             Err(Error::Unsupported("jwk contains private key material"))

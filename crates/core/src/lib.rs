@@ -28,13 +28,13 @@
 pub mod apikey;
 pub mod app_attest;
 pub mod b64;
-pub mod play_integrity;
 pub mod digest;
 pub mod dpop;
 mod error;
 pub mod httpsig;
 pub mod jwe;
 pub mod jwk;
+pub mod play_integrity;
 pub mod random;
 pub mod seal;
 pub mod secret;

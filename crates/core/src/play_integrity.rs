@@ -33,9 +33,12 @@ impl Keys {
             .try_into()
             .map_err(|_| Error::Malformed("decryption key must be 32 bytes"))?;
         let der = b64::std_decode(verification_b64.trim())?;
-        let verification =
-            ParsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, der).map_err(|_| Error::Malformed("verification key is not a P-256 public key"))?;
-        Ok(Self { decryption, verification })
+        let verification = ParsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, der)
+            .map_err(|_| Error::Malformed("verification key is not a P-256 public key"))?;
+        Ok(Self {
+            decryption,
+            verification,
+        })
     }
 }
 
@@ -64,26 +67,32 @@ pub fn decode(token: &str, keys: &Keys) -> Result<Value> {
     let [h64, ek64, iv64, ct64, tag64] = parts[..] else {
         return Err(Error::Malformed("integrity token is not a compact JWE"));
     };
-    let header: JweHeader =
-        serde_json::from_slice(&b64::url_decode(h64)?).map_err(|_| Error::Malformed("JWE header"))?;
+    let header: JweHeader = serde_json::from_slice(&b64::url_decode(h64)?)
+        .map_err(|_| Error::Malformed("JWE header"))?;
     if header.alg != "A256KW" || header.enc != "A256GCM" {
-        return Err(Error::Unsupported("JWE algorithms (expected A256KW + A256GCM)"));
+        return Err(Error::Unsupported(
+            "JWE algorithms (expected A256KW + A256GCM)",
+        ));
     }
     let wrapped = b64::url_decode(ek64)?;
     let kek = KeyEncryptionKey::new(&AES_256, &keys.decryption).map_err(|_| Error::Crypto)?;
     let mut cek = [0u8; 40];
-    let cek = kek.unwrap(&wrapped, &mut cek).map_err(|_| Error::DecryptionFailed)?;
+    let cek = kek
+        .unwrap(&wrapped, &mut cek)
+        .map_err(|_| Error::DecryptionFailed)?;
     let iv = b64::url_decode(iv64)?;
     let mut data = b64::url_decode(ct64)?;
     data.extend_from_slice(&b64::url_decode(tag64)?);
-    let aead = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, cek).map_err(|_| Error::DecryptionFailed)?);
+    let aead =
+        LessSafeKey::new(UnboundKey::new(&AES_256_GCM, cek).map_err(|_| Error::DecryptionFailed)?);
     let nonce = Nonce::try_assume_unique_for_key(&iv).map_err(|_| Error::DecryptionFailed)?;
     let jws = aead
         .open_in_place(nonce, Aad::from(h64.as_bytes()), &mut data)
         .map_err(|_| Error::DecryptionFailed)?;
     let jws = std::str::from_utf8(jws).map_err(|_| Error::Malformed("inner JWS"))?;
     let (jh, jp, js) = crate::dpop::split_compact(jws)?;
-    let jws_header: JwsHeader = serde_json::from_slice(&b64::url_decode(jh)?).map_err(|_| Error::Malformed("JWS header"))?;
+    let jws_header: JwsHeader = serde_json::from_slice(&b64::url_decode(jh)?)
+        .map_err(|_| Error::Malformed("JWS header"))?;
     if jws_header.alg != "ES256" {
         return Err(Error::Unsupported("JWS algorithm (expected ES256)"));
     }
@@ -91,7 +100,8 @@ pub fn decode(token: &str, keys: &Keys) -> Result<Value> {
     keys.verification
         .verify_sig(&jws.as_bytes()[..jh.len() + 1 + jp.len()], &signature)
         .map_err(|_| Error::SignatureInvalid("integrity token signature"))?;
-    serde_json::from_slice(&b64::url_decode(jp)?).map_err(|_| Error::Malformed("integrity token payload"))
+    serde_json::from_slice(&b64::url_decode(jp)?)
+        .map_err(|_| Error::Malformed("integrity token payload"))
 }
 
 /// What the verdict must say.
@@ -124,14 +134,26 @@ pub fn check(payload: &Value, expect: &Expectation<'_>) -> Result<()> {
     if s(payload, &["requestDetails", "requestPackageName"]) != Some(expect.package_name) {
         return fail(Error::IdentityInvalid("requestPackageName"));
     }
-    let bound = [s(payload, &["requestDetails", "requestHash"]), s(payload, &["requestDetails", "nonce"])]
-        .into_iter()
-        .flatten()
-        .any(|v| crate::secret::ct_eq(v.trim_end_matches('=').as_bytes(), expect.request_binding.as_bytes()));
+    let bound = [
+        s(payload, &["requestDetails", "requestHash"]),
+        s(payload, &["requestDetails", "nonce"]),
+    ]
+    .into_iter()
+    .flatten()
+    .any(|v| {
+        crate::secret::ct_eq(
+            v.trim_end_matches('=').as_bytes(),
+            expect.request_binding.as_bytes(),
+        )
+    });
     if !bound {
-        return fail(Error::IdentityInvalid("request binding (requestHash or nonce)"));
+        return fail(Error::IdentityInvalid(
+            "request binding (requestHash or nonce)",
+        ));
     }
-    let ts: i64 = s(payload, &["requestDetails", "timestampMillis"]).and_then(|t| t.parse().ok()).unwrap_or(i64::MIN);
+    let ts: i64 = s(payload, &["requestDetails", "timestampMillis"])
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(i64::MIN);
     if ts > expect.now_ms + 60_000 || expect.now_ms - ts > expect.max_age_ms {
         return fail(Error::IdentityInvalid("token not fresh"));
     }
@@ -142,17 +164,28 @@ pub fn check(payload: &Value, expect: &Expectation<'_>) -> Result<()> {
         return fail(Error::IdentityInvalid("appIntegrity.packageName"));
     }
     if !expect.certificate_digests.is_empty() {
-        let digests = payload["appIntegrity"]["certificateSha256Digest"].as_array().cloned().unwrap_or_default();
-        let known = digests
-            .iter()
-            .filter_map(Value::as_str)
-            .any(|d| expect.certificate_digests.iter().any(|e| e.trim_end_matches('=') == d.trim_end_matches('=')));
+        let digests = payload["appIntegrity"]["certificateSha256Digest"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let known = digests.iter().filter_map(Value::as_str).any(|d| {
+            expect
+                .certificate_digests
+                .iter()
+                .any(|e| e.trim_end_matches('=') == d.trim_end_matches('='))
+        });
         if !known {
             return fail(Error::IdentityInvalid("certificateSha256Digest"));
         }
     }
-    let verdicts = payload["deviceIntegrity"]["deviceRecognitionVerdict"].as_array().cloned().unwrap_or_default();
-    if !verdicts.iter().any(|v| v.as_str() == Some(expect.device_verdict)) {
+    let verdicts = payload["deviceIntegrity"]["deviceRecognitionVerdict"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    if !verdicts
+        .iter()
+        .any(|v| v.as_str() == Some(expect.device_verdict))
+    {
         return fail(Error::IdentityInvalid("deviceRecognitionVerdict"));
     }
     Ok(())

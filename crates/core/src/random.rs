@@ -11,7 +11,9 @@ use crate::{Error, Result};
 /// [`Error::Crypto`] if the system RNG fails.
 pub fn array<const N: usize>() -> Result<[u8; N]> {
     let mut out = [0u8; N];
-    SystemRandom::new().fill(&mut out).map_err(|_| Error::Crypto)?;
+    SystemRandom::new()
+        .fill(&mut out)
+        .map_err(|_| Error::Crypto)?;
     Ok(out)
 }
 
@@ -21,7 +23,9 @@ pub fn array<const N: usize>() -> Result<[u8; N]> {
 /// [`Error::Crypto`] if the system RNG fails.
 pub fn secret(len: usize) -> Result<SecretBytes> {
     let mut out = vec![0u8; len];
-    SystemRandom::new().fill(&mut out).map_err(|_| Error::Crypto)?;
+    SystemRandom::new()
+        .fill(&mut out)
+        .map_err(|_| Error::Crypto)?;
     Ok(SecretBytes::new(out))
 }
 
@@ -31,7 +35,9 @@ pub fn secret(len: usize) -> Result<SecretBytes> {
 /// [`Error::Crypto`] if the system RNG fails.
 pub fn token(bytes: usize) -> Result<String> {
     let mut out = vec![0u8; bytes];
-    SystemRandom::new().fill(&mut out).map_err(|_| Error::Crypto)?;
+    SystemRandom::new()
+        .fill(&mut out)
+        .map_err(|_| Error::Crypto)?;
     Ok(crate::b64::url_encode(out))
 }
 

@@ -77,8 +77,14 @@ mod tests {
     fn round_trip_and_binding() {
         let key = DataKey::new(&[9u8; 32]).expect("key");
         let sealed = key.seal(b"device-1", b"hmac secret").expect("seal");
-        assert_eq!(key.open(b"device-1", &sealed).expect("open").expose(), b"hmac secret");
-        assert_eq!(key.open(b"device-2", &sealed).map(|_| ()), Err(Error::DecryptionFailed));
+        assert_eq!(
+            key.open(b"device-1", &sealed).expect("open").expose(),
+            b"hmac secret"
+        );
+        assert_eq!(
+            key.open(b"device-2", &sealed).map(|_| ()),
+            Err(Error::DecryptionFailed)
+        );
         let other = DataKey::new(&[8u8; 32]).expect("key");
         assert!(other.open(b"device-1", &sealed).is_err());
         let mut flipped = sealed.clone();

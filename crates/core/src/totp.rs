@@ -28,9 +28,18 @@ pub fn hotp(secret: &[u8], counter: u64, digits: u32, hash: Hash) -> String {
     let mac = tag.as_ref();
     // Dynamic truncation: the low nibble of the last byte picks a 4-byte window.
     let offset = usize::from(mac[mac.len() - 1] & 0x0f);
-    let binary = u32::from_be_bytes([mac[offset] & 0x7f, mac[offset + 1], mac[offset + 2], mac[offset + 3]]);
+    let binary = u32::from_be_bytes([
+        mac[offset] & 0x7f,
+        mac[offset + 1],
+        mac[offset + 2],
+        mac[offset + 3],
+    ]);
     let modulus = 10u64.pow(digits);
-    format!("{:0width$}", u64::from(binary) % modulus, width = digits as usize)
+    format!(
+        "{:0width$}",
+        u64::from(binary) % modulus,
+        width = digits as usize
+    )
 }
 
 /// The TOTP time step (RFC 6238 section 4.2) for `unix_time` with step `step` and T0 = 0.
@@ -59,7 +68,10 @@ mod tests {
         let secret = v["secret_ascii"].as_str().expect("secret").as_bytes();
         for row in v["table"].as_array().expect("table") {
             let count = row["count"].as_u64().expect("count");
-            assert_eq!(hotp(secret, count, 6, Hash::Sha1), row["hotp_6_digits"].as_str().expect("otp"));
+            assert_eq!(
+                hotp(secret, count, 6, Hash::Sha1),
+                row["hotp_6_digits"].as_str().expect("otp")
+            );
         }
     }
 
@@ -76,7 +88,11 @@ mod tests {
             };
             let secret = v["seeds_ascii"][seed].as_str().expect("seed").as_bytes();
             let t = row["time_sec"].as_i64().expect("time");
-            assert_eq!(totp(secret, t, 30, 8, hash), row["totp_8_digits"].as_str().expect("otp"), "{row}");
+            assert_eq!(
+                totp(secret, t, 30, 8, hash),
+                row["totp_8_digits"].as_str().expect("otp"),
+                "{row}"
+            );
         }
     }
 }

@@ -56,12 +56,20 @@ pub struct Page {
 ///
 /// # Errors
 /// `422` for a limit over the maximum, `503` when the store is down.
-pub async fn list_devices(State(state): State<AppState>, Query(page): Query<Page>) -> Result<Json<serde_json::Value>, ApiError> {
+pub async fn list_devices(
+    State(state): State<AppState>,
+    Query(page): Query<Page>,
+) -> Result<Json<serde_json::Value>, ApiError> {
     let limit = page.limit.unwrap_or(100);
     if limit == 0 || limit > MAX_PAGE {
-        return Err(ApiError::validation(format!("limit must be 1..={MAX_PAGE}")));
+        return Err(ApiError::validation(format!(
+            "limit must be 1..={MAX_PAGE}"
+        )));
     }
-    let devices = state.store.list_devices(limit, page.offset.unwrap_or(0)).await?;
+    let devices = state
+        .store
+        .list_devices(limit, page.offset.unwrap_or(0))
+        .await?;
     let views: Vec<DeviceView> = devices.iter().map(DeviceView::from).collect();
     Ok(Json(serde_json::json!({ "devices": views })))
 }
@@ -70,8 +78,15 @@ pub async fn list_devices(State(state): State<AppState>, Query(page): Query<Page
 ///
 /// # Errors
 /// `404` for an unknown device.
-pub async fn get_device(State(state): State<AppState>, Path(id): Path<Uuid>) -> Result<Json<DeviceView>, ApiError> {
-    let device = state.store.device(id).await?.ok_or_else(ApiError::not_found)?;
+pub async fn get_device(
+    State(state): State<AppState>,
+    Path(id): Path<Uuid>,
+) -> Result<Json<DeviceView>, ApiError> {
+    let device = state
+        .store
+        .device(id)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
     Ok(Json(DeviceView::from(&device)))
 }
 
@@ -79,14 +94,21 @@ pub async fn get_device(State(state): State<AppState>, Path(id): Path<Uuid>) -> 
 ///
 /// # Errors
 /// `404` for an unknown device.
-pub async fn revoke_device(State(state): State<AppState>, Path(id): Path<Uuid>) -> Result<Json<DeviceView>, ApiError> {
+pub async fn revoke_device(
+    State(state): State<AppState>,
+    Path(id): Path<Uuid>,
+) -> Result<Json<DeviceView>, ApiError> {
     if !state.store.revoke_device(id, state.now()).await? {
         return Err(ApiError::not_found());
     }
     // Take effect on this instance at once; others see it within the device cache TTL.
     state.device_cache.clear();
     tracing::info!(device = %id, "device revoked by admin");
-    let device = state.store.device(id).await?.ok_or_else(ApiError::not_found)?;
+    let device = state
+        .store
+        .device(id)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
     Ok(Json(DeviceView::from(&device)))
 }
 
@@ -116,7 +138,10 @@ pub struct SmsQuery {
 ///
 /// # Errors
 /// `503` when the store is down.
-pub async fn sms_outbox(State(state): State<AppState>, Query(q): Query<SmsQuery>) -> Result<Json<serde_json::Value>, ApiError> {
+pub async fn sms_outbox(
+    State(state): State<AppState>,
+    Query(q): Query<SmsQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
     let phone = match q.phone.as_deref() {
         Some(p) => Some(crate::accounts::phone::parse(p)?.e164),
         None => None,
@@ -141,7 +166,10 @@ pub async fn sms_outbox(State(state): State<AppState>, Query(q): Query<SmsQuery>
 ///
 /// # Errors
 /// `503` when the store is down.
-pub async fn sms_messages(State(state): State<AppState>, Query(q): Query<SmsQuery>) -> Result<Json<serde_json::Value>, ApiError> {
+pub async fn sms_messages(
+    State(state): State<AppState>,
+    Query(q): Query<SmsQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
     let phone = match q.phone.as_deref() {
         Some(p) => Some(crate::accounts::phone::parse(p)?.e164),
         None => None,
@@ -160,7 +188,9 @@ pub async fn sms_messages(State(state): State<AppState>, Query(q): Query<SmsQuer
             })
         })
         .collect();
-    Ok(Json(serde_json::json!({ "messages": messages, "blocked_since_start": state.sms_guard.blocked.load(std::sync::atomic::Ordering::Relaxed) })))
+    Ok(Json(
+        serde_json::json!({ "messages": messages, "blocked_since_start": state.sms_guard.blocked.load(std::sync::atomic::Ordering::Relaxed) }),
+    ))
 }
 
 /// `POST /admin/v1/keys/rotate`: new access-token signing key; the old one keeps verifying
@@ -168,8 +198,13 @@ pub async fn sms_messages(State(state): State<AppState>, Query(q): Query<SmsQuer
 ///
 /// # Errors
 /// `503` when the store is down.
-pub async fn rotate_keys(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
-    let kid = state.tokens.rotate(&*state.accounts, &state.keys, state.now()).await?;
+pub async fn rotate_keys(
+    State(state): State<AppState>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let kid = state
+        .tokens
+        .rotate(&*state.accounts, &state.keys, state.now())
+        .await?;
     Ok(Json(serde_json::json!({ "kid": kid })))
 }
 
@@ -212,36 +247,63 @@ pub async fn register_app(
 ///
 /// # Errors
 /// `422` for bad labels or an empty package, `409` if registered already.
-pub async fn register(state: &AppState, app_id: &str, version: &str, bytes: &[u8]) -> Result<serde_json::Value, ApiError> {
+pub async fn register(
+    state: &AppState,
+    app_id: &str,
+    version: &str,
+    bytes: &[u8],
+) -> Result<serde_json::Value, ApiError> {
     let ok = |s: &str| (1..=128).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_graphic());
     if !ok(app_id) || !ok(version) || bytes.is_empty() {
-        return Err(ApiError::validation("app id and version must be 1-128 visible characters, and the package not empty"));
+        return Err(ApiError::validation(
+            "app id and version must be 1-128 visible characters, and the package not empty",
+        ));
     }
     let sha = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes);
-    let r = state.attest.put_release(app_id, version, bytes, sha.as_ref(), state.now()).await.map_err(|e| match e {
-        moat_store::StoreError::Conflict(_) => ApiError::new(axum::http::StatusCode::CONFLICT, "conflict", "this app id and version are registered"),
-        other => other.into(),
-    })?;
+    let r = state
+        .attest
+        .put_release(app_id, version, bytes, sha.as_ref(), state.now())
+        .await
+        .map_err(|e| match e {
+            moat_store::StoreError::Conflict(_) => ApiError::new(
+                axum::http::StatusCode::CONFLICT,
+                "conflict",
+                "this app id and version are registered",
+            ),
+            other => other.into(),
+        })?;
     tracing::info!(app_id, version, size = r.size, "app package registered");
-    Ok(serde_json::json!({"app_id": r.app_id, "version": r.version, "sha256": moat_core::b64::url_encode(&r.sha256), "size": r.size, "status": r.status}))
+    Ok(
+        serde_json::json!({"app_id": r.app_id, "version": r.version, "sha256": moat_core::b64::url_encode(&r.sha256), "size": r.size, "status": r.status}),
+    )
 }
 
 /// `POST /admin/v1/apps/{app_id}/{version}/retire`
 ///
 /// # Errors
 /// `404` for an unknown package.
-pub async fn retire_app(State(state): State<AppState>, Path((app_id, version)): Path<(String, String)>) -> Result<Json<serde_json::Value>, ApiError> {
+pub async fn retire_app(
+    State(state): State<AppState>,
+    Path((app_id, version)): Path<(String, String)>,
+) -> Result<Json<serde_json::Value>, ApiError> {
     if !state.attest.retire_release(&app_id, &version).await? {
         return Err(ApiError::not_found());
     }
-    Ok(Json(serde_json::json!({"app_id": app_id, "version": version, "status": "retired"})))
+    Ok(Json(
+        serde_json::json!({"app_id": app_id, "version": version, "status": "retired"}),
+    ))
 }
 
 /// `POST /admin/v1/integrity/rotate`
 ///
 /// # Errors
 /// `503` when the store is down.
-pub async fn rotate_integrity(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
-    let kid = state.integrity.rotate(&*state.attest, &state.keys, state.now()).await?;
+pub async fn rotate_integrity(
+    State(state): State<AppState>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let kid = state
+        .integrity
+        .rotate(&*state.attest, &state.keys, state.now())
+        .await?;
     Ok(Json(serde_json::json!({ "kid": kid })))
 }

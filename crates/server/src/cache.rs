@@ -27,7 +27,10 @@ pub struct TtlCache<V> {
 impl<V: Clone> TtlCache<V> {
     /// A cache holding about `capacity` entries.
     pub fn new(capacity: usize) -> Self {
-        Self { shards: std::array::from_fn(|_| Mutex::new(HashMap::new())), per_shard: (capacity / SHARDS).max(16) }
+        Self {
+            shards: std::array::from_fn(|_| Mutex::new(HashMap::new())),
+            per_shard: (capacity / SHARDS).max(16),
+        }
     }
 
     /// The key for `bytes`.
@@ -39,13 +42,18 @@ impl<V: Clone> TtlCache<V> {
     }
 
     fn shard(&self, key: &[u8; 32]) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], (V, i64)>> {
-        self.shards[usize::from(key[0]) % SHARDS].lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.shards[usize::from(key[0]) % SHARDS]
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The value for `key` if it has not expired at `now_ms`.
     pub fn get(&self, key: &[u8; 32], now_ms: i64) -> Option<V> {
         let shard = self.shard(key);
-        shard.get(key).filter(|(_, exp)| *exp > now_ms).map(|(v, _)| v.clone())
+        shard
+            .get(key)
+            .filter(|(_, exp)| *exp > now_ms)
+            .map(|(v, _)| v.clone())
     }
 
     /// Stores `value` until `expires_ms`.
@@ -65,7 +73,9 @@ impl<V: Clone> TtlCache<V> {
     /// Drops everything (e.g. after a revocation).
     pub fn clear(&self) {
         for s in &self.shards {
-            s.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clear();
+            s.lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clear();
         }
     }
 }
@@ -87,6 +97,9 @@ mod tests {
         let total: usize = c.shards.iter().map(|s| s.lock().expect("lock").len()).sum();
         assert!(total <= 16 * 16, "bounded: {total}");
         c.clear();
-        assert_eq!(c.get(&TtlCache::<u32>::key(&9999u32.to_be_bytes()), 0), None);
+        assert_eq!(
+            c.get(&TtlCache::<u32>::key(&9999u32.to_be_bytes()), 0),
+            None
+        );
     }
 }

@@ -29,7 +29,10 @@ pub async fn run_once(state: &AppState) -> Result<Removed, moat_store::StoreErro
     let dormant_before = now - state.config.dormant_days * 86_400;
     let store = state.store.cleanup(now, dormant_before).await?;
     // Sent and failed SMS stay a week for the operator to look at.
-    let account_rows = state.accounts.cleanup_accounts(now, now - 7 * 86_400).await?;
+    let account_rows = state
+        .accounts
+        .cleanup_accounts(now, now - 7 * 86_400)
+        .await?;
     let replay_entries = state.replay.purge(now).await;
     state.sms_guard.purge(now);
     state.challenges.purge(now);
@@ -42,7 +45,11 @@ pub async fn run_once(state: &AppState) -> Result<Removed, moat_store::StoreErro
         account_rows,
         "cleanup removed"
     );
-    Ok(Removed { store, replay_entries, account_rows })
+    Ok(Removed {
+        store,
+        replay_entries,
+        account_rows,
+    })
 }
 
 /// Runs the job every `cleanup.interval` and flushes last-use times every minute, until

@@ -589,7 +589,10 @@ impl Config {
                 "server.public_base_url: `{public_base_url}` must be an http(s) URL without query"
             ));
         }
-        let data_dir = raw.server.data_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+        let data_dir = raw
+            .server
+            .data_dir
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
         let store_url = raw
             .store
             .url
@@ -605,27 +608,41 @@ impl Config {
         }
         let tls = match &raw.server.tls {
             None => None,
-            Some(t) => match (t.get("cert").and_then(|v| v.as_str()), t.get("key").and_then(|v| v.as_str())) {
-                (Some(cert), Some(key)) if t.len() == 2 => Some(TlsConfig { cert: cert.into(), key: key.into() }),
+            Some(t) => match (
+                t.get("cert").and_then(|v| v.as_str()),
+                t.get("key").and_then(|v| v.as_str()),
+            ) {
+                (Some(cert), Some(key)) if t.len() == 2 => Some(TlsConfig {
+                    cert: cert.into(),
+                    key: key.into(),
+                }),
                 _ => {
-                    errors.push("server.tls: needs exactly `cert` and `key` (PEM file paths)".into());
+                    errors
+                        .push("server.tls: needs exactly `cert` and `key` (PEM file paths)".into());
                     None
                 }
             },
         };
         if raw.firebase.is_some() {
-            errors.push("firebase: the Firebase identity and delivery are not available in this build".into());
+            errors.push(
+                "firebase: the Firebase identity and delivery are not available in this build"
+                    .into(),
+            );
         }
         match raw.delivery.channel.as_deref() {
             None | Some("builtin") => {}
-            Some(other) => errors.push(format!("delivery.channel: `{other}` is not available (use builtin)")),
+            Some(other) => errors.push(format!(
+                "delivery.channel: `{other}` is not available (use builtin)"
+            )),
         }
         let twilio = &raw.sms.twilio;
         let webhook = &raw.sms.webhook;
         let sender = match raw.sms.sender.as_deref() {
             None | Some("outbox") => SmsSenderConfig::Outbox,
             Some("twilio") => {
-                let (Some(sid), Some(token)) = (twilio.account_sid.clone(), twilio.auth_token.clone()) else {
+                let (Some(sid), Some(token)) =
+                    (twilio.account_sid.clone(), twilio.auth_token.clone())
+                else {
                     errors.push("sms.twilio: account_sid and auth_token (env:NAME or file:PATH) are required".into());
                     return Err(ConfigError(errors));
                 };
@@ -633,7 +650,10 @@ impl Config {
                     errors.push("sms.twilio: set `from` or `messaging_service_sid`".into());
                 }
                 SmsSenderConfig::Twilio {
-                    base_url: twilio.base_url.clone().unwrap_or_else(|| "https://api.twilio.com".into()),
+                    base_url: twilio
+                        .base_url
+                        .clone()
+                        .unwrap_or_else(|| "https://api.twilio.com".into()),
                     account_sid: sid,
                     auth_token: token,
                     from: twilio.from.clone(),
@@ -644,18 +664,27 @@ impl Config {
             Some("webhook") => match (webhook.url.clone(), webhook.secret.clone()) {
                 (Some(url), Some(secret)) => SmsSenderConfig::Webhook { url, secret },
                 _ => {
-                    errors.push("sms.webhook: url and secret (env:NAME or file:PATH) are required".into());
+                    errors.push(
+                        "sms.webhook: url and secret (env:NAME or file:PATH) are required".into(),
+                    );
                     SmsSenderConfig::Outbox
                 }
             },
             Some(other) => {
-                errors.push(format!("sms.sender: `{other}` is not outbox, twilio or webhook"));
+                errors.push(format!(
+                    "sms.sender: `{other}` is not outbox, twilio or webhook"
+                ));
                 SmsSenderConfig::Outbox
             }
         };
-        for reference in [twilio.auth_token.as_deref(), webhook.secret.as_deref()].into_iter().flatten() {
+        for reference in [twilio.auth_token.as_deref(), webhook.secret.as_deref()]
+            .into_iter()
+            .flatten()
+        {
             if !(reference.starts_with("env:") || reference.starts_with("file:")) {
-                errors.push("sms: secrets must be references (env:NAME or file:PATH), not values".into());
+                errors.push(
+                    "sms: secrets must be references (env:NAME or file:PATH), not values".into(),
+                );
             }
         }
         let defaults = crate::sms::guard::Limits::default();
@@ -664,7 +693,10 @@ impl Config {
             per_phone_hour: raw.sms.per_phone_hour.unwrap_or(defaults.per_phone_hour),
             per_device_hour: raw.sms.per_device_hour.unwrap_or(defaults.per_device_hour),
             per_ip_hour: raw.sms.per_ip_hour.unwrap_or(defaults.per_ip_hour),
-            per_country_hour: raw.sms.per_country_hour.unwrap_or(defaults.per_country_hour),
+            per_country_hour: raw
+                .sms
+                .per_country_hour
+                .unwrap_or(defaults.per_country_hour),
             global_hour: raw.sms.global_hour.unwrap_or(defaults.global_hour),
             allowed_countries: raw.sms.allowed_countries.clone().unwrap_or_default(),
         };
@@ -683,12 +715,16 @@ impl Config {
         for p in raw.server.trusted_proxies.clone().unwrap_or_default() {
             match p.parse() {
                 Ok(ip) => trusted_proxies.push(ip),
-                Err(_) => errors.push(format!("server.trusted_proxies: `{p}` is not an IP address")),
+                Err(_) => errors.push(format!(
+                    "server.trusted_proxies: `{p}` is not an IP address"
+                )),
             }
         }
         for id in raw.enrollment.identity.as_deref().unwrap_or(&[]) {
             if id != "installation" {
-                errors.push(format!("enrollment.identity: `{id}` is not available (use installation)"));
+                errors.push(format!(
+                    "enrollment.identity: `{id}` is not available (use installation)"
+                ));
             }
         }
         let mode = match raw.enrollment.mode.as_deref().unwrap_or("dynamic") {
@@ -696,27 +732,35 @@ impl Config {
             "dynamic" => Mode::Dynamic,
             "otp" => Mode::Otp,
             other => {
-                errors.push(format!("enrollment.mode: `{other}` is not static, dynamic or otp"));
+                errors.push(format!(
+                    "enrollment.mode: `{other}` is not static, dynamic or otp"
+                ));
                 Mode::Dynamic
             }
         };
         if let Some(key) = &raw.enrollment.static_key
-            && key.len() < 32 {
-                errors.push("enrollment.static_key: must be at least 32 characters".into());
-            }
+            && key.len() < 32
+        {
+            errors.push("enrollment.static_key: must be at least 32 characters".into());
+        }
         if let Some(token) = &raw.admin.token
-            && token.len() < 32 {
-                errors.push("admin.token: must be at least 32 characters".into());
-            }
-        let integrity_secret = raw.integrity.secret.as_deref().and_then(|s| {
-            match moat_core::b64::url_decode(s) {
-                Ok(bytes) if bytes.len() >= 32 => Some(bytes),
-                _ => {
-                    errors.push("integrity.secret: must be base64url of at least 32 bytes".into());
-                    None
-                }
-            }
-        });
+            && token.len() < 32
+        {
+            errors.push("admin.token: must be at least 32 characters".into());
+        }
+        let integrity_secret =
+            raw.integrity
+                .secret
+                .as_deref()
+                .and_then(|s| match moat_core::b64::url_decode(s) {
+                    Ok(bytes) if bytes.len() >= 32 => Some(bytes),
+                    _ => {
+                        errors.push(
+                            "integrity.secret: must be base64url of at least 32 bytes".into(),
+                        );
+                        None
+                    }
+                });
         let mut positive = |value: Option<i64>, default: i64, key: &str| {
             let v = value.unwrap_or(default);
             if v <= 0 {
@@ -724,18 +768,54 @@ impl Config {
             }
             v
         };
-        let otp_ttl = positive(raw.enrollment.otp_ttl, DEFAULT_MAILBOX_TTL, "enrollment.otp_ttl");
-        let mailbox_ttl = positive(raw.enrollment.mailbox_ttl, DEFAULT_MAILBOX_TTL, "enrollment.mailbox_ttl");
-        let otp_max_attempts = positive(raw.enrollment.otp_max_attempts, 5, "enrollment.otp_max_attempts");
+        let otp_ttl = positive(
+            raw.enrollment.otp_ttl,
+            DEFAULT_MAILBOX_TTL,
+            "enrollment.otp_ttl",
+        );
+        let mailbox_ttl = positive(
+            raw.enrollment.mailbox_ttl,
+            DEFAULT_MAILBOX_TTL,
+            "enrollment.mailbox_ttl",
+        );
+        let otp_max_attempts = positive(
+            raw.enrollment.otp_max_attempts,
+            5,
+            "enrollment.otp_max_attempts",
+        );
         let integrity_ttl = positive(raw.integrity.ttl, 300, "integrity.ttl");
-        let dormant_days = positive(raw.cleanup.dormant_days, DEFAULT_DORMANT_DAYS, "cleanup.dormant_days");
-        let signature_max_skew = positive(raw.signature.max_skew, DEFAULT_SIGNATURE_SKEW, "signature.max_skew");
-        let dpop_max_skew = positive(raw.signature.dpop_max_skew, DEFAULT_DPOP_SKEW, "signature.dpop_max_skew");
+        let dormant_days = positive(
+            raw.cleanup.dormant_days,
+            DEFAULT_DORMANT_DAYS,
+            "cleanup.dormant_days",
+        );
+        let signature_max_skew = positive(
+            raw.signature.max_skew,
+            DEFAULT_SIGNATURE_SKEW,
+            "signature.max_skew",
+        );
+        let dpop_max_skew = positive(
+            raw.signature.dpop_max_skew,
+            DEFAULT_DPOP_SKEW,
+            "signature.dpop_max_skew",
+        );
         let code_ttl = positive(raw.sms.code_ttl, 600, "sms.code_ttl");
         let access_ttl = positive(raw.accounts.access_ttl, 900, "accounts.access_ttl");
-        let refresh_ttl = positive(raw.accounts.refresh_ttl, 30 * 86_400, "accounts.refresh_ttl");
-        let login_lock_after = positive(raw.accounts.login_lock_after, 10, "accounts.login_lock_after");
-        let login_lock_seconds = positive(raw.accounts.login_lock_seconds, 900, "accounts.login_lock_seconds");
+        let refresh_ttl = positive(
+            raw.accounts.refresh_ttl,
+            30 * 86_400,
+            "accounts.refresh_ttl",
+        );
+        let login_lock_after = positive(
+            raw.accounts.login_lock_after,
+            10,
+            "accounts.login_lock_after",
+        );
+        let login_lock_seconds = positive(
+            raw.accounts.login_lock_seconds,
+            900,
+            "accounts.login_lock_seconds",
+        );
         let cleanup_interval = raw.cleanup.interval.unwrap_or(DEFAULT_CLEANUP_INTERVAL);
         if cleanup_interval == 0 {
             errors.push("cleanup.interval: must be positive".into());
@@ -745,7 +825,11 @@ impl Config {
             errors.push("server.max_body_bytes: must be between 1 and 64 MiB".into());
         }
         let request_timeout = Duration::from_secs(raw.server.request_timeout.unwrap_or(30).max(1));
-        let rsa_pool_size = raw.enrollment.rsa_pool_size.unwrap_or(DEFAULT_RSA_POOL).clamp(1, 4096);
+        let rsa_pool_size = raw
+            .enrollment
+            .rsa_pool_size
+            .unwrap_or(DEFAULT_RSA_POOL)
+            .clamp(1, 4096);
 
         let mut routes = Vec::new();
         let mut upstreams = Vec::new();
@@ -793,7 +877,10 @@ impl Config {
                 _ => errors.push(format!("route[{i}]: needs either `path` (a built-in endpoint) or `prefix` and `upstream`")),
             }
         }
-        let mut prefixes: Vec<&str> = upstreams.iter().map(|u: &crate::gateway::UpstreamConfig| u.prefix.as_str()).collect();
+        let mut prefixes: Vec<&str> = upstreams
+            .iter()
+            .map(|u: &crate::gateway::UpstreamConfig| u.prefix.as_str())
+            .collect();
         prefixes.sort_unstable();
         if prefixes.windows(2).any(|w| w[0] == w[1]) {
             errors.push("route: two upstream routes have the same prefix".into());
@@ -802,16 +889,22 @@ impl Config {
         let issuers = raw
             .issuers
             .into_iter()
-            .map(|i| crate::issuers::IssuerConfig { issuer: i.issuer, jwks_url: i.jwks_url, audience: i.audience })
+            .map(|i| crate::issuers::IssuerConfig {
+                issuer: i.issuer,
+                jwks_url: i.jwks_url,
+                audience: i.audience,
+            })
             .collect();
 
         if !errors.is_empty() {
             return Err(ConfigError(errors));
         }
         if let Some(a) = &raw.attestation.app_attest
-            && !["production", "development", "any"].contains(&a.environment.as_str()) {
-                errors.push("attestation.app_attest.environment: production, development or any".into());
-            }
+            && !["production", "development", "any"].contains(&a.environment.as_str())
+        {
+            errors
+                .push("attestation.app_attest.environment: production, development or any".into());
+        }
         if !errors.is_empty() {
             return Err(ConfigError(errors));
         }
@@ -865,18 +958,24 @@ impl Config {
 
     /// The rate limit of a built-in endpoint, if configured.
     pub fn rate_limit(&self, path: &str) -> Option<crate::gateway::RateLimit> {
-        self.routes.iter().find(|r| r.path == path).and_then(|r| r.rate_limit)
+        self.routes
+            .iter()
+            .find(|r| r.path == path)
+            .and_then(|r| r.rate_limit)
     }
 
     /// The policy of a built-in protected endpoint.
     pub fn policy(&self, path: &str) -> Vec<Requirement> {
-        self.routes
-            .iter()
-            .find(|r| r.path == path)
-            .map_or_else(
-                || if path == "/api/me" { vec![Requirement::User] } else { vec![Requirement::Device] },
-                |r| r.require.clone(),
-            )
+        self.routes.iter().find(|r| r.path == path).map_or_else(
+            || {
+                if path == "/api/me" {
+                    vec![Requirement::User]
+                } else {
+                    vec![Requirement::Device]
+                }
+            },
+            |r| r.require.clone(),
+        )
     }
 }
 
@@ -894,18 +993,35 @@ fn parse_rate_limit(t: &toml::Table) -> Result<crate::gateway::RateLimit, String
         Some(toml::Value::Float(f)) => *f,
         _ => return Err("per_second is required".into()),
     };
-    let burst = t.get("burst").and_then(toml::Value::as_integer).unwrap_or(per_second.ceil() as i64);
+    let burst = t
+        .get("burst")
+        .and_then(toml::Value::as_integer)
+        .unwrap_or(per_second.ceil() as i64);
     if !(per_second > 0.0 && per_second <= 1_000_000.0 && (1..=1_000_000).contains(&burst)) {
         return Err("per_second and burst must be positive".into());
     }
-    if t.keys().any(|k| !["key", "per_second", "burst"].contains(&k.as_str())) {
+    if t.keys()
+        .any(|k| !["key", "per_second", "burst"].contains(&k.as_str()))
+    {
         return Err("only key, per_second and burst are allowed".into());
     }
-    Ok(RateLimit { key, per_second, burst: u32::try_from(burst).unwrap_or(1) })
+    Ok(RateLimit {
+        key,
+        per_second,
+        burst: u32::try_from(burst).unwrap_or(1),
+    })
 }
 
 /// Path prefixes an upstream route may not take: Moat's own endpoints.
-const RESERVED_PREFIXES: [&str; 7] = ["/v1", "/api", "/admin", "/.well-known", "/healthz", "/readyz", "/openapi.json"];
+const RESERVED_PREFIXES: [&str; 7] = [
+    "/v1",
+    "/api",
+    "/admin",
+    "/.well-known",
+    "/healthz",
+    "/readyz",
+    "/openapi.json",
+];
 
 #[allow(clippy::too_many_arguments)]
 fn parse_upstream(
@@ -925,19 +1041,36 @@ fn parse_upstream(
     let prefix_ok = prefix.starts_with('/')
         && prefix.len() > 1
         && !prefix.ends_with('/')
-        && prefix.bytes().all(|b| b.is_ascii_alphanumeric() || b"/-_.~".contains(&b))
+        && prefix
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/-_.~".contains(&b))
         && crate::gateway::path::check_rest(&prefix).is_ok();
     if !prefix_ok {
         errors.push(format!("route[{i}]: prefix `{prefix}` must start with /, not end with /, and use plain path characters"));
     }
-    if RESERVED_PREFIXES.iter().any(|r| prefix == *r || prefix.starts_with(&format!("{r}/"))) {
-        errors.push(format!("route[{i}]: prefix `{prefix}` is reserved for Moat's own endpoints"));
+    if RESERVED_PREFIXES
+        .iter()
+        .any(|r| prefix == *r || prefix.starts_with(&format!("{r}/")))
+    {
+        errors.push(format!(
+            "route[{i}]: prefix `{prefix}` is reserved for Moat's own endpoints"
+        ));
     }
     let url = match reqwest::Url::parse(upstream) {
-        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() && u.query().is_none() && u.fragment().is_none()
-            && u.username().is_empty() && u.password().is_none() => Some(u),
+        Ok(u)
+            if matches!(u.scheme(), "http" | "https")
+                && u.host_str().is_some()
+                && u.query().is_none()
+                && u.fragment().is_none()
+                && u.username().is_empty()
+                && u.password().is_none() =>
+        {
+            Some(u)
+        }
         _ => {
-            errors.push(format!("route[{i}]: upstream must be an http(s) URL without credentials, query or fragment"));
+            errors.push(format!(
+                "route[{i}]: upstream must be an http(s) URL without credentials, query or fragment"
+            ));
             None
         }
     };
@@ -946,11 +1079,13 @@ fn parse_upstream(
     }
     let methods = methods.map(|list| {
         list.iter()
-            .filter_map(|m| match axum::http::Method::from_bytes(m.to_ascii_uppercase().as_bytes()) {
-                Ok(m) => Some(m),
-                Err(_) => {
-                    errors.push(format!("route[{i}]: `{m}` is not a method"));
-                    None
+            .filter_map(|m| {
+                match axum::http::Method::from_bytes(m.to_ascii_uppercase().as_bytes()) {
+                    Ok(m) => Some(m),
+                    Err(_) => {
+                        errors.push(format!("route[{i}]: `{m}` is not a method"));
+                        None
+                    }
                 }
             })
             .collect()
@@ -965,8 +1100,12 @@ fn parse_upstream(
     let mut query = Vec::new();
     for (name, value) in inject_query.unwrap_or_default() {
         match value.as_str() {
-            Some(v) if v.starts_with("env:") || v.starts_with("file:") => query.push((name, v.to_owned())),
-            _ => errors.push(format!("route[{i}]: inject_query.{name} must be \"env:NAME\" or \"file:PATH\"")),
+            Some(v) if v.starts_with("env:") || v.starts_with("file:") => {
+                query.push((name, v.to_owned()))
+            }
+            _ => errors.push(format!(
+                "route[{i}]: inject_query.{name} must be \"env:NAME\" or \"file:PATH\""
+            )),
         }
     }
     match (url, errors.is_empty()) {
@@ -989,8 +1128,12 @@ fn parse_upstream(
 fn overlay_env(table: &mut toml::Table, env: &dyn Source) -> Result<(), ConfigError> {
     let mut errors = Vec::new();
     for (name, value) in env.vars() {
-        let Some(rest) = name.strip_prefix("MOAT_") else { continue };
-        let Some((section, key)) = rest.split_once("__") else { continue };
+        let Some(rest) = name.strip_prefix("MOAT_") else {
+            continue;
+        };
+        let Some((section, key)) = rest.split_once("__") else {
+            continue;
+        };
         let (section, key) = (section.to_ascii_lowercase(), key.to_ascii_lowercase());
         // A value that parses as a TOML value (number, bool, array) is taken as such;
         // anything else is a string.
@@ -1008,7 +1151,11 @@ fn overlay_env(table: &mut toml::Table, env: &dyn Source) -> Result<(), ConfigEr
             _ => errors.push(format!("{name}: `{section}` is not a section")),
         }
     }
-    if errors.is_empty() { Ok(()) } else { Err(ConfigError(errors)) }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ConfigError(errors))
+    }
 }
 
 #[cfg(test)]
@@ -1016,7 +1163,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
     }
 
     #[test]
@@ -1032,8 +1182,14 @@ mod tests {
     #[test]
     fn env_overrides_file() {
         let file = "[enrollment]\nmode = \"static\"\n[[route]]\npath = \"/v1/device\"\nrequire = [\"signature\"]\n";
-        let c = Config::load(Some(file), &env(&[("MOAT_ENROLLMENT__MODE", "otp"), ("MOAT_SERVER__MAX_BODY_BYTES", "2048")]))
-            .expect("config");
+        let c = Config::load(
+            Some(file),
+            &env(&[
+                ("MOAT_ENROLLMENT__MODE", "otp"),
+                ("MOAT_SERVER__MAX_BODY_BYTES", "2048"),
+            ]),
+        )
+        .expect("config");
         assert_eq!(c.mode, Mode::Otp);
         assert_eq!(c.max_body_bytes, 2048);
         assert_eq!(c.policy("/v1/device"), vec![Requirement::Signature]);

@@ -36,8 +36,16 @@ pub struct Echo {
 
 fn describe(state: &AppState, p: &Principal) -> DeviceInfo {
     match &p.device {
-        Some(d) => DeviceInfo { device: d.id.to_string(), mode: d.mode.clone(), created_at: rfc3339(d.created_at) },
-        None => DeviceInfo { device: "static".into(), mode: "static".into(), created_at: rfc3339(state.started_at) },
+        Some(d) => DeviceInfo {
+            device: d.id.to_string(),
+            mode: d.mode.clone(),
+            created_at: rfc3339(d.created_at),
+        },
+        None => DeviceInfo {
+            device: "static".into(),
+            mode: "static".into(),
+            created_at: rfc3339(state.started_at),
+        },
     }
 }
 
@@ -63,6 +71,13 @@ pub async fn echo(
     Extension(p): Extension<Principal>,
     body: Bytes,
 ) -> Result<Json<Echo>, ApiError> {
-    let body = if body.is_empty() { Value::Null } else { parse_json(&body)? };
-    Ok(Json(Echo { device: describe(&state, &p).device, body }))
+    let body = if body.is_empty() {
+        Value::Null
+    } else {
+        parse_json(&body)?
+    };
+    Ok(Json(Echo {
+        device: describe(&state, &p).device,
+        body,
+    }))
 }

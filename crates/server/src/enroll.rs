@@ -7,7 +7,9 @@ use axum::http::{HeaderMap, Method, StatusCode};
 use moat_core::apikey::ApiKey;
 use moat_core::dpop::{self, VerifiedProof};
 use moat_core::{b64, random, totp};
-use moat_store::{Credential, Device, DeviceStatus, NewCredential, NewMailboxItem, OtpRecord, StoreError};
+use moat_store::{
+    Credential, Device, DeviceStatus, NewCredential, NewMailboxItem, OtpRecord, StoreError,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::ToSchema;
@@ -69,14 +71,24 @@ pub struct MailboxResponse {
 
 fn validate_device_id(id: &str) -> Result<(), ApiError> {
     let ok = (1..=128).contains(&id.len())
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
-    if ok { Ok(()) } else { Err(ApiError::validation("device_id must be 1-128 characters of A-Za-z0-9._:-")) }
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::validation(
+            "device_id must be 1-128 characters of A-Za-z0-9._:-",
+        ))
+    }
 }
 
 fn validate_platform(p: Option<&str>) -> Result<(), ApiError> {
     match p {
         None | Some("android" | "ios" | "other") => Ok(()),
-        Some(_) => Err(ApiError::validation("platform must be android, ios or other")),
+        Some(_) => Err(ApiError::validation(
+            "platform must be android, ios or other",
+        )),
     }
 }
 
@@ -95,13 +107,20 @@ pub async fn installation_identity(
     let (Some(value), None) = (values.next(), values.next()) else {
         return Err(ApiError::identity("exactly one DPoP header is required"));
     };
-    let proof = value.to_str().map_err(|_| ApiError::identity("DPoP header is not ASCII"))?;
+    let proof = value
+        .to_str()
+        .map_err(|_| ApiError::identity("DPoP header is not ASCII"))?;
     let now = state.now();
     let url = format!("{}{}", state.config.public_base_url, path);
     let skew = state.config.dpop_max_skew;
     let verified = dpop::verify(
         proof,
-        &dpop::Expectation { method: method.as_str(), url: &url, now, max_skew: skew },
+        &dpop::Expectation {
+            method: method.as_str(),
+            url: &url,
+            now,
+            max_skew: skew,
+        },
     )
     .map_err(|e| match e {
         moat_core::Error::Malformed(_) | moat_core::Error::Unsupported(_) => {
@@ -117,22 +136,36 @@ pub async fn installation_identity(
         .await
         .map_err(|_| ApiError::unavailable())?;
     if !fresh {
-        return Err(ApiError::new(StatusCode::UNAUTHORIZED, "replay_detected", "this DPoP proof was already used"));
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "replay_detected",
+            "this DPoP proof was already used",
+        ));
     }
     Ok(verified)
 }
 
 fn refuse_firebase(token: Option<&String>) -> Result<(), ApiError> {
     if token.is_some() {
-        return Err(ApiError::identity("the Firebase identity is not enabled on this server"));
+        return Err(ApiError::identity(
+            "the Firebase identity is not enabled on this server",
+        ));
     }
     Ok(())
 }
 
 /// Builds a sealed mailbox item. The sealed payload is bound to the item id.
-fn mailbox_item(state: &AppState, identity: &str, payload: &Value, now: i64) -> Result<NewMailboxItem, ApiError> {
+fn mailbox_item(
+    state: &AppState,
+    identity: &str,
+    payload: &Value,
+    now: i64,
+) -> Result<NewMailboxItem, ApiError> {
     let id = format!("mb_{}", random::token(16)?);
-    let sealed = state.keys.data.seal(id.as_bytes(), payload.to_string().as_bytes())?;
+    let sealed = state
+        .keys
+        .data
+        .seal(id.as_bytes(), payload.to_string().as_bytes())?;
     Ok(NewMailboxItem {
         id,
         identity: identity.to_owned(),
@@ -156,7 +189,11 @@ fn builder(
     })
 }
 
-async fn refuse_if_revoked(state: &AppState, identity: &str, device_id: &str) -> Result<(), ApiError> {
+async fn refuse_if_revoked(
+    state: &AppState,
+    identity: &str,
+    device_id: &str,
+) -> Result<(), ApiError> {
     match state.store.device_by_identity(identity, device_id).await? {
         Some(d) if d.status == DeviceStatus::Revoked => Err(ApiError::revoked()),
         Some(d) => {
@@ -173,10 +210,18 @@ fn forget_credential(state: &AppState, d: &Device) {
     use crate::cache::TtlCache;
     use crate::middleware::protect::CachedCredential;
     if let Some(lookup) = &d.credential.key_lookup {
-        state.device_cache.remove(&TtlCache::<CachedCredential>::key(format!("key\0{lookup}").as_bytes()));
+        state
+            .device_cache
+            .remove(&TtlCache::<CachedCredential>::key(
+                format!("key\0{lookup}").as_bytes(),
+            ));
     }
     if let Some(client_id) = &d.credential.client_id {
-        state.device_cache.remove(&TtlCache::<CachedCredential>::key(format!("sig\0{client_id}").as_bytes()));
+        state
+            .device_cache
+            .remove(&TtlCache::<CachedCredential>::key(
+                format!("sig\0{client_id}").as_bytes(),
+            ));
     }
 }
 
@@ -208,14 +253,21 @@ pub async fn enroll(
     match state.config.mode {
         Mode::Static => {
             let key = std::str::from_utf8(state.keys.static_key.expose()).unwrap_or_default();
-            let item = mailbox_item(&state, &identity, &json!({"kind": "api_key", "key": key}), now)?;
+            let item = mailbox_item(
+                &state,
+                &identity,
+                &json!({"kind": "api_key", "key": key}),
+                now,
+            )?;
             // No device row: the static key is the same for everyone (seed 000 section 3.1).
             state.store.put_mailbox_item(item, now).await?;
         }
         Mode::Dynamic => {
             refuse_if_revoked(&state, &identity, &req.device_id).await?;
             let (key, text) = ApiKey::generate()?;
-            let key_text = std::str::from_utf8(text.expose()).unwrap_or_default().to_owned();
+            let key_text = std::str::from_utf8(text.expose())
+                .unwrap_or_default()
+                .to_owned();
             let cred = NewCredential {
                 id: Uuid::new_v4(),
                 identity: identity.clone(),
@@ -229,10 +281,16 @@ pub async fn enroll(
                     ..Credential::default()
                 },
             };
-            let build = builder(&state, &identity, now, move |device| {
-                json!({"kind": "api_key", "key": key_text, "device": device.id})
-            });
-            let device = issued(&state, state.store.issue_credential(cred, Some(build), now).await)?;
+            let build = builder(
+                &state,
+                &identity,
+                now,
+                move |device| json!({"kind": "api_key", "key": key_text, "device": device.id}),
+            );
+            let device = issued(
+                &state,
+                state.store.issue_credential(cred, Some(build), now).await,
+            )?;
             tracing::info!(device = %device.id, mode = "dynamic", "device enrolled");
         }
         Mode::Otp => {
@@ -243,7 +301,8 @@ pub async fn enroll(
             let otp_id = format!("eo_{}", random::token(16)?);
             let expires_at = now + state.config.otp_ttl;
             let sealed = state.keys.data.seal(otp_id.as_bytes(), secret.expose())?;
-            let payload = json!({"kind": "enrollment_otp", "code": code, "expires_at": rfc3339(expires_at)});
+            let payload =
+                json!({"kind": "enrollment_otp", "code": code, "expires_at": rfc3339(expires_at)});
             let item = mailbox_item(&state, &identity, &payload, now)?;
             let record = OtpRecord {
                 id: otp_id,
@@ -259,7 +318,10 @@ pub async fn enroll(
             state.store.put_enrollment_otp(record, item, now).await?;
         }
     }
-    Ok(Json(EnrollResponse { channel: "builtin", expires_in: state.config.mailbox_ttl }))
+    Ok(Json(EnrollResponse {
+        channel: "builtin",
+        expires_in: state.config.mailbox_ttl,
+    }))
 }
 
 /// `POST /v1/enroll/confirm` (otp mode): exchanges the code for a client credential.
@@ -281,12 +343,32 @@ pub async fn confirm(
     let proof = installation_identity(&state, &headers, &method, "/v1/enroll/confirm").await?;
     let identity = proof.identity();
     if state.config.mode != Mode::Otp {
-        return Err(ApiError::new(StatusCode::CONFLICT, "conflict", "this server does not enroll in otp mode"));
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            "this server does not enroll in otp mode",
+        ));
     }
-    let otp_invalid = || ApiError::new(StatusCode::UNAUTHORIZED, "otp_invalid", "the code is not valid");
-    let locked = || ApiError::new(StatusCode::FORBIDDEN, "otp_locked", "too many wrong codes; enroll again");
+    let otp_invalid = || {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "otp_invalid",
+            "the code is not valid",
+        )
+    };
+    let locked = || {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            "otp_locked",
+            "too many wrong codes; enroll again",
+        )
+    };
     let now = state.now();
-    let record = state.store.enrollment_otp(&identity, &req.device_id).await?.ok_or_else(otp_invalid)?;
+    let record = state
+        .store
+        .enrollment_otp(&identity, &req.device_id)
+        .await?
+        .ok_or_else(otp_invalid)?;
     if record.used_at.is_some() {
         return Err(otp_invalid());
     }
@@ -294,23 +376,45 @@ pub async fn confirm(
         return Err(locked());
     }
     if record.expires_at <= now {
-        return Err(ApiError::new(StatusCode::UNAUTHORIZED, "otp_expired", "the code has expired; enroll again"));
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "otp_expired",
+            "the code has expired; enroll again",
+        ));
     }
-    let secret = state.keys.data.open(record.id.as_bytes(), &record.secret_sealed)?;
-    let expected = totp::hotp(secret.expose(), u64::try_from(record.step).unwrap_or(0), OTP_DIGITS, totp::Hash::Sha1);
+    let secret = state
+        .keys
+        .data
+        .open(record.id.as_bytes(), &record.secret_sealed)?;
+    let expected = totp::hotp(
+        secret.expose(),
+        u64::try_from(record.step).unwrap_or(0),
+        OTP_DIGITS,
+        totp::Hash::Sha1,
+    );
     if !moat_core::secret::ct_eq(expected.as_bytes(), req.otp.as_bytes()) {
         let attempts = state.store.record_otp_failure(&record.id).await?;
         tracing::info!(identity = %identity, attempts, "wrong enrollment code");
-        return Err(if attempts >= state.config.otp_max_attempts { locked() } else { otp_invalid() });
+        return Err(if attempts >= state.config.otp_max_attempts {
+            locked()
+        } else {
+            otp_invalid()
+        });
     }
     refuse_if_revoked(&state, &identity, &req.device_id).await?;
     // Take the RSA key before consuming the code, so a drained pool does not burn the code.
     let pool = state.rsa_pool.as_ref().ok_or_else(ApiError::unavailable)?;
     let rsa = pool.take().await.ok_or_else(|| {
-        tracing::warn!("rsa key pool empty: confirmations are arriving faster than keys are generated");
+        tracing::warn!(
+            "rsa key pool empty: confirmations are arriving faster than keys are generated"
+        );
         ApiError::unavailable().retry_after(2)
     })?;
-    if !state.store.consume_otp(&record.id, now, state.config.otp_max_attempts).await? {
+    if !state
+        .store
+        .consume_otp(&record.id, now, state.config.otp_max_attempts)
+        .await?
+    {
         return Err(otp_invalid());
     }
     let client_id = format!("mc_{}", random::token(16)?);
@@ -325,9 +429,19 @@ pub async fn confirm(
         platform: record.platform.clone(),
         credential: Credential {
             client_id: Some(client_id.clone()),
-            hmac_secret_sealed: Some(state.keys.data.seal(client_id.as_bytes(), hmac_secret.expose())?),
+            hmac_secret_sealed: Some(
+                state
+                    .keys
+                    .data
+                    .seal(client_id.as_bytes(), hmac_secret.expose())?,
+            ),
             rsa_kid: Some(rsa_kid.clone()),
-            rsa_private_sealed: Some(state.keys.data.seal(rsa_kid.as_bytes(), rsa.pkcs8().expose())?),
+            rsa_private_sealed: Some(
+                state
+                    .keys
+                    .data
+                    .seal(rsa_kid.as_bytes(), rsa.pkcs8().expose())?,
+            ),
             signing_jwk: Some(proof.jwk.to_json().to_string()),
             ..Credential::default()
         },
@@ -347,9 +461,15 @@ pub async fn confirm(
             "encryption_key": encryption_key,
         })
     });
-    let device = issued(&state, state.store.issue_credential(cred, Some(build), now).await)?;
+    let device = issued(
+        &state,
+        state.store.issue_credential(cred, Some(build), now).await,
+    )?;
     tracing::info!(device = %device.id, mode = "otp", "device enrolled");
-    Ok(Json(EnrollResponse { channel: "builtin", expires_in: state.config.mailbox_ttl }))
+    Ok(Json(EnrollResponse {
+        channel: "builtin",
+        expires_in: state.config.mailbox_ttl,
+    }))
 }
 
 /// `GET /v1/mailbox`: items for the caller's identity, each returned once.
@@ -363,11 +483,18 @@ pub async fn mailbox(
 ) -> Result<Json<MailboxResponse>, ApiError> {
     let proof = installation_identity(&state, &headers, &method, "/v1/mailbox").await?;
     let now = state.now();
-    let taken = state.store.take_mailbox(&proof.identity(), now, MAILBOX_READ_LIMIT).await?;
+    let taken = state
+        .store
+        .take_mailbox(&proof.identity(), now, MAILBOX_READ_LIMIT)
+        .await?;
     let mut items = Vec::with_capacity(taken.len());
     for item in taken {
-        let plain = state.keys.data.open(item.id.as_bytes(), &item.payload_sealed)?;
-        let mut value: Value = serde_json::from_slice(plain.expose()).map_err(|e| ApiError::internal(&e))?;
+        let plain = state
+            .keys
+            .data
+            .open(item.id.as_bytes(), &item.payload_sealed)?;
+        let mut value: Value =
+            serde_json::from_slice(plain.expose()).map_err(|e| ApiError::internal(&e))?;
         value["id"] = item.id.into();
         value["created_at"] = rfc3339(item.created_at).into();
         value["expires_at"] = value

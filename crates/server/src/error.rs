@@ -19,7 +19,14 @@ pub struct ApiError {
 impl ApiError {
     /// An error with a status, a stable code and a detail safe to show the client.
     pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
-        Self { status, code, detail: detail.into(), retry_after: None, extra: Vec::new(), headers: Vec::new() }
+        Self {
+            status,
+            code,
+            detail: detail.into(),
+            retry_after: None,
+            extra: Vec::new(),
+            headers: Vec::new(),
+        }
     }
 
     /// Adds a response header.
@@ -65,7 +72,11 @@ impl ApiError {
 
     /// 403 `device_revoked`.
     pub fn revoked() -> Self {
-        Self::new(StatusCode::FORBIDDEN, "device_revoked", "this device has been revoked")
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "device_revoked",
+            "this device has been revoked",
+        )
     }
 
     /// 404 `not_found`.
@@ -75,18 +86,31 @@ impl ApiError {
 
     /// 413 `body_too_large`.
     pub fn too_large(limit: usize) -> Self {
-        Self::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", format!("request body exceeds {limit} bytes"))
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("request body exceeds {limit} bytes"),
+        )
     }
 
     /// 503 `unavailable`: a dependency is down, so Moat refuses rather than guess.
     pub fn unavailable() -> Self {
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "a dependency is unavailable, try again").retry_after(1)
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "a dependency is unavailable, try again",
+        )
+        .retry_after(1)
     }
 
     /// 500 `internal`: the detail is logged, never sent.
     pub fn internal(cause: &dyn std::fmt::Display) -> Self {
         tracing::error!(error = %cause, "internal error");
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "something went wrong")
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "something went wrong",
+        )
     }
 
     /// The status.
@@ -152,7 +176,10 @@ impl IntoResponse for ApiError {
         }
         let mut response = (self.status, body.to_string()).into_response();
         let headers = response.headers_mut();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         if let Some(seconds) = self.retry_after {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));

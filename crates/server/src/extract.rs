@@ -61,7 +61,9 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
 /// # Errors
 /// `413` over the limit.
 pub async fn body_bytes(body: axum::body::Body, limit: usize) -> Result<Bytes, ApiError> {
-    axum::body::to_bytes(body, limit).await.map_err(|_| ApiError::too_large(limit))
+    axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|_| ApiError::too_large(limit))
 }
 
 /// The client's IP: the socket peer, or, when the peer is a configured trusted proxy, the
@@ -72,7 +74,10 @@ pub struct ClientIp(pub std::net::IpAddr);
 impl axum::extract::FromRequestParts<AppState> for ClientIp {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &AppState) -> Result<Self, ApiError> {
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &AppState,
+    ) -> Result<Self, ApiError> {
         let peer = parts
             .extensions
             .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
@@ -84,8 +89,16 @@ impl axum::extract::FromRequestParts<AppState> for ClientIp {
         let mut hops: Vec<std::net::IpAddr> = Vec::new();
         for value in parts.headers.get_all("x-forwarded-for") {
             let Ok(text) = value.to_str() else { continue };
-            hops.extend(text.split(',').filter_map(|h| h.trim().parse::<std::net::IpAddr>().ok()));
+            hops.extend(
+                text.split(',')
+                    .filter_map(|h| h.trim().parse::<std::net::IpAddr>().ok()),
+            );
         }
-        Ok(Self(hops.into_iter().rev().find(|ip| !trusted.contains(ip)).unwrap_or(peer)))
+        Ok(Self(
+            hops.into_iter()
+                .rev()
+                .find(|ip| !trusted.contains(ip))
+                .unwrap_or(peer),
+        ))
     }
 }

@@ -71,7 +71,11 @@ impl Issuers {
             .timeout(Duration::from_secs(5))
             .build()
             .unwrap_or_default();
-        Self { configs, cache: RwLock::new(HashMap::new()), http }
+        Self {
+            configs,
+            cache: RwLock::new(HashMap::new()),
+            http,
+        }
     }
 
     /// The configuration for `iss`, if it is one of ours.
@@ -91,8 +95,12 @@ impl Issuers {
         let set: JwkSet = response.json().await.map_err(|_| ApiError::unavailable())?;
         let mut keys = HashMap::new();
         for jwk in set.keys.iter().take(64) {
-            let (Some(kid), Some(alg)) = (&jwk.common.key_id, jwk.common.key_algorithm) else { continue };
-            let Ok(alg) = alg.to_string().parse::<Algorithm>() else { continue };
+            let (Some(kid), Some(alg)) = (&jwk.common.key_id, jwk.common.key_algorithm) else {
+                continue;
+            };
+            let Ok(alg) = alg.to_string().parse::<Algorithm>() else {
+                continue;
+            };
             if matches!(alg, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512) {
                 continue;
             }
@@ -100,7 +108,13 @@ impl Issuers {
                 keys.insert(kid.clone(), (alg, key));
             }
         }
-        self.cache.write().await.insert(cfg.issuer.clone(), Cached { keys, fetched_at: now });
+        self.cache.write().await.insert(
+            cfg.issuer.clone(),
+            Cached {
+                keys,
+                fetched_at: now,
+            },
+        );
         Ok(())
     }
 
@@ -108,14 +122,29 @@ impl Issuers {
     ///
     /// # Errors
     /// `401 token_invalid`, or `503` when the issuer's JWKS cannot be fetched.
-    pub async fn verify(&self, cfg: &IssuerConfig, token: &str, now: i64) -> Result<ExternalClaims, ApiError> {
-        let invalid = |why: &str| ApiError::new(axum::http::StatusCode::UNAUTHORIZED, "token_invalid", why.to_owned());
+    pub async fn verify(
+        &self,
+        cfg: &IssuerConfig,
+        token: &str,
+        now: i64,
+    ) -> Result<ExternalClaims, ApiError> {
+        let invalid = |why: &str| {
+            ApiError::new(
+                axum::http::StatusCode::UNAUTHORIZED,
+                "token_invalid",
+                why.to_owned(),
+            )
+        };
         let header = jsonwebtoken::decode_header(token).map_err(|_| invalid("malformed token"))?;
         let kid = header.kid.ok_or_else(|| invalid("token has no kid"))?;
         let (stale, known, last) = {
             let cache = self.cache.read().await;
             match cache.get(&cfg.issuer) {
-                Some(c) => (c.fetched_at + MAX_AGE < now, c.keys.contains_key(&kid), c.fetched_at),
+                Some(c) => (
+                    c.fetched_at + MAX_AGE < now,
+                    c.keys.contains_key(&kid),
+                    c.fetched_at,
+                ),
                 None => (true, false, i64::MIN / 2),
             }
         };
@@ -123,7 +152,10 @@ impl Issuers {
             self.fetch(cfg, now).await?;
         }
         let cache = self.cache.read().await;
-        let (alg, key) = cache.get(&cfg.issuer).and_then(|c| c.keys.get(&kid)).ok_or_else(|| invalid("unknown kid"))?;
+        let (alg, key) = cache
+            .get(&cfg.issuer)
+            .and_then(|c| c.keys.get(&kid))
+            .ok_or_else(|| invalid("unknown kid"))?;
         if header.alg != *alg {
             return Err(invalid("algorithm does not match the issuer's key"));
         }
@@ -132,7 +164,8 @@ impl Issuers {
         validation.set_audience(&[&cfg.audience]);
         validation.set_required_spec_claims(&["exp", "iss", "sub", "aud"]);
         validation.leeway = 30;
-        let data = jsonwebtoken::decode::<ExternalClaims>(token, key, &validation).map_err(|_| invalid("token rejected"))?;
+        let data = jsonwebtoken::decode::<ExternalClaims>(token, key, &validation)
+            .map_err(|_| invalid("token rejected"))?;
         Ok(data.claims)
     }
 }

@@ -21,13 +21,15 @@ use axum::Router;
 use axum::error_handling::HandleErrorLayer;
 use axum::extract::State;
 use axum::http::{HeaderName, StatusCode};
-use axum::middleware::{from_fn_with_state};
+use axum::middleware::from_fn_with_state;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use tokio::net::TcpListener;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::trace::TraceLayer;
 use utoipa::OpenApi as _;
@@ -81,12 +83,21 @@ async fn not_found() -> ApiError {
 }
 
 async fn method_not_allowed() -> ApiError {
-    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this path")
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "method not allowed on this path",
+    )
 }
 
 async fn timeout_error(err: tower::BoxError) -> ApiError {
     if err.is::<tower::timeout::error::Elapsed>() {
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "request timed out").retry_after(1)
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "request timed out",
+        )
+        .retry_after(1)
     } else {
         ApiError::internal(&err)
     }
@@ -112,7 +123,9 @@ fn upstream_routes(mut router: Router<AppState>, state: &AppState) -> Router<App
             route: Arc::from(cfg.prefix.as_str()),
         };
         let (gateway, route) = (state.gateway.clone(), route.clone());
-        let handler = move |State(st): State<AppState>, ip: extract::ClientIp, req: axum::extract::Request| {
+        let handler = move |State(st): State<AppState>,
+                            ip: extract::ClientIp,
+                            req: axum::extract::Request| {
             let (gateway, route) = (gateway.clone(), route.clone());
             async move { gateway::forward(st, gateway, route, ip, req).await }
         };
@@ -120,7 +133,10 @@ fn upstream_routes(mut router: Router<AppState>, state: &AppState) -> Router<App
         // holding just this route's two paths.
         let sub = Router::new()
             .route(&cfg.prefix, axum::routing::any(handler.clone()))
-            .route(&format!("{}/{{*rest}}", cfg.prefix), axum::routing::any(handler))
+            .route(
+                &format!("{}/{{*rest}}", cfg.prefix),
+                axum::routing::any(handler),
+            )
             .route_layer(from_fn_with_state(guard, protect));
         router = router.merge(sub);
     }
@@ -138,33 +154,53 @@ struct MakeId {
 impl MakeId {
     fn new() -> Self {
         let prefix = moat_core::random::token(6).unwrap_or_else(|_| "moat".into());
-        Self { prefix: Arc::from(prefix), counter: Arc::default() }
+        Self {
+            prefix: Arc::from(prefix),
+            counter: Arc::default(),
+        }
     }
 }
 
 impl MakeRequestId for MakeId {
     fn make_request_id<B>(&mut self, _request: &http::Request<B>) -> Option<RequestId> {
-        let n = self.counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        http::HeaderValue::from_str(&format!("{}-{n:x}", self.prefix)).ok().map(RequestId::new)
+        let n = self
+            .counter
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        http::HeaderValue::from_str(&format!("{}-{n:x}", self.prefix))
+            .ok()
+            .map(RequestId::new)
     }
 }
 
 /// Headers that carry credentials: marked sensitive so no trace layer or debug print shows
 /// their values.
-const SENSITIVE: [&str; 5] = ["authorization", "moat-device-key", "dpop", "signature", "moat-integrity"];
+const SENSITIVE: [&str; 5] = [
+    "authorization",
+    "moat-device-key",
+    "dpop",
+    "signature",
+    "moat-integrity",
+];
 
 /// Shared outer layers, outermost first: sensitive-header marking (before anything can log),
 /// request id (so every log line and response carries it), tracing, panic to 500, then the
 /// request timeout.
-fn edge<S: Clone + Send + Sync + 'static>(router: Router<S>, timeout: std::time::Duration) -> Router<S> {
+fn edge<S: Clone + Send + Sync + 'static>(
+    router: Router<S>,
+    timeout: std::time::Duration,
+) -> Router<S> {
     let request_id = HeaderName::from_static(REQUEST_ID);
     router.layer(
         ServiceBuilder::new()
-            .layer(SetSensitiveRequestHeadersLayer::new(SENSITIVE.map(HeaderName::from_static)))
+            .layer(SetSensitiveRequestHeadersLayer::new(
+                SENSITIVE.map(HeaderName::from_static),
+            ))
             .layer(SetRequestIdLayer::new(request_id.clone(), MakeId::new()))
             .layer(PropagateRequestIdLayer::new(request_id))
             .layer(TraceLayer::new_for_http())
-            .layer(CatchPanicLayer::custom(|_| ApiError::internal(&"handler panicked").into_response()))
+            .layer(CatchPanicLayer::custom(|_| {
+                ApiError::internal(&"handler panicked").into_response()
+            }))
             .layer(HandleErrorLayer::new(timeout_error))
             .layer(tower::timeout::TimeoutLayer::new(timeout)),
     )
@@ -177,17 +213,44 @@ pub fn app(state: AppState) -> Router {
     let echo = post(device::echo).route_layer(guard("/v1/device/echo"));
     let timeout = state.config.request_timeout;
     let router = Router::new()
-        .route("/api/register", post(accounts::register).route_layer(guard("/api/register")))
-        .route("/api/register/confirm", post(accounts::register_confirm).route_layer(guard("/api/register/confirm")))
-        .route("/api/resend_otp", post(accounts::resend).route_layer(guard("/api/resend_otp")))
-        .route("/api/password/reset", post(accounts::reset).route_layer(guard("/api/password/reset")))
-        .route("/api/password/reset/confirm", post(accounts::reset_confirm).route_layer(guard("/api/password/reset/confirm")))
-        .route("/api/token", post(accounts::token).route_layer(guard("/api/token")))
+        .route(
+            "/api/register",
+            post(accounts::register).route_layer(guard("/api/register")),
+        )
+        .route(
+            "/api/register/confirm",
+            post(accounts::register_confirm).route_layer(guard("/api/register/confirm")),
+        )
+        .route(
+            "/api/resend_otp",
+            post(accounts::resend).route_layer(guard("/api/resend_otp")),
+        )
+        .route(
+            "/api/password/reset",
+            post(accounts::reset).route_layer(guard("/api/password/reset")),
+        )
+        .route(
+            "/api/password/reset/confirm",
+            post(accounts::reset_confirm).route_layer(guard("/api/password/reset/confirm")),
+        )
+        .route(
+            "/api/token",
+            post(accounts::token).route_layer(guard("/api/token")),
+        )
         .route("/api/me", get(accounts::me).route_layer(guard("/api/me")))
-        .route("/v1/attest/challenge", post(attest::challenge).route_layer(guard("/v1/attest/challenge")))
-        .route("/v1/attest", post(attest::attest).route_layer(guard("/v1/attest")))
+        .route(
+            "/v1/attest/challenge",
+            post(attest::challenge).route_layer(guard("/v1/attest/challenge")),
+        )
+        .route(
+            "/v1/attest",
+            post(attest::attest).route_layer(guard("/v1/attest")),
+        )
         .route("/.well-known/jwks.json", get(accounts::jwks))
-        .route("/.well-known/moat-gateway-jwks.json", get(|State(st): State<AppState>| async move { axum::Json(st.gateway.jwks()) }))
+        .route(
+            "/.well-known/moat-gateway-jwks.json",
+            get(|State(st): State<AppState>| async move { axum::Json(st.gateway.jwks()) }),
+        )
         .route("/v1/enroll", post(enroll::enroll))
         .route("/v1/enroll/confirm", post(enroll::confirm))
         .route("/v1/mailbox", get(enroll::mailbox))
@@ -195,7 +258,10 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/device/echo", echo)
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/openapi.json", get(|| async { axum::Json(openapi::ApiDoc::openapi()) }))
+        .route(
+            "/openapi.json",
+            get(|| async { axum::Json(openapi::ApiDoc::openapi()) }),
+        )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);
     let router = upstream_routes(router, &state).with_state(state);
@@ -214,10 +280,20 @@ pub fn admin_app(state: AppState) -> Router {
         .route("/admin/v1/sms/messages", get(admin::sms_messages))
         .route("/admin/v1/keys/rotate", post(admin::rotate_keys))
         .route("/admin/v1/apps", get(admin::list_apps))
-        .route("/admin/v1/apps/{app_id}/{version}", axum::routing::put(admin::register_app).layer(axum::extract::DefaultBodyLimit::disable()))
-        .route("/admin/v1/apps/{app_id}/{version}/retire", post(admin::retire_app))
+        .route(
+            "/admin/v1/apps/{app_id}/{version}",
+            axum::routing::put(admin::register_app)
+                .layer(axum::extract::DefaultBodyLimit::disable()),
+        )
+        .route(
+            "/admin/v1/apps/{app_id}/{version}/retire",
+            post(admin::retire_app),
+        )
         .route("/admin/v1/integrity/rotate", post(admin::rotate_integrity))
-        .route_layer(from_fn_with_state(state.clone(), middleware::admin_auth::require_admin));
+        .route_layer(from_fn_with_state(
+            state.clone(),
+            middleware::admin_auth::require_admin,
+        ));
     let router = Router::new()
         .merge(authed)
         .route("/healthz", get(healthz))
@@ -257,20 +333,27 @@ pub fn sms_sender(config: &Config) -> Result<Arc<dyn sms::sender::SmsSender>, Se
     use config::SmsSenderConfig as C;
     Ok(match &config.sms.sender {
         C::Outbox => Arc::new(sms::sender::Outbox),
-        C::Twilio { base_url, account_sid, auth_token, from, messaging_service_sid, status_callback } => {
-            Arc::new(sms::sender::Twilio {
-                base_url: base_url.clone(),
-                account_sid: account_sid.clone(),
-                auth_token: secret_ref::resolve(auth_token).map_err(|e| ServerError::Setup(format!("sms.twilio.auth_token: {e}")))?,
-                from: from.clone(),
-                messaging_service_sid: messaging_service_sid.clone(),
-                status_callback: status_callback.clone(),
-                http: sms::sender::http_client(),
-            })
-        }
+        C::Twilio {
+            base_url,
+            account_sid,
+            auth_token,
+            from,
+            messaging_service_sid,
+            status_callback,
+        } => Arc::new(sms::sender::Twilio {
+            base_url: base_url.clone(),
+            account_sid: account_sid.clone(),
+            auth_token: secret_ref::resolve(auth_token)
+                .map_err(|e| ServerError::Setup(format!("sms.twilio.auth_token: {e}")))?,
+            from: from.clone(),
+            messaging_service_sid: messaging_service_sid.clone(),
+            status_callback: status_callback.clone(),
+            http: sms::sender::http_client(),
+        }),
         C::Webhook { url, secret } => Arc::new(sms::sender::Webhook {
             url: url.clone(),
-            secret: secret_ref::resolve(secret).map_err(|e| ServerError::Setup(format!("sms.webhook.secret: {e}")))?,
+            secret: secret_ref::resolve(secret)
+                .map_err(|e| ServerError::Setup(format!("sms.webhook.secret: {e}")))?,
             http: sms::sender::http_client(),
         }),
     })
@@ -286,9 +369,23 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> Result<AppSta
     // One crypto backend for JWTs too; the error only means it was installed already.
     let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
     let sender = sms_sender(&config)?;
-    let store = Arc::new(moat_store::sqlite::SqliteStore::open(&config.store_url, &moat_store::sqlite::SqliteOptions::default()).await?);
-    let state = AppState::new(config, store.clone(), store.clone(), store, sender, keys, clock)
-        .map_err(|e| ServerError::Setup(format!("starting: {}", e.detail())))?;
+    let store = Arc::new(
+        moat_store::sqlite::SqliteStore::open(
+            &config.store_url,
+            &moat_store::sqlite::SqliteOptions::default(),
+        )
+        .await?,
+    );
+    let state = AppState::new(
+        config,
+        store.clone(),
+        store.clone(),
+        store,
+        sender,
+        keys,
+        clock,
+    )
+    .map_err(|e| ServerError::Setup(format!("starting: {}", e.detail())))?;
     state
         .tokens
         .reload(&*state.accounts, &state.keys, state.now())
@@ -296,7 +393,12 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> Result<AppSta
         .map_err(|e| ServerError::Setup(format!("loading token signing keys: {}", e.code())))?;
     state
         .integrity
-        .reload(&*state.attest, &state.keys, state.keys.initial_integrity_secret.expose(), state.now())
+        .reload(
+            &*state.attest,
+            &state.keys,
+            state.keys.initial_integrity_secret.expose(),
+            state.now(),
+        )
         .await
         .map_err(|e| ServerError::Setup(format!("loading integrity secrets: {}", e.code())))?;
     Ok(state)
@@ -326,25 +428,33 @@ pub async fn run(
         wait(rx.clone()),
     ));
     let make = app(state.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    let public_srv: std::pin::Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>> = match &state.config.tls {
-        None => Box::pin(axum::serve(public, make).with_graceful_shutdown(wait(rx.clone())).into_future()),
-        Some(tls) => {
-            let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-            let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(&tls.cert, &tls.key)
-                .await
-                .map_err(|e| ServerError::Setup(format!("server.tls: {e}")))?;
-            let handle = axum_server::Handle::new();
-            let stopper = handle.clone();
-            let mut stop_rx = rx.clone();
-            tokio::spawn(async move {
-                let _ = stop_rx.wait_for(|stop| *stop).await;
-                stopper.graceful_shutdown(Some(std::time::Duration::from_secs(30)));
-            });
-            let server = axum_server::from_tcp_rustls(public.into_std()?, config)?.handle(handle);
-            Box::pin(async move { server.serve(make).await })
-        }
-    };
-    let admin_srv = axum::serve(admin, admin_app(state.clone())).with_graceful_shutdown(wait(rx.clone()));
+    let public_srv: std::pin::Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>> =
+        match &state.config.tls {
+            None => Box::pin(
+                axum::serve(public, make)
+                    .with_graceful_shutdown(wait(rx.clone()))
+                    .into_future(),
+            ),
+            Some(tls) => {
+                let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+                let config =
+                    axum_server::tls_rustls::RustlsConfig::from_pem_file(&tls.cert, &tls.key)
+                        .await
+                        .map_err(|e| ServerError::Setup(format!("server.tls: {e}")))?;
+                let handle = axum_server::Handle::new();
+                let stopper = handle.clone();
+                let mut stop_rx = rx.clone();
+                tokio::spawn(async move {
+                    let _ = stop_rx.wait_for(|stop| *stop).await;
+                    stopper.graceful_shutdown(Some(std::time::Duration::from_secs(30)));
+                });
+                let server =
+                    axum_server::from_tcp_rustls(public.into_std()?, config)?.handle(handle);
+                Box::pin(async move { server.serve(make).await })
+            }
+        };
+    let admin_srv =
+        axum::serve(admin, admin_app(state.clone())).with_graceful_shutdown(wait(rx.clone()));
     tokio::spawn(async move {
         shutdown.await;
         tracing::info!("shutting down: draining in-flight requests");

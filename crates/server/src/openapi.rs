@@ -5,7 +5,10 @@ use utoipa::OpenApi;
 /// The public API.
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Moat", description = "Enrollment, mailbox, protected requests and accounts (PROTOCOL.md sections 2-4 and 6)."),
+    info(
+        title = "Moat",
+        description = "Enrollment, mailbox, protected requests and accounts (PROTOCOL.md sections 2-4 and 6)."
+    ),
     paths(
         crate::enroll::enroll,
         crate::enroll::confirm,

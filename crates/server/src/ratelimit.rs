@@ -21,17 +21,25 @@ pub struct Quota {
 impl Quota {
     /// `n` per hour.
     pub fn per_hour(n: u32) -> Self {
-        Self { burst: n, period: Duration::from_secs(3600) }
+        Self {
+            burst: n,
+            period: Duration::from_secs(3600),
+        }
     }
 
     /// One per `seconds` (a cooldown).
     pub fn cooldown(seconds: u64) -> Self {
-        Self { burst: 1, period: Duration::from_secs(seconds) }
+        Self {
+            burst: 1,
+            period: Duration::from_secs(seconds),
+        }
     }
 
     /// Emission interval in microseconds (milliseconds would truncate to 0 above 1000/s).
     fn interval_us(self) -> i64 {
-        i64::try_from(self.period.as_micros() / u128::from(self.burst.max(1))).unwrap_or(i64::MAX).max(1)
+        i64::try_from(self.period.as_micros() / u128::from(self.burst.max(1)))
+            .unwrap_or(i64::MAX)
+            .max(1)
     }
 }
 
@@ -58,7 +66,10 @@ pub struct Limiter {
 impl Limiter {
     /// A limiter tracking at most `max_keys` keys.
     pub fn new(max_keys: usize) -> Self {
-        Self { tats: Mutex::new(HashMap::new()), max_keys }
+        Self {
+            tats: Mutex::new(HashMap::new()),
+            max_keys,
+        }
     }
 
     /// Checks every `(key, quota)`; if all allow, counts one request against each.
@@ -67,7 +78,10 @@ impl Limiter {
     /// [`Refusal`] naming the first refusing key and the longest wait.
     pub fn check(&self, now_ms: i64, items: &[(String, Quota)]) -> Result<(), Refusal> {
         let now_us = now_ms.saturating_mul(1000);
-        let mut tats = self.tats.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut tats = self
+            .tats
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut refused: Option<(String, i64)> = None;
         let mut updates = Vec::with_capacity(items.len());
         for (key, quota) in items {
@@ -86,7 +100,9 @@ impl Limiter {
             }
         }
         if let Some((key, wait_us)) = refused {
-            let retry_after = u64::try_from((wait_us + 999_999) / 1_000_000).unwrap_or(u64::MAX).max(1);
+            let retry_after = u64::try_from((wait_us + 999_999) / 1_000_000)
+                .unwrap_or(u64::MAX)
+                .max(1);
             return Err(Refusal::Limited { key, retry_after });
         }
         if tats.len() + updates.len() > self.max_keys {
@@ -107,14 +123,22 @@ impl Limiter {
     /// [`Refusal::Limited`] with the wait.
     pub fn peek(&self, now_ms: i64, key: &str, quota: Quota) -> Result<(), Refusal> {
         let now_us = now_ms.saturating_mul(1000);
-        let tats = self.tats.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let tats = self
+            .tats
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let interval = quota.interval_us();
         let limit = interval.saturating_mul(i64::from(quota.burst));
         let tat = tats.get(key).copied().unwrap_or(now_us).max(now_us);
         let wait = tat.saturating_add(interval) - now_us - limit;
         if wait > 0 {
-            let retry_after = u64::try_from((wait + 999_999) / 1_000_000).unwrap_or(u64::MAX).max(1);
-            return Err(Refusal::Limited { key: key.to_owned(), retry_after });
+            let retry_after = u64::try_from((wait + 999_999) / 1_000_000)
+                .unwrap_or(u64::MAX)
+                .max(1);
+            return Err(Refusal::Limited {
+                key: key.to_owned(),
+                retry_after,
+            });
         }
         Ok(())
     }
@@ -126,7 +150,10 @@ impl Limiter {
     pub fn check_one(&self, now_ms: i64, key: &str, quota: Quota) -> Result<u32, Refusal> {
         self.check(now_ms, &[(key.to_owned(), quota)])?;
         let now_us = now_ms.saturating_mul(1000);
-        let tats = self.tats.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let tats = self
+            .tats
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let tat = tats.get(key).copied().unwrap_or(now_us);
         let interval = quota.interval_us();
         let headroom = interval.saturating_mul(i64::from(quota.burst)) - (tat - now_us);
@@ -135,7 +162,10 @@ impl Limiter {
 
     /// Drops keys whose budgets are full again.
     pub fn purge(&self, now_ms: i64) -> usize {
-        let mut tats = self.tats.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut tats = self
+            .tats
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let before = tats.len();
         let now_us = now_ms.saturating_mul(1000);
         tats.retain(|_, tat| *tat > now_us);
@@ -154,31 +184,50 @@ mod tests {
         for _ in 0..5 {
             l.check(0, &[("p".into(), five)]).expect("within burst");
         }
-        let Err(Refusal::Limited { key, retry_after }) = l.check(0, &[("p".into(), five)]) else { panic!("refused") };
-        assert_eq!((key.as_str(), retry_after), ("p", 720), "one every 12 minutes");
-        l.check(720_000, &[("p".into(), five)]).expect("refilled one");
+        let Err(Refusal::Limited { key, retry_after }) = l.check(0, &[("p".into(), five)]) else {
+            panic!("refused")
+        };
+        assert_eq!(
+            (key.as_str(), retry_after),
+            ("p", 720),
+            "one every 12 minutes"
+        );
+        l.check(720_000, &[("p".into(), five)])
+            .expect("refilled one");
 
         // A refusal on one key consumes nothing from the others.
         let cool = Quota::cooldown(30);
         l.check(0, &[("c".into(), cool)]).expect("first");
-        assert!(l.check(1000, &[("x".into(), five), ("c".into(), cool)]).is_err());
+        assert!(
+            l.check(1000, &[("x".into(), five), ("c".into(), cool)])
+                .is_err()
+        );
         for _ in 0..5 {
-            l.check(31_000, &[("x".into(), five)]).expect("x untouched by the refusal");
+            l.check(31_000, &[("x".into(), five)])
+                .expect("x untouched by the refusal");
         }
     }
 
     #[test]
     fn high_rates_are_not_truncated() {
         let l = Limiter::new(100);
-        let q = Quota { burst: 1_000_000, period: Duration::from_secs(1) };
+        let q = Quota {
+            burst: 1_000_000,
+            period: Duration::from_secs(1),
+        };
         for _ in 0..10_000 {
-            l.check(0, &[("r".into(), q)]).expect("a million a second allows ten thousand at once");
+            l.check(0, &[("r".into(), q)])
+                .expect("a million a second allows ten thousand at once");
         }
-        let tiny = Quota { burst: 2, period: Duration::from_millis(1) };
+        let tiny = Quota {
+            burst: 2,
+            period: Duration::from_millis(1),
+        };
         l.check(0, &[("t".into(), tiny)]).expect("1");
         l.check(0, &[("t".into(), tiny)]).expect("2");
         assert!(l.check(0, &[("t".into(), tiny)]).is_err());
-        l.check(1, &[("t".into(), tiny)]).expect("refilled after 1 ms");
+        l.check(1, &[("t".into(), tiny)])
+            .expect("refilled after 1 ms");
     }
 
     #[test]
@@ -190,7 +239,13 @@ mod tests {
         }
         l.check(0, &[("k".into(), q)]).expect("1");
         l.check(0, &[("k".into(), q)]).expect("2");
-        assert!(matches!(l.peek(0, "k", q), Err(Refusal::Limited { retry_after: 1800, .. })));
+        assert!(matches!(
+            l.peek(0, "k", q),
+            Err(Refusal::Limited {
+                retry_after: 1800,
+                ..
+            })
+        ));
     }
 
     #[test]

@@ -22,7 +22,12 @@ pub struct ReplayUnavailable;
 pub trait ReplayCache: Send + Sync + 'static {
     /// Records `key` until `expires_at`; returns false if it was already recorded and has not
     /// expired (a replay).
-    async fn insert_once(&self, key: &[u8], expires_at: i64, now: i64) -> Result<bool, ReplayUnavailable>;
+    async fn insert_once(
+        &self,
+        key: &[u8],
+        expires_at: i64,
+        now: i64,
+    ) -> Result<bool, ReplayUnavailable>;
     /// Drops expired entries; returns how many.
     async fn purge(&self, now: i64) -> usize;
 }
@@ -47,18 +52,26 @@ impl MemoryReplayCache {
 
 #[async_trait]
 impl ReplayCache for MemoryReplayCache {
-    async fn insert_once(&self, key: &[u8], expires_at: i64, now: i64) -> Result<bool, ReplayUnavailable> {
+    async fn insert_once(
+        &self,
+        key: &[u8],
+        expires_at: i64,
+        now: i64,
+    ) -> Result<bool, ReplayUnavailable> {
         let d = digest::digest(&digest::SHA256, key);
         let mut k = [0u8; 32];
         k.copy_from_slice(d.as_ref());
         let shard = &self.shards[usize::from(k[0]) % SHARDS];
         // A poisoned lock means a panic while holding it; the map itself is still consistent
         // (every operation on it is a single call), so keep using it.
-        let mut map = shard.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut map = shard
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(existing) = map.get(&k)
-            && *existing > now {
-                return Ok(false);
-            }
+            && *existing > now
+        {
+            return Ok(false);
+        }
         if map.len() >= self.per_shard_cap {
             map.retain(|_, exp| *exp > now);
             if map.len() >= self.per_shard_cap {
@@ -72,7 +85,9 @@ impl ReplayCache for MemoryReplayCache {
     async fn purge(&self, now: i64) -> usize {
         let mut removed = 0;
         for shard in &self.shards {
-            let mut map = shard.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut map = shard
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             let before = map.len();
             map.retain(|_, exp| *exp > now);
             removed += before - map.len();
@@ -89,11 +104,21 @@ mod tests {
     async fn once_until_expiry_and_bounded() {
         let cache = MemoryReplayCache::new(SHARDS * 2);
         assert!(cache.insert_once(b"a", 100, 10).await.expect("ok"));
-        assert!(!cache.insert_once(b"a", 100, 50).await.expect("ok"), "replay refused");
-        assert!(cache.insert_once(b"a", 300, 100).await.expect("ok"), "expired entries free the key");
+        assert!(
+            !cache.insert_once(b"a", 100, 50).await.expect("ok"),
+            "replay refused"
+        );
+        assert!(
+            cache.insert_once(b"a", 300, 100).await.expect("ok"),
+            "expired entries free the key"
+        );
         let mut refused = false;
         for i in 0..1000u32 {
-            if cache.insert_once(&i.to_be_bytes(), 10_000, 100).await.is_err() {
+            if cache
+                .insert_once(&i.to_be_bytes(), 10_000, 100)
+                .await
+                .is_err()
+            {
                 refused = true;
                 break;
             }

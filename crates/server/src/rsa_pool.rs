@@ -45,7 +45,10 @@ impl RsaPool {
         if let Err(e) = spawned {
             tracing::error!(error = %e, "could not start the rsa key generator thread");
         }
-        Self { rx: Mutex::new(rx), wait }
+        Self {
+            rx: Mutex::new(rx),
+            wait,
+        }
     }
 
     /// Takes a key, waiting up to the configured time; `None` if none became ready.

@@ -11,7 +11,10 @@ pub fn resolve(reference: &str) -> Result<SecretBytes, String> {
     let value = if let Some(name) = reference.strip_prefix("env:") {
         std::env::var(name).map_err(|_| format!("environment variable {name} is not set"))?
     } else if let Some(path) = reference.strip_prefix("file:") {
-        std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?.trim_end().to_owned()
+        std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {path}: {e}"))?
+            .trim_end()
+            .to_owned()
     } else {
         return Err("secrets must be given as env:NAME or file:PATH".into());
     };

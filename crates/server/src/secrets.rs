@@ -79,7 +79,10 @@ pub fn load_or_create(dir: &Path) -> Result<Secrets, SecretsError> {
     let path = dir.join(FILE);
     match std::fs::read(&path) {
         Ok(mut bytes) => {
-            let mode = std::fs::metadata(&path).map_err(io(&path))?.permissions().mode();
+            let mode = std::fs::metadata(&path)
+                .map_err(io(&path))?
+                .permissions()
+                .mode();
             if mode & 0o077 != 0 {
                 bytes.zeroize();
                 return Err(SecretsError::Permissions(path.display().to_string()));
@@ -121,12 +124,19 @@ mod tests {
         let dir = tempfile::tempdir().expect("tmp");
         let data = dir.path().join("data");
         let first = load_or_create(&data).expect("create");
-        let mode = std::fs::metadata(data.join(FILE)).expect("meta").permissions().mode();
+        let mode = std::fs::metadata(data.join(FILE))
+            .expect("meta")
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
         let second = load_or_create(&data).expect("reuse");
         assert_eq!(first.data_key, second.data_key);
         assert_eq!(first.admin_token, second.admin_token);
-        std::fs::set_permissions(data.join(FILE), std::fs::Permissions::from_mode(0o644)).expect("chmod");
-        assert!(matches!(load_or_create(&data), Err(SecretsError::Permissions(_))));
+        std::fs::set_permissions(data.join(FILE), std::fs::Permissions::from_mode(0o644))
+            .expect("chmod");
+        assert!(matches!(
+            load_or_create(&data),
+            Err(SecretsError::Permissions(_))
+        ));
     }
 }

@@ -11,19 +11,19 @@ use moat_store::Store;
 use moat_store::accounts::AccountStore;
 use tokio::sync::Notify;
 
+use crate::accounts::password::Hasher;
 use crate::clock::Clock;
 use crate::config::{Config, Mode};
-use crate::replay::{MemoryReplayCache, ReplayCache};
-use crate::rsa_pool::RsaPool;
-use crate::secrets::Secrets;
-use crate::usage::UsageTracker;
-use crate::accounts::password::Hasher;
 use crate::error::ApiError;
 use crate::issuers::Issuers;
 use crate::ratelimit::Limiter;
+use crate::replay::{MemoryReplayCache, ReplayCache};
+use crate::rsa_pool::RsaPool;
+use crate::secrets::Secrets;
 use crate::sms::guard::SmsGuard;
 use crate::sms::sender::SmsSender;
 use crate::tokens::TokenService;
+use crate::usage::UsageTracker;
 
 /// Live entries the in-memory replay cache holds at most.
 pub const REPLAY_CAPACITY: usize = 4_000_000;
@@ -67,10 +67,18 @@ impl Keys {
             data: DataKey::new(&data_key)?,
             api_key_pepper: hmac::Key::new(hmac::HMAC_SHA256, pepper_bytes.as_ref()),
             static_key: SecretBytes::new(
-                config.static_key.clone().unwrap_or_else(|| secrets.static_key.clone()).into_bytes(),
+                config
+                    .static_key
+                    .clone()
+                    .unwrap_or_else(|| secrets.static_key.clone())
+                    .into_bytes(),
             ),
             admin_token: SecretBytes::new(
-                config.admin_token.clone().unwrap_or_else(|| secrets.admin_token.clone()).into_bytes(),
+                config
+                    .admin_token
+                    .clone()
+                    .unwrap_or_else(|| secrets.admin_token.clone())
+                    .into_bytes(),
             ),
         })
     }
@@ -169,12 +177,16 @@ impl AppState {
             config.accounts.access_ttl,
             config.accounts.refresh_ttl,
         ));
-        let hasher = Arc::new(Hasher::new(config.accounts.hash_concurrency, Duration::from_secs(2))?);
+        let hasher = Arc::new(Hasher::new(
+            config.accounts.hash_concurrency,
+            Duration::from_secs(2),
+        )?);
         let issuers = Arc::new(Issuers::new(config.issuers.clone()));
         let sms_guard = Arc::new(SmsGuard::new(config.sms.limits.clone()));
         let gateway = Arc::new(
-            crate::gateway::Gateway::new(&config.upstreams, keys.data_key_bytes())
-                .map_err(|e| ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "setup", e))?,
+            crate::gateway::Gateway::new(&config.upstreams, keys.data_key_bytes()).map_err(
+                |e| ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "setup", e),
+            )?,
         );
         Ok(Self(Arc::new(Shared {
             accounts,
@@ -188,12 +200,16 @@ impl AppState {
             route_limiter: Arc::new(Limiter::new(1_000_000)),
             gateway,
             attest,
-            integrity: Arc::new(crate::attest::integrity::IntegrityService::new(config.public_base_url.clone(), config.integrity_ttl)),
+            integrity: Arc::new(crate::attest::integrity::IntegrityService::new(
+                config.public_base_url.clone(),
+                config.integrity_ttl,
+            )),
             challenges: Arc::default(),
             device_cache: Arc::new(crate::cache::TtlCache::new(200_000)),
             platforms: Arc::new(
-                crate::attest::platform::Platforms::new(&config)
-                    .map_err(|e| ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "setup", e))?,
+                crate::attest::platform::Platforms::new(&config).map_err(|e| {
+                    ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "setup", e)
+                })?,
             ),
             config: Arc::new(config),
             store,

@@ -93,7 +93,11 @@ impl TokenService {
             issuer,
             access_ttl,
             refresh_ttl,
-            set: RwLock::new(KeySet { current: None, decoding: HashMap::new(), jwks: serde_json::json!({"keys": []}) }),
+            set: RwLock::new(KeySet {
+                current: None,
+                decoding: HashMap::new(),
+                jwks: serde_json::json!({"keys": []}),
+            }),
             verified: crate::cache::TtlCache::new(100_000),
         }
     }
@@ -112,10 +116,17 @@ impl TokenService {
     ///
     /// # Errors
     /// Store unavailable, or a sealed key that does not open.
-    pub async fn reload(&self, store: &dyn AccountStore, keys: &Keys, now: i64) -> Result<(), ApiError> {
+    pub async fn reload(
+        &self,
+        store: &dyn AccountStore,
+        keys: &Keys,
+        now: i64,
+    ) -> Result<(), ApiError> {
         let mut records = store.signing_keys().await?;
         if !records.iter().any(|r| r.retired_at.is_none()) {
-            store.rotate_signing_key(new_key_record(keys, now)?, now).await?;
+            store
+                .rotate_signing_key(new_key_record(keys, now)?, now)
+                .await?;
             records = store.signing_keys().await?;
         }
         let mut current = None;
@@ -126,18 +137,29 @@ impl TokenService {
             if r.retired_at.is_some_and(|at| at + self.access_ttl < now) {
                 continue;
             }
-            let jwk: Value = serde_json::from_str(&r.public_jwk).map_err(|e| ApiError::internal(&e))?;
+            let jwk: Value =
+                serde_json::from_str(&r.public_jwk).map_err(|e| ApiError::internal(&e))?;
             let x = jwk["x"].as_str().unwrap_or_default();
             let y = jwk["y"].as_str().unwrap_or_default();
-            decoding.insert(r.kid.clone(), DecodingKey::from_ec_components(x, y).map_err(|e| ApiError::internal(&e))?);
+            decoding.insert(
+                r.kid.clone(),
+                DecodingKey::from_ec_components(x, y).map_err(|e| ApiError::internal(&e))?,
+            );
             if r.retired_at.is_none() && current.is_none() {
                 let pkcs8 = keys.data.open(r.kid.as_bytes(), &r.private_sealed)?;
                 current = Some((r.kid.clone(), EncodingKey::from_ec_der(pkcs8.expose())));
             }
             published.push(jwk);
         }
-        let mut set = self.set.write().unwrap_or_else(std::sync::PoisonError::into_inner);
-        *set = KeySet { current, decoding, jwks: serde_json::json!({ "keys": published }) };
+        let mut set = self
+            .set
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *set = KeySet {
+            current,
+            decoding,
+            jwks: serde_json::json!({ "keys": published }),
+        };
         Ok(())
     }
 
@@ -145,7 +167,12 @@ impl TokenService {
     ///
     /// # Errors
     /// Store unavailable.
-    pub async fn rotate(&self, store: &dyn AccountStore, keys: &Keys, now: i64) -> Result<String, ApiError> {
+    pub async fn rotate(
+        &self,
+        store: &dyn AccountStore,
+        keys: &Keys,
+        now: i64,
+    ) -> Result<String, ApiError> {
         let record = new_key_record(keys, now)?;
         let kid = record.kid.clone();
         store.rotate_signing_key(record, now).await?;
@@ -156,7 +183,11 @@ impl TokenService {
 
     /// The published JWKS.
     pub fn jwks(&self) -> Value {
-        self.set.read().unwrap_or_else(std::sync::PoisonError::into_inner).jwks.clone()
+        self.set
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .jwks
+            .clone()
     }
 
     /// Issues an access token for `user` bound to `device`.
@@ -164,7 +195,10 @@ impl TokenService {
     /// # Errors
     /// `503` if no key is loaded.
     pub fn issue_access(&self, user: Uuid, device: &str, now: i64) -> Result<String, ApiError> {
-        let set = self.set.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let set = self
+            .set
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let (kid, key) = set.current.as_ref().ok_or_else(ApiError::unavailable)?;
         let mut header = Header::new(Algorithm::ES256);
         header.kid = Some(kid.clone());
@@ -175,14 +209,19 @@ impl TokenService {
             iat: now,
             exp: now + self.access_ttl,
             jti: moat_core::random::token(16)?,
-            cnf: Confirmation { moat_device: device.to_owned() },
+            cnf: Confirmation {
+                moat_device: device.to_owned(),
+            },
         };
         jsonwebtoken::encode(&header, &claims, key).map_err(|e| ApiError::internal(&e))
     }
 
     /// A token verified earlier and not yet expired, from the cache.
     pub fn cached(&self, token: &str, now: i64) -> Option<AccessClaims> {
-        self.verified.get(&crate::cache::TtlCache::<AccessClaims>::key(token.as_bytes()), now.saturating_mul(1000))
+        self.verified.get(
+            &crate::cache::TtlCache::<AccessClaims>::key(token.as_bytes()),
+            now.saturating_mul(1000),
+        )
     }
 
     /// Verifies one of this server's access tokens.
@@ -195,24 +234,41 @@ impl TokenService {
             return Ok(claims);
         }
         let claims = self.verify_uncached(token, now)?;
-        self.verified.put(cache_key, claims.clone(), claims.exp.saturating_mul(1000));
+        self.verified
+            .put(cache_key, claims.clone(), claims.exp.saturating_mul(1000));
         Ok(claims)
     }
 
     fn verify_uncached(&self, token: &str, now: i64) -> Result<AccessClaims, ApiError> {
-        let invalid = |why: &str| ApiError::new(axum::http::StatusCode::UNAUTHORIZED, "token_invalid", why.to_owned());
-        let header = jsonwebtoken::decode_header(token).map_err(|_| invalid("malformed access token"))?;
+        let invalid = |why: &str| {
+            ApiError::new(
+                axum::http::StatusCode::UNAUTHORIZED,
+                "token_invalid",
+                why.to_owned(),
+            )
+        };
+        let header =
+            jsonwebtoken::decode_header(token).map_err(|_| invalid("malformed access token"))?;
         if header.alg != Algorithm::ES256 {
             return Err(invalid("unexpected algorithm"));
         }
-        let kid = header.kid.ok_or_else(|| invalid("access token has no kid"))?;
-        let set = self.set.read().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let key = set.decoding.get(&kid).ok_or_else(|| invalid("unknown kid"))?;
+        let kid = header
+            .kid
+            .ok_or_else(|| invalid("access token has no kid"))?;
+        let set = self
+            .set
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let key = set
+            .decoding
+            .get(&kid)
+            .ok_or_else(|| invalid("unknown kid"))?;
         let mut validation = Validation::new(Algorithm::ES256);
         validation.set_issuer(&[&self.issuer]);
         validation.set_required_spec_claims(&["exp", "iss", "sub"]);
         validation.leeway = 0;
-        let data = jsonwebtoken::decode::<AccessClaims>(token, key, &validation).map_err(|_| invalid("access token rejected"))?;
+        let data = jsonwebtoken::decode::<AccessClaims>(token, key, &validation)
+            .map_err(|_| invalid("access token rejected"))?;
         if data.claims.exp <= now {
             return Err(invalid("access token expired"));
         }

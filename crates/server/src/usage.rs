@@ -23,7 +23,10 @@ const MAX_PENDING: usize = 1_000_000;
 impl UsageTracker {
     /// Records a use.
     pub fn record(&self, device: Uuid, now: i64) {
-        let mut map = self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut map = self
+            .pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if map.len() < MAX_PENDING || map.contains_key(&device) {
             map.insert(device, now);
         }
@@ -32,14 +35,20 @@ impl UsageTracker {
     /// Writes pending uses to the store.
     pub async fn flush(&self, store: &dyn Store) {
         let batch: Vec<(Uuid, i64)> = {
-            let mut map = self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut map = self
+                .pending
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             map.drain().collect()
         };
         for chunk in batch.chunks(500) {
             if let Err(e) = store.touch_devices(chunk).await {
                 tracing::warn!(error = %e, devices = chunk.len(), "could not record device last-use times");
                 // Put them back for the next flush.
-                let mut map = self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                let mut map = self
+                    .pending
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
                 for (id, at) in chunk {
                     map.entry(*id).or_insert(*at);
                 }

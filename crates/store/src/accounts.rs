@@ -170,14 +170,33 @@ pub trait AccountStore: Send + Sync + 'static {
     ///
     /// # Errors
     /// [`crate::StoreError::Conflict`] if the phone already has a user.
-    async fn create_user(&self, phone: &str, code_created_at: i64, id: Uuid, password_hash: &str, now: i64) -> Result<Option<User>>;
+    async fn create_user(
+        &self,
+        phone: &str,
+        code_created_at: i64,
+        id: Uuid,
+        password_hash: &str,
+        now: i64,
+    ) -> Result<Option<User>>;
     /// Consumes the reset code, sets the new password, clears the lockout and revokes every
     /// refresh token of the user, in one transaction. Returns false if the code was consumed
     /// or replaced meanwhile.
-    async fn reset_password(&self, phone: &str, code_created_at: i64, user_id: Uuid, password_hash: &str) -> Result<bool>;
+    async fn reset_password(
+        &self,
+        phone: &str,
+        code_created_at: i64,
+        user_id: Uuid,
+        password_hash: &str,
+    ) -> Result<bool>;
     /// Counts a failed login and locks the user for `lock_seconds` once `lock_after` is
     /// reached. Returns the failures after counting.
-    async fn record_login_failure(&self, user_id: Uuid, now: i64, lock_after: i64, lock_seconds: i64) -> Result<i64>;
+    async fn record_login_failure(
+        &self,
+        user_id: Uuid,
+        now: i64,
+        lock_after: i64,
+        lock_seconds: i64,
+    ) -> Result<i64>;
     /// Clears failed logins after a success.
     async fn clear_login_failures(&self, user_id: Uuid) -> Result<()>;
 

@@ -57,7 +57,14 @@ pub trait AttestStore: Send + Sync + 'static {
     ///
     /// # Errors
     /// [`crate::StoreError::Conflict`] if this app id and version exist.
-    async fn put_release(&self, app_id: &str, version: &str, package: &[u8], sha256: &[u8], now: i64) -> Result<Release>;
+    async fn put_release(
+        &self,
+        app_id: &str,
+        version: &str,
+        package: &[u8],
+        sha256: &[u8],
+        now: i64,
+    ) -> Result<Release>;
     /// Registered packages, newest first.
     async fn releases(&self, limit: u32) -> Result<Vec<Release>>;
     /// One package's metadata.
@@ -65,7 +72,12 @@ pub trait AttestStore: Send + Sync + 'static {
     /// Retires a package; false if unknown.
     async fn retire_release(&self, app_id: &str, version: &str) -> Result<bool>;
     /// Bytes of the package at `(offset, length)` ranges, in order.
-    async fn release_ranges(&self, app_id: &str, version: &str, ranges: &[(u64, u64)]) -> Result<Vec<Vec<u8>>>;
+    async fn release_ranges(
+        &self,
+        app_id: &str,
+        version: &str,
+        ranges: &[(u64, u64)],
+    ) -> Result<Vec<Vec<u8>>>;
 
     /// Integrity secrets, newest first.
     async fn integrity_keys(&self) -> Result<Vec<IntegrityKey>>;

@@ -238,7 +238,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// Stores a new enrollment OTP for `(identity, device_id)`, replacing any pending one, and
     /// puts `item` in the mailbox, in one transaction.
-    async fn put_enrollment_otp(&self, otp: OtpRecord, item: NewMailboxItem, now: i64) -> Result<()>;
+    async fn put_enrollment_otp(
+        &self,
+        otp: OtpRecord,
+        item: NewMailboxItem,
+        now: i64,
+    ) -> Result<()>;
     /// The enrollment OTP of `(identity, device_id)`, if any.
     async fn enrollment_otp(&self, identity: &str, device_id: &str) -> Result<Option<OtpRecord>>;
     /// Counts a wrong attempt; returns the attempts after counting.

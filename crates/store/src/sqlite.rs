@@ -10,19 +10,33 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
 use sqlx::{Row as _, SqlSafeStr as _, SqlitePool};
 use uuid::Uuid;
 
 use crate::{
-    CleanupReport, Credential, Device, DeviceStatus, MAILBOX_CAP, MAX_PAGE, MailboxBuilder, MailboxItem,
-    NewCredential, NewMailboxItem, OtpRecord, Result, Store, StoreError,
+    CleanupReport, Credential, Device, DeviceStatus, MAILBOX_CAP, MAX_PAGE, MailboxBuilder,
+    MailboxItem, NewCredential, NewMailboxItem, OtpRecord, Result, Store, StoreError,
 };
 
 const MIGRATIONS: &[(i64, &str, &str)] = &[
-    (1, "init", include_str!("../migrations/sqlite/0001_init.sql")),
-    (2, "accounts", include_str!("../migrations/sqlite/0002_accounts.sql")),
-    (3, "attestation", include_str!("../migrations/sqlite/0003_attestation.sql")),
+    (
+        1,
+        "init",
+        include_str!("../migrations/sqlite/0001_init.sql"),
+    ),
+    (
+        2,
+        "accounts",
+        include_str!("../migrations/sqlite/0002_accounts.sql"),
+    ),
+    (
+        3,
+        "attestation",
+        include_str!("../migrations/sqlite/0003_attestation.sql"),
+    ),
 ];
 
 /// Options for opening the SQLite store.
@@ -57,7 +71,9 @@ pub(crate) fn map_err(e: sqlx::Error) -> StoreError {
         sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
             StoreError::Unavailable(Box::new(e))
         }
-        sqlx::Error::Database(ref db) if db.message().contains("locked") || db.message().contains("busy") => {
+        sqlx::Error::Database(ref db)
+            if db.message().contains("locked") || db.message().contains("busy") =>
+        {
             StoreError::Unavailable(Box::new(e))
         }
         other => StoreError::Backend(Box::new(other)),
@@ -87,7 +103,13 @@ impl SqliteStore {
         let migrations = MIGRATIONS
             .iter()
             .map(|(version, description, sql)| {
-                Migration::new(*version, Cow::Borrowed(*description), MigrationType::Simple, sql.into_sql_str(), false)
+                Migration::new(
+                    *version,
+                    Cow::Borrowed(*description),
+                    MigrationType::Simple,
+                    sql.into_sql_str(),
+                    false,
+                )
             })
             .collect();
         Migrator::with_migrations(migrations)
@@ -111,7 +133,11 @@ fn device_from_row(row: &SqliteRow) -> Result<Device> {
         device_id: row.try_get("device_id").map_err(get_err)?,
         mode: row.try_get("mode").map_err(get_err)?,
         platform: row.try_get("platform").map_err(get_err)?,
-        status: if status == "active" { DeviceStatus::Active } else { DeviceStatus::Revoked },
+        status: if status == "active" {
+            DeviceStatus::Active
+        } else {
+            DeviceStatus::Revoked
+        },
         credential: Credential {
             key_lookup: row.try_get("key_lookup").map_err(get_err)?,
             key_hash: row.try_get("key_hash").map_err(get_err)?,
@@ -187,11 +213,19 @@ impl SqliteStore {
 #[async_trait]
 impl Store for SqliteStore {
     async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(map_err)?;
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
         Ok(())
     }
 
-    async fn issue_credential(&self, cred: NewCredential, item: Option<MailboxBuilder>, now: i64) -> Result<Device> {
+    async fn issue_credential(
+        &self,
+        cred: NewCredential,
+        item: Option<MailboxBuilder>,
+        now: i64,
+    ) -> Result<Device> {
         let mut tx = self.pool.begin().await.map_err(map_err)?;
         let c = &cred.credential;
         // One statement: insert, or rotate the credential of an active device in place. A
@@ -249,7 +283,8 @@ impl Store for SqliteStore {
     }
 
     async fn device_by_identity(&self, identity: &str, device_id: &str) -> Result<Option<Device>> {
-        let sql = format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE identity = ? AND device_id = ?");
+        let sql =
+            format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE identity = ? AND device_id = ?");
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(identity)
             .bind(device_id)
@@ -276,7 +311,9 @@ impl Store for SqliteStore {
     }
 
     async fn list_devices(&self, limit: u32, offset: u32) -> Result<Vec<Device>> {
-        let sql = format!("SELECT {DEVICE_COLUMNS} FROM devices ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?");
+        let sql = format!(
+            "SELECT {DEVICE_COLUMNS} FROM devices ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?"
+        );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(i64::from(limit.min(MAX_PAGE)))
             .bind(i64::from(offset))
@@ -314,7 +351,12 @@ impl Store for SqliteStore {
         tx.commit().await.map_err(map_err)
     }
 
-    async fn put_enrollment_otp(&self, otp: OtpRecord, item: NewMailboxItem, now: i64) -> Result<()> {
+    async fn put_enrollment_otp(
+        &self,
+        otp: OtpRecord,
+        item: NewMailboxItem,
+        now: i64,
+    ) -> Result<()> {
         let mut tx = self.pool.begin().await.map_err(map_err)?;
         sqlx::query(
             "INSERT INTO enrollment_otps (id, identity, device_id, platform, secret_sealed, step, attempts, created_at, expires_at, used_at) \
@@ -352,12 +394,14 @@ impl Store for SqliteStore {
     }
 
     async fn record_otp_failure(&self, id: &str) -> Result<i64> {
-        let row = sqlx::query("UPDATE enrollment_otps SET attempts = attempts + 1 WHERE id = ? RETURNING attempts")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(map_err)?
-            .ok_or(StoreError::NotFound)?;
+        let row = sqlx::query(
+            "UPDATE enrollment_otps SET attempts = attempts + 1 WHERE id = ? RETURNING attempts",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)?
+        .ok_or(StoreError::NotFound)?;
         row.try_get(0).map_err(|e| StoreError::Backend(Box::new(e)))
     }
 
@@ -409,11 +453,12 @@ impl Store for SqliteStore {
             .execute(&self.pool)
             .await
             .map_err(map_err)?;
-        let otps = sqlx::query("DELETE FROM enrollment_otps WHERE expires_at <= ? OR used_at IS NOT NULL")
-            .bind(now)
-            .execute(&self.pool)
-            .await
-            .map_err(map_err)?;
+        let otps =
+            sqlx::query("DELETE FROM enrollment_otps WHERE expires_at <= ? OR used_at IS NOT NULL")
+                .bind(now)
+                .execute(&self.pool)
+                .await
+                .map_err(map_err)?;
         let devices = sqlx::query("DELETE FROM devices WHERE last_used_at < ?")
             .bind(dormant_before)
             .execute(&self.pool)

@@ -5,12 +5,18 @@ use sqlx::Row as _;
 use sqlx::sqlite::SqliteRow;
 use uuid::Uuid;
 
-use crate::accounts::{AccountStore, NewSms, RefreshToken, SigningKeyRecord, SmsCode, SmsMessage, SmsOutcome, User};
+use crate::accounts::{
+    AccountStore, NewSms, RefreshToken, SigningKeyRecord, SmsCode, SmsMessage, SmsOutcome, User,
+};
 use crate::sqlite::{SqliteStore, map_err};
 use crate::{Result, StoreError};
 
-fn get<'r, T: sqlx::Decode<'r, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>>(row: &'r SqliteRow, col: &str) -> Result<T> {
-    row.try_get(col).map_err(|e| StoreError::Backend(Box::new(e)))
+fn get<'r, T: sqlx::Decode<'r, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>>(
+    row: &'r SqliteRow,
+    col: &str,
+) -> Result<T> {
+    row.try_get(col)
+        .map_err(|e| StoreError::Backend(Box::new(e)))
 }
 
 fn uuid(text: &str) -> Result<Uuid> {
@@ -30,8 +36,7 @@ fn user(row: &SqliteRow) -> Result<User> {
     })
 }
 
-const SMS_COLUMNS: &str =
-    "id, sender, phone, country, purpose, body_sealed, status, attempts, last_error, provider_id, created_at, sent_at";
+const SMS_COLUMNS: &str = "id, sender, phone, country, purpose, body_sealed, status, attempts, last_error, provider_id, created_at, sent_at";
 
 fn sms(row: &SqliteRow) -> Result<SmsMessage> {
     Ok(SmsMessage {
@@ -65,14 +70,20 @@ fn refresh(row: &SqliteRow) -> Result<RefreshToken> {
 
 /// Deletes the code of `(phone, purpose)` if it is still the one created at `created_at`;
 /// returns whether it did (a code is consumed once, and a replaced code not at all).
-async fn consume_code(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>, phone: &str, purpose: &str, created_at: i64) -> Result<bool> {
-    let done = sqlx::query("DELETE FROM sms_codes WHERE phone = ? AND purpose = ? AND created_at = ?")
-        .bind(phone)
-        .bind(purpose)
-        .bind(created_at)
-        .execute(&mut **tx)
-        .await
-        .map_err(map_err)?;
+async fn consume_code(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    phone: &str,
+    purpose: &str,
+    created_at: i64,
+) -> Result<bool> {
+    let done =
+        sqlx::query("DELETE FROM sms_codes WHERE phone = ? AND purpose = ? AND created_at = ?")
+            .bind(phone)
+            .bind(purpose)
+            .bind(created_at)
+            .execute(&mut **tx)
+            .await
+            .map_err(map_err)?;
     Ok(done.rows_affected() == 1)
 }
 
@@ -80,13 +91,21 @@ async fn consume_code(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>, phone: &str,
 impl AccountStore for SqliteStore {
     async fn user_by_phone(&self, phone: &str) -> Result<Option<User>> {
         let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE phone = ?");
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(phone).fetch_optional(&self.pool).await.map_err(map_err)?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(phone)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
         row.as_ref().map(user).transpose()
     }
 
     async fn user(&self, id: Uuid) -> Result<Option<User>> {
         let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?");
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id.to_string()).fetch_optional(&self.pool).await.map_err(map_err)?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
         row.as_ref().map(user).transpose()
     }
 
@@ -164,7 +183,14 @@ impl AccountStore for SqliteStore {
         get(&row, "attempts")
     }
 
-    async fn create_user(&self, phone: &str, code_created_at: i64, id: Uuid, password_hash: &str, now: i64) -> Result<Option<User>> {
+    async fn create_user(
+        &self,
+        phone: &str,
+        code_created_at: i64,
+        id: Uuid,
+        password_hash: &str,
+        now: i64,
+    ) -> Result<Option<User>> {
         let mut tx = self.pool.begin().await.map_err(map_err)?;
         if !consume_code(&mut tx, phone, "register", code_created_at).await? {
             return Ok(None);
@@ -189,27 +215,43 @@ impl AccountStore for SqliteStore {
         Ok(Some(created))
     }
 
-    async fn reset_password(&self, phone: &str, code_created_at: i64, user_id: Uuid, password_hash: &str) -> Result<bool> {
+    async fn reset_password(
+        &self,
+        phone: &str,
+        code_created_at: i64,
+        user_id: Uuid,
+        password_hash: &str,
+    ) -> Result<bool> {
         let mut tx = self.pool.begin().await.map_err(map_err)?;
         if !consume_code(&mut tx, phone, "password_reset", code_created_at).await? {
             return Ok(false);
         }
-        sqlx::query("UPDATE users SET password_hash = ?, failed_logins = 0, locked_until = 0 WHERE id = ?")
-            .bind(password_hash)
-            .bind(user_id.to_string())
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
-        sqlx::query("UPDATE refresh_tokens SET status = 'revoked' WHERE user_id = ? AND status = 'active'")
-            .bind(user_id.to_string())
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
+        sqlx::query(
+            "UPDATE users SET password_hash = ?, failed_logins = 0, locked_until = 0 WHERE id = ?",
+        )
+        .bind(password_hash)
+        .bind(user_id.to_string())
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        sqlx::query(
+            "UPDATE refresh_tokens SET status = 'revoked' WHERE user_id = ? AND status = 'active'",
+        )
+        .bind(user_id.to_string())
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
         tx.commit().await.map_err(map_err)?;
         Ok(true)
     }
 
-    async fn record_login_failure(&self, user_id: Uuid, now: i64, lock_after: i64, lock_seconds: i64) -> Result<i64> {
+    async fn record_login_failure(
+        &self,
+        user_id: Uuid,
+        now: i64,
+        lock_after: i64,
+        lock_seconds: i64,
+    ) -> Result<i64> {
         let row = sqlx::query(
             "UPDATE users SET failed_logins = failed_logins + 1, \
              locked_until = CASE WHEN failed_logins + 1 >= ? THEN ? ELSE locked_until END \
@@ -272,10 +314,11 @@ impl AccountStore for SqliteStore {
     }
 
     async fn requeue_stuck_sms(&self) -> Result<u64> {
-        let done = sqlx::query("UPDATE sms_messages SET status = 'queued' WHERE status = 'sending'")
-            .execute(&self.pool)
-            .await
-            .map_err(map_err)?;
+        let done =
+            sqlx::query("UPDATE sms_messages SET status = 'queued' WHERE status = 'sending'")
+                .execute(&self.pool)
+                .await
+                .map_err(map_err)?;
         Ok(done.rows_affected())
     }
 
@@ -332,11 +375,13 @@ impl AccountStore for SqliteStore {
     }
 
     async fn revoke_refresh_family(&self, family: &str) -> Result<u64> {
-        let done = sqlx::query("UPDATE refresh_tokens SET status = 'revoked' WHERE family = ? AND status = 'active'")
-            .bind(family)
-            .execute(&self.pool)
-            .await
-            .map_err(map_err)?;
+        let done = sqlx::query(
+            "UPDATE refresh_tokens SET status = 'revoked' WHERE family = ? AND status = 'active'",
+        )
+        .bind(family)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
         Ok(done.rows_affected())
     }
 
@@ -383,9 +428,17 @@ impl AccountStore for SqliteStore {
         for (sql, bind) in [
             ("DELETE FROM sms_codes WHERE expires_at <= ?", now),
             ("DELETE FROM refresh_tokens WHERE expires_at <= ?", now),
-            ("DELETE FROM sms_messages WHERE status IN ('sent', 'failed') AND created_at < ?", messages_before),
+            (
+                "DELETE FROM sms_messages WHERE status IN ('sent', 'failed') AND created_at < ?",
+                messages_before,
+            ),
         ] {
-            removed += sqlx::query(sql).bind(bind).execute(&self.pool).await.map_err(map_err)?.rows_affected();
+            removed += sqlx::query(sql)
+                .bind(bind)
+                .execute(&self.pool)
+                .await
+                .map_err(map_err)?
+                .rows_affected();
         }
         Ok(removed)
     }

@@ -8,8 +8,12 @@ use crate::attest::{AttestKey, AttestStore, IntegrityKey, Release};
 use crate::sqlite::{SqliteStore, map_err};
 use crate::{Result, StoreError};
 
-fn get<'r, T: sqlx::Decode<'r, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>>(row: &'r SqliteRow, col: &str) -> Result<T> {
-    row.try_get(col).map_err(|e| StoreError::Backend(Box::new(e)))
+fn get<'r, T: sqlx::Decode<'r, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>>(
+    row: &'r SqliteRow,
+    col: &str,
+) -> Result<T> {
+    row.try_get(col)
+        .map_err(|e| StoreError::Backend(Box::new(e)))
 }
 
 const RELEASE_COLUMNS: &str = "app_id, version, sha256, size, status, created_at";
@@ -27,7 +31,14 @@ fn release(r: &SqliteRow) -> Result<Release> {
 
 #[async_trait]
 impl AttestStore for SqliteStore {
-    async fn put_release(&self, app_id: &str, version: &str, package: &[u8], sha256: &[u8], now: i64) -> Result<Release> {
+    async fn put_release(
+        &self,
+        app_id: &str,
+        version: &str,
+        package: &[u8],
+        sha256: &[u8],
+        now: i64,
+    ) -> Result<Release> {
         let sql = format!(
             "INSERT INTO app_releases (app_id, version, sha256, size, package, status, created_at) VALUES (?, ?, ?, ?, ?, 'active', ?) \
              ON CONFLICT (app_id, version) DO NOTHING RETURNING {RELEASE_COLUMNS}"
@@ -42,33 +53,53 @@ impl AttestStore for SqliteStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(map_err)?
-            .ok_or(StoreError::Conflict("this app id and version are registered"))?;
+            .ok_or(StoreError::Conflict(
+                "this app id and version are registered",
+            ))?;
         release(&row)
     }
 
     async fn releases(&self, limit: u32) -> Result<Vec<Release>> {
-        let sql = format!("SELECT {RELEASE_COLUMNS} FROM app_releases ORDER BY created_at DESC LIMIT ?");
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(i64::from(limit)).fetch_all(&self.pool).await.map_err(map_err)?;
+        let sql =
+            format!("SELECT {RELEASE_COLUMNS} FROM app_releases ORDER BY created_at DESC LIMIT ?");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
         rows.iter().map(release).collect()
     }
 
     async fn release(&self, app_id: &str, version: &str) -> Result<Option<Release>> {
-        let sql = format!("SELECT {RELEASE_COLUMNS} FROM app_releases WHERE app_id = ? AND version = ?");
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(app_id).bind(version).fetch_optional(&self.pool).await.map_err(map_err)?;
+        let sql =
+            format!("SELECT {RELEASE_COLUMNS} FROM app_releases WHERE app_id = ? AND version = ?");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(app_id)
+            .bind(version)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
         row.as_ref().map(release).transpose()
     }
 
     async fn retire_release(&self, app_id: &str, version: &str) -> Result<bool> {
-        let done = sqlx::query("UPDATE app_releases SET status = 'retired' WHERE app_id = ? AND version = ?")
-            .bind(app_id)
-            .bind(version)
-            .execute(&self.pool)
-            .await
-            .map_err(map_err)?;
+        let done = sqlx::query(
+            "UPDATE app_releases SET status = 'retired' WHERE app_id = ? AND version = ?",
+        )
+        .bind(app_id)
+        .bind(version)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
         Ok(done.rows_affected() == 1)
     }
 
-    async fn release_ranges(&self, app_id: &str, version: &str, ranges: &[(u64, u64)]) -> Result<Vec<Vec<u8>>> {
+    async fn release_ranges(
+        &self,
+        app_id: &str,
+        version: &str,
+        ranges: &[(u64, u64)],
+    ) -> Result<Vec<Vec<u8>>> {
         // substr() on a BLOB reads just that slice (1-based offset).
         let mut out = Vec::with_capacity(ranges.len());
         let mut conn = self.pool.acquire().await.map_err(map_err)?;
@@ -106,7 +137,11 @@ impl AttestStore for SqliteStore {
 
     async fn rotate_integrity_key(&self, key: IntegrityKey, now: i64) -> Result<()> {
         let mut tx = self.pool.begin().await.map_err(map_err)?;
-        sqlx::query("UPDATE integrity_keys SET retired_at = ? WHERE retired_at IS NULL").bind(now).execute(&mut *tx).await.map_err(map_err)?;
+        sqlx::query("UPDATE integrity_keys SET retired_at = ? WHERE retired_at IS NULL")
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
         sqlx::query("INSERT INTO integrity_keys (kid, secret_sealed, created_at, retired_at) VALUES (?, ?, ?, NULL)")
             .bind(&key.kid)
             .bind(&key.secret_sealed)

@@ -43,7 +43,13 @@ fn parse_request(text: &str) -> Req {
         .to_str()
         .expect("ascii")
         .to_owned();
-    Req { method, path, query, authority, headers }
+    Req {
+        method,
+        path,
+        query,
+        authority,
+        headers,
+    }
 }
 
 impl Req {
@@ -70,7 +76,10 @@ fn example<'a>(v: &'a Value, label: &str) -> &'a Value {
 
 fn message_text(v: &Value, ex: &Value) -> String {
     let name = ex["message"].as_str().expect("message name");
-    v["messages"][name]["unwrapped"].as_str().expect("unwrapped").to_owned()
+    v["messages"][name]["unwrapped"]
+        .as_str()
+        .expect("unwrapped")
+        .to_owned()
 }
 
 fn parsed(ex: &Value, label: &str) -> ParsedSignature {
@@ -104,7 +113,10 @@ fn appendix_b_signature_bases_are_rebuilt_exactly() {
     for label in ["sig-b21", "sig-b23", "sig-b25", "sig-b26", "ttrp"] {
         let ex = example(&v, label);
         let text = if label == "ttrp" {
-            ex["signed_request_unwrapped"].as_str().expect("text").to_owned()
+            ex["signed_request_unwrapped"]
+                .as_str()
+                .expect("text")
+                .to_owned()
         } else {
             message_text(&v, ex)
         };
@@ -124,7 +136,10 @@ fn appendix_b_signatures_verify_for_moat_algorithms() {
     for label in ["sig-b25", "sig-b26", "ttrp"] {
         let ex = example(&v, label);
         let text = if label == "ttrp" {
-            ex["signed_request_unwrapped"].as_str().expect("text").to_owned()
+            ex["signed_request_unwrapped"]
+                .as_str()
+                .expect("text")
+                .to_owned()
         } else {
             message_text(&v, ex)
         };
@@ -143,8 +158,18 @@ fn appendix_b_4_transformations() {
     let key = key_for(&v, "test-key-ed25519");
     for m in ex["messages"].as_array().expect("messages") {
         let req = parse_request(m["unwrapped"].as_str().expect("text"));
-        let input = req.headers.get("signature-input").expect("input").to_str().expect("ascii");
-        let signature = req.headers.get("signature").expect("sig").to_str().expect("ascii");
+        let input = req
+            .headers
+            .get("signature-input")
+            .expect("input")
+            .to_str()
+            .expect("ascii");
+        let signature = req
+            .headers
+            .get("signature")
+            .expect("sig")
+            .to_str()
+            .expect("ascii");
         let sig = ParsedSignature::parse(input, signature, "transform").expect("parse");
         let ok = sig.verify(&req.message(), &key).is_ok();
         assert_eq!(
@@ -170,7 +195,10 @@ fn query_param_component_is_refused_not_misread() {
 
 fn sample_headers(body: &[u8]) -> HeaderMap {
     let mut h = HeaderMap::new();
-    h.insert("content-digest", HeaderValue::from_str(&crate::digest::sha256_field(body)).expect("v"));
+    h.insert(
+        "content-digest",
+        HeaderValue::from_str(&crate::digest::sha256_field(body)).expect("v"),
+    );
     h.insert("content-type", HeaderValue::from_static("application/json"));
     h
 }
@@ -201,16 +229,42 @@ fn sign_then_verify_and_tampering_fails() {
     assert_eq!(sig.params, params);
     let vkey = VerifyingKey::hmac_sha256(&secret);
     sig.verify(&msg, &vkey).expect("verifies");
-    check_coverage(&sig, Coverage { has_body: true, has_query: true, has_authorization: false })
-        .expect("coverage");
+    check_coverage(
+        &sig,
+        Coverage {
+            has_body: true,
+            has_query: true,
+            has_authorization: false,
+        },
+    )
+    .expect("coverage");
     // Default port is normalised away: a client that omitted :443 signs the same base.
-    sig.verify(&Message { authority: "api.example", ..msg }, &vkey).expect("port normalised");
+    sig.verify(
+        &Message {
+            authority: "api.example",
+            ..msg
+        },
+        &vkey,
+    )
+    .expect("port normalised");
 
     for tampered in [
-        Message { path: "/v1/device", ..msg },
-        Message { method: "PUT", ..msg },
-        Message { query: Some("a=2"), ..msg },
-        Message { authority: "evil.example", ..msg },
+        Message {
+            path: "/v1/device",
+            ..msg
+        },
+        Message {
+            method: "PUT",
+            ..msg
+        },
+        Message {
+            query: Some("a=2"),
+            ..msg
+        },
+        Message {
+            authority: "evil.example",
+            ..msg
+        },
     ] {
         assert_eq!(
             sig.verify(&tampered, &vkey),
@@ -218,8 +272,20 @@ fn sign_then_verify_and_tampering_fails() {
         );
     }
     let other_body = sample_headers(b"{\"x\":1}");
-    assert!(sig.verify(&Message { headers: &other_body, ..msg }, &vkey).is_err());
-    assert!(sig.verify(&msg, &VerifyingKey::hmac_sha256(&[8u8; 32])).is_err());
+    assert!(
+        sig.verify(
+            &Message {
+                headers: &other_body,
+                ..msg
+            },
+            &vkey
+        )
+        .is_err()
+    );
+    assert!(
+        sig.verify(&msg, &VerifyingKey::hmac_sha256(&[8u8; 32]))
+            .is_err()
+    );
 }
 
 #[test]
@@ -244,9 +310,16 @@ fn installation_keys_sign_and_alg_must_match() {
             alg: Some(SigningKey::Installation(&key).algorithm().name().into()),
             ..Params::default()
         };
-        let out = sign("moat", &["@method", "@target-uri"], &params, &msg, SigningKey::Installation(&key))
-            .expect("sign");
-        let sig = ParsedSignature::parse(&out.signature_input, &out.signature, "moat").expect("parse");
+        let out = sign(
+            "moat",
+            &["@method", "@target-uri"],
+            &params,
+            &msg,
+            SigningKey::Installation(&key),
+        )
+        .expect("sign");
+        let sig =
+            ParsedSignature::parse(&out.signature_input, &out.signature, "moat").expect("parse");
         let vkey = VerifyingKey::from_jwk(&key.public_jwk()).expect("vkey");
         sig.verify(&msg, &vkey).expect("verifies");
         assert_eq!(
@@ -279,15 +352,33 @@ fn coverage_rules() {
     assert!(check_coverage(&path_only, none).is_err());
     let no_query = parse("\"@method\" \"@authority\" \"@path\"", full);
     assert_eq!(
-        check_coverage(&no_query, Coverage { has_query: true, ..none }),
+        check_coverage(
+            &no_query,
+            Coverage {
+                has_query: true,
+                ..none
+            }
+        ),
         Err(Error::SignatureInvalid("@query not covered"))
     );
     assert_eq!(
-        check_coverage(&no_query, Coverage { has_body: true, ..none }),
+        check_coverage(
+            &no_query,
+            Coverage {
+                has_body: true,
+                ..none
+            }
+        ),
         Err(Error::SignatureInvalid("content-digest not covered"))
     );
     assert_eq!(
-        check_coverage(&no_query, Coverage { has_authorization: true, ..none }),
+        check_coverage(
+            &no_query,
+            Coverage {
+                has_authorization: true,
+                ..none
+            }
+        ),
         Err(Error::SignatureInvalid("authorization not covered"))
     );
     let short_nonce = parse("\"@method\" \"@target-uri\"", ";created=1;nonce=\"short\"");
@@ -298,11 +389,24 @@ fn coverage_rules() {
 
 #[test]
 fn time_window() {
-    let p = |created, expires| Params { created: Some(created), expires, ..Params::default() };
+    let p = |created, expires| Params {
+        created: Some(created),
+        expires,
+        ..Params::default()
+    };
     assert!(check_window(&p(1000, None), 1000 + 300, 300).is_ok());
-    assert_eq!(check_window(&p(1000, None), 1000 + 301, 300), Err(Error::SignatureExpired));
-    assert_eq!(check_window(&p(1000, None), 1000 - 301, 300), Err(Error::SignatureExpired));
-    assert_eq!(check_window(&p(1000, Some(1010)), 1011, 300), Err(Error::SignatureExpired));
+    assert_eq!(
+        check_window(&p(1000, None), 1000 + 301, 300),
+        Err(Error::SignatureExpired)
+    );
+    assert_eq!(
+        check_window(&p(1000, None), 1000 - 301, 300),
+        Err(Error::SignatureExpired)
+    );
+    assert_eq!(
+        check_window(&p(1000, Some(1010)), 1011, 300),
+        Err(Error::SignatureExpired)
+    );
     assert!(check_window(&p(1000, Some(1010)), 1005, 300).is_ok());
 }
 
@@ -317,7 +421,10 @@ fn hostile_inputs_are_errors_not_panics() {
         ("moat=(\"@method\");created=1", "moat=abc"),
         ("moat=(\"@method\");created=1", "other=:AAAA:"),
     ] {
-        assert!(ParsedSignature::parse(input, sig, "moat").is_err(), "{input} / {sig}");
+        assert!(
+            ParsedSignature::parse(input, sig, "moat").is_err(),
+            "{input} / {sig}"
+        );
     }
     let long = "a".repeat(MAX_HEADER_LEN + 1);
     assert!(ParsedSignature::parse(&long, "moat=:AAAA:", "moat").is_err());

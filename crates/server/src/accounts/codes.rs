@@ -16,7 +16,13 @@ pub fn generate() -> Result<String, ApiError> {
 /// The stored form of a code: HMAC-SHA-256(pepper, purpose ‖ 0 ‖ phone ‖ 0 ‖ code).
 pub fn hash(pepper: &hmac::Key, phone: &str, purpose: &str, code: &str) -> Vec<u8> {
     let mut ctx = hmac::Context::with_key(pepper);
-    for part in [purpose.as_bytes(), b"\0", phone.as_bytes(), b"\0", code.as_bytes()] {
+    for part in [
+        purpose.as_bytes(),
+        b"\0",
+        phone.as_bytes(),
+        b"\0",
+        code.as_bytes(),
+    ] {
         ctx.update(part);
     }
     ctx.sign().as_ref().to_vec()

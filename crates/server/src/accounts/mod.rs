@@ -87,7 +87,9 @@ pub struct ResetConfirmRequest {
 }
 
 fn device_of(p: &Principal) -> String {
-    p.device.as_ref().map_or_else(|| "static".to_owned(), |d| d.id.to_string())
+    p.device
+        .as_ref()
+        .map_or_else(|| "static".to_owned(), |d| d.id.to_string())
 }
 
 fn accepted() -> (StatusCode, Json<Value>) {
@@ -98,13 +100,23 @@ fn sms_text(state: &AppState, purpose: &str, code: &str) -> String {
     let app = &state.config.sms.app_name;
     let minutes = state.config.sms.code_ttl / 60;
     match purpose {
-        RESET => format!("{app} password reset code: {code}. Valid for {minutes} minutes. Do not share it."),
-        _ => format!("{app} verification code: {code}. Valid for {minutes} minutes. Do not share it."),
+        RESET => format!(
+            "{app} password reset code: {code}. Valid for {minutes} minutes. Do not share it."
+        ),
+        _ => format!(
+            "{app} verification code: {code}. Valid for {minutes} minutes. Do not share it."
+        ),
     }
 }
 
 /// Stores a new code for `(phone, purpose)` (replacing any) and queues its SMS.
-async fn send_code(state: &AppState, phone: &Phone, purpose: &str, device: &str, pending_password: Option<String>) -> Result<(), ApiError> {
+async fn send_code(
+    state: &AppState,
+    phone: &Phone,
+    purpose: &str,
+    device: &str,
+    pending_password: Option<String>,
+) -> Result<(), ApiError> {
     let now = state.now();
     let code = codes::generate()?;
     let id = format!("sms_{}", moat_core::random::token(16)?);
@@ -134,17 +146,47 @@ async fn send_code(state: &AppState, phone: &Phone, purpose: &str, device: &str,
 
 fn admit(state: &AppState, phone: &Phone, device: &str, ip: &ClientIp) -> Result<(), ApiError> {
     let ip = ip.0.to_string();
-    state.sms_guard.admit(state.now(), &Ask { phone: &phone.e164, region: &phone.region, device, ip: &ip })
+    state.sms_guard.admit(
+        state.now(),
+        &Ask {
+            phone: &phone.e164,
+            region: &phone.region,
+            device,
+            ip: &ip,
+        },
+    )
 }
 
 /// Checks a code for `(phone, purpose)` sent to the calling device.
-async fn check_code(state: &AppState, phone: &Phone, purpose: &str, device: &str, otp: &str) -> Result<SmsCode, ApiError> {
+async fn check_code(
+    state: &AppState,
+    phone: &Phone,
+    purpose: &str,
+    device: &str,
+    otp: &str,
+) -> Result<SmsCode, ApiError> {
     if otp.len() != 6 || !otp.bytes().all(|b| b.is_ascii_digit()) {
         return Err(ApiError::validation("otp must be 6 digits"));
     }
-    let invalid = || ApiError::new(StatusCode::UNAUTHORIZED, "otp_invalid", "the code is not valid");
-    let locked = || ApiError::new(StatusCode::FORBIDDEN, "otp_locked", "too many wrong codes; ask for a new one");
-    let code = state.accounts.sms_code(&phone.e164, purpose).await?.ok_or_else(invalid)?;
+    let invalid = || {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "otp_invalid",
+            "the code is not valid",
+        )
+    };
+    let locked = || {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            "otp_locked",
+            "too many wrong codes; ask for a new one",
+        )
+    };
+    let code = state
+        .accounts
+        .sms_code(&phone.e164, purpose)
+        .await?
+        .ok_or_else(invalid)?;
     // The confirmation must come from the device that asked for the code: a code for someone
     // else's registration cannot confirm it from another phone.
     if code.device.as_deref() != Some(device) {
@@ -154,12 +196,23 @@ async fn check_code(state: &AppState, phone: &Phone, purpose: &str, device: &str
         return Err(locked());
     }
     if code.expires_at <= state.now() {
-        return Err(ApiError::new(StatusCode::UNAUTHORIZED, "otp_expired", "the code has expired; ask for a new one"));
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "otp_expired",
+            "the code has expired; ask for a new one",
+        ));
     }
     let presented = codes::hash(&state.keys.api_key_pepper, &phone.e164, purpose, otp);
     if !moat_core::secret::ct_eq(&presented, &code.code_hash) {
-        let attempts = state.accounts.record_sms_code_failure(&phone.e164, purpose).await?;
-        return Err(if attempts >= CODE_MAX_ATTEMPTS { locked() } else { invalid() });
+        let attempts = state
+            .accounts
+            .record_sms_code_failure(&phone.e164, purpose)
+            .await?;
+        return Err(if attempts >= CODE_MAX_ATTEMPTS {
+            locked()
+        } else {
+            invalid()
+        });
     }
     Ok(code)
 }
@@ -197,11 +250,36 @@ pub async fn register_confirm(
 ) -> Result<impl IntoResponse, ApiError> {
     let phone = phone::parse(&req.phone)?;
     let code = check_code(&state, &phone, REGISTER, &device_of(&p), &req.otp).await?;
-    let hash = code.pending_password.clone().ok_or_else(|| ApiError::internal(&"registration code without password"))?;
-    let user = match state.accounts.create_user(&phone.e164, code.created_at, Uuid::new_v4(), &hash, state.now()).await {
+    let hash = code
+        .pending_password
+        .clone()
+        .ok_or_else(|| ApiError::internal(&"registration code without password"))?;
+    let user = match state
+        .accounts
+        .create_user(
+            &phone.e164,
+            code.created_at,
+            Uuid::new_v4(),
+            &hash,
+            state.now(),
+        )
+        .await
+    {
         Ok(Some(user)) => user,
-        Ok(None) => return Err(ApiError::new(StatusCode::UNAUTHORIZED, "otp_invalid", "the code is not valid")),
-        Err(StoreError::Conflict(_)) => return Err(ApiError::new(StatusCode::CONFLICT, "conflict", "this phone already has an account")),
+        Ok(None) => {
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "otp_invalid",
+                "the code is not valid",
+            ));
+        }
+        Err(StoreError::Conflict(_)) => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                "this phone already has an account",
+            ));
+        }
         Err(e) => return Err(e.into()),
     };
     tracing::info!(user = %user.id, "user registered");
@@ -221,14 +299,20 @@ pub async fn resend(
     let purpose = match req.purpose.as_str() {
         REGISTER => REGISTER,
         RESET => RESET,
-        _ => return Err(ApiError::validation("purpose must be register or password_reset")),
+        _ => {
+            return Err(ApiError::validation(
+                "purpose must be register or password_reset",
+            ));
+        }
     };
     let device = device_of(&p);
     admit(&state, &phone, &device, &ip)?;
     if let Some(code) = state.accounts.sms_code(&phone.e164, purpose).await?
-        && code.device.as_deref() == Some(device.as_str()) && code.expires_at > state.now() {
-            send_code(&state, &phone, purpose, &device, code.pending_password).await?;
-        }
+        && code.device.as_deref() == Some(device.as_str())
+        && code.expires_at > state.now()
+    {
+        send_code(&state, &phone, purpose, &device, code.pending_password).await?;
+    }
     Ok(accepted())
 }
 
@@ -262,10 +346,24 @@ pub async fn reset_confirm(
     let phone = phone::parse(&req.phone)?;
     password::check_policy(&req.new_password, &phone.e164)?;
     let code = check_code(&state, &phone, RESET, &device_of(&p), &req.otp).await?;
-    let invalid = || ApiError::new(StatusCode::UNAUTHORIZED, "otp_invalid", "the code is not valid");
-    let user = state.accounts.user_by_phone(&phone.e164).await?.ok_or_else(invalid)?;
+    let invalid = || {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "otp_invalid",
+            "the code is not valid",
+        )
+    };
+    let user = state
+        .accounts
+        .user_by_phone(&phone.e164)
+        .await?
+        .ok_or_else(invalid)?;
     let hash = state.hasher.hash(&req.new_password).await?;
-    if !state.accounts.reset_password(&phone.e164, code.created_at, user.id, &hash).await? {
+    if !state
+        .accounts
+        .reset_password(&phone.e164, code.created_at, user.id, &hash)
+        .await?
+    {
         return Err(invalid());
     }
     tracing::info!(user = %user.id, "password reset");
@@ -290,18 +388,28 @@ fn invalid_grant(detail: &str) -> ApiError {
 
 fn limited(refusal: Refusal) -> ApiError {
     match refusal {
-        Refusal::Limited { retry_after, .. } => {
-            ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "too many login attempts; try again later")
-                .retry_after(retry_after)
-        }
+        Refusal::Limited { retry_after, .. } => ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "too many login attempts; try again later",
+        )
+        .retry_after(retry_after),
         Refusal::Full => ApiError::unavailable(),
     }
 }
 
-async fn token_response(state: &AppState, user: Uuid, device: &str, family: &str) -> Result<Response, ApiError> {
+async fn token_response(
+    state: &AppState,
+    user: Uuid,
+    device: &str,
+    family: &str,
+) -> Result<Response, ApiError> {
     let now = state.now();
     let access = state.tokens.issue_access(user, device, now)?;
-    let refresh = state.tokens.issue_refresh(&*state.accounts, &state.keys, user, device, family, now).await?;
+    let refresh = state
+        .tokens
+        .issue_refresh(&*state.accounts, &state.keys, user, device, family, now)
+        .await?;
     let body = json!({
         "access_token": access,
         "token_type": "Bearer",
@@ -310,8 +418,12 @@ async fn token_response(state: &AppState, user: Uuid, device: &str, family: &str
     });
     let mut response = Json(body).into_response();
     // RFC 6749 section 5.1.
-    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response.headers_mut().insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+        .headers_mut()
+        .insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
     Ok(response)
 }
 
@@ -331,44 +443,83 @@ pub async fn token(
     let form = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"));
+        .is_some_and(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        });
     if !form {
-        return Err(ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "expected application/x-www-form-urlencoded"));
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "expected application/x-www-form-urlencoded",
+        ));
     }
     if body.len() > MAX_JSON_BODY {
         return Err(ApiError::too_large(MAX_JSON_BODY));
     }
-    let req: TokenRequest = serde_urlencoded::from_bytes(&body).map_err(|_| ApiError::malformed("invalid form body"))?;
+    let req: TokenRequest = serde_urlencoded::from_bytes(&body)
+        .map_err(|_| ApiError::malformed("invalid form body"))?;
     let device = device_of(&p);
     let now = state.now();
     match req.grant_type.as_str() {
         "password" => {
             let (Some(username), Some(password)) = (req.username, req.password) else {
-                return Err(ApiError::malformed("username and password are required").with_member("error", "invalid_request"));
+                return Err(ApiError::malformed("username and password are required")
+                    .with_member("error", "invalid_request"));
             };
-            let phone = phone::parse(&username).map_err(|_| invalid_grant("invalid username or password"))?;
-            let per_minute = Quota { burst: state.config.accounts.login_per_minute, period: std::time::Duration::from_secs(60) };
-            let per_ip = Quota { burst: 30, period: std::time::Duration::from_secs(60) };
+            let phone = phone::parse(&username)
+                .map_err(|_| invalid_grant("invalid username or password"))?;
+            let per_minute = Quota {
+                burst: state.config.accounts.login_per_minute,
+                period: std::time::Duration::from_secs(60),
+            };
+            let per_ip = Quota {
+                burst: 30,
+                period: std::time::Duration::from_secs(60),
+            };
             state
                 .login_limiter
-                .check(now.saturating_mul(1000), &[(format!("login\0{}", phone.e164), per_minute), (format!("loginip\0{}", ip.0), per_ip)])
+                .check(
+                    now.saturating_mul(1000),
+                    &[
+                        (format!("login\0{}", phone.e164), per_minute),
+                        (format!("loginip\0{}", ip.0), per_ip),
+                    ],
+                )
                 .map_err(limited)?;
             // Failed logins are counted per phone whether or not it has an account, so being
             // slowed and locked looks the same for both: a lock reveals nothing.
             let c = &state.config.accounts;
             let failures = Quota {
                 burst: u32::try_from(c.login_lock_after).unwrap_or(10),
-                period: std::time::Duration::from_secs(u64::try_from(c.login_lock_seconds).unwrap_or(900)),
+                period: std::time::Duration::from_secs(
+                    u64::try_from(c.login_lock_seconds).unwrap_or(900),
+                ),
             };
             let fail_key = format!("loginfail\0{}", phone.e164);
-            state.login_limiter.peek(now.saturating_mul(1000), &fail_key, failures).map_err(limited)?;
+            state
+                .login_limiter
+                .peek(now.saturating_mul(1000), &fail_key, failures)
+                .map_err(limited)?;
             let user = state.accounts.user_by_phone(&phone.e164).await?;
             let locked = user.as_ref().is_some_and(|u| u.locked_until > now);
-            let ok = state.hasher.verify(&password, user.as_ref().map(|u| u.password_hash.as_str())).await? && !locked;
+            let ok = state
+                .hasher
+                .verify(&password, user.as_ref().map(|u| u.password_hash.as_str()))
+                .await?
+                && !locked;
             let Some(user) = user.filter(|_| ok) else {
-                let _ = state.login_limiter.check(now.saturating_mul(1000), &[(fail_key, failures)]);
+                let _ = state
+                    .login_limiter
+                    .check(now.saturating_mul(1000), &[(fail_key, failures)]);
                 if let Some(u) = state.accounts.user_by_phone(&phone.e164).await? {
-                    let count = state.accounts.record_login_failure(u.id, now, c.login_lock_after, c.login_lock_seconds).await?;
+                    let count = state
+                        .accounts
+                        .record_login_failure(u.id, now, c.login_lock_after, c.login_lock_seconds)
+                        .await?;
                     if count >= c.login_lock_after {
                         tracing::warn!(user = %u.id, failures = count, "login locked after repeated failures");
                     }
@@ -380,13 +531,25 @@ pub async fn token(
             token_response(&state, user.id, &device, &family).await
         }
         "refresh_token" => {
-            let text = req.refresh_token.ok_or_else(|| invalid_grant("refresh_token is required"))?;
-            let presented = ApiKey::parse_with_prefix(REFRESH_PREFIX, &text).map_err(|_| invalid_grant("invalid refresh token"))?;
-            let record = state.accounts.refresh_token(&presented.lookup).await?.ok_or_else(|| invalid_grant("invalid refresh token"))?;
+            let text = req
+                .refresh_token
+                .ok_or_else(|| invalid_grant("refresh_token is required"))?;
+            let presented = ApiKey::parse_with_prefix(REFRESH_PREFIX, &text)
+                .map_err(|_| invalid_grant("invalid refresh token"))?;
+            let record = state
+                .accounts
+                .refresh_token(&presented.lookup)
+                .await?
+                .ok_or_else(|| invalid_grant("invalid refresh token"))?;
             if !presented.matches(&state.keys.api_key_pepper, &record.hash) {
                 return Err(invalid_grant("invalid refresh token"));
             }
-            if record.status != "active" || !state.accounts.use_refresh_token(&record.lookup, now).await? {
+            if record.status != "active"
+                || !state
+                    .accounts
+                    .use_refresh_token(&record.lookup, now)
+                    .await?
+            {
                 // A used token presented again: someone holds a copy. Revoke the whole login.
                 let revoked = state.accounts.revoke_refresh_family(&record.family).await?;
                 tracing::warn!(user = %record.user_id, revoked, "refresh token reuse detected; family revoked");
@@ -401,26 +564,46 @@ pub async fn token(
             }
             token_response(&state, record.user_id, &device, &record.family).await
         }
-        _ => Err(ApiError::new(StatusCode::BAD_REQUEST, "validation", "unsupported grant_type").with_member("error", "unsupported_grant_type")),
+        _ => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "validation",
+            "unsupported grant_type",
+        )
+        .with_member("error", "unsupported_grant_type")),
     }
 }
 
 /// `GET /api/me`
 #[utoipa::path(get, path = "/api/me", params(("Authorization" = String, Header, description = "Bearer access token")),
     responses((status = 200, description = "{\"user_id\",\"phone\"}"), (status = 401, description = "token_invalid")))]
-pub async fn me(State(state): State<AppState>, Extension(p): Extension<Principal>) -> Result<Json<Value>, ApiError> {
-    let user = p.user.as_ref().ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "token_invalid", "no user"))?;
+pub async fn me(
+    State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
+) -> Result<Json<Value>, ApiError> {
+    let user = p
+        .user
+        .as_ref()
+        .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "token_invalid", "no user"))?;
     if !user.local {
-        return Ok(Json(json!({"user_id": user.id, "phone": null, "issuer": user.issuer})));
+        return Ok(Json(
+            json!({"user_id": user.id, "phone": null, "issuer": user.issuer}),
+        ));
     }
-    let id = Uuid::parse_str(&user.id).map_err(|_| ApiError::new(StatusCode::UNAUTHORIZED, "token_invalid", "bad subject"))?;
-    let record = state.accounts.user(id).await?.ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "token_invalid", "unknown user"))?;
+    let id = Uuid::parse_str(&user.id)
+        .map_err(|_| ApiError::new(StatusCode::UNAUTHORIZED, "token_invalid", "bad subject"))?;
+    let record =
+        state.accounts.user(id).await?.ok_or_else(|| {
+            ApiError::new(StatusCode::UNAUTHORIZED, "token_invalid", "unknown user")
+        })?;
     Ok(Json(json!({"user_id": record.id, "phone": record.phone})))
 }
 
 /// `GET /.well-known/jwks.json`
 pub async fn jwks(State(state): State<AppState>) -> Response {
     let mut response = Json(state.tokens.jwks()).into_response();
-    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=300"),
+    );
     response
 }

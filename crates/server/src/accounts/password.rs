@@ -25,12 +25,54 @@ pub const MAX_LEN: usize = 128;
 /// A small list of passwords that are refused outright (the most common ones in breach
 /// corpora, plus obvious patterns), compared case-insensitively.
 const COMMON: &[&str] = &[
-    "12345678", "123456789", "1234567890", "password", "password1", "password123", "qwertyui", "qwerty123",
-    "qwertyuiop", "iloveyou", "11111111", "00000000", "12341234", "abc12345", "abcd1234", "1q2w3e4r",
-    "1qaz2wsx", "sunshine", "princess", "football", "baseball", "welcome1", "letmein1", "monkey123",
-    "dragon123", "superman", "trustno1", "passw0rd", "p@ssw0rd", "admin123", "changeme", "asdfghjk",
-    "zxcvbnm1", "88888888", "87654321", "a1b2c3d4", "q1w2e3r4", "computer", "michelle", "jennifer",
-    "whatever", "starwars", "internet", "shadow12", "master12", "freedom1", "mustang1", "access14",
+    "12345678",
+    "123456789",
+    "1234567890",
+    "password",
+    "password1",
+    "password123",
+    "qwertyui",
+    "qwerty123",
+    "qwertyuiop",
+    "iloveyou",
+    "11111111",
+    "00000000",
+    "12341234",
+    "abc12345",
+    "abcd1234",
+    "1q2w3e4r",
+    "1qaz2wsx",
+    "sunshine",
+    "princess",
+    "football",
+    "baseball",
+    "welcome1",
+    "letmein1",
+    "monkey123",
+    "dragon123",
+    "superman",
+    "trustno1",
+    "passw0rd",
+    "p@ssw0rd",
+    "admin123",
+    "changeme",
+    "asdfghjk",
+    "zxcvbnm1",
+    "88888888",
+    "87654321",
+    "a1b2c3d4",
+    "q1w2e3r4",
+    "computer",
+    "michelle",
+    "jennifer",
+    "whatever",
+    "starwars",
+    "internet",
+    "shadow12",
+    "master12",
+    "freedom1",
+    "mustang1",
+    "access14",
 ];
 
 /// Checks the password policy.
@@ -40,10 +82,14 @@ const COMMON: &[&str] = &[
 pub fn check_policy(password: &str, phone: &str) -> Result<(), ApiError> {
     let chars = password.chars().count();
     if chars < MIN_LEN {
-        return Err(ApiError::validation(format!("password must have at least {MIN_LEN} characters")));
+        return Err(ApiError::validation(format!(
+            "password must have at least {MIN_LEN} characters"
+        )));
     }
     if password.len() > MAX_LEN {
-        return Err(ApiError::validation(format!("password must have at most {MAX_LEN} bytes")));
+        return Err(ApiError::validation(format!(
+            "password must have at most {MAX_LEN} bytes"
+        )));
     }
     let lower = password.to_lowercase();
     if COMMON.contains(&lower.as_str()) {
@@ -51,7 +97,9 @@ pub fn check_policy(password: &str, phone: &str) -> Result<(), ApiError> {
     }
     let digits: String = phone.chars().filter(char::is_ascii_digit).collect();
     if !digits.is_empty() && lower.contains(&digits[digits.len().saturating_sub(8)..]) {
-        return Err(ApiError::validation("password must not contain the phone number"));
+        return Err(ApiError::validation(
+            "password must not contain the phone number",
+        ));
     }
     Ok(())
 }
@@ -70,10 +118,17 @@ impl Hasher {
     /// If the dummy hash (used for unknown users, to keep timing alike) cannot be made.
     pub fn new(concurrency: usize, queue_wait: Duration) -> Result<Self, ApiError> {
         let dummy = hash_blocking(b"moat dummy password for unknown users")?;
-        Ok(Self { permits: Arc::new(Semaphore::new(concurrency.max(1))), queue_wait, dummy })
+        Ok(Self {
+            permits: Arc::new(Semaphore::new(concurrency.max(1))),
+            queue_wait,
+            dummy,
+        })
     }
 
-    async fn run<T: Send + 'static>(&self, job: impl FnOnce() -> T + Send + 'static) -> Result<T, ApiError> {
+    async fn run<T: Send + 'static>(
+        &self,
+        job: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, ApiError> {
         let permit = tokio::time::timeout(self.queue_wait, self.permits.clone().acquire_owned())
             .await
             .map_err(|_| ApiError::unavailable().retry_after(2))?
@@ -106,7 +161,13 @@ impl Hasher {
         let password = Zeroizing::new(password.as_bytes().to_vec());
         let known = phc.is_some();
         let phc = phc.unwrap_or(&self.dummy).to_owned();
-        let ok = self.run(move || Argon2::default().verify_password(&password, phc.as_str()).is_ok()).await?;
+        let ok = self
+            .run(move || {
+                Argon2::default()
+                    .verify_password(&password, phc.as_str())
+                    .is_ok()
+            })
+            .await?;
         Ok(ok && known)
     }
 }
@@ -127,8 +188,14 @@ mod tests {
     fn policy() {
         assert!(check_policy("correct horse battery", "+14155552671").is_ok());
         assert!(check_policy("short", "+14155552671").is_err());
-        assert!(check_policy("Password1", "+14155552671").is_err(), "common, any case");
-        assert!(check_policy("my4155552671pw", "+14155552671").is_err(), "contains the phone");
+        assert!(
+            check_policy("Password1", "+14155552671").is_err(),
+            "common, any case"
+        );
+        assert!(
+            check_policy("my4155552671pw", "+14155552671").is_err(),
+            "contains the phone"
+        );
         assert!(check_policy(&"x".repeat(129), "+14155552671").is_err());
     }
 
@@ -137,8 +204,20 @@ mod tests {
         let h = Hasher::new(2, Duration::from_secs(5)).expect("hasher");
         let phc = h.hash("correct horse battery").await.expect("hash");
         assert!(phc.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{phc}");
-        assert!(h.verify("correct horse battery", Some(&phc)).await.expect("verify"));
-        assert!(!h.verify("wrong horse battery", Some(&phc)).await.expect("verify"));
-        assert!(!h.verify("correct horse battery", None).await.expect("dummy"));
+        assert!(
+            h.verify("correct horse battery", Some(&phc))
+                .await
+                .expect("verify")
+        );
+        assert!(
+            !h.verify("wrong horse battery", Some(&phc))
+                .await
+                .expect("verify")
+        );
+        assert!(
+            !h.verify("correct horse battery", None)
+                .await
+                .expect("dummy")
+        );
     }
 }

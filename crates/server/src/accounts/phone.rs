@@ -25,8 +25,15 @@ pub fn parse(text: &str) -> Result<Phone, ApiError> {
     if !phonenumber::is_valid(&number) {
         return Err(invalid());
     }
-    let region = number.country().id().map(|id| id.as_ref().to_owned()).ok_or_else(invalid)?;
-    Ok(Phone { e164: number.format().mode(phonenumber::Mode::E164).to_string(), region })
+    let region = number
+        .country()
+        .id()
+        .map(|id| id.as_ref().to_owned())
+        .ok_or_else(invalid)?;
+    Ok(Phone {
+        e164: number.format().mode(phonenumber::Mode::E164).to_string(),
+        region,
+    })
 }
 
 #[cfg(test)]
@@ -39,7 +46,13 @@ mod tests {
         assert_eq!(p.e164, "+14155552671");
         assert_eq!(p.region, "US");
         assert_eq!(parse("+44 20 7946 0958").expect("GB").region, "GB");
-        for bad in ["4155552671", "+1 555", "+999 123", "not a phone", "+14155552671000000000000000000000000"] {
+        for bad in [
+            "4155552671",
+            "+1 555",
+            "+999 123",
+            "not a phone",
+            "+14155552671000000000000000000000000",
+        ] {
             assert!(parse(bad).is_err(), "{bad}");
         }
     }

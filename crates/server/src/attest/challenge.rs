@@ -63,7 +63,10 @@ pub fn ranges(size: u64) -> Result<Vec<(u64, u64)>, moat_core::Error> {
 impl Challenges {
     /// Stores a challenge under `id`; false when full (refuse, do not forget older ones).
     pub fn put(&self, id: String, c: Challenge, now: i64) -> bool {
-        let mut map = self.map.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut map = self
+            .map
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if map.len() >= MAX_PENDING {
             map.retain(|_, c| c.expires_at > now);
             if map.len() >= MAX_PENDING {
@@ -76,13 +79,19 @@ impl Challenges {
 
     /// Removes and returns the challenge (used once), if unexpired.
     pub fn take(&self, id: &str, now: i64) -> Option<Challenge> {
-        let mut map = self.map.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut map = self
+            .map
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         map.remove(id).filter(|c| c.expires_at > now)
     }
 
     /// Drops expired challenges.
     pub fn purge(&self, now: i64) -> usize {
-        let mut map = self.map.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut map = self
+            .map
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let before = map.len();
         map.retain(|_, c| c.expires_at > now);
         before - map.len()
@@ -105,7 +114,10 @@ mod tests {
                 }
             }
         }
-        assert!(covered.iter().all(|b| *b), "every byte is eventually challenged");
+        assert!(
+            covered.iter().all(|b| *b),
+            "every byte is eventually challenged"
+        );
         assert_eq!(ranges(100).expect("ranges"), vec![(0, 100)]);
     }
 }

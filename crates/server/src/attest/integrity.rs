@@ -54,7 +54,11 @@ fn kid_for(secret: &[u8]) -> String {
 }
 
 fn invalid(why: &str) -> ApiError {
-    ApiError::new(axum::http::StatusCode::UNAUTHORIZED, "integrity_invalid", why.to_owned())
+    ApiError::new(
+        axum::http::StatusCode::UNAUTHORIZED,
+        "integrity_invalid",
+        why.to_owned(),
+    )
 }
 
 impl IntegrityService {
@@ -63,7 +67,11 @@ impl IntegrityService {
         Self {
             issuer,
             ttl,
-            set: RwLock::new(Set { current: None, decoding: HashMap::new(), exported: Vec::new() }),
+            set: RwLock::new(Set {
+                current: None,
+                decoding: HashMap::new(),
+                exported: Vec::new(),
+            }),
             verified: crate::cache::TtlCache::new(100_000),
         }
     }
@@ -77,29 +85,55 @@ impl IntegrityService {
     ///
     /// # Errors
     /// Store unavailable.
-    pub async fn reload(&self, store: &dyn AttestStore, keys: &Keys, initial: &[u8], now: i64) -> Result<(), ApiError> {
+    pub async fn reload(
+        &self,
+        store: &dyn AttestStore,
+        keys: &Keys,
+        initial: &[u8],
+        now: i64,
+    ) -> Result<(), ApiError> {
         let mut records = store.integrity_keys().await?;
         if !records.iter().any(|r| r.retired_at.is_none()) {
             let kid = kid_for(initial);
             store
-                .rotate_integrity_key(IntegrityKey { secret_sealed: keys.data.seal(kid.as_bytes(), initial)?, kid, created_at: now, retired_at: None }, now)
+                .rotate_integrity_key(
+                    IntegrityKey {
+                        secret_sealed: keys.data.seal(kid.as_bytes(), initial)?,
+                        kid,
+                        created_at: now,
+                        retired_at: None,
+                    },
+                    now,
+                )
                 .await?;
             records = store.integrity_keys().await?;
         }
-        let mut set = Set { current: None, decoding: HashMap::new(), exported: Vec::new() };
+        let mut set = Set {
+            current: None,
+            decoding: HashMap::new(),
+            exported: Vec::new(),
+        };
         for r in records {
             if r.retired_at.is_some_and(|at| at + self.ttl < now) {
                 continue;
             }
             let secret = keys.data.open(r.kid.as_bytes(), &r.secret_sealed)?;
-            set.decoding.insert(r.kid.clone(), DecodingKey::from_secret(secret.expose()));
+            set.decoding
+                .insert(r.kid.clone(), DecodingKey::from_secret(secret.expose()));
             let current = r.retired_at.is_none() && set.current.is_none();
             if current {
                 set.current = Some((r.kid.clone(), EncodingKey::from_secret(secret.expose())));
             }
-            set.exported.push((r.kid.clone(), moat_core::b64::url_encode(secret.expose()), current));
+            set.exported.push((
+                r.kid.clone(),
+                moat_core::b64::url_encode(secret.expose()),
+                current,
+            ));
         }
-        *self.set.write().unwrap_or_else(std::sync::PoisonError::into_inner) = set;
+        *self
+            .set
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = set;
         Ok(())
     }
 
@@ -107,11 +141,24 @@ impl IntegrityService {
     ///
     /// # Errors
     /// Store unavailable.
-    pub async fn rotate(&self, store: &dyn AttestStore, keys: &Keys, now: i64) -> Result<String, ApiError> {
+    pub async fn rotate(
+        &self,
+        store: &dyn AttestStore,
+        keys: &Keys,
+        now: i64,
+    ) -> Result<String, ApiError> {
         let secret = moat_core::random::secret(32)?;
         let kid = kid_for(secret.expose());
         store
-            .rotate_integrity_key(IntegrityKey { secret_sealed: keys.data.seal(kid.as_bytes(), secret.expose())?, kid: kid.clone(), created_at: now, retired_at: None }, now)
+            .rotate_integrity_key(
+                IntegrityKey {
+                    secret_sealed: keys.data.seal(kid.as_bytes(), secret.expose())?,
+                    kid: kid.clone(),
+                    created_at: now,
+                    retired_at: None,
+                },
+                now,
+            )
             .await?;
         self.reload(store, keys, secret.expose(), now).await?;
         tracing::info!(kid = %kid, "integrity secret rotated");
@@ -120,7 +167,11 @@ impl IntegrityService {
 
     /// The secrets API servers need: `(kid, base64url secret, current)`.
     pub fn export(&self) -> Vec<(String, String, bool)> {
-        self.set.read().unwrap_or_else(std::sync::PoisonError::into_inner).exported.clone()
+        self.set
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .exported
+            .clone()
     }
 
     /// Issues a token for `device`. With `genuine` false the token has the same header and
@@ -128,8 +179,17 @@ impl IntegrityService {
     ///
     /// # Errors
     /// `503` if no secret is loaded.
-    pub fn issue(&self, device: &str, pay: Option<String>, genuine: bool, now: i64) -> Result<String, ApiError> {
-        let set = self.set.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+    pub fn issue(
+        &self,
+        device: &str,
+        pay: Option<String>,
+        genuine: bool,
+        now: i64,
+    ) -> Result<String, ApiError> {
+        let set = self
+            .set
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let (kid, key) = set.current.as_ref().ok_or_else(ApiError::unavailable)?;
         let mut header = Header::new(Algorithm::HS256);
         header.kid = Some(kid.clone());
@@ -161,23 +221,34 @@ impl IntegrityService {
             return Ok(claims);
         }
         let claims = self.verify_uncached(token, now)?;
-        self.verified.put(cache_key, claims.clone(), claims.exp.saturating_mul(1000));
+        self.verified
+            .put(cache_key, claims.clone(), claims.exp.saturating_mul(1000));
         Ok(claims)
     }
 
     fn verify_uncached(&self, token: &str, now: i64) -> Result<IntegrityClaims, ApiError> {
-        let header = jsonwebtoken::decode_header(token).map_err(|_| invalid("malformed integrity token"))?;
+        let header =
+            jsonwebtoken::decode_header(token).map_err(|_| invalid("malformed integrity token"))?;
         if header.alg != Algorithm::HS256 {
             return Err(invalid("unexpected algorithm"));
         }
-        let kid = header.kid.ok_or_else(|| invalid("integrity token has no kid"))?;
-        let set = self.set.read().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let key = set.decoding.get(&kid).ok_or_else(|| invalid("unknown kid"))?;
+        let kid = header
+            .kid
+            .ok_or_else(|| invalid("integrity token has no kid"))?;
+        let set = self
+            .set
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let key = set
+            .decoding
+            .get(&kid)
+            .ok_or_else(|| invalid("unknown kid"))?;
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_issuer(&[&self.issuer]);
         validation.set_required_spec_claims(&["exp", "iss", "sub"]);
         validation.leeway = 0;
-        let data = jsonwebtoken::decode::<IntegrityClaims>(token, key, &validation).map_err(|_| invalid("integrity token rejected"))?;
+        let data = jsonwebtoken::decode::<IntegrityClaims>(token, key, &validation)
+            .map_err(|_| invalid("integrity token rejected"))?;
         if data.claims.exp <= now {
             return Err(invalid("integrity token expired"));
         }

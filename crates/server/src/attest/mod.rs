@@ -71,7 +71,9 @@ pub async fn challenge(
     ApiJson(req): ApiJson<ChallengeRequest>,
 ) -> Result<Json<Value>, ApiError> {
     if !label_ok(&req.app_id) || !label_ok(&req.version) {
-        return Err(ApiError::validation("app_id and version must be 1-128 visible characters"));
+        return Err(ApiError::validation(
+            "app_id and version must be 1-128 visible characters",
+        ));
     }
     let device = device_of(&p)?;
     let release = state.attest.release(&req.app_id, &req.version).await?;
@@ -109,7 +111,11 @@ async fn expected_measurement(state: &AppState, c: &Challenge) -> Result<[u8; 32
     let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
     ctx.update(&c.nonce);
     if c.known {
-        for part in state.attest.release_ranges(&c.app_id, &c.version, &c.ranges).await? {
+        for part in state
+            .attest
+            .release_ranges(&c.app_id, &c.version, &c.ranges)
+            .await?
+        {
             ctx.update(&part);
         }
     } else {
@@ -138,14 +144,23 @@ pub async fn attest(
         Some(_) => return Err(ApiError::validation("bind must be base64url of a SHA-256")),
         None => None,
     };
-    let challenge = state.challenges.take(&req.challenge_id, now).filter(|c| c.device == device);
-    let genuine = match (&challenge, req.measurement.as_deref(), req.platform.as_deref()) {
+    let challenge = state
+        .challenges
+        .take(&req.challenge_id, now)
+        .filter(|c| c.device == device);
+    let genuine = match (
+        &challenge,
+        req.measurement.as_deref(),
+        req.platform.as_deref(),
+    ) {
         (Some(c), Some(measurement), None) => {
             let expected = expected_measurement(&state, c).await?;
             let presented = moat_core::b64::url_decode(measurement).unwrap_or_default();
             c.known && moat_core::secret::ct_eq(&expected, &presented)
         }
-        (Some(c), None, Some(platform)) => platform::verify(&state, c, &device, platform, &req.fields, now).await,
+        (Some(c), None, Some(platform)) => {
+            platform::verify(&state, c, &device, platform, &req.fields, now).await
+        }
         (None, _, _) => {
             // Unknown, expired, reused or another device's challenge: same work, failing token.
             let decoy = Challenge {
@@ -164,5 +179,7 @@ pub async fn attest(
     };
     tracing::info!(device = %device, genuine, "attestation");
     let token = state.integrity.issue(&device, pay, genuine, now)?;
-    Ok(Json(json!({"integrity_token": token, "expires_in": state.integrity.ttl()})))
+    Ok(Json(
+        json!({"integrity_token": token, "expires_in": state.integrity.ttl()}),
+    ))
 }

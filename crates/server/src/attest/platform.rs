@@ -10,7 +10,10 @@ use crate::state::AppState;
 
 /// Verifiers built from the configuration at start.
 pub struct Platforms {
-    play: Option<(crate::config::PlayIntegrityConfig, moat_core::play_integrity::Keys)>,
+    play: Option<(
+        crate::config::PlayIntegrityConfig,
+        moat_core::play_integrity::Keys,
+    )>,
     app_check: Option<(crate::config::AppCheckConfig, Issuers, IssuerConfig)>,
 }
 
@@ -23,8 +26,10 @@ impl Platforms {
         let play = match &config.play_integrity {
             None => None,
             Some(p) => {
-                let dk = crate::secret_ref::resolve(&p.decryption_key).map_err(|e| format!("attestation.play_integrity.decryption_key: {e}"))?;
-                let vk = crate::secret_ref::resolve(&p.verification_key).map_err(|e| format!("attestation.play_integrity.verification_key: {e}"))?;
+                let dk = crate::secret_ref::resolve(&p.decryption_key)
+                    .map_err(|e| format!("attestation.play_integrity.decryption_key: {e}"))?;
+                let vk = crate::secret_ref::resolve(&p.verification_key)
+                    .map_err(|e| format!("attestation.play_integrity.verification_key: {e}"))?;
                 let keys = moat_core::play_integrity::Keys::from_console(
                     &String::from_utf8_lossy(dk.expose()),
                     &String::from_utf8_lossy(vk.expose()),
@@ -35,7 +40,10 @@ impl Platforms {
         };
         let app_check = config.app_check.as_ref().map(|c| {
             let issuer = IssuerConfig {
-                issuer: format!("https://firebaseappcheck.googleapis.com/{}", c.project_number),
+                issuer: format!(
+                    "https://firebaseappcheck.googleapis.com/{}",
+                    c.project_number
+                ),
                 jwks_url: c.jwks_url.clone(),
                 audience: format!("projects/{}", c.project_number),
             };
@@ -50,7 +58,14 @@ fn field<'a>(fields: &'a Map<String, Value>, name: &str) -> Option<&'a str> {
 }
 
 /// Whether the platform attestation in `fields` is genuine and answers the challenge.
-pub async fn verify(state: &AppState, c: &Challenge, device: &str, platform: &str, fields: &Map<String, Value>, now: i64) -> bool {
+pub async fn verify(
+    state: &AppState,
+    c: &Challenge,
+    device: &str,
+    platform: &str,
+    fields: &Map<String, Value>,
+    now: i64,
+) -> bool {
     let result = match platform {
         "play_integrity" => play_integrity(state, c, fields, now),
         "firebase_app_check" => app_check(state, c, fields, now).await,
@@ -66,8 +81,17 @@ pub async fn verify(state: &AppState, c: &Challenge, device: &str, platform: &st
     }
 }
 
-fn play_integrity(state: &AppState, c: &Challenge, fields: &Map<String, Value>, now: i64) -> Result<(), String> {
-    let (cfg, keys) = state.platforms.play.as_ref().ok_or("play integrity is not configured")?;
+fn play_integrity(
+    state: &AppState,
+    c: &Challenge,
+    fields: &Map<String, Value>,
+    now: i64,
+) -> Result<(), String> {
+    let (cfg, keys) = state
+        .platforms
+        .play
+        .as_ref()
+        .ok_or("play integrity is not configured")?;
     if c.app_id != cfg.package_name {
         return Err("challenge was for another app".into());
     }
@@ -88,10 +112,22 @@ fn play_integrity(state: &AppState, c: &Challenge, fields: &Map<String, Value>, 
     .map_err(|e| e.to_string())
 }
 
-async fn app_check(state: &AppState, c: &Challenge, fields: &Map<String, Value>, now: i64) -> Result<(), String> {
-    let (cfg, issuers, issuer) = state.platforms.app_check.as_ref().ok_or("app check is not configured")?;
+async fn app_check(
+    state: &AppState,
+    c: &Challenge,
+    fields: &Map<String, Value>,
+    now: i64,
+) -> Result<(), String> {
+    let (cfg, issuers, issuer) = state
+        .platforms
+        .app_check
+        .as_ref()
+        .ok_or("app check is not configured")?;
     let token = field(fields, "token").ok_or("token missing")?;
-    let claims = issuers.verify(issuer, token, now).await.map_err(|e| e.detail().to_owned())?;
+    let claims = issuers
+        .verify(issuer, token, now)
+        .await
+        .map_err(|e| e.detail().to_owned())?;
     if !cfg.app_ids.is_empty() && !cfg.app_ids.contains(&claims.sub) {
         return Err("app id not accepted".into());
     }

@@ -4,8 +4,15 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue};
 
 /// Hop-by-hop headers (RFC 9110 section 7.6.1), never forwarded in either direction.
 const HOP_BY_HOP: [&str; 9] = [
-    "connection", "keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization", "te", "trailer",
-    "transfer-encoding", "upgrade",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
 ];
 
 /// Copies the client's headers for the upstream in one pass, leaving out hop-by-hop headers
@@ -24,10 +31,24 @@ pub fn for_upstream(client: &HeaderMap, keep_credentials: bool, trusted_chain: b
     for (name, value) in client {
         let n = name.as_str();
         let skip = match n {
-            "connection" | "keep-alive" | "proxy-connection" | "proxy-authenticate" | "proxy-authorization" | "te" | "trailer"
-            | "transfer-encoding" | "upgrade" | "host" | "content-length" | "moat-device" | "moat-user" => true,
-            "moat-device-key" | "signature" | "signature-input" | "dpop" | "moat-integrity" => !keep_credentials,
-            "forwarded" | "x-forwarded-for" | "x-forwarded-proto" | "x-forwarded-host" | "x-real-ip" => !trusted_chain,
+            "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+            | "host"
+            | "content-length"
+            | "moat-device"
+            | "moat-user" => true,
+            "moat-device-key" | "signature" | "signature-input" | "dpop" | "moat-integrity" => {
+                !keep_credentials
+            }
+            "forwarded" | "x-forwarded-for" | "x-forwarded-proto" | "x-forwarded-host"
+            | "x-real-ip" => !trusted_chain,
             _ => named.iter().any(|c| c.eq_ignore_ascii_case(n)),
         };
         if !skip {
@@ -56,7 +77,12 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 
 /// Appends this hop to the forwarding headers ([`for_upstream`] has already dropped the
 /// client's own unless they came through a trusted proxy).
-pub fn set_forwarded(headers: &mut HeaderMap, client_ip: std::net::IpAddr, proto: &str, host: Option<&str>) {
+pub fn set_forwarded(
+    headers: &mut HeaderMap,
+    client_ip: std::net::IpAddr,
+    proto: &str,
+    host: Option<&str>,
+) {
     let ip = client_ip.to_string();
     let xff = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
         Some(prev) => format!("{prev}, {ip}"),
@@ -65,10 +91,20 @@ pub fn set_forwarded(headers: &mut HeaderMap, client_ip: std::net::IpAddr, proto
     if let Ok(v) = HeaderValue::from_str(&xff) {
         headers.insert("x-forwarded-for", v);
     }
-    headers.insert("x-forwarded-proto", HeaderValue::from_str(proto).unwrap_or(HeaderValue::from_static("http")));
-    let for_value = if client_ip.is_ipv6() { format!("\"[{ip}]\"") } else { ip };
+    headers.insert(
+        "x-forwarded-proto",
+        HeaderValue::from_str(proto).unwrap_or(HeaderValue::from_static("http")),
+    );
+    let for_value = if client_ip.is_ipv6() {
+        format!("\"[{ip}]\"")
+    } else {
+        ip
+    };
     let mut forwarded = format!("for={for_value};proto={proto}");
-    if let Some(h) = host.filter(|h| h.bytes().all(|b| b.is_ascii_graphic() && b != b'"' && b != b';' && b != b',')) {
+    if let Some(h) = host.filter(|h| {
+        h.bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'"' && b != b';' && b != b',')
+    }) {
         forwarded.push_str(&format!(";host=\"{h}\""));
         if let Ok(v) = HeaderValue::from_str(h) {
             headers.insert("x-forwarded-host", v);

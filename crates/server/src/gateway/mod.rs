@@ -129,21 +129,36 @@ impl Gateway {
         for c in configs {
             let mut headers = Vec::new();
             for (name, reference) in &c.inject_headers {
-                let value = crate::secret_ref::resolve(reference).map_err(|e| format!("route {}: inject_headers.{name}: {e}", c.prefix))?;
-                HeaderValue::from_bytes(value.expose()).map_err(|_| format!("route {}: inject_headers.{name}: not a valid header value", c.prefix))?;
+                let value = crate::secret_ref::resolve(reference)
+                    .map_err(|e| format!("route {}: inject_headers.{name}: {e}", c.prefix))?;
+                HeaderValue::from_bytes(value.expose()).map_err(|_| {
+                    format!(
+                        "route {}: inject_headers.{name}: not a valid header value",
+                        c.prefix
+                    )
+                })?;
                 headers.push((name.clone(), value));
             }
             let mut query = Vec::new();
             for (name, reference) in &c.inject_query {
-                let value = crate::secret_ref::resolve(reference).map_err(|e| format!("route {}: inject_query.{name}: {e}", c.prefix))?;
+                let value = crate::secret_ref::resolve(reference)
+                    .map_err(|e| format!("route {}: inject_query.{name}: {e}", c.prefix))?;
                 query.push((name.clone(), value));
             }
-            routes.push(Arc::new(Upstream { config: c.clone(), headers, query }));
+            routes.push(Arc::new(Upstream {
+                config: c.clone(),
+                headers,
+                query,
+            }));
         }
         // The gateway key is derived from the data key (one secret to back up): the Ed25519
         // seed is HMAC-SHA-256(data key, label).
-        let seed = aws_lc_rs::hmac::sign(&aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, data_key), b"moat gateway signing key v1");
-        let pair = Ed25519KeyPair::from_seed_unchecked(seed.as_ref()).map_err(|_| "gateway key".to_owned())?;
+        let seed = aws_lc_rs::hmac::sign(
+            &aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, data_key),
+            b"moat gateway signing key v1",
+        );
+        let pair = Ed25519KeyPair::from_seed_unchecked(seed.as_ref())
+            .map_err(|_| "gateway key".to_owned())?;
         let mut x = [0u8; 32];
         x.copy_from_slice(pair.public_key().as_ref());
         let mut jwk = moat_core::jwk::PublicJwk::Ed25519 { x }.to_json();
@@ -161,10 +176,16 @@ impl Gateway {
             .enable_http1()
             .enable_http2()
             .wrap_connector(plain);
-        let http = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-            .pool_max_idle_per_host(256)
-            .build(https);
-        Ok(Self { routes, http, signer: InstallationKey::Ed25519(pair), jwks: serde_json::json!({"keys": [jwk]}) })
+        let http =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .pool_max_idle_per_host(256)
+                .build(https);
+        Ok(Self {
+            routes,
+            http,
+            signer: InstallationKey::Ed25519(pair),
+            jwks: serde_json::json!({"keys": [jwk]}),
+        })
     }
 
     /// The public key upstreams use to check forwarded requests (`keyid` `moat-gateway`).
@@ -179,13 +200,21 @@ fn refuse(detail: &str) -> ApiError {
 
 fn secrets_of(route: &Upstream) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
-    for v in route.headers.iter().map(|(_, v)| v).chain(route.query.iter().map(|(_, v)| v)) {
+    for v in route
+        .headers
+        .iter()
+        .map(|(_, v)| v)
+        .chain(route.query.iter().map(|(_, v)| v))
+    {
         out.push(v.expose().to_vec());
-        let encoded: String = serde_urlencoded::to_string([("", String::from_utf8_lossy(v.expose()))]).unwrap_or_default();
+        let encoded: String =
+            serde_urlencoded::to_string([("", String::from_utf8_lossy(v.expose()))])
+                .unwrap_or_default();
         if let Some(e) = encoded.strip_prefix('=')
-            && e.as_bytes() != v.expose() {
-                out.push(e.as_bytes().to_vec());
-            }
+            && e.as_bytes() != v.expose()
+        {
+            out.push(e.as_bytes().to_vec());
+        }
     }
     out.retain(|s| s.len() >= 4);
     out
@@ -221,20 +250,33 @@ fn redact(body: &[u8], secrets: &[Vec<u8>]) -> (Vec<u8>, bool) {
 /// # Errors
 /// `400` for refused targets, `405` for methods not allowed, `502`/`504` for upstream
 /// failures.
-pub async fn forward(state: AppState, gateway: Arc<Gateway>, route: Arc<Upstream>, ip: ClientIp, req: Request) -> Result<Response, ApiError> {
+pub async fn forward(
+    state: AppState,
+    gateway: Arc<Gateway>,
+    route: Arc<Upstream>,
+    ip: ClientIp,
+    req: Request,
+) -> Result<Response, ApiError> {
     let cfg = &route.config;
     let (parts, body) = req.into_parts();
     if let Some(methods) = &cfg.methods
-        && !methods.contains(&parts.method) {
-            return Err(ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this route"));
-        }
+        && !methods.contains(&parts.method)
+    {
+        return Err(ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "method not allowed on this route",
+        ));
+    }
     // An absolute-form target (`GET http://other/ HTTP/1.1`) would let a client name its own
     // upstream; HTTP/2 always carries scheme and authority, which Moat ignores.
     if parts.version <= Version::HTTP_11 && parts.uri.authority().is_some() {
         return Err(refuse("absolute-form request target"));
     }
     let path = parts.uri.path();
-    let rest = path.strip_prefix(cfg.prefix.as_str()).ok_or_else(|| refuse("path outside the route"))?;
+    let rest = path
+        .strip_prefix(cfg.prefix.as_str())
+        .ok_or_else(|| refuse("path outside the route"))?;
     path::check_rest(rest).map_err(|e| refuse(e.0))?;
 
     let mut url = cfg.upstream.clone();
@@ -247,11 +289,15 @@ pub async fn forward(state: AppState, gateway: Arc<Gateway>, route: Arc<Upstream
         url.set_query(parts.uri.query());
     } else {
         let client_pairs: Vec<(String, String)> = match parts.uri.query() {
-            Some(q) => serde_urlencoded::from_str(q).map_err(|_| refuse("query is not valid form encoding"))?,
+            Some(q) => serde_urlencoded::from_str(q)
+                .map_err(|_| refuse("query is not valid form encoding"))?,
             None => Vec::new(),
         };
         let mut pairs = url.query_pairs_mut();
-        for (k, v) in client_pairs.iter().filter(|(k, _)| !injected.contains(&k.as_str())) {
+        for (k, v) in client_pairs
+            .iter()
+            .filter(|(k, _)| !injected.contains(&k.as_str()))
+        {
             pairs.append_pair(k, v);
         }
         for (k, v) in &route.query {
@@ -266,22 +312,38 @@ pub async fn forward(state: AppState, gateway: Arc<Gateway>, route: Arc<Upstream
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
         .is_some_and(|c| state.config.trusted_proxies.contains(&c.0.ip()));
     let mut out = headers::for_upstream(&parts.headers, cfg.forward_credentials, trusted);
-    let proto = if state.config.public_base_url.starts_with("https://") { "https" } else { "http" };
-    let host = parts.headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    let proto = if state.config.public_base_url.starts_with("https://") {
+        "https"
+    } else {
+        "http"
+    };
+    let host = parts
+        .headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok());
     headers::set_forwarded(&mut out, ip.0, proto, host);
     if let Some(p) = &principal {
         if let Some(d) = &p.device {
-            out.insert("moat-device", HeaderValue::from_str(&d.id.to_string()).map_err(|e| ApiError::internal(&e))?);
+            out.insert(
+                "moat-device",
+                HeaderValue::from_str(&d.id.to_string()).map_err(|e| ApiError::internal(&e))?,
+            );
         }
         if let Some(u) = &p.user
-            && let Ok(v) = HeaderValue::from_str(&u.id) {
-                out.insert("moat-user", v);
-            }
+            && let Ok(v) = HeaderValue::from_str(&u.id)
+        {
+            out.insert("moat-user", v);
+        }
     }
     for (name, value) in &route.headers {
-        out.insert(name.clone(), HeaderValue::from_bytes(value.expose()).map_err(|e| ApiError::internal(&e))?);
+        out.insert(
+            name.clone(),
+            HeaderValue::from_bytes(value.expose()).map_err(|e| ApiError::internal(&e))?,
+        );
     }
-    let body: Bytes = axum::body::to_bytes(body, state.config.max_body_bytes).await.map_err(|_| ApiError::too_large(state.config.max_body_bytes))?;
+    let body: Bytes = axum::body::to_bytes(body, state.config.max_body_bytes)
+        .await
+        .map_err(|_| ApiError::too_large(state.config.max_body_bytes))?;
     if cfg.sign {
         sign_forwarded(&gateway, &parts.method, &url, &mut out, &body, state.now())?;
     }
@@ -292,22 +354,40 @@ pub async fn forward(state: AppState, gateway: Arc<Gateway>, route: Arc<Upstream
         .body(Body::from(body))
         .map_err(|e| ApiError::internal(&e))?;
     *request.headers_mut() = out;
-    let timeout = ApiError::new(StatusCode::GATEWAY_TIMEOUT, "upstream_timeout", "the upstream did not answer in time");
+    let timeout = ApiError::new(
+        StatusCode::GATEWAY_TIMEOUT,
+        "upstream_timeout",
+        "the upstream did not answer in time",
+    );
     let upstream = match tokio::time::timeout(cfg.timeout, gateway.http.request(request)).await {
         Err(_) => return Err(timeout),
         Ok(Err(e)) => {
             tracing::warn!(route = %cfg.prefix, error = %e, "upstream unreachable");
-            return Err(ApiError::new(StatusCode::BAD_GATEWAY, "bad_gateway", "the upstream could not be reached"));
+            return Err(ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "bad_gateway",
+                "the upstream could not be reached",
+            ));
         }
         Ok(Ok(r)) => r,
     };
     respond(&route, upstream, cfg.timeout).await
 }
 
-fn sign_forwarded(gateway: &Gateway, method: &Method, url: &reqwest::Url, out: &mut HeaderMap, body: &[u8], now: i64) -> Result<(), ApiError> {
+fn sign_forwarded(
+    gateway: &Gateway,
+    method: &Method,
+    url: &reqwest::Url,
+    out: &mut HeaderMap,
+    body: &[u8],
+    now: i64,
+) -> Result<(), ApiError> {
     if !body.is_empty() {
         let field = moat_core::digest::sha256_field(body);
-        out.insert("content-digest", HeaderValue::from_str(&field).map_err(|e| ApiError::internal(&e))?);
+        out.insert(
+            "content-digest",
+            HeaderValue::from_str(&field).map_err(|e| ApiError::internal(&e))?,
+        );
     } else {
         out.remove("content-digest");
     }
@@ -324,7 +404,14 @@ fn sign_forwarded(gateway: &Gateway, method: &Method, url: &reqwest::Url, out: &
             components.push(name);
         }
     }
-    let msg = Message { method: method.as_str(), scheme: url.scheme(), authority: &authority, path: url.path(), query: url.query(), headers: out };
+    let msg = Message {
+        method: method.as_str(),
+        scheme: url.scheme(),
+        authority: &authority,
+        path: url.path(),
+        query: url.query(),
+        headers: out,
+    };
     let params = Params {
         created: Some(now),
         nonce: Some(moat_core::random::token(16)?),
@@ -332,13 +419,29 @@ fn sign_forwarded(gateway: &Gateway, method: &Method, url: &reqwest::Url, out: &
         alg: Some("ed25519".into()),
         ..Params::default()
     };
-    let signed = httpsig::sign("moat", &components, &params, &msg, SigningKey::Installation(&gateway.signer))?;
-    out.insert("signature-input", HeaderValue::from_str(&signed.signature_input).map_err(|e| ApiError::internal(&e))?);
-    out.insert("signature", HeaderValue::from_str(&signed.signature).map_err(|e| ApiError::internal(&e))?);
+    let signed = httpsig::sign(
+        "moat",
+        &components,
+        &params,
+        &msg,
+        SigningKey::Installation(&gateway.signer),
+    )?;
+    out.insert(
+        "signature-input",
+        HeaderValue::from_str(&signed.signature_input).map_err(|e| ApiError::internal(&e))?,
+    );
+    out.insert(
+        "signature",
+        HeaderValue::from_str(&signed.signature).map_err(|e| ApiError::internal(&e))?,
+    );
     Ok(())
 }
 
-async fn respond(route: &Upstream, upstream: axum::http::Response<hyper::body::Incoming>, timeout: Duration) -> Result<Response, ApiError> {
+async fn respond(
+    route: &Upstream,
+    upstream: axum::http::Response<hyper::body::Incoming>,
+    timeout: Duration,
+) -> Result<Response, ApiError> {
     use http_body_util::BodyExt as _;
     let (head, incoming) = upstream.into_parts();
     let status = head.status;
@@ -357,11 +460,22 @@ async fn respond(route: &Upstream, upstream: axum::http::Response<hyper::body::I
             headers.remove(name);
         }
     }
-    let inspect = !secrets.is_empty() && (status.is_redirection() || status.is_client_error() || status.is_server_error());
+    let inspect = !secrets.is_empty()
+        && (status.is_redirection() || status.is_client_error() || status.is_server_error());
     let body = if inspect {
-        let bad = || ApiError::new(StatusCode::BAD_GATEWAY, "bad_gateway", "upstream error body failed or too large");
+        let bad = || {
+            ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "bad_gateway",
+                "upstream error body failed or too large",
+            )
+        };
         let limited = http_body_util::Limited::new(incoming, MAX_INSPECTED_BODY);
-        let bytes = tokio::time::timeout(timeout, limited.collect()).await.map_err(|_| bad())?.map_err(|_| bad())?.to_bytes();
+        let bytes = tokio::time::timeout(timeout, limited.collect())
+            .await
+            .map_err(|_| bad())?
+            .map_err(|_| bad())?
+            .to_bytes();
         let (clean, changed) = redact(&bytes, &secrets);
         if changed {
             tracing::warn!(route = %route.config.prefix, status = status.as_u16(), "upstream response body carried an injected secret; redacted");
@@ -381,7 +495,10 @@ mod tests {
 
     #[test]
     fn redaction_replaces_every_occurrence() {
-        let (out, changed) = redact(b"key=sk_live_123 and sk_live_123!", &[b"sk_live_123".to_vec()]);
+        let (out, changed) = redact(
+            b"key=sk_live_123 and sk_live_123!",
+            &[b"sk_live_123".to_vec()],
+        );
         assert!(changed);
         assert_eq!(out, b"key=[redacted] and [redacted]!");
         let (out, changed) = redact(b"nothing here", &[b"sk_live_123".to_vec()]);

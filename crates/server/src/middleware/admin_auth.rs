@@ -12,7 +12,11 @@ use crate::state::AppState;
 ///
 /// # Errors
 /// `401 credential_invalid` without the right token.
-pub async fn require_admin(State(state): State<AppState>, req: Request, next: Next) -> Result<Response, ApiError> {
+pub async fn require_admin(
+    State(state): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
     let presented = req
         .headers()
         .get(header::AUTHORIZATION)

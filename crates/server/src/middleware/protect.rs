@@ -101,27 +101,61 @@ pub struct Protect {
 }
 
 /// Applies the route's rate limit to a verified caller; returns the `RateLimit` header values.
-async fn rate_limit(p: &Protect, parts: &mut Parts, principal: &Principal) -> Result<Option<(HeaderValue, HeaderValue)>, ApiError> {
-    let Some(rl) = p.rate_limit else { return Ok(None) };
+async fn rate_limit(
+    p: &Protect,
+    parts: &mut Parts,
+    principal: &Principal,
+) -> Result<Option<(HeaderValue, HeaderValue)>, ApiError> {
+    let Some(rl) = p.rate_limit else {
+        return Ok(None);
+    };
     let who = match rl.key {
-        RateKey::Device => principal.device.as_ref().map_or_else(|| "static".to_owned(), |d| d.id.to_string()),
-        RateKey::User => principal.user.as_ref().map_or_else(|| "anonymous".to_owned(), |u| format!("{}\0{}", u.issuer, u.id)),
-        RateKey::Ip => <ClientIp as axum::extract::FromRequestParts<AppState>>::from_request_parts(parts, &p.state).await?.0.to_string(),
+        RateKey::Device => principal
+            .device
+            .as_ref()
+            .map_or_else(|| "static".to_owned(), |d| d.id.to_string()),
+        RateKey::User => principal.user.as_ref().map_or_else(
+            || "anonymous".to_owned(),
+            |u| format!("{}\0{}", u.issuer, u.id),
+        ),
+        RateKey::Ip => <ClientIp as axum::extract::FromRequestParts<AppState>>::from_request_parts(
+            parts, &p.state,
+        )
+        .await?
+        .0
+        .to_string(),
         RateKey::Route => String::new(),
     };
     let window = (f64::from(rl.burst) / rl.per_second).ceil().max(1.0);
-    let quota = Quota { burst: rl.burst, period: std::time::Duration::from_secs_f64(f64::from(rl.burst) / rl.per_second) };
-    let policy = HeaderValue::from_str(&format!("\"moat\";q={};w={window}", rl.burst)).map_err(|e| ApiError::internal(&e))?;
+    let quota = Quota {
+        burst: rl.burst,
+        period: std::time::Duration::from_secs_f64(f64::from(rl.burst) / rl.per_second),
+    };
+    let policy = HeaderValue::from_str(&format!("\"moat\";q={};w={window}", rl.burst))
+        .map_err(|e| ApiError::internal(&e))?;
     let key = format!("{}\0{who}", p.route);
-    match p.state.route_limiter.check_one(p.state.now_ms(), &key, quota) {
+    match p
+        .state
+        .route_limiter
+        .check_one(p.state.now_ms(), &key, quota)
+    {
         Ok(remaining) => {
-            let value = HeaderValue::from_str(&format!("\"moat\";r={remaining}")).map_err(|e| ApiError::internal(&e))?;
+            let value = HeaderValue::from_str(&format!("\"moat\";r={remaining}"))
+                .map_err(|e| ApiError::internal(&e))?;
             Ok(Some((policy, value)))
         }
-        Err(Refusal::Limited { retry_after, .. }) => Err(ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "rate limit exceeded")
-            .retry_after(retry_after)
-            .with_header("ratelimit-policy", policy)
-            .with_header("ratelimit", HeaderValue::from_str(&format!("\"moat\";r=0;t={retry_after}")).map_err(|e| ApiError::internal(&e))?)),
+        Err(Refusal::Limited { retry_after, .. }) => Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "rate limit exceeded",
+        )
+        .retry_after(retry_after)
+        .with_header("ratelimit-policy", policy)
+        .with_header(
+            "ratelimit",
+            HeaderValue::from_str(&format!("\"moat\";r=0;t={retry_after}"))
+                .map_err(|e| ApiError::internal(&e))?,
+        )),
         Err(Refusal::Full) => Err(ApiError::unavailable()),
     }
 }
@@ -129,7 +163,9 @@ async fn rate_limit(p: &Protect, parts: &mut Parts, principal: &Principal) -> Re
 fn joined(parts: &Parts, name: &str) -> Result<Option<String>, ApiError> {
     let mut out: Option<String> = None;
     for v in parts.headers.get_all(name) {
-        let text = v.to_str().map_err(|_| ApiError::malformed(format!("{name} is not ASCII")))?;
+        let text = v
+            .to_str()
+            .map_err(|_| ApiError::malformed(format!("{name} is not ASCII")))?;
         match &mut out {
             Some(s) => {
                 s.push_str(", ");
@@ -142,20 +178,43 @@ fn joined(parts: &Parts, name: &str) -> Result<Option<String>, ApiError> {
 }
 
 fn sig_error(detail: &str) -> ApiError {
-    ApiError::new(StatusCode::UNAUTHORIZED, "signature_invalid", detail.to_owned())
+    ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "signature_invalid",
+        detail.to_owned(),
+    )
 }
 
-async fn key_for(state: &AppState, keyid: &str) -> Result<(Arc<Device>, Arc<VerifyingKey>, Via), ApiError> {
+async fn key_for(
+    state: &AppState,
+    keyid: &str,
+) -> Result<(Arc<Device>, Arc<VerifyingKey>, Via), ApiError> {
     let ttl = i64::try_from(state.config.device_cache_ttl_ms).unwrap_or(0);
-    let cache_key = crate::cache::TtlCache::<CachedCredential>::key(format!("sig\0{keyid}").as_bytes());
+    let cache_key =
+        crate::cache::TtlCache::<CachedCredential>::key(format!("sig\0{keyid}").as_bytes());
     let now_ms = state.now_ms();
-    if let Some(CachedCredential { device, key: Some(key), via }) = (ttl > 0).then(|| state.device_cache.get(&cache_key, now_ms)).flatten() {
+    if let Some(CachedCredential {
+        device,
+        key: Some(key),
+        via,
+    }) = (ttl > 0)
+        .then(|| state.device_cache.get(&cache_key, now_ms))
+        .flatten()
+    {
         return Ok((device, key, via));
     }
     let unknown = || ApiError::credential("unknown keyid");
     let (device, key, via) = if keyid.starts_with("mc_") {
-        let device = state.store.device_by_client_id(keyid).await?.ok_or_else(unknown)?;
-        let sealed = device.credential.hmac_secret_sealed.as_deref().ok_or_else(unknown)?;
+        let device = state
+            .store
+            .device_by_client_id(keyid)
+            .await?
+            .ok_or_else(unknown)?;
+        let sealed = device
+            .credential
+            .hmac_secret_sealed
+            .as_deref()
+            .ok_or_else(unknown)?;
         let secret = state.keys.data.open(keyid.as_bytes(), sealed)?;
         let key = VerifyingKey::hmac_sha256(secret.expose());
         (device, key, Via::HmacSignature)
@@ -168,23 +227,46 @@ async fn key_for(state: &AppState, keyid: &str) -> Result<(Arc<Device>, Arc<Veri
             .latest_active_device(&format!("inst:{keyid}"))
             .await?
             .ok_or_else(unknown)?;
-        let jwk_text = device.credential.signing_jwk.as_deref().ok_or_else(unknown)?;
-        let value: serde_json::Value = serde_json::from_str(jwk_text).map_err(|e| ApiError::internal(&e))?;
+        let jwk_text = device
+            .credential
+            .signing_jwk
+            .as_deref()
+            .ok_or_else(unknown)?;
+        let value: serde_json::Value =
+            serde_json::from_str(jwk_text).map_err(|e| ApiError::internal(&e))?;
         let key = VerifyingKey::from_jwk(&PublicJwk::from_json(&value)?)?;
         (device, key, Via::InstallationSignature)
     };
     let (device, key) = (Arc::new(device), Arc::new(key));
     if ttl > 0 {
-        state.device_cache.put(cache_key, CachedCredential { device: device.clone(), key: Some(key.clone()), via }, now_ms + ttl);
+        state.device_cache.put(
+            cache_key,
+            CachedCredential {
+                device: device.clone(),
+                key: Some(key.clone()),
+                via,
+            },
+            now_ms + ttl,
+        );
     }
     Ok((device, key, via))
 }
 
-async fn verify_signature(state: &AppState, parts: &Parts, body: &[u8], now: i64) -> Result<Principal, ApiError> {
-    let input = joined(parts, "signature-input")?.ok_or_else(|| sig_error("Signature-Input is missing"))?;
+async fn verify_signature(
+    state: &AppState,
+    parts: &Parts,
+    body: &[u8],
+    now: i64,
+) -> Result<Principal, ApiError> {
+    let input =
+        joined(parts, "signature-input")?.ok_or_else(|| sig_error("Signature-Input is missing"))?;
     let signature = joined(parts, "signature")?.ok_or_else(|| sig_error("Signature is missing"))?;
     let sig = ParsedSignature::parse(&input, &signature, "moat")?;
-    let keyid = sig.params.keyid.clone().ok_or_else(|| sig_error("keyid parameter missing"))?;
+    let keyid = sig
+        .params
+        .keyid
+        .clone()
+        .ok_or_else(|| sig_error("keyid parameter missing"))?;
     let (device, key, via) = key_for(state, &keyid).await?;
 
     let authority = parts
@@ -193,7 +275,11 @@ async fn verify_signature(state: &AppState, parts: &Parts, body: &[u8], now: i64
         .and_then(|h| h.to_str().ok())
         .or_else(|| parts.uri.authority().map(|a| a.as_str()))
         .ok_or_else(|| ApiError::malformed("request has no Host"))?;
-    let scheme = if state.config.public_base_url.starts_with("https://") { "https" } else { "http" };
+    let scheme = if state.config.public_base_url.starts_with("https://") {
+        "https"
+    } else {
+        "http"
+    };
     let msg = Message {
         method: parts.method.as_str(),
         scheme,
@@ -223,32 +309,71 @@ async fn verify_signature(state: &AppState, parts: &Parts, body: &[u8], now: i64
     let created = sig.params.created.unwrap_or(now);
     let fresh = state
         .replay
-        .insert_once(replay_key.as_bytes(), created.max(now) + state.config.signature_max_skew + 1, now)
+        .insert_once(
+            replay_key.as_bytes(),
+            created.max(now) + state.config.signature_max_skew + 1,
+            now,
+        )
         .await
         .map_err(|_| ApiError::unavailable())?;
     if !fresh {
-        return Err(ApiError::new(StatusCode::UNAUTHORIZED, "replay_detected", "this signature nonce was already used"));
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "replay_detected",
+            "this signature nonce was already used",
+        ));
     }
-    Ok(Principal { device: Some(device), via, user: None })
+    Ok(Principal {
+        device: Some(device),
+        via,
+        user: None,
+    })
 }
 
 async fn verify_api_key(state: &AppState, value: &HeaderValue) -> Result<Principal, ApiError> {
-    let text = value.to_str().map_err(|_| ApiError::credential("Moat-Device-Key is not ASCII"))?;
-    if state.config.mode == Mode::Static && secret::ct_eq(text.as_bytes(), state.keys.static_key.expose()) {
-        return Ok(Principal { device: None, via: Via::StaticKey, user: None });
+    let text = value
+        .to_str()
+        .map_err(|_| ApiError::credential("Moat-Device-Key is not ASCII"))?;
+    if state.config.mode == Mode::Static
+        && secret::ct_eq(text.as_bytes(), state.keys.static_key.expose())
+    {
+        return Ok(Principal {
+            device: None,
+            via: Via::StaticKey,
+            user: None,
+        });
     }
     let invalid = || ApiError::credential("the device key is not valid");
     let key = ApiKey::parse(text).map_err(|_| invalid())?;
     let ttl = i64::try_from(state.config.device_cache_ttl_ms).unwrap_or(0);
-    let cache_key = crate::cache::TtlCache::<CachedCredential>::key(format!("key\0{}", key.lookup).as_bytes());
+    let cache_key =
+        crate::cache::TtlCache::<CachedCredential>::key(format!("key\0{}", key.lookup).as_bytes());
     let now_ms = state.now_ms();
-    let cached = if ttl > 0 { state.device_cache.get(&cache_key, now_ms) } else { None };
+    let cached = if ttl > 0 {
+        state.device_cache.get(&cache_key, now_ms)
+    } else {
+        None
+    };
     let device = match cached {
         Some(c) => c.device,
         None => {
-            let device = Arc::new(state.store.device_by_key_lookup(&key.lookup).await?.ok_or_else(invalid)?);
+            let device = Arc::new(
+                state
+                    .store
+                    .device_by_key_lookup(&key.lookup)
+                    .await?
+                    .ok_or_else(invalid)?,
+            );
             if ttl > 0 {
-                state.device_cache.put(cache_key, CachedCredential { device: device.clone(), key: None, via: Via::ApiKey }, now_ms + ttl);
+                state.device_cache.put(
+                    cache_key,
+                    CachedCredential {
+                        device: device.clone(),
+                        key: None,
+                        via: Via::ApiKey,
+                    },
+                    now_ms + ttl,
+                );
             }
             device
         }
@@ -260,7 +385,11 @@ async fn verify_api_key(state: &AppState, value: &HeaderValue) -> Result<Princip
     if device.status == DeviceStatus::Revoked {
         return Err(ApiError::revoked());
     }
-    Ok(Principal { device: Some(device), via: Via::ApiKey, user: None })
+    Ok(Principal {
+        device: Some(device),
+        via: Via::ApiKey,
+        user: None,
+    })
 }
 
 fn is_jose(parts: &Parts) -> bool {
@@ -268,10 +397,20 @@ fn is_jose(parts: &Parts) -> bool {
         .headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("application/jose"))
+        .is_some_and(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .eq_ignore_ascii_case("application/jose")
+        })
 }
 
-async fn decrypt_body(state: &AppState, principal: &Principal, body: &[u8]) -> Result<Bytes, ApiError> {
+async fn decrypt_body(
+    state: &AppState,
+    principal: &Principal,
+    body: &[u8],
+) -> Result<Bytes, ApiError> {
     let no_key = || {
         ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -280,12 +419,20 @@ async fn decrypt_body(state: &AppState, principal: &Principal, body: &[u8]) -> R
         )
     };
     let device = principal.device.as_ref().ok_or_else(no_key)?;
-    let (Some(kid), Some(sealed)) = (&device.credential.rsa_kid, &device.credential.rsa_private_sealed) else {
+    let (Some(kid), Some(sealed)) = (
+        &device.credential.rsa_kid,
+        &device.credential.rsa_private_sealed,
+    ) else {
         return Err(no_key());
     };
-    let compact = std::str::from_utf8(body).map_err(|_| ApiError::malformed("JWE body is not ASCII"))?.trim().to_owned();
+    let compact = std::str::from_utf8(body)
+        .map_err(|_| ApiError::malformed("JWE body is not ASCII"))?
+        .trim()
+        .to_owned();
     if jwe::peek_kid(&compact)?.as_deref() != Some(kid.as_str()) {
-        return Err(ApiError::malformed("JWE kid does not name this device's encryption key"));
+        return Err(ApiError::malformed(
+            "JWE kid does not name this device's encryption key",
+        ));
     }
     let pkcs8 = state.keys.data.open(kid.as_bytes(), sealed)?;
     // RSA decryption is a private-key operation (~1 ms): keep it off the async workers.
@@ -305,7 +452,11 @@ fn token_error(detail: &str) -> ApiError {
 /// Checks the `Authorization: Bearer` access token. Moat's own tokens are bound to a device
 /// (`cnf`), so they need that device's credential on the same request; external issuers'
 /// tokens are checked against their JWKS.
-async fn verify_user(state: &AppState, parts: &Parts, device: Option<&Principal>) -> Result<UserPrincipal, ApiError> {
+async fn verify_user(
+    state: &AppState,
+    parts: &Parts,
+    device: Option<&Principal>,
+) -> Result<UserPrincipal, ApiError> {
     let token = parts
         .headers
         .get(header::AUTHORIZATION)
@@ -316,46 +467,86 @@ async fn verify_user(state: &AppState, parts: &Parts, device: Option<&Principal>
     let now = state.now();
     // A token seen before is in the cache: skip even the unverified look at its issuer.
     let cached = state.tokens.cached(token, now);
-    let local = cached.is_some() || crate::issuers::peek_issuer(token).ok_or_else(|| token_error("malformed access token"))? == state.tokens.issuer();
+    let local = cached.is_some()
+        || crate::issuers::peek_issuer(token)
+            .ok_or_else(|| token_error("malformed access token"))?
+            == state.tokens.issuer();
     if local {
         let claims = match cached {
             Some(c) => c,
             None => state.tokens.verify_access(token, now)?,
         };
         let Some(caller) = device else {
-            return Err(token_error("this access token is bound to a device: send the device credential too"));
+            return Err(token_error(
+                "this access token is bound to a device: send the device credential too",
+            ));
         };
-        let caller_device = caller.device.as_ref().map_or_else(|| "static".to_owned(), |d| d.id.to_string());
+        let caller_device = caller
+            .device
+            .as_ref()
+            .map_or_else(|| "static".to_owned(), |d| d.id.to_string());
         if claims.cnf.moat_device != caller_device {
             return Err(token_error("this access token belongs to another device"));
         }
-        return Ok(UserPrincipal { id: claims.sub, issuer: claims.iss, local: true });
+        return Ok(UserPrincipal {
+            id: claims.sub,
+            issuer: claims.iss,
+            local: true,
+        });
     }
-    let iss = crate::issuers::peek_issuer(token).ok_or_else(|| token_error("malformed access token"))?;
-    let cfg = state.issuers.find(&iss).ok_or_else(|| token_error("unknown issuer"))?;
+    let iss =
+        crate::issuers::peek_issuer(token).ok_or_else(|| token_error("malformed access token"))?;
+    let cfg = state
+        .issuers
+        .find(&iss)
+        .ok_or_else(|| token_error("unknown issuer"))?;
     let claims = state.issuers.verify(cfg, token, now).await?;
-    Ok(UserPrincipal { id: claims.sub, issuer: claims.iss, local: false })
+    Ok(UserPrincipal {
+        id: claims.sub,
+        issuer: claims.iss,
+        local: false,
+    })
 }
 
 /// Checks `Moat-Integrity`: a valid, unexpired integrity token for the calling device, and,
 /// when it carries `pay`, for this request's `Authorization` header.
-fn verify_integrity(state: &AppState, parts: &Parts, caller: Option<&Principal>, now: i64) -> Result<(), ApiError> {
-    let invalid = |why: &str| ApiError::new(StatusCode::UNAUTHORIZED, "integrity_invalid", why.to_owned());
+fn verify_integrity(
+    state: &AppState,
+    parts: &Parts,
+    caller: Option<&Principal>,
+    now: i64,
+) -> Result<(), ApiError> {
+    let invalid = |why: &str| {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "integrity_invalid",
+            why.to_owned(),
+        )
+    };
     let token = parts
         .headers
         .get("moat-integrity")
         .and_then(|v| v.to_str().ok())
         .ok_or_else(|| invalid("an integrity token is required (Moat-Integrity)"))?;
     let claims = state.integrity.verify(token, now)?;
-    let device = caller.and_then(|c| c.device.as_ref()).ok_or_else(|| invalid("the integrity token needs the device credential too"))?;
+    let device = caller
+        .and_then(|c| c.device.as_ref())
+        .ok_or_else(|| invalid("the integrity token needs the device credential too"))?;
     if claims.sub != device.id.to_string() {
         return Err(invalid("this integrity token belongs to another device"));
     }
     if let Some(pay) = &claims.pay {
-        let auth = parts.headers.get(header::AUTHORIZATION).map(HeaderValue::as_bytes).unwrap_or_default();
-        let hash = moat_core::b64::url_encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, auth));
+        let auth = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .map(HeaderValue::as_bytes)
+            .unwrap_or_default();
+        let hash =
+            moat_core::b64::url_encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, auth));
         if !secret::ct_eq(hash.as_bytes(), pay.as_bytes()) {
-            return Err(invalid("the integrity token is bound to another Authorization header"));
+            return Err(invalid(
+                "the integrity token is bound to another Authorization header",
+            ));
         }
     }
     Ok(())
@@ -365,26 +556,35 @@ fn verify_integrity(state: &AppState, parts: &Parts, caller: Option<&Principal>,
 ///
 /// # Errors
 /// The problem of the first failed requirement.
-pub async fn protect(State(p): State<Protect>, req: Request, next: Next) -> Result<Response, ApiError> {
+pub async fn protect(
+    State(p): State<Protect>,
+    req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
     let state = &p.state;
     let (mut parts, body) = req.into_parts();
     let body = body_bytes(body, state.config.max_body_bytes).await?;
     let now = state.now();
-    let signed = parts.headers.contains_key("signature-input") || parts.headers.contains_key("signature");
+    let signed =
+        parts.headers.contains_key("signature-input") || parts.headers.contains_key("signature");
     let needs_signature = p.policy.contains(&Requirement::Signature);
     let needs_device = needs_signature || p.policy.contains(&Requirement::Device);
     // Any credential that is sent is checked, even where the route does not require it.
     let caller = if signed {
         Some(verify_signature(state, &parts, &body, now).await?)
     } else if needs_signature {
-        return Err(sig_error("this endpoint requires an RFC 9421 request signature"));
+        return Err(sig_error(
+            "this endpoint requires an RFC 9421 request signature",
+        ));
     } else if let Some(value) = parts.headers.get("moat-device-key") {
         Some(verify_api_key(state, value).await?)
     } else {
         None
     };
     if needs_device && caller.is_none() {
-        return Err(ApiError::credential("a device credential is required (Moat-Device-Key or a request signature)"));
+        return Err(ApiError::credential(
+            "a device credential is required (Moat-Device-Key or a request signature)",
+        ));
     }
     let user = if p.policy.contains(&Requirement::User) {
         Some(verify_user(state, &parts, caller.as_ref()).await?)
@@ -394,12 +594,21 @@ pub async fn protect(State(p): State<Protect>, req: Request, next: Next) -> Resu
     if p.policy.contains(&Requirement::Integrity) {
         verify_integrity(state, &parts, caller.as_ref(), now)?;
     }
-    let mut principal = caller.unwrap_or(Principal { device: None, via: Via::None, user: None });
+    let mut principal = caller.unwrap_or(Principal {
+        device: None,
+        via: Via::None,
+        user: None,
+    });
     principal.user = user;
     let body = if is_jose(&parts) {
         let plain = decrypt_body(state, &principal, &body).await?;
-        parts.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        parts.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(plain.len()));
+        parts.headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        parts
+            .headers
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(plain.len()));
         plain
     } else {
         body

@@ -72,12 +72,22 @@ pub struct SmsGuard {
 impl SmsGuard {
     /// A guard with these budgets.
     pub fn new(limits: Limits) -> Self {
-        Self { limits, limiter: Limiter::new(1_000_000), breaker_logged: AtomicI64::new(0), blocked: AtomicU64::new(0) }
+        Self {
+            limits,
+            limiter: Limiter::new(1_000_000),
+            breaker_logged: AtomicI64::new(0),
+            blocked: AtomicU64::new(0),
+        }
     }
 
     /// Whether the phone's country is served.
     pub fn country_allowed(&self, region: &str) -> bool {
-        self.limits.allowed_countries.is_empty() || self.limits.allowed_countries.iter().any(|c| c.eq_ignore_ascii_case(region))
+        self.limits.allowed_countries.is_empty()
+            || self
+                .limits
+                .allowed_countries
+                .iter()
+                .any(|c| c.eq_ignore_ascii_case(region))
     }
 
     /// Counts one SMS against every budget, or refuses.
@@ -88,15 +98,26 @@ impl SmsGuard {
     pub fn admit(&self, now: i64, ask: &Ask<'_>) -> Result<(), ApiError> {
         if !self.country_allowed(ask.region) {
             self.blocked.fetch_add(1, Ordering::Relaxed);
-            return Err(ApiError::validation("phone numbers of this country are not served"));
+            return Err(ApiError::validation(
+                "phone numbers of this country are not served",
+            ));
         }
         let l = &self.limits;
         let items = [
             (format!("cool\0{}", ask.phone), Quota::cooldown(l.cooldown)),
-            (format!("phone\0{}", ask.phone), Quota::per_hour(l.per_phone_hour)),
-            (format!("device\0{}", ask.device), Quota::per_hour(l.per_device_hour)),
+            (
+                format!("phone\0{}", ask.phone),
+                Quota::per_hour(l.per_phone_hour),
+            ),
+            (
+                format!("device\0{}", ask.device),
+                Quota::per_hour(l.per_device_hour),
+            ),
             (format!("ip\0{}", ask.ip), Quota::per_hour(l.per_ip_hour)),
-            (format!("country\0{}", ask.region), Quota::per_hour(l.per_country_hour)),
+            (
+                format!("country\0{}", ask.region),
+                Quota::per_hour(l.per_country_hour),
+            ),
             ("global".to_owned(), Quota::per_hour(l.global_hour)),
         ];
         match self.limiter.check(now.saturating_mul(1000), &items) {
@@ -104,13 +125,21 @@ impl SmsGuard {
             Err(Refusal::Limited { key, retry_after }) => {
                 self.blocked.fetch_add(1, Ordering::Relaxed);
                 let scope = key.split('\0').next().unwrap_or("global").to_owned();
-                if scope == "global" && self.breaker_logged.swap(now, Ordering::Relaxed) + 60 <= now {
-                    tracing::error!(retry_after, "SMS circuit breaker open: the global hourly SMS budget is spent; all SMS refused");
+                if scope == "global" && self.breaker_logged.swap(now, Ordering::Relaxed) + 60 <= now
+                {
+                    tracing::error!(
+                        retry_after,
+                        "SMS circuit breaker open: the global hourly SMS budget is spent; all SMS refused"
+                    );
                 } else {
                     tracing::info!(scope = %scope, retry_after, "SMS refused by the pumping guard");
                 }
-                Err(ApiError::new(StatusCode::TOO_MANY_REQUESTS, "sms_blocked", "too many SMS requests; try again later")
-                    .retry_after(retry_after))
+                Err(ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "sms_blocked",
+                    "too many SMS requests; try again later",
+                )
+                .retry_after(retry_after))
             }
             Err(Refusal::Full) => Err(ApiError::unavailable()),
         }

@@ -57,13 +57,19 @@ impl SmsSender for Outbox {
 fn transport(e: reqwest::Error) -> SendError {
     // reqwest errors can carry the URL; ours never holds a secret (Twilio's credentials go in
     // the Authorization header), but keep the text short anyway.
-    SendError { retryable: true, detail: format!("transport: {}", e.without_url()) }
+    SendError {
+        retryable: true,
+        detail: format!("transport: {}", e.without_url()),
+    }
 }
 
 fn by_status(status: reqwest::StatusCode, body: &str) -> SendError {
     let retryable = status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS;
     let snippet: String = body.chars().take(200).collect();
-    SendError { retryable, detail: format!("HTTP {}: {snippet}", status.as_u16()) }
+    SendError {
+        retryable,
+        detail: format!("HTTP {}: {snippet}", status.as_u16()),
+    }
 }
 
 /// Twilio's Messages API: `POST {base}/2010-04-01/Accounts/{AccountSid}/Messages.json` with a
@@ -93,7 +99,11 @@ impl SmsSender for Twilio {
     }
 
     async fn send(&self, m: &Outgoing<'_>) -> Result<Option<String>, SendError> {
-        let url = format!("{}/2010-04-01/Accounts/{}/Messages.json", self.base_url.trim_end_matches('/'), self.account_sid);
+        let url = format!(
+            "{}/2010-04-01/Accounts/{}/Messages.json",
+            self.base_url.trim_end_matches('/'),
+            self.account_sid
+        );
         let mut form: Vec<(&str, &str)> = vec![("To", m.to), ("Body", m.body)];
         if let Some(from) = &self.from {
             form.push(("From", from));
@@ -165,7 +175,10 @@ impl SmsSender for Webhook {
             .http
             .post(&self.url)
             .header("content-type", "application/json")
-            .header("moat-webhook-signature", webhook_signature(self.secret.expose(), now, body.as_bytes()))
+            .header(
+                "moat-webhook-signature",
+                webhook_signature(self.secret.expose(), now, body.as_bytes()),
+            )
             .body(body)
             .send()
             .await

@@ -27,19 +27,40 @@ pub async fn run_once(state: &AppState, sender: &dyn SmsSender) -> usize {
     };
     let n = due.len();
     for message in due {
-        let body = match state.keys.data.open(message.id.as_bytes(), &message.body_sealed) {
+        let body = match state
+            .keys
+            .data
+            .open(message.id.as_bytes(), &message.body_sealed)
+        {
             Ok(b) => String::from_utf8_lossy(b.expose()).into_owned(),
             Err(e) => {
-                let _ = accounts.finish_sms(&message.id, SmsOutcome::Failed { error: format!("cannot open body: {e}") }, now).await;
+                let _ = accounts
+                    .finish_sms(
+                        &message.id,
+                        SmsOutcome::Failed {
+                            error: format!("cannot open body: {e}"),
+                        },
+                        now,
+                    )
+                    .await;
                 continue;
             }
         };
-        let out = Outgoing { id: &message.id, to: &message.phone, body: &body, purpose: &message.purpose, created_at: message.created_at };
+        let out = Outgoing {
+            id: &message.id,
+            to: &message.phone,
+            body: &body,
+            purpose: &message.purpose,
+            created_at: message.created_at,
+        };
         let outcome = match sender.send(&out).await {
             Ok(provider_id) => SmsOutcome::Sent { provider_id },
             Err(e) if e.retryable && message.attempts < MAX_ATTEMPTS => {
                 tracing::warn!(sms = %message.id, attempt = message.attempts, error = %e.detail, "SMS send failed; will retry");
-                SmsOutcome::Retry { error: e.detail, next_attempt_at: state.now() + (1 << message.attempts.clamp(1, 10)) }
+                SmsOutcome::Retry {
+                    error: e.detail,
+                    next_attempt_at: state.now() + (1 << message.attempts.clamp(1, 10)),
+                }
             }
             Err(e) => {
                 tracing::error!(sms = %message.id, attempts = message.attempts, error = %e.detail, "SMS send failed for good");
@@ -54,11 +75,20 @@ pub async fn run_once(state: &AppState, sender: &dyn SmsSender) -> usize {
 }
 
 /// Runs until `shutdown`: wakes when a message is queued (`notify`) or every second.
-pub async fn run(state: AppState, sender: Arc<dyn SmsSender>, notify: Arc<Notify>, shutdown: impl std::future::Future<Output = ()>) {
+pub async fn run(
+    state: AppState,
+    sender: Arc<dyn SmsSender>,
+    notify: Arc<Notify>,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
     if let Ok(n) = state.accounts.requeue_stuck_sms().await
-        && n > 0 {
-            tracing::warn!(messages = n, "requeued SMS left in flight by a previous run");
-        }
+        && n > 0
+    {
+        tracing::warn!(
+            messages = n,
+            "requeued SMS left in flight by a previous run"
+        );
+    }
     tokio::pin!(shutdown);
     loop {
         while run_once(&state, &*sender).await > 0 {}

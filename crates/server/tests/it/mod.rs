@@ -1,7 +1,7 @@
 mod accounts;
 mod admin;
-mod attest;
 mod attacks;
+mod attest;
 mod enroll;
 mod gateway;
 mod interop;

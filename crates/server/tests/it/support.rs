@@ -29,14 +29,24 @@ impl TestServer {
     }
 
     /// With `tls = Some((cert, key))` the public listener speaks HTTPS.
-    pub async fn start_full(mode: &str, extra: &str, tls: Option<(std::path::PathBuf, std::path::PathBuf)>) -> Self {
+    pub async fn start_full(
+        mode: &str,
+        extra: &str,
+        tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
+    ) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let public = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let admin = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let scheme = if tls.is_some() { "https" } else { "http" };
         let base = format!("{scheme}://{}", public.local_addr().expect("addr"));
         let tls_section = tls
-            .map(|(c, k)| format!("[server.tls]\ncert = \"{}\"\nkey = \"{}\"\n", c.display(), k.display()))
+            .map(|(c, k)| {
+                format!(
+                    "[server.tls]\ncert = \"{}\"\nkey = \"{}\"\n",
+                    c.display(),
+                    k.display()
+                )
+            })
             .unwrap_or_default();
         let admin_base = format!("http://{}", admin.local_addr().expect("addr"));
         let toml = format!(
@@ -46,7 +56,9 @@ impl TestServer {
         );
         let config = Config::load(Some(&toml), &Vec::new()).expect("config");
         let clock = ManualClock::new();
-        let state = moat_server::build_state(config, Arc::new(clock.clone())).await.expect("state");
+        let state = moat_server::build_state(config, Arc::new(clock.clone()))
+            .await
+            .expect("state");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let run_state = state.clone();
         let task = tokio::spawn(async move {
@@ -56,7 +68,15 @@ impl TestServer {
             .await
             .expect("server runs");
         });
-        Self { base, admin: admin_base, clock, state, _dir: dir, stop: Some(stop), task: Some(task) }
+        Self {
+            base,
+            admin: admin_base,
+            clock,
+            state,
+            _dir: dir,
+            stop: Some(stop),
+            task: Some(task),
+        }
     }
 
     /// A device whose clock agrees with the server's.
@@ -73,7 +93,9 @@ impl TestServer {
 
     pub async fn enrolled(&self, device_id: &str) -> Client {
         let mut c = self.device();
-        c.enroll_and_fetch(device_id, Some("android")).await.expect("enroll");
+        c.enroll_and_fetch(device_id, Some("android"))
+            .await
+            .expect("enroll");
         c
     }
 
@@ -97,19 +119,33 @@ pub fn opts() -> CallOptions {
 
 #[track_caller]
 pub fn assert_problem(r: &moat_client::Response, status: u16, code: &str) {
-    assert_eq!(r.status, status, "body: {}", String::from_utf8_lossy(&r.body));
+    assert_eq!(
+        r.status,
+        status,
+        "body: {}",
+        String::from_utf8_lossy(&r.body)
+    );
     assert_eq!(
         r.headers.get("content-type").and_then(|v| v.to_str().ok()),
         Some("application/problem+json")
     );
-    assert_eq!(r.problem_code().as_deref(), Some(code), "body: {}", String::from_utf8_lossy(&r.body));
+    assert_eq!(
+        r.problem_code().as_deref(),
+        Some(code),
+        "body: {}",
+        String::from_utf8_lossy(&r.body)
+    );
 }
 
 pub async fn read(r: reqwest::Response) -> moat_client::Response {
     let status = r.status().as_u16();
     let headers = r.headers().clone();
     let body = r.bytes().await.expect("body").to_vec();
-    moat_client::Response { status, headers, body }
+    moat_client::Response {
+        status,
+        headers,
+        body,
+    }
 }
 
 /// The Python that runs the third-party peers (`http-message-signatures`, PyJWT, jwcrypto):
@@ -126,19 +162,40 @@ pub fn python() -> &'static str {
         let python = venv.join("bin/python");
         let ready = || {
             std::process::Command::new(&python)
-                .args(["-c", "import http_message_signatures, requests, jwt, jwcrypto"])
+                .args([
+                    "-c",
+                    "import http_message_signatures, requests, jwt, jwcrypto",
+                ])
                 .output()
                 .is_ok_and(|o| o.status.success())
         };
         if !ready() {
-            let status = std::process::Command::new("python3").arg("-m").arg("venv").arg(&venv).status().expect("python3 -m venv");
-            assert!(status.success(), "creating .venv failed (Debian needs python3-venv)");
+            let status = std::process::Command::new("python3")
+                .arg("-m")
+                .arg("venv")
+                .arg(&venv)
+                .status()
+                .expect("python3 -m venv");
+            assert!(
+                status.success(),
+                "creating .venv failed (Debian needs python3-venv)"
+            );
             let status = std::process::Command::new(&python)
-                .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r"])
+                .args([
+                    "-m",
+                    "pip",
+                    "install",
+                    "--quiet",
+                    "--disable-pip-version-check",
+                    "-r",
+                ])
                 .arg(repo.join("tests/requirements.txt"))
                 .status()
                 .expect("pip");
-            assert!(status.success() && ready(), "installing the Python test peers failed");
+            assert!(
+                status.success() && ready(),
+                "installing the Python test peers failed"
+            );
         }
         python.display().to_string()
     })
@@ -146,6 +203,12 @@ pub fn python() -> &'static str {
 
 /// Runs `tests/interop/<script>` with `args`.
 pub fn run_python(script: &str, args: &[&str]) -> std::process::Output {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop").join(script);
-    std::process::Command::new(python()).arg(path).args(args).output().expect("run python")
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/interop")
+        .join(script);
+    std::process::Command::new(python())
+        .arg(path)
+        .args(args)
+        .output()
+        .expect("run python")
 }
