@@ -220,51 +220,22 @@ async fn call(
         AuthArg::Installation => Auth::InstallationSignature,
         AuthArg::None => Auth::None,
     };
-    let stop = Arc::new(AtomicBool::new(false));
+    let options = CallOptions {
+        auth,
+        ..CallOptions::default()
+    };
     let started = Instant::now();
-    let mut tasks = Vec::new();
-    for t in 0..concurrency {
-        let (stop, path, http) = (stop.clone(), path.clone(), http.clone());
-        let client = clients[t % clients.len()].clone();
-        tasks.push(tokio::spawn(async move {
-            let mut lat = Vec::new();
-            let mut errors = 0u64;
-            let options = CallOptions {
-                auth,
-                ..CallOptions::default()
-            };
-            while !stop.load(Ordering::Relaxed) {
-                let t0 = Instant::now();
-                // A fresh signature (new nonce, current created) for every request.
-                let (url, headers, _) =
-                    client.prepare(&http::Method::GET, &path, None, &options)?;
-                match http.get(url).headers(headers).send().await {
-                    Ok(r) if r.status().is_success() => {
-                        let _ = r.bytes().await;
-                        lat.push(u32::try_from(t0.elapsed().as_micros()).unwrap_or(u32::MAX));
-                    }
-                    Ok(r) => {
-                        errors += 1;
-                        if errors <= 3 {
-                            eprintln!(
-                                "status {}: {}",
-                                r.status(),
-                                r.text().await.unwrap_or_default()
-                            );
-                        }
-                    }
-                    Err(e) => {
-                        errors += 1;
-                        if errors <= 3 {
-                            eprintln!("error: {e}");
-                        }
-                    }
-                }
-            }
-            anyhow::Ok((lat, errors))
-        }));
-    }
-    let (lat, errors) = stop_after(seconds, &stop, tasks).await?;
+    let route = path.clone();
+    let (lat, errors) = paced_workers(concurrency, 0, seconds, move |t| {
+        let (client, http, path, options) = (
+            clients[t % clients.len()].clone(),
+            http.clone(),
+            route.clone(),
+            options.clone(),
+        );
+        signed_gets(client, http, path, options)
+    })
+    .await?;
     Ok(summary(
         &format!("call {path}"),
         lat,
@@ -310,6 +281,25 @@ async fn raw(
     })
     .await?;
     Ok(summary(&url, lat, errors, started.elapsed()))
+}
+
+type Sent = std::pin::Pin<Box<dyn std::future::Future<Output = Result<reqwest::Response>> + Send>>;
+
+/// GETs of `path` from `client`, each with a fresh signature (new nonce, current `created`).
+fn signed_gets(
+    client: Arc<Client>,
+    http: reqwest::Client,
+    path: String,
+    options: CallOptions,
+) -> impl FnMut() -> Sent + Send + 'static {
+    move || {
+        let prepared = client.prepare(&http::Method::GET, &path, None, &options);
+        let http = http.clone();
+        Box::pin(async move {
+            let (url, headers, _) = prepared?;
+            Ok(http.get(url).headers(headers).send().await?)
+        })
+    }
 }
 
 /// Runs `concurrency` workers for `seconds`, each sending the requests its `make(worker)`
@@ -488,15 +478,7 @@ async fn full(
     let (lat, errors) = paced_workers(concurrency, rate, seconds, move |t| {
         let (client, options) = prepared[t % prepared.len()].clone();
         let (path, http) = (path.clone(), http.clone());
-        move || {
-            // A fresh signature (new nonce, current created) for every request.
-            let prepared = client.prepare(&http::Method::GET, &path, None, &options);
-            let http = http.clone();
-            async move {
-                let (url, headers, _) = prepared?;
-                Ok(http.get(url).headers(headers).send().await?)
-            }
-        }
+        signed_gets(client, http, path, options)
     })
     .await?;
     Ok(summary("full checks", lat, errors, started.elapsed()))

@@ -65,6 +65,25 @@ impl<V: Clone> TtlCache<V> {
         shard.insert(key, (value, expires_ms));
     }
 
+    /// The cached value for `key`, or the result of `make` (a value and its expiry,
+    /// milliseconds), which is cached on success.
+    ///
+    /// # Errors
+    /// Whatever `make` returns; errors are not cached.
+    pub fn get_or_try_insert<E>(
+        &self,
+        key: [u8; 32],
+        now_ms: i64,
+        make: impl FnOnce() -> Result<(V, i64), E>,
+    ) -> Result<V, E> {
+        if let Some(v) = self.get(&key, now_ms) {
+            return Ok(v);
+        }
+        let (value, expires_ms) = make()?;
+        self.put(key, value.clone(), expires_ms);
+        Ok(value)
+    }
+
     /// Drops one entry.
     pub fn remove(&self, key: &[u8; 32]) {
         self.shard(key).remove(key);

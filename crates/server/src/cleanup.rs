@@ -57,7 +57,11 @@ pub async fn run_once(state: &AppState) -> Result<Removed, moat_store::StoreErro
 pub async fn run_periodic(state: AppState, shutdown: impl Future<Output = ()>) {
     let mut cleanup = tokio::time::interval(state.config.cleanup_interval);
     let mut flush = tokio::time::interval(std::time::Duration::from_secs(60));
-    let mut reload = tokio::time::interval(crate::tokens::RELOAD_EVERY);
+    // Keys were loaded at start; the first reload is one period later.
+    let mut reload = tokio::time::interval_at(
+        tokio::time::Instant::now() + crate::tokens::RELOAD_EVERY,
+        crate::tokens::RELOAD_EVERY,
+    );
     cleanup.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(shutdown);
     loop {

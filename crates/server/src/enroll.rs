@@ -225,8 +225,7 @@ fn forget_credential(state: &AppState, d: &Device) {
     }
 }
 
-fn issued(state: &AppState, result: Result<Device, StoreError>) -> Result<Device, ApiError> {
-    let _ = state;
+fn issued(result: Result<Device, StoreError>) -> Result<Device, ApiError> {
     result.map_err(|e| match e {
         StoreError::Conflict(_) => ApiError::revoked(),
         other => other.into(),
@@ -287,10 +286,7 @@ pub async fn enroll(
                 now,
                 move |device| json!({"kind": "api_key", "key": key_text, "device": device.id}),
             );
-            let device = issued(
-                &state,
-                state.store.issue_credential(cred, Some(build), now).await,
-            )?;
+            let device = issued(state.store.issue_credential(cred, Some(build), now).await)?;
             tracing::info!(device = %device.id, mode = "dynamic", "device enrolled");
         }
         Mode::Otp => {
@@ -461,10 +457,7 @@ pub async fn confirm(
             "encryption_key": encryption_key,
         })
     });
-    let device = issued(
-        &state,
-        state.store.issue_credential(cred, Some(build), now).await,
-    )?;
+    let device = issued(state.store.issue_credential(cred, Some(build), now).await)?;
     tracing::info!(device = %device.id, mode = "otp", "device enrolled");
     Ok(Json(EnrollResponse {
         channel: "builtin",

@@ -63,6 +63,22 @@ pub struct Limiter {
     max_keys: usize,
 }
 
+/// One GCRA step for a key whose theoretical arrival time is `tat` (µs): the new arrival time
+/// if a request is allowed now, else how long to wait (µs).
+fn step(tat: Option<i64>, now_us: i64, quota: Quota) -> Result<i64, i64> {
+    let interval = quota.interval_us();
+    let limit = interval.saturating_mul(i64::from(quota.burst));
+    let new_tat = tat.unwrap_or(now_us).max(now_us).saturating_add(interval);
+    let wait = new_tat - now_us - limit;
+    if wait > 0 { Err(wait) } else { Ok(new_tat) }
+}
+
+fn retry_after(wait_us: i64) -> u64 {
+    u64::try_from((wait_us + 999_999) / 1_000_000)
+        .unwrap_or(u64::MAX)
+        .max(1)
+}
+
 impl Limiter {
     /// A limiter tracking at most `max_keys` keys.
     pub fn new(max_keys: usize) -> Self {
@@ -72,38 +88,44 @@ impl Limiter {
         }
     }
 
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, i64>> {
+        self.tats
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// Checks every `(key, quota)`; if all allow, counts one request against each.
     ///
     /// # Errors
     /// [`Refusal`] naming the first refusing key and the longest wait.
     pub fn check(&self, now_ms: i64, items: &[(String, Quota)]) -> Result<(), Refusal> {
         let now_us = now_ms.saturating_mul(1000);
-        let mut tats = self
-            .tats
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut tats = self.lock();
+        self.check_locked(&mut tats, now_us, items)
+    }
+
+    fn check_locked(
+        &self,
+        tats: &mut HashMap<String, i64>,
+        now_us: i64,
+        items: &[(String, Quota)],
+    ) -> Result<(), Refusal> {
         let mut refused: Option<(String, i64)> = None;
         let mut updates = Vec::with_capacity(items.len());
         for (key, quota) in items {
-            let interval = quota.interval_us();
-            let limit = interval.saturating_mul(i64::from(quota.burst));
-            let tat = tats.get(key).copied().unwrap_or(now_us).max(now_us);
-            let new_tat = tat.saturating_add(interval);
-            if new_tat - now_us > limit {
-                let wait = new_tat - now_us - limit;
-                match &mut refused {
+            match step(tats.get(key).copied(), now_us, *quota) {
+                Ok(new_tat) => updates.push((key.clone(), new_tat)),
+                Err(wait) => match &mut refused {
                     Some((_, w)) => *w = (*w).max(wait),
                     None => refused = Some((key.clone(), wait)),
-                }
-            } else {
-                updates.push((key.clone(), new_tat));
+                },
             }
         }
-        if let Some((key, wait_us)) = refused {
-            let retry_after = u64::try_from((wait_us + 999_999) / 1_000_000)
-                .unwrap_or(u64::MAX)
-                .max(1);
-            return Err(Refusal::Limited { key, retry_after });
+        if let Some((key, wait)) = refused {
+            return Err(Refusal::Limited {
+                key,
+                retry_after: retry_after(wait),
+            });
         }
         if tats.len() + updates.len() > self.max_keys {
             tats.retain(|_, tat| *tat > now_us);
@@ -111,9 +133,7 @@ impl Limiter {
                 return Err(Refusal::Full);
             }
         }
-        for (key, tat) in updates {
-            tats.insert(key, tat);
-        }
+        tats.extend(updates);
         Ok(())
     }
 
@@ -123,24 +143,12 @@ impl Limiter {
     /// [`Refusal::Limited`] with the wait.
     pub fn peek(&self, now_ms: i64, key: &str, quota: Quota) -> Result<(), Refusal> {
         let now_us = now_ms.saturating_mul(1000);
-        let tats = self
-            .tats
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let interval = quota.interval_us();
-        let limit = interval.saturating_mul(i64::from(quota.burst));
-        let tat = tats.get(key).copied().unwrap_or(now_us).max(now_us);
-        let wait = tat.saturating_add(interval) - now_us - limit;
-        if wait > 0 {
-            let retry_after = u64::try_from((wait + 999_999) / 1_000_000)
-                .unwrap_or(u64::MAX)
-                .max(1);
-            return Err(Refusal::Limited {
+        step(self.lock().get(key).copied(), now_us, quota)
+            .map(|_| ())
+            .map_err(|wait| Refusal::Limited {
                 key: key.to_owned(),
-                retry_after,
-            });
-        }
-        Ok(())
+                retry_after: retry_after(wait),
+            })
     }
 
     /// Checks one key; on success returns how many more requests the burst allows now.
@@ -148,12 +156,9 @@ impl Limiter {
     /// # Errors
     /// [`Refusal`] with the wait.
     pub fn check_one(&self, now_ms: i64, key: &str, quota: Quota) -> Result<u32, Refusal> {
-        self.check(now_ms, &[(key.to_owned(), quota)])?;
         let now_us = now_ms.saturating_mul(1000);
-        let tats = self
-            .tats
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut tats = self.lock();
+        self.check_locked(&mut tats, now_us, &[(key.to_owned(), quota)])?;
         let tat = tats.get(key).copied().unwrap_or(now_us);
         let interval = quota.interval_us();
         let headroom = interval.saturating_mul(i64::from(quota.burst)) - (tat - now_us);
@@ -162,12 +167,9 @@ impl Limiter {
 
     /// Drops keys whose budgets are full again.
     pub fn purge(&self, now_ms: i64) -> usize {
-        let mut tats = self
-            .tats
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let before = tats.len();
         let now_us = now_ms.saturating_mul(1000);
+        let mut tats = self.lock();
+        let before = tats.len();
         tats.retain(|_, tat| *tat > now_us);
         before - tats.len()
     }

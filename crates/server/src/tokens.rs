@@ -18,7 +18,6 @@ use std::time::Duration;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use moat_core::apikey::{ApiKey, REFRESH_PREFIX};
 use moat_core::dpop::InstallationKey;
-use moat_core::jwk::PublicJwk;
 use moat_store::accounts::{AccountStore, RefreshToken, SigningKeyRecord};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -216,27 +215,40 @@ impl TokenService {
         jsonwebtoken::encode(&header, &claims, key).map_err(|e| ApiError::internal(&e))
     }
 
-    /// A token verified earlier and not yet expired, from the cache.
-    pub fn cached(&self, token: &str, now: i64) -> Option<AccessClaims> {
-        self.verified.get(
-            &crate::cache::TtlCache::<AccessClaims>::key(token.as_bytes()),
-            now.saturating_mul(1000),
-        )
+    /// A token verified earlier and not yet expired, by its cache key
+    /// ([`crate::cache::TtlCache::key`] of the token).
+    pub fn cached(&self, key: &[u8; 32], now: i64) -> Option<AccessClaims> {
+        self.verified.get(key, now.saturating_mul(1000))
     }
 
-    /// Verifies one of this server's access tokens.
+    /// Verifies one of this server's access tokens (cached by SHA-256 until it expires).
     ///
     /// # Errors
     /// `401 token_invalid`.
     pub fn verify_access(&self, token: &str, now: i64) -> Result<AccessClaims, ApiError> {
-        let cache_key = crate::cache::TtlCache::<AccessClaims>::key(token.as_bytes());
-        if let Some(claims) = self.verified.get(&cache_key, now.saturating_mul(1000)) {
-            return Ok(claims);
-        }
-        let claims = self.verify_uncached(token, now)?;
+        self.verify_access_keyed(
+            crate::cache::TtlCache::<AccessClaims>::key(token.as_bytes()),
+            token,
+            now,
+        )
+    }
+
+    /// As [`Self::verify_access`], with the token's cache key already computed.
+    ///
+    /// # Errors
+    /// `401 token_invalid`.
+    pub fn verify_access_keyed(
+        &self,
+        key: [u8; 32],
+        token: &str,
+        now: i64,
+    ) -> Result<AccessClaims, ApiError> {
         self.verified
-            .put(cache_key, claims.clone(), claims.exp.saturating_mul(1000));
-        Ok(claims)
+            .get_or_try_insert(key, now.saturating_mul(1000), || {
+                let claims = self.verify_uncached(token, now)?;
+                let exp = claims.exp.saturating_mul(1000);
+                Ok((claims, exp))
+            })
     }
 
     fn verify_uncached(&self, token: &str, now: i64) -> Result<AccessClaims, ApiError> {
@@ -303,14 +315,4 @@ impl TokenService {
             .await?;
         Ok(String::from_utf8_lossy(text.expose()).into_owned())
     }
-}
-
-/// The public JWK of a JWKS entry (without `kid`, `alg`, `use`), for callers that need it.
-pub fn public_part(jwk: &Value) -> Option<PublicJwk> {
-    let mut v = jwk.clone();
-    let obj = v.as_object_mut()?;
-    for k in ["kid", "alg", "use"] {
-        obj.remove(k);
-    }
-    PublicJwk::from_json(&v).ok()
 }

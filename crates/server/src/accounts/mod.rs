@@ -511,17 +511,18 @@ pub async fn token(
                 .verify(&password, user.as_ref().map(|u| u.password_hash.as_str()))
                 .await?
                 && !locked;
+            let user_id = user.as_ref().map(|u| u.id);
             let Some(user) = user.filter(|_| ok) else {
                 let _ = state
                     .login_limiter
                     .check(now.saturating_mul(1000), &[(fail_key, failures)]);
-                if let Some(u) = state.accounts.user_by_phone(&phone.e164).await? {
+                if let Some(id) = user_id {
                     let count = state
                         .accounts
-                        .record_login_failure(u.id, now, c.login_lock_after, c.login_lock_seconds)
+                        .record_login_failure(id, now, c.login_lock_after, c.login_lock_seconds)
                         .await?;
                     if count >= c.login_lock_after {
-                        tracing::warn!(user = %u.id, failures = count, "login locked after repeated failures");
+                        tracing::warn!(user = %id, failures = count, "login locked after repeated failures");
                     }
                 }
                 return Err(invalid_grant("invalid username or password"));

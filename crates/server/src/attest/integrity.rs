@@ -216,14 +216,13 @@ impl IntegrityService {
     /// # Errors
     /// `401 integrity_invalid`.
     pub fn verify(&self, token: &str, now: i64) -> Result<IntegrityClaims, ApiError> {
-        let cache_key = crate::cache::TtlCache::<IntegrityClaims>::key(token.as_bytes());
-        if let Some(claims) = self.verified.get(&cache_key, now.saturating_mul(1000)) {
-            return Ok(claims);
-        }
-        let claims = self.verify_uncached(token, now)?;
+        let key = crate::cache::TtlCache::<IntegrityClaims>::key(token.as_bytes());
         self.verified
-            .put(cache_key, claims.clone(), claims.exp.saturating_mul(1000));
-        Ok(claims)
+            .get_or_try_insert(key, now.saturating_mul(1000), || {
+                let claims = self.verify_uncached(token, now)?;
+                let exp = claims.exp.saturating_mul(1000);
+                Ok((claims, exp))
+            })
     }
 
     fn verify_uncached(&self, token: &str, now: i64) -> Result<IntegrityClaims, ApiError> {

@@ -466,45 +466,43 @@ async fn verify_user(
         .trim();
     let now = state.now();
     // A token seen before is in the cache: skip even the unverified look at its issuer.
-    let cached = state.tokens.cached(token, now);
-    let local = cached.is_some()
-        || crate::issuers::peek_issuer(token)
-            .ok_or_else(|| token_error("malformed access token"))?
-            == state.tokens.issuer();
-    if local {
-        let claims = match cached {
-            Some(c) => c,
-            None => state.tokens.verify_access(token, now)?,
-        };
-        let Some(caller) = device else {
-            return Err(token_error(
-                "this access token is bound to a device: send the device credential too",
-            ));
-        };
-        let caller_device = caller
-            .device
-            .as_ref()
-            .map_or_else(|| "static".to_owned(), |d| d.id.to_string());
-        if claims.cnf.moat_device != caller_device {
-            return Err(token_error("this access token belongs to another device"));
+    let key = crate::cache::TtlCache::<crate::tokens::AccessClaims>::key(token.as_bytes());
+    let claims = match state.tokens.cached(&key, now) {
+        Some(claims) => claims,
+        None => {
+            let iss = crate::issuers::peek_issuer(token)
+                .ok_or_else(|| token_error("malformed access token"))?;
+            if iss != state.tokens.issuer() {
+                let cfg = state
+                    .issuers
+                    .find(&iss)
+                    .ok_or_else(|| token_error("unknown issuer"))?;
+                let claims = state.issuers.verify(cfg, token, now).await?;
+                return Ok(UserPrincipal {
+                    id: claims.sub,
+                    issuer: claims.iss,
+                    local: false,
+                });
+            }
+            state.tokens.verify_access_keyed(key, token, now)?
         }
-        return Ok(UserPrincipal {
-            id: claims.sub,
-            issuer: claims.iss,
-            local: true,
-        });
+    };
+    let Some(caller) = device else {
+        return Err(token_error(
+            "this access token is bound to a device: send the device credential too",
+        ));
+    };
+    let caller_device = caller
+        .device
+        .as_ref()
+        .map_or_else(|| "static".to_owned(), |d| d.id.to_string());
+    if claims.cnf.moat_device != caller_device {
+        return Err(token_error("this access token belongs to another device"));
     }
-    let iss =
-        crate::issuers::peek_issuer(token).ok_or_else(|| token_error("malformed access token"))?;
-    let cfg = state
-        .issuers
-        .find(&iss)
-        .ok_or_else(|| token_error("unknown issuer"))?;
-    let claims = state.issuers.verify(cfg, token, now).await?;
     Ok(UserPrincipal {
         id: claims.sub,
         issuer: claims.iss,
-        local: false,
+        local: true,
     })
 }
 
