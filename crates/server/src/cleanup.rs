@@ -33,10 +33,7 @@ pub async fn run_once(state: &AppState) -> Result<Removed, moat_store::StoreErro
         .accounts
         .cleanup_accounts(now, now - 7 * 86_400)
         .await?;
-    let replay_entries = state.replay.purge(now).await;
-    state.sms_guard.purge(now);
-    state.challenges.purge(now);
-    state.login_limiter.purge(now.saturating_mul(1000));
+    let replay_entries = purge_memory(state, now).await;
     tracing::info!(
         mailbox_items = store.mailbox_items,
         enrollment_otps = store.otps,
@@ -52,8 +49,53 @@ pub async fn run_once(state: &AppState) -> Result<Removed, moat_store::StoreErro
     })
 }
 
-/// Runs the job every `cleanup.interval` and flushes last-use times every minute, until
-/// `shutdown` resolves; then flushes once more.
+/// Drops expired entries of this process's in-memory caches and limiters (every instance has
+/// its own); returns the replay entries dropped.
+async fn purge_memory(state: &AppState, now: i64) -> usize {
+    let replay_entries = state.replay.purge(now).await;
+    state.sms_guard.purge(now);
+    state.challenges.purge(now);
+    state.login_limiter.purge(now.saturating_mul(1000));
+    state.route_limiter.purge(now.saturating_mul(1000));
+    replay_entries
+}
+
+/// The lease that lets one instance at a time run the store cleanup.
+const LEASE: &str = "cleanup";
+
+/// One periodic pass: the store cleanup if this instance holds (or takes) the cleanup lease,
+/// else only its own memory. The holder renews the lease every pass; if it stops, another
+/// instance takes over once the lease expires (two intervals and 30 s).
+async fn periodic_pass(state: &AppState) {
+    let now = state.now();
+    let hold = i64::try_from(state.config.cleanup_interval.as_secs())
+        .unwrap_or(i64::MAX / 4)
+        .saturating_mul(2)
+        .saturating_add(30);
+    match state
+        .store
+        .acquire_lease(LEASE, &state.instance, now, now.saturating_add(hold))
+        .await
+    {
+        Ok(true) => {
+            if let Err(e) = run_once(state).await {
+                tracing::warn!(error = %e, "cleanup failed; will retry next interval");
+            }
+        }
+        Ok(false) => {
+            purge_memory(state, now).await;
+            tracing::debug!("store cleanup runs on another instance");
+        }
+        Err(e) => {
+            purge_memory(state, now).await;
+            tracing::warn!(error = %e, "cannot take the cleanup lease; will retry next interval");
+        }
+    }
+}
+
+/// Runs the job every `cleanup.interval` (the store part on one instance at a time), reloads
+/// signing keys and integrity secrets every [`crate::tokens::RELOAD_EVERY`] and flushes
+/// last-use times every minute, until `shutdown` resolves; then flushes once more.
 pub async fn run_periodic(state: AppState, shutdown: impl Future<Output = ()>) {
     let mut cleanup = tokio::time::interval(state.config.cleanup_interval);
     let mut flush = tokio::time::interval(std::time::Duration::from_secs(60));
@@ -66,11 +108,7 @@ pub async fn run_periodic(state: AppState, shutdown: impl Future<Output = ()>) {
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
-            _ = cleanup.tick() => {
-                if let Err(e) = run_once(&state).await {
-                    tracing::warn!(error = %e, "cleanup failed; will retry next interval");
-                }
-            }
+            _ = cleanup.tick() => periodic_pass(&state).await,
             _ = flush.tick() => state.usage.flush(&*state.store).await,
             _ = reload.tick() => {
                 if let Err(e) = state.tokens.reload(&*state.accounts, &state.keys, state.now()).await {

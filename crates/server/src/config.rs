@@ -243,6 +243,8 @@ pub struct RawAdmin {
 #[allow(missing_docs)]
 pub struct RawStore {
     pub url: Option<String>,
+    pub max_connections: Option<u32>,
+    pub timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -250,6 +252,8 @@ pub struct RawStore {
 #[allow(missing_docs)]
 pub struct RawRedis {
     pub url: Option<String>,
+    pub timeout_ms: Option<u64>,
+    pub prefix: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -472,6 +476,10 @@ pub struct Config {
     pub admin_token: Option<String>,
     /// Store URL.
     pub store_url: String,
+    /// Store pool size and timeout.
+    pub store_pool: moat_store::PoolOptions,
+    /// Redis, shared by instances (optional).
+    pub redis: Option<crate::cluster::RedisConfig>,
     /// Enrollment mode.
     pub mode: Mode,
     /// Static key, if set in configuration (else generated into the data dir).
@@ -597,15 +605,46 @@ impl Config {
             .store
             .url
             .unwrap_or_else(|| format!("sqlite://{}/moat.db", data_dir.display()));
-        if !store_url.starts_with("sqlite:") {
+        if !(store_url.starts_with("sqlite:")
+            || store_url.starts_with("postgres://")
+            || store_url.starts_with("postgresql://"))
+        {
+            // Only the scheme is echoed: the URL may carry a password.
             errors.push(format!(
-                "store.url: only sqlite:// is available in this build (got `{}`)",
+                "store.url: must be sqlite://…, postgres://… or postgresql://… (got `{}:…`)",
                 store_url.split(':').next().unwrap_or("")
             ));
         }
-        if raw.redis.url.is_some() {
-            errors.push("redis.url: Redis support is not available in this build".into());
+        let store_pool = moat_store::PoolOptions {
+            max_connections: raw.store.max_connections.unwrap_or(8),
+            timeout: Duration::from_millis(raw.store.timeout_ms.unwrap_or(3000)),
+        };
+        if !(1..=1000).contains(&store_pool.max_connections) {
+            errors.push("store.max_connections: must be 1 to 1000".into());
         }
+        if !(50..=60_000).contains(&store_pool.timeout.as_millis()) {
+            errors.push("store.timeout_ms: must be 50 to 60000".into());
+        }
+        let redis = match raw.redis.url {
+            None => None,
+            Some(url) => {
+                if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+                    errors.push(format!(
+                        "redis.url: must be redis://… or rediss://… (got `{}:…`)",
+                        url.split(':').next().unwrap_or("")
+                    ));
+                }
+                let timeout = Duration::from_millis(raw.redis.timeout_ms.unwrap_or(1000));
+                if !(10..=60_000).contains(&timeout.as_millis()) {
+                    errors.push("redis.timeout_ms: must be 10 to 60000".into());
+                }
+                Some(crate::cluster::RedisConfig {
+                    url,
+                    timeout,
+                    prefix: raw.redis.prefix.unwrap_or_else(|| "moat:".into()),
+                })
+            }
+        };
         let tls = match &raw.server.tls {
             None => None,
             Some(t) => match (
@@ -940,6 +979,8 @@ impl Config {
             admin_listen,
             admin_token: raw.admin.token,
             store_url,
+            store_pool,
+            redis,
             mode,
             static_key: raw.enrollment.static_key,
             otp_ttl,

@@ -40,6 +40,7 @@ pub mod attest;
 pub mod cache;
 pub mod cleanup;
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod device;
 pub mod enroll;
@@ -73,8 +74,16 @@ async fn healthz() -> impl IntoResponse {
     axum::Json(serde_json::json!({"status": "ok"}))
 }
 
+/// Ready when the store and (if configured) Redis answer: a load balancer stops sending
+/// traffic to an instance that would only answer 503.
 async fn readyz(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     state.store.ping().await?;
+    if let Some(redis) = &state.redis {
+        redis
+            .ping()
+            .await
+            .map_err(|_| ApiError::unavailable().with_member("dependency", "redis"))?;
+    }
     Ok(axum::Json(serde_json::json!({"status": "ready"})))
 }
 
@@ -368,22 +377,27 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> Result<AppSta
     let keys = state::Keys::new(&secrets, &config)?;
     // One crypto backend for JWTs too; the error only means it was installed already.
     let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
+    // rustls (Redis over TLS, PostgreSQL over TLS) uses the one crypto backend too.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let sender = sms_sender(&config)?;
-    let store = Arc::new(
-        moat_store::sqlite::SqliteStore::open(
-            &config.store_url,
-            &moat_store::sqlite::SqliteOptions::default(),
-        )
-        .await?,
-    );
+    let opened = moat_store::open(&config.store_url, &config.store_pool).await?;
+    let redis = match &config.redis {
+        Some(r) => Some(Arc::new(
+            cluster::Redis::connect(r)
+                .await
+                .map_err(|e| ServerError::Setup(format!("redis: {e}")))?,
+        )),
+        None => None,
+    };
     let state = AppState::new(
         config,
-        store.clone(),
-        store.clone(),
-        store,
+        opened.store,
+        opened.accounts,
+        opened.attest,
         sender,
         keys,
         clock,
+        redis,
     )
     .map_err(|e| ServerError::Setup(format!("starting: {}", e.detail())))?;
     state

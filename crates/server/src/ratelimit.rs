@@ -1,4 +1,4 @@
-//! GCRA rate limiting (the generic cell rate algorithm), in memory.
+//! GCRA rate limiting (the generic cell rate algorithm), in memory or shared through Redis.
 //!
 //! A quota "N per period" lets a burst of N through, then one every period/N. Each key keeps
 //! one number (its theoretical arrival time), so the cost is a map lookup. [`Limiter::check`]
@@ -36,7 +36,7 @@ impl Quota {
     }
 
     /// Emission interval in microseconds (milliseconds would truncate to 0 above 1000/s).
-    fn interval_us(self) -> i64 {
+    pub(crate) fn interval_us(self) -> i64 {
         i64::try_from(self.period.as_micros() / u128::from(self.burst.max(1)))
             .unwrap_or(i64::MAX)
             .max(1)
@@ -53,8 +53,9 @@ pub enum Refusal {
         /// Seconds until every refusing key allows again.
         retry_after: u64,
     },
-    /// The limiter is full and cannot track more keys: refuse (fail closed).
-    Full,
+    /// The limiter is full and cannot track more keys, or its shared backend (Redis) is
+    /// down: refuse (fail closed).
+    Unavailable,
 }
 
 /// In-memory keyed GCRA limiter.
@@ -73,7 +74,7 @@ fn step(tat: Option<i64>, now_us: i64, quota: Quota) -> Result<i64, i64> {
     if wait > 0 { Err(wait) } else { Ok(new_tat) }
 }
 
-fn retry_after(wait_us: i64) -> u64 {
+pub(crate) fn retry_after(wait_us: i64) -> u64 {
     u64::try_from((wait_us + 999_999) / 1_000_000)
         .unwrap_or(u64::MAX)
         .max(1)
@@ -130,7 +131,7 @@ impl Limiter {
         if tats.len() + updates.len() > self.max_keys {
             tats.retain(|_, tat| *tat > now_us);
             if tats.len() + updates.len() > self.max_keys {
-                return Err(Refusal::Full);
+                return Err(Refusal::Unavailable);
             }
         }
         tats.extend(updates);
@@ -172,6 +173,82 @@ impl Limiter {
         let before = tats.len();
         tats.retain(|_, tat| *tat > now_us);
         before - tats.len()
+    }
+}
+
+/// A rate limiter: in this process, or shared by every instance through Redis
+/// (`redis.url`). Both run the same GCRA; the Redis one is a Lua script (see
+/// [`crate::cluster`]).
+pub enum RateLimiter {
+    /// This process only.
+    Memory(Limiter),
+    /// Shared through Redis, under the limiter's name.
+    Redis {
+        /// The connection.
+        redis: std::sync::Arc<crate::cluster::Redis>,
+        /// Keys of different limiters never collide.
+        name: &'static str,
+    },
+}
+
+impl RateLimiter {
+    /// In memory (one instance) or through Redis when there is one.
+    pub fn new(
+        redis: Option<&std::sync::Arc<crate::cluster::Redis>>,
+        name: &'static str,
+        max_keys: usize,
+    ) -> Self {
+        match redis {
+            Some(redis) => Self::Redis {
+                redis: redis.clone(),
+                name,
+            },
+            None => Self::Memory(Limiter::new(max_keys)),
+        }
+    }
+
+    /// See [`Limiter::check`].
+    ///
+    /// # Errors
+    /// [`Refusal`].
+    pub async fn check(&self, now_ms: i64, items: &[(String, Quota)]) -> Result<(), Refusal> {
+        match self {
+            Self::Memory(l) => l.check(now_ms, items),
+            Self::Redis { redis, name } => redis.gcra(name, items, true).await.map(|_| ()),
+        }
+    }
+
+    /// See [`Limiter::peek`].
+    ///
+    /// # Errors
+    /// [`Refusal`].
+    pub async fn peek(&self, now_ms: i64, key: &str, quota: Quota) -> Result<(), Refusal> {
+        match self {
+            Self::Memory(l) => l.peek(now_ms, key, quota),
+            Self::Redis { redis, name } => redis
+                .gcra(name, &[(key.to_owned(), quota)], false)
+                .await
+                .map(|_| ()),
+        }
+    }
+
+    /// See [`Limiter::check_one`].
+    ///
+    /// # Errors
+    /// [`Refusal`].
+    pub async fn check_one(&self, now_ms: i64, key: &str, quota: Quota) -> Result<u32, Refusal> {
+        match self {
+            Self::Memory(l) => l.check_one(now_ms, key, quota),
+            Self::Redis { redis, name } => redis.gcra(name, &[(key.to_owned(), quota)], true).await,
+        }
+    }
+
+    /// Drops keys whose budgets are full again (Redis expires them by itself).
+    pub fn purge(&self, now_ms: i64) -> usize {
+        match self {
+            Self::Memory(l) => l.purge(now_ms),
+            Self::Redis { .. } => 0,
+        }
     }
 }
 
@@ -256,7 +333,7 @@ mod tests {
         let q = Quota::per_hour(1);
         l.check(0, &[("a".into(), q)]).expect("a");
         l.check(0, &[("b".into(), q)]).expect("b");
-        assert_eq!(l.check(0, &[("c".into(), q)]), Err(Refusal::Full));
+        assert_eq!(l.check(0, &[("c".into(), q)]), Err(Refusal::Unavailable));
         assert_eq!(l.purge(3_600_001), 2);
         l.check(3_600_001, &[("c".into(), q)]).expect("room again");
     }

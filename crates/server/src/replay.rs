@@ -96,6 +96,33 @@ impl ReplayCache for MemoryReplayCache {
     }
 }
 
+/// Replay cache shared by every instance through Redis: `SET NX PX`, so a value seen by any
+/// instance is refused by all of them.
+pub struct RedisReplayCache(pub std::sync::Arc<crate::cluster::Redis>);
+
+#[async_trait]
+impl ReplayCache for RedisReplayCache {
+    async fn insert_once(
+        &self,
+        key: &[u8],
+        expires_at: i64,
+        now: i64,
+    ) -> Result<bool, ReplayUnavailable> {
+        let ttl_ms = u64::try_from(expires_at.saturating_sub(now))
+            .unwrap_or(0)
+            .saturating_mul(1000);
+        self.0
+            .set_once("rp", key, b"1", ttl_ms)
+            .await
+            .map_err(|_| ReplayUnavailable)
+    }
+
+    async fn purge(&self, _now: i64) -> usize {
+        // Redis expires entries by itself.
+        0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

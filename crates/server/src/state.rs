@@ -16,8 +16,8 @@ use crate::clock::Clock;
 use crate::config::{Config, Mode};
 use crate::error::ApiError;
 use crate::issuers::Issuers;
-use crate::ratelimit::Limiter;
-use crate::replay::{MemoryReplayCache, ReplayCache};
+use crate::ratelimit::RateLimiter;
+use crate::replay::{MemoryReplayCache, RedisReplayCache, ReplayCache};
 use crate::rsa_pool::RsaPool;
 use crate::secrets::Secrets;
 use crate::sms::guard::SmsGuard;
@@ -137,9 +137,9 @@ pub struct Shared {
     /// Wakes the SMS worker when a message is queued.
     pub sms_notify: Arc<Notify>,
     /// Login attempts, per phone and per IP, checked before any password hash.
-    pub login_limiter: Arc<Limiter>,
+    pub login_limiter: Arc<RateLimiter>,
     /// Route rate limits (`[[route]] rate_limit`).
-    pub route_limiter: Arc<Limiter>,
+    pub route_limiter: Arc<RateLimiter>,
     /// The gateway (upstream routes).
     pub gateway: Arc<crate::gateway::Gateway>,
     /// Attestation storage (the same backend as `store`).
@@ -150,6 +150,10 @@ pub struct Shared {
     pub challenges: Arc<crate::attest::challenge::Challenges>,
     /// Platform attestation verifiers.
     pub platforms: Arc<crate::attest::platform::Platforms>,
+    /// Redis, when instances share one (`redis.url`).
+    pub redis: Option<Arc<crate::cluster::Redis>>,
+    /// This process's name among instances (holder of leases), random per start.
+    pub instance: String,
     /// Verified device credentials, for `device_cache_ttl_ms`.
     pub device_cache: Arc<crate::cache::TtlCache<crate::middleware::protect::CachedCredential>>,
 }
@@ -168,6 +172,7 @@ impl AppState {
         sms_sender: Arc<dyn SmsSender>,
         keys: Keys,
         clock: Arc<dyn Clock>,
+        redis: Option<Arc<crate::cluster::Redis>>,
     ) -> Result<Self, ApiError> {
         let rsa_pool = (config.mode == Mode::Otp)
             .then(|| Arc::new(RsaPool::start(config.rsa_pool_size, Duration::from_secs(2))));
@@ -182,7 +187,14 @@ impl AppState {
             Duration::from_secs(2),
         )?);
         let issuers = Arc::new(Issuers::new(config.issuers.clone()));
-        let sms_guard = Arc::new(SmsGuard::new(config.sms.limits.clone()));
+        let sms_guard = Arc::new(SmsGuard::new(
+            config.sms.limits.clone(),
+            RateLimiter::new(redis.as_ref(), "sms", 1_000_000),
+        ));
+        let replay: Arc<dyn ReplayCache> = match &redis {
+            Some(r) => Arc::new(RedisReplayCache(r.clone())),
+            None => Arc::new(MemoryReplayCache::new(REPLAY_CAPACITY)),
+        };
         let gateway = Arc::new(
             crate::gateway::Gateway::new(&config.upstreams, keys.data_key_bytes()).map_err(
                 |e| ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "setup", e),
@@ -196,15 +208,17 @@ impl AppState {
             sms_guard,
             sms_sender,
             sms_notify: Arc::new(Notify::new()),
-            login_limiter: Arc::new(Limiter::new(1_000_000)),
-            route_limiter: Arc::new(Limiter::new(1_000_000)),
+            login_limiter: Arc::new(RateLimiter::new(redis.as_ref(), "login", 1_000_000)),
+            route_limiter: Arc::new(RateLimiter::new(redis.as_ref(), "route", 1_000_000)),
             gateway,
             attest,
             integrity: Arc::new(crate::attest::integrity::IntegrityService::new(
                 config.public_base_url.clone(),
                 config.integrity_ttl,
             )),
-            challenges: Arc::default(),
+            challenges: Arc::new(crate::attest::challenge::Challenges::new(redis.clone())),
+            instance: moat_core::random::token(12).map_err(|e| ApiError::internal(&e))?,
+            redis,
             device_cache: Arc::new(crate::cache::TtlCache::new(200_000)),
             platforms: Arc::new(
                 crate::attest::platform::Platforms::new(&config).map_err(|e| {
@@ -213,7 +227,7 @@ impl AppState {
             ),
             config: Arc::new(config),
             store,
-            replay: Arc::new(MemoryReplayCache::new(REPLAY_CAPACITY)),
+            replay,
             keys: Arc::new(keys),
             rsa_pool,
             usage: Arc::new(UsageTracker::default()),

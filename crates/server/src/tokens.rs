@@ -26,8 +26,9 @@ use uuid::Uuid;
 use crate::error::ApiError;
 use crate::state::Keys;
 
-/// How often each instance reloads the signing keys from the store.
-pub const RELOAD_EVERY: Duration = Duration::from_secs(5);
+/// How often each instance reloads the signing keys (and integrity secrets) from the store:
+/// the bound within which a rotation made on one instance takes effect on all of them.
+pub const RELOAD_EVERY: Duration = Duration::from_secs(1);
 
 /// The device binding of an access token (RFC 7800 `cnf`).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]

@@ -204,8 +204,9 @@ pub trait AccountStore: Send + Sync + 'static {
     async fn claim_due_sms(&self, now: i64, limit: u32) -> Result<Vec<SmsMessage>>;
     /// Records the outcome of a send attempt.
     async fn finish_sms(&self, id: &str, outcome: SmsOutcome, now: i64) -> Result<()>;
-    /// Puts messages left `sending` by a crash back in the queue.
-    async fn requeue_stuck_sms(&self) -> Result<u64>;
+    /// Puts messages left `sending` by a crash back in the queue: those claimed before
+    /// `claimed_before` (a message another instance is sending right now was claimed later).
+    async fn requeue_stuck_sms(&self, claimed_before: i64) -> Result<u64>;
     /// Messages, newest first, optionally for one phone.
     async fn list_sms(&self, phone: Option<&str>, limit: u32) -> Result<Vec<SmsMessage>>;
 

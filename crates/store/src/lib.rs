@@ -11,16 +11,20 @@
 //! map their driver errors to [`StoreError`], whose `Unavailable` variant is what the server
 //! turns into `503 unavailable`: Moat fails closed when its store is down.
 //!
-//! Backends: [`sqlite`] (the embedded default). PostgreSQL implements the same trait.
+//! Backends: [`sqlite`] (the embedded default, one machine) and [`postgres`] (several
+//! instances). Both run the same SQL, written once in `sql.rs`; one conformance suite
+//! (`tests/conformance.rs`) runs unchanged against each. [`open`] picks the backend from the
+//! URL.
 
 use async_trait::async_trait;
 use uuid::Uuid;
 
 pub mod accounts;
 pub mod attest;
+pub mod migrate;
+pub mod postgres;
+mod sql;
 pub mod sqlite;
-mod sqlite_accounts;
-mod sqlite_attest;
 
 /// Errors of the storage layer.
 #[non_exhaustive]
@@ -258,4 +262,76 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes expired mailbox items, expired or used OTPs, and devices not used since
     /// `dormant_before`.
     async fn cleanup(&self, now: i64, dormant_before: i64) -> Result<CleanupReport>;
+
+    /// Takes the lease `name` for `holder` until `until` if it is free, expired, or held by
+    /// `holder` already (a renewal). Returns whether `holder` now holds it: of instances asking
+    /// at once, one does. Jobs that must run on one instance at a time (cleanup) run only while
+    /// they hold their lease.
+    async fn acquire_lease(&self, name: &str, holder: &str, now: i64, until: i64) -> Result<bool>;
+}
+
+/// A backend implementing all three storage traits.
+pub trait Backend: Store + accounts::AccountStore + attest::AttestStore {}
+impl<T: Store + accounts::AccountStore + attest::AttestStore> Backend for T {}
+
+/// Pool and timeout settings shared by both backends.
+#[derive(Clone, Debug)]
+pub struct PoolOptions {
+    /// Most pooled connections.
+    pub max_connections: u32,
+    /// How long a caller waits for a connection (and, on PostgreSQL, for a statement) before
+    /// the store counts as unavailable.
+    pub timeout: std::time::Duration,
+}
+
+impl Default for PoolOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: 8,
+            timeout: std::time::Duration::from_secs(3),
+        }
+    }
+}
+
+/// The three views of one opened backend.
+#[derive(Clone)]
+pub struct Opened {
+    /// Devices, mailbox, OTPs.
+    pub store: std::sync::Arc<dyn Store>,
+    /// Users, codes, SMS, tokens.
+    pub accounts: std::sync::Arc<dyn accounts::AccountStore>,
+    /// Releases, integrity keys, App Attest keys.
+    pub attest: std::sync::Arc<dyn attest::AttestStore>,
+}
+
+impl Opened {
+    fn of<T: Backend>(backend: T) -> Self {
+        let backend = std::sync::Arc::new(backend);
+        Self {
+            store: backend.clone(),
+            accounts: backend.clone(),
+            attest: backend,
+        }
+    }
+}
+
+/// Opens the store at `url` (`sqlite://…`, `sqlite::memory:`, `postgres://…` or
+/// `postgresql://…`) and applies its migrations.
+///
+/// # Errors
+/// [`StoreError`] for an unknown scheme, an unreachable database or a failed migration.
+pub async fn open(url: &str, options: &PoolOptions) -> Result<Opened> {
+    if url.starts_with("sqlite:") {
+        let sqlite = sqlite::SqliteOptions {
+            acquire_timeout: options.timeout,
+            ..sqlite::SqliteOptions::default()
+        };
+        Ok(Opened::of(sqlite::SqliteStore::open(url, &sqlite).await?))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Opened::of(postgres::PgStore::open(url, options).await?))
+    } else {
+        Err(StoreError::Backend(
+            "store.url must start with sqlite:, postgres:// or postgresql://".into(),
+        ))
+    }
 }

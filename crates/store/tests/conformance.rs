@@ -1,7 +1,9 @@
 //! One suite of behaviour every `Store` backend must show. Each backend module builds a
 //! fresh store and runs the same checks.
 
-use moat_store::{Credential, NewCredential, NewMailboxItem, OtpRecord, Store, StoreError};
+use moat_store::accounts::{NewSms, RefreshToken, SigningKeyRecord, SmsCode, SmsOutcome};
+use moat_store::attest::AttestKey;
+use moat_store::{Credential, NewCredential, NewMailboxItem, Opened, OtpRecord, Store, StoreError};
 use uuid::Uuid;
 
 fn credential(identity: &str, device_id: &str, lookup: &str) -> NewCredential {
@@ -253,41 +255,445 @@ async fn cleanup_removes_what_it_should(store: &dyn Store) {
     );
 }
 
+async fn concurrent_use_once(opened: &Opened) {
+    let store = &opened.store;
+    // Sixteen concurrent confirmations of one OTP: exactly one consumes it.
+    let otp = OtpRecord {
+        id: "race".into(),
+        identity: "inst:r".into(),
+        device_id: "d".into(),
+        platform: None,
+        secret_sealed: vec![7],
+        step: 1,
+        attempts: 0,
+        expires_at: 1_000,
+        used_at: None,
+    };
+    store
+        .put_enrollment_otp(otp, item("race-m", "inst:r", 1_000), 10)
+        .await
+        .expect("put otp");
+    let wins = futures_join(16, |_| {
+        let store = store.clone();
+        async move { store.consume_otp("race", 20, 5).await.expect("consume") }
+    })
+    .await;
+    assert_eq!(wins.iter().filter(|w| **w).count(), 1, "{wins:?}");
+    // Concurrent mailbox readers: every item is handed out once in all.
+    for n in 0..10 {
+        store
+            .put_mailbox_item(item(&format!("box-{n}"), "inst:box", 1_000), 10 + n)
+            .await
+            .expect("put");
+    }
+    let taken = futures_join(8, |_| {
+        let store = store.clone();
+        async move { store.take_mailbox("inst:box", 20, 3).await.expect("take") }
+    })
+    .await;
+    let mut ids: Vec<String> = taken.into_iter().flatten().map(|i| i.id).collect();
+    ids.sort();
+    let before = ids.len();
+    ids.dedup();
+    assert_eq!(before, ids.len(), "an item was handed out twice");
+    assert_eq!(ids.len(), 10, "all ten items, each once");
+}
+
+async fn futures_join<T, F, Fut>(n: usize, f: F) -> Vec<T>
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
+    let handles: Vec<_> = (0..n).map(|i| tokio::spawn(f(i))).collect();
+    let mut out = Vec::with_capacity(n);
+    for h in handles {
+        out.push(h.await.expect("task"));
+    }
+    out
+}
+
+async fn leases_one_holder(opened: &Opened) {
+    let store = &opened.store;
+    assert!(
+        store
+            .acquire_lease("cleanup", "a", 100, 160)
+            .await
+            .expect("a takes")
+    );
+    assert!(
+        !store
+            .acquire_lease("cleanup", "b", 120, 180)
+            .await
+            .expect("b waits")
+    );
+    assert!(
+        store
+            .acquire_lease("cleanup", "a", 150, 210)
+            .await
+            .expect("a renews")
+    );
+    assert!(
+        !store
+            .acquire_lease("cleanup", "b", 200, 260)
+            .await
+            .expect("still a's")
+    );
+    assert!(
+        store
+            .acquire_lease("cleanup", "b", 210, 270)
+            .await
+            .expect("expired: b takes")
+    );
+    assert!(
+        store
+            .acquire_lease("other", "a", 210, 270)
+            .await
+            .expect("names are separate")
+    );
+    let wins = futures_join(8, |i| {
+        let store = store.clone();
+        async move {
+            store
+                .acquire_lease("race", &format!("h{i}"), 300, 360)
+                .await
+                .expect("lease")
+        }
+    })
+    .await;
+    assert_eq!(wins.iter().filter(|w| **w).count(), 1, "{wins:?}");
+}
+
+async fn accounts_codes_users_tokens_sms(opened: &Opened) {
+    let accounts = &opened.accounts;
+    let code = SmsCode {
+        phone: "+15550100".into(),
+        purpose: "register".into(),
+        code_hash: vec![1, 2, 3],
+        device: Some("dev".into()),
+        pending_password: Some("$argon2id$hash".into()),
+        attempts: 0,
+        created_at: 100,
+        expires_at: 400,
+    };
+    let sms = NewSms {
+        id: "sms-1".into(),
+        sender: "outbox".into(),
+        phone: "+15550100".into(),
+        country: "US".into(),
+        purpose: "register".into(),
+        body_sealed: vec![9; 4],
+    };
+    accounts
+        .put_sms_code(code.clone(), Some(sms), 100)
+        .await
+        .expect("put code");
+    assert_eq!(
+        accounts
+            .record_sms_code_failure("+15550100", "register")
+            .await
+            .expect("fail"),
+        1
+    );
+    let stored = accounts
+        .sms_code("+15550100", "register")
+        .await
+        .expect("get")
+        .expect("some");
+    assert_eq!(stored.code_hash, vec![1, 2, 3]);
+    assert_eq!(stored.pending_password.as_deref(), Some("$argon2id$hash"));
+    // A code made at another time is not this one.
+    assert!(
+        accounts
+            .create_user("+15550100", 99, Uuid::new_v4(), "h", 110)
+            .await
+            .expect("create")
+            .is_none()
+    );
+    let id = Uuid::new_v4();
+    let user = accounts
+        .create_user("+15550100", 100, id, "h", 110)
+        .await
+        .expect("create")
+        .expect("created");
+    assert_eq!(user.id, id);
+    assert!(
+        accounts
+            .create_user("+15550100", 100, Uuid::new_v4(), "h", 111)
+            .await
+            .expect("again")
+            .is_none(),
+        "a code is consumed once"
+    );
+    assert_eq!(
+        accounts
+            .record_login_failure(id, 200, 2, 60)
+            .await
+            .expect("fail"),
+        1
+    );
+    accounts
+        .record_login_failure(id, 200, 2, 60)
+        .await
+        .expect("fail");
+    assert_eq!(
+        accounts
+            .user(id)
+            .await
+            .expect("get")
+            .expect("some")
+            .locked_until,
+        260
+    );
+    accounts.clear_login_failures(id).await.expect("clear");
+    assert_eq!(
+        accounts
+            .user_by_phone("+15550100")
+            .await
+            .expect("get")
+            .expect("some")
+            .failed_logins,
+        0
+    );
+
+    // SMS queue: claimed once across concurrent workers; a crash leaves it `sending` until
+    // requeued by age.
+    let claims = futures_join(4, |_| {
+        let accounts = accounts.clone();
+        async move { accounts.claim_due_sms(150, 10).await.expect("claim") }
+    })
+    .await;
+    let claimed: Vec<_> = claims.into_iter().flatten().collect();
+    assert_eq!(claimed.len(), 1, "claimed by exactly one worker");
+    assert_eq!(claimed[0].status, "sending");
+    assert_eq!(
+        accounts
+            .requeue_stuck_sms(150)
+            .await
+            .expect("not stuck yet"),
+        0
+    );
+    assert_eq!(accounts.requeue_stuck_sms(151).await.expect("stuck"), 1);
+    let again = accounts.claim_due_sms(160, 10).await.expect("claim");
+    assert_eq!(again.len(), 1);
+    accounts
+        .finish_sms(
+            "sms-1",
+            SmsOutcome::Sent {
+                provider_id: Some("p1".into()),
+            },
+            170,
+        )
+        .await
+        .expect("finish");
+    let listed = accounts
+        .list_sms(Some("+15550100"), 10)
+        .await
+        .expect("list");
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].status, "sent");
+    assert_eq!(listed[0].attempts, 2);
+    assert_eq!(accounts.list_sms(None, 10).await.expect("list").len(), 1);
+
+    // Refresh tokens rotate once; a family is revoked together.
+    for lookup in ["r1", "r2"] {
+        accounts
+            .insert_refresh_token(RefreshToken {
+                lookup: lookup.into(),
+                hash: vec![5; 32],
+                family: "fam".into(),
+                user_id: id,
+                device: "dev".into(),
+                status: "active".into(),
+                created_at: 100,
+                expires_at: 1000,
+            })
+            .await
+            .expect("insert");
+    }
+    assert!(accounts.use_refresh_token("r1", 200).await.expect("use"));
+    assert!(!accounts.use_refresh_token("r1", 201).await.expect("reuse"));
+    assert_eq!(
+        accounts
+            .refresh_token("r1")
+            .await
+            .expect("get")
+            .expect("some")
+            .status,
+        "used"
+    );
+    assert_eq!(
+        accounts.revoke_refresh_family("fam").await.expect("revoke"),
+        1
+    );
+
+    // Signing keys: one current at a time.
+    for (kid, at) in [("k1", 100), ("k2", 200)] {
+        accounts
+            .rotate_signing_key(
+                SigningKeyRecord {
+                    kid: kid.into(),
+                    private_sealed: vec![1],
+                    public_jwk: "{}".into(),
+                    created_at: at,
+                    retired_at: None,
+                },
+                at,
+            )
+            .await
+            .expect("rotate");
+    }
+    let keys = accounts.signing_keys().await.expect("keys");
+    assert_eq!(keys.len(), 2);
+    assert_eq!((keys[0].kid.as_str(), keys[0].retired_at), ("k2", None));
+    assert_eq!(keys[1].retired_at, Some(200));
+}
+
+async fn attestation_records(opened: &Opened) {
+    let attest = &opened.attest;
+    let package: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+    attest
+        .put_release("app", "1.0", &package, &[3; 32], 100)
+        .await
+        .expect("put");
+    assert!(matches!(
+        attest
+            .put_release("app", "1.0", &package, &[3; 32], 101)
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    let parts = attest
+        .release_ranges("app", "1.0", &[(0, 4), (9_998, 10), (5_000, 3)])
+        .await
+        .expect("ranges");
+    assert_eq!(parts[0], package[0..4]);
+    assert_eq!(
+        parts[1],
+        package[9_998..],
+        "a range past the end is cut at the end"
+    );
+    assert_eq!(parts[2], package[5_000..5_003]);
+    assert!(attest.retire_release("app", "1.0").await.expect("retire"));
+    assert_eq!(
+        attest
+            .release("app", "1.0")
+            .await
+            .expect("get")
+            .expect("some")
+            .status,
+        "retired"
+    );
+    attest
+        .put_attest_key(
+            AttestKey {
+                key_id: "key".into(),
+                device: "dev".into(),
+                public_key: vec![4; 65],
+                counter: 0,
+                environment: "production".into(),
+            },
+            100,
+        )
+        .await
+        .expect("put key");
+    assert!(
+        attest
+            .advance_attest_counter("key", 0, 5)
+            .await
+            .expect("advance")
+    );
+    assert!(
+        !attest
+            .advance_attest_counter("key", 0, 6)
+            .await
+            .expect("stale")
+    );
+    assert!(
+        !attest
+            .advance_attest_counter("key", 5, 5)
+            .await
+            .expect("not greater")
+    );
+    assert_eq!(
+        attest
+            .attest_key("key")
+            .await
+            .expect("get")
+            .expect("some")
+            .counter,
+        5
+    );
+}
+
 macro_rules! conformance {
     ($make:expr) => {
         #[tokio::test]
         async fn issue_rotate_revoke() {
-            let (store, _guard) = $make;
-            super::issue_rotate_revoke(&*store).await;
+            let (opened, _guard) = $make;
+            super::issue_rotate_revoke(&*opened.store).await;
         }
         #[tokio::test]
         async fn mailbox_once_expiry_and_cap() {
-            let (store, _guard) = $make;
-            super::mailbox_once_expiry_and_cap(&*store).await;
+            let (opened, _guard) = $make;
+            super::mailbox_once_expiry_and_cap(&*opened.store).await;
         }
         #[tokio::test]
         async fn otp_attempts_and_single_use() {
-            let (store, _guard) = $make;
-            super::otp_attempts_and_single_use(&*store).await;
+            let (opened, _guard) = $make;
+            super::otp_attempts_and_single_use(&*opened.store).await;
         }
         #[tokio::test]
         async fn cleanup_removes_what_it_should() {
-            let (store, _guard) = $make;
-            super::cleanup_removes_what_it_should(&*store).await;
+            let (opened, _guard) = $make;
+            super::cleanup_removes_what_it_should(&*opened.store).await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn concurrent_use_once() {
+            let (opened, _guard) = $make;
+            super::concurrent_use_once(&opened).await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn leases_one_holder() {
+            let (opened, _guard) = $make;
+            super::leases_one_holder(&opened).await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn accounts_codes_users_tokens_sms() {
+            let (opened, _guard) = $make;
+            super::accounts_codes_users_tokens_sms(&opened).await;
+        }
+        #[tokio::test]
+        async fn attestation_records() {
+            let (opened, _guard) = $make;
+            super::attestation_records(&opened).await;
         }
     };
 }
 
 mod sqlite {
-    use moat_store::sqlite::{SqliteOptions, SqliteStore};
-
-    async fn make() -> (Box<dyn moat_store::Store>, tempfile::TempDir) {
+    async fn make() -> (moat_store::Opened, tempfile::TempDir) {
         let dir = tempfile::tempdir().expect("tempdir");
         let url = format!("sqlite://{}/moat.db", dir.path().display());
-        let store = SqliteStore::open(&url, &SqliteOptions::default())
+        let opened = moat_store::open(&url, &moat_store::PoolOptions::default())
             .await
             .expect("open");
-        (Box::new(store), dir)
+        (opened, dir)
+    }
+
+    conformance!(make().await);
+}
+
+/// The same suite against a real PostgreSQL server (one cluster per test).
+mod postgres {
+    async fn make() -> (moat_store::Opened, moat_testkit::Postgres) {
+        let pg = tokio::task::spawn_blocking(moat_testkit::Postgres::start)
+            .await
+            .expect("start postgres");
+        let url = pg.database();
+        let opened = moat_store::open(&url, &moat_store::PoolOptions::default())
+            .await
+            .expect("open");
+        (opened, pg)
     }
 
     conformance!(make().await);

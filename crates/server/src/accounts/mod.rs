@@ -144,17 +144,25 @@ async fn send_code(
     Ok(())
 }
 
-fn admit(state: &AppState, phone: &Phone, device: &str, ip: &ClientIp) -> Result<(), ApiError> {
+async fn admit(
+    state: &AppState,
+    phone: &Phone,
+    device: &str,
+    ip: &ClientIp,
+) -> Result<(), ApiError> {
     let ip = ip.0.to_string();
-    state.sms_guard.admit(
-        state.now(),
-        &Ask {
-            phone: &phone.e164,
-            region: &phone.region,
-            device,
-            ip: &ip,
-        },
-    )
+    state
+        .sms_guard
+        .admit(
+            state.now(),
+            &Ask {
+                phone: &phone.e164,
+                region: &phone.region,
+                device,
+                ip: &ip,
+            },
+        )
+        .await
 }
 
 /// Checks a code for `(phone, purpose)` sent to the calling device.
@@ -230,7 +238,7 @@ pub async fn register(
     let phone = phone::parse(&req.phone)?;
     password::check_policy(&req.password, &phone.e164)?;
     let device = device_of(&p);
-    admit(&state, &phone, &device, &ip)?;
+    admit(&state, &phone, &device, &ip).await?;
     // Hash before looking the phone up, so both paths cost the same.
     let hash = state.hasher.hash(&req.password).await?;
     if state.accounts.user_by_phone(&phone.e164).await?.is_none() {
@@ -306,7 +314,7 @@ pub async fn resend(
         }
     };
     let device = device_of(&p);
-    admit(&state, &phone, &device, &ip)?;
+    admit(&state, &phone, &device, &ip).await?;
     if let Some(code) = state.accounts.sms_code(&phone.e164, purpose).await?
         && code.device.as_deref() == Some(device.as_str())
         && code.expires_at > state.now()
@@ -327,7 +335,7 @@ pub async fn reset(
 ) -> Result<impl IntoResponse, ApiError> {
     let phone = phone::parse(&req.phone)?;
     let device = device_of(&p);
-    admit(&state, &phone, &device, &ip)?;
+    admit(&state, &phone, &device, &ip).await?;
     if state.accounts.user_by_phone(&phone.e164).await?.is_some() {
         send_code(&state, &phone, RESET, &device, None).await?;
     }
@@ -394,7 +402,7 @@ fn limited(refusal: Refusal) -> ApiError {
             "too many login attempts; try again later",
         )
         .retry_after(retry_after),
-        Refusal::Full => ApiError::unavailable(),
+        Refusal::Unavailable => ApiError::unavailable(),
     }
 }
 
@@ -489,6 +497,7 @@ pub async fn token(
                         (format!("loginip\0{}", ip.0), per_ip),
                     ],
                 )
+                .await
                 .map_err(limited)?;
             // Failed logins are counted per phone whether or not it has an account, so being
             // slowed and locked looks the same for both: a lock reveals nothing.
@@ -503,6 +512,7 @@ pub async fn token(
             state
                 .login_limiter
                 .peek(now.saturating_mul(1000), &fail_key, failures)
+                .await
                 .map_err(limited)?;
             let user = state.accounts.user_by_phone(&phone.e164).await?;
             let locked = user.as_ref().is_some_and(|u| u.locked_until > now);
@@ -515,7 +525,8 @@ pub async fn token(
             let Some(user) = user.filter(|_| ok) else {
                 let _ = state
                     .login_limiter
-                    .check(now.saturating_mul(1000), &[(fail_key, failures)]);
+                    .check(now.saturating_mul(1000), &[(fail_key, failures)])
+                    .await;
                 if let Some(id) = user_id {
                     let count = state
                         .accounts

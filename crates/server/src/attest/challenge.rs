@@ -1,8 +1,13 @@
-//! Attestation challenges: a nonce and random byte ranges of the app package, kept in memory
-//! for 60 s and usable once.
+//! Attestation challenges: a nonce and random byte ranges of the app package, kept for 60 s
+//! and usable once; in memory, or in Redis when instances share one (a challenge issued by
+//! one instance can be answered on another).
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+
+use crate::cluster::{Redis, Unavailable};
 
 /// Challenge lifetime, seconds.
 pub const TTL: i64 = 60;
@@ -16,7 +21,7 @@ pub const DECOY_SIZE: u64 = 24 * 1024 * 1024;
 pub const MAX_PENDING: usize = 200_000;
 
 /// A pending challenge.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Challenge {
     /// The device it was issued to.
     pub device: String,
@@ -38,6 +43,7 @@ pub struct Challenge {
 #[derive(Default)]
 pub struct Challenges {
     map: Mutex<HashMap<String, Challenge>>,
+    redis: Option<Arc<Redis>>,
 }
 
 /// Random ranges over a package of `size` bytes.
@@ -61,8 +67,27 @@ pub fn ranges(size: u64) -> Result<Vec<(u64, u64)>, moat_core::Error> {
 }
 
 impl Challenges {
-    /// Stores a challenge under `id`; false when full (refuse, do not forget older ones).
-    pub fn put(&self, id: String, c: Challenge, now: i64) -> bool {
+    /// Challenges kept in Redis if there is one, else in memory.
+    pub fn new(redis: Option<Arc<Redis>>) -> Self {
+        Self {
+            map: Mutex::default(),
+            redis,
+        }
+    }
+
+    /// Stores a challenge under `id`; false when full (refuse, do not forget older ones) or
+    /// when Redis cannot take it.
+    pub async fn put(&self, id: String, c: Challenge, now: i64) -> bool {
+        if let Some(redis) = &self.redis {
+            let Ok(value) = serde_json::to_vec(&c) else {
+                return false;
+            };
+            let ttl_ms = u64::try_from(c.expires_at - now).unwrap_or(0) * 1000;
+            return matches!(
+                redis.set_once("ch", id.as_bytes(), &value, ttl_ms).await,
+                Ok(true)
+            );
+        }
         let mut map = self
             .map
             .lock()
@@ -78,12 +103,21 @@ impl Challenges {
     }
 
     /// Removes and returns the challenge (used once), if unexpired.
-    pub fn take(&self, id: &str, now: i64) -> Option<Challenge> {
+    ///
+    /// # Errors
+    /// [`Unavailable`] if Redis cannot answer.
+    pub async fn take(&self, id: &str, now: i64) -> Result<Option<Challenge>, Unavailable> {
+        if let Some(redis) = &self.redis {
+            let value = redis.take("ch", id.as_bytes()).await?;
+            return Ok(value
+                .and_then(|v| serde_json::from_slice::<Challenge>(&v).ok())
+                .filter(|c| c.expires_at > now));
+        }
         let mut map = self
             .map
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        map.remove(id).filter(|c| c.expires_at > now)
+        Ok(map.remove(id).filter(|c| c.expires_at > now))
     }
 
     /// Drops expired challenges.

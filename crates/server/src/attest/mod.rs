@@ -100,7 +100,7 @@ pub async fn challenge(
         "ranges": c.ranges.iter().map(|(o, l)| json!([o, l])).collect::<Vec<_>>(),
         "expires_in": challenge::TTL,
     });
-    if !state.challenges.put(id, c, now) {
+    if !state.challenges.put(id, c, now).await {
         return Err(ApiError::unavailable());
     }
     Ok(Json(body))
@@ -147,6 +147,8 @@ pub async fn attest(
     let challenge = state
         .challenges
         .take(&req.challenge_id, now)
+        .await
+        .map_err(|_| ApiError::unavailable())?
         .filter(|c| c.device == device);
     let genuine = match (
         &challenge,

@@ -138,6 +138,7 @@ async fn rate_limit(
         .state
         .route_limiter
         .check_one(p.state.now_ms(), &key, quota)
+        .await
     {
         Ok(remaining) => {
             let value = HeaderValue::from_str(&format!("\"moat\";r={remaining}"))
@@ -156,7 +157,7 @@ async fn rate_limit(
             HeaderValue::from_str(&format!("\"moat\";r=0;t={retry_after}"))
                 .map_err(|e| ApiError::internal(&e))?,
         )),
-        Err(Refusal::Full) => Err(ApiError::unavailable()),
+        Err(Refusal::Unavailable) => Err(ApiError::unavailable()),
     }
 }
 

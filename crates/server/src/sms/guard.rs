@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use axum::http::StatusCode;
 
 use crate::error::ApiError;
-use crate::ratelimit::{Limiter, Quota, Refusal};
+use crate::ratelimit::{Quota, RateLimiter, Refusal};
 
 /// The configured budgets.
 #[derive(Clone, Debug)]
@@ -63,18 +63,18 @@ pub struct Ask<'a> {
 /// The guard.
 pub struct SmsGuard {
     limits: Limits,
-    limiter: Limiter,
+    limiter: RateLimiter,
     breaker_logged: AtomicI64,
     /// SMS refused by the guard since start.
     pub blocked: AtomicU64,
 }
 
 impl SmsGuard {
-    /// A guard with these budgets.
-    pub fn new(limits: Limits) -> Self {
+    /// A guard with these budgets, kept in `limiter` (in memory, or shared through Redis).
+    pub fn new(limits: Limits, limiter: RateLimiter) -> Self {
         Self {
             limits,
-            limiter: Limiter::new(1_000_000),
+            limiter,
             breaker_logged: AtomicI64::new(0),
             blocked: AtomicU64::new(0),
         }
@@ -95,7 +95,7 @@ impl SmsGuard {
     /// # Errors
     /// `429 sms_blocked` with `Retry-After`; `422 validation` for a country not served;
     /// `503` if the limiter is full.
-    pub fn admit(&self, now: i64, ask: &Ask<'_>) -> Result<(), ApiError> {
+    pub async fn admit(&self, now: i64, ask: &Ask<'_>) -> Result<(), ApiError> {
         if !self.country_allowed(ask.region) {
             self.blocked.fetch_add(1, Ordering::Relaxed);
             return Err(ApiError::validation(
@@ -120,7 +120,7 @@ impl SmsGuard {
             ),
             ("global".to_owned(), Quota::per_hour(l.global_hour)),
         ];
-        match self.limiter.check(now.saturating_mul(1000), &items) {
+        match self.limiter.check(now.saturating_mul(1000), &items).await {
             Ok(()) => Ok(()),
             Err(Refusal::Limited { key, retry_after }) => {
                 self.blocked.fetch_add(1, Ordering::Relaxed);
@@ -141,7 +141,7 @@ impl SmsGuard {
                 )
                 .retry_after(retry_after))
             }
-            Err(Refusal::Full) => Err(ApiError::unavailable()),
+            Err(Refusal::Unavailable) => Err(ApiError::unavailable()),
         }
     }
 

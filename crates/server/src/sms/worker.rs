@@ -74,6 +74,10 @@ pub async fn run_once(state: &AppState, sender: &dyn SmsSender) -> usize {
     n
 }
 
+/// A message claimed this long ago and still `sending` was left by a crash: no send attempt
+/// lasts this long (the provider clients time out well before).
+const STUCK_AFTER_SECS: i64 = 300;
+
 /// Runs until `shutdown`: wakes when a message is queued (`notify`) or every second.
 pub async fn run(
     state: AppState,
@@ -81,16 +85,22 @@ pub async fn run(
     notify: Arc<Notify>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
-    if let Ok(n) = state.accounts.requeue_stuck_sms().await
-        && n > 0
-    {
-        tracing::warn!(
-            messages = n,
-            "requeued SMS left in flight by a previous run"
-        );
-    }
     tokio::pin!(shutdown);
+    let mut last_requeue: Option<tokio::time::Instant> = None;
     loop {
+        // Messages left `sending` by a crashed instance (this one or another) go back in the
+        // queue once they are older than any send can take; checked at start and every minute.
+        if last_requeue.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
+            last_requeue = Some(tokio::time::Instant::now());
+            if let Ok(n) = state
+                .accounts
+                .requeue_stuck_sms(state.now() - STUCK_AFTER_SECS)
+                .await
+                && n > 0
+            {
+                tracing::warn!(messages = n, "requeued SMS left in flight by a crashed run");
+            }
+        }
         while run_once(&state, &*sender).await > 0 {}
         tokio::select! {
             () = notify.notified() => {}

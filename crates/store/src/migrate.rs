@@ -1,0 +1,1 @@
+//! Moving a deployment from one backend to another (`moat admin migrate`).
