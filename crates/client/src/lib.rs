@@ -353,6 +353,12 @@ impl Client {
         })
     }
 
+    /// Sends this client's requests through `http` from now on (to set a proxy, a resolver
+    /// override, timeouts). The server URL signed into requests stays the same.
+    pub fn set_http_client(&mut self, http: reqwest::Client) {
+        self.http = http;
+    }
+
     /// Corrects the device clock by `seconds` (for example from the server's `Date` header)
     /// in DPoP `iat` and signature `created`.
     pub fn set_clock_offset(&mut self, seconds: i64) {

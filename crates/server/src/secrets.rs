@@ -98,18 +98,32 @@ pub fn load_or_create(dir: &Path) -> Result<Secrets, SecretsError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let secrets = generate()?;
             let mut text = serde_json::to_vec_pretty(&secrets).map_err(|_| SecretsError::Random)?;
-            // create_new: never clobber a file another process created meanwhile.
-            let mut file = std::fs::OpenOptions::new()
+            // Written whole to a private temporary file, then linked into place: link()
+            // never replaces an existing file, so when several instances start at once on
+            // one data directory exactly one set of secrets wins, and nobody can read a
+            // half-written file.
+            let tmp = dir.join(format!(
+                ".{FILE}.{}",
+                moat_core::random::token(8).map_err(|_| SecretsError::Random)?
+            ));
+            let written = std::fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)
                 .mode(0o600)
-                .open(&path)
-                .map_err(io(&path))?;
-            let written = file.write_all(&text).and_then(|()| file.sync_all());
+                .open(&tmp)
+                .and_then(|mut file| file.write_all(&text).and_then(|()| file.sync_all()));
             text.zeroize();
-            written.map_err(io(&path))?;
-            tracing::info!(path = %path.display(), "generated server secrets on first start");
-            Ok(secrets)
+            let linked = written.and_then(|()| std::fs::hard_link(&tmp, &path));
+            let _ = std::fs::remove_file(&tmp);
+            match linked {
+                Ok(()) => {
+                    tracing::info!(path = %path.display(), "generated server secrets on first start");
+                    Ok(secrets)
+                }
+                // Another instance created it first: use theirs.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => load_or_create(dir),
+                Err(e) => Err(io(&path)(e)),
+            }
         }
         Err(e) => Err(io(&path)(e)),
     }
@@ -118,6 +132,24 @@ pub fn load_or_create(dir: &Path) -> Result<Secrets, SecretsError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn instances_starting_together_agree_on_one_set() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let data = dir.path().join("data");
+        let keys: Vec<String> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| s.spawn(|| load_or_create(&data).expect("load or create").data_key))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("thread"))
+                .collect()
+        });
+        assert!(keys.iter().all(|k| *k == keys[0]), "one set of secrets");
+        let leftovers = std::fs::read_dir(&data).expect("dir").count();
+        assert_eq!(leftovers, 1, "no temporary files left behind");
+    }
 
     #[test]
     fn created_once_with_0600_and_reused() {

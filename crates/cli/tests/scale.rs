@@ -1,0 +1,408 @@
+//! Several `moat serve` processes sharing one PostgreSQL and one Redis, as behind a load
+//! balancer: what one instance sees, the others honour.
+//!
+//! Every instance listens on the same port on its own loopback address (127.0.0.1, .2, .3)
+//! and all share `public_base_url = http://moat.test:<port>`, as instances behind one load
+//! balancer do; a test picks the instance a request goes to by resolving `moat.test` to that
+//! address. Each test owns its PostgreSQL cluster and Redis server, so it may stop and restart
+//! them.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::Method;
+use moat_client::{CallOptions, Client, Credential};
+use moat_testkit::{Postgres, Redis, free_port, wait_for_port};
+
+const ADMIN_TOKEN: &str = "scale-admin-token-0123456789abcdef";
+const HOST: &str = "moat.test";
+
+struct Instance {
+    child: Child,
+    ip: String,
+    admin: u16,
+}
+
+struct Cluster {
+    instances: Vec<Instance>,
+    port: u16,
+    pg: Postgres,
+    redis: Redis,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for i in &mut self.instances {
+            let _ = i.child.kill();
+            let _ = i.child.wait();
+        }
+        if std::thread::panicking() {
+            for n in 0..self.instances.len() {
+                let log =
+                    std::fs::read_to_string(self._dir.path().join(format!("instance-{n}.log")))
+                        .unwrap_or_default();
+                eprintln!(
+                    "--- instance {n} log (last 4 KiB) ---\n{}",
+                    &log[log.len().saturating_sub(4096)..]
+                );
+            }
+        }
+    }
+}
+
+/// Whether `GET /readyz` on the admin listener answers 200 (plain HTTP/1.1 over a socket:
+/// this runs before the async client is needed).
+fn ready(admin: u16) -> bool {
+    use std::io::{Read as _, Write as _};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", admin)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    if s.write_all(b"GET /readyz HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).is_ok() && head.ends_with(b" 200")
+}
+
+fn write_config(dir: &Path, pg: &str, redis: &str, port: u16, mode: &str, extra: &str) {
+    let config = format!(
+        "[server]\npublic_base_url = \"http://{HOST}:{port}\"\ndata_dir = \"{data}\"\n\
+         [admin]\ntoken = \"{ADMIN_TOKEN}\"\n[store]\nurl = \"{pg}\"\ntimeout_ms = 1000\n\
+         [redis]\nurl = \"{redis}\"\ntimeout_ms = 500\n[enrollment]\nmode = \"{mode}\"\nrsa_pool_size = 2\n{extra}",
+        data = dir.join("data").display(),
+    );
+    std::fs::write(dir.join("moat.toml"), config).expect("write config");
+}
+
+impl Cluster {
+    /// PostgreSQL, Redis and `n` instances sharing them (and one secrets file, as copies of
+    /// it would be on separate machines).
+    fn start(n: usize, mode: &str, extra: &str) -> Self {
+        let dir = tempfile::tempdir().expect("tmp");
+        let pg = Postgres::start();
+        let redis = Redis::start();
+        let port = free_port();
+        write_config(dir.path(), &pg.database(), &redis.url(), port, mode, extra);
+        let mut cluster = Self {
+            instances: Vec::new(),
+            port,
+            pg,
+            redis,
+            _dir: dir,
+        };
+        for i in 0..n {
+            let ip = format!("127.0.0.{}", i + 1);
+            let admin = free_port();
+            let child = Command::new(env!("CARGO_BIN_EXE_moat"))
+                .args(["serve", "--config"])
+                .arg(cluster._dir.path().join("moat.toml"))
+                .env("MOAT_SERVER__LISTEN", format!("{ip}:{port}"))
+                .env("MOAT_ADMIN__LISTEN", format!("127.0.0.1:{admin}"))
+                .env("RUST_LOG", "warn")
+                .stdout(Stdio::null())
+                .stderr(
+                    std::fs::File::create(cluster._dir.path().join(format!("instance-{i}.log")))
+                        .expect("log file"),
+                )
+                .spawn()
+                .expect("spawn moat serve");
+            wait_for_port(admin, Duration::from_secs(30), "moat admin listener");
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while !ready(admin) {
+                assert!(Instant::now() < deadline, "instance {i} not ready");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            cluster.instances.push(Instance { child, ip, admin });
+        }
+        cluster
+    }
+
+    /// An HTTP client whose requests for the public host go to instance `i`.
+    fn via(&self, i: usize) -> reqwest::Client {
+        let addr = format!("{}:{}", self.instances[i].ip, self.port)
+            .parse()
+            .expect("addr");
+        reqwest::Client::builder()
+            .resolve(HOST, addr)
+            .timeout(Duration::from_secs(10))
+            .build()
+            .expect("client")
+    }
+
+    fn base(&self) -> String {
+        format!("http://{HOST}:{}", self.port)
+    }
+
+    fn device(&self, i: usize) -> Client {
+        let mut c = Client::generate(&self.base()).expect("client");
+        c.set_http_client(self.via(i));
+        c
+    }
+
+    async fn admin(&self, i: usize, method: Method, path: &str) -> reqwest::Response {
+        reqwest::Client::new()
+            .request(
+                method,
+                format!("http://127.0.0.1:{}{path}", self.instances[i].admin),
+            )
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .expect("admin call")
+    }
+
+    async fn readyz(&self, i: usize) -> u16 {
+        self.via(i)
+            .get(format!("{}/readyz", self.base()))
+            .send()
+            .await
+            .map_or(0, |r| r.status().as_u16())
+    }
+}
+
+fn device_uuid(c: &Client) -> String {
+    match c.credential() {
+        Some(Credential::ClientCredential { device, .. }) => device.clone(),
+        Some(Credential::ApiKey {
+            device: Some(device),
+            ..
+        }) => device.clone(),
+        other => panic!("unexpected credential {other:?}"),
+    }
+}
+
+async fn get_device(c: &Client) -> u16 {
+    c.call(Method::GET, "/v1/device", None, CallOptions::default())
+        .await
+        .map_or(0, |r| r.status)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enrollment_on_a_confirmed_on_b_and_a_nonce_used_on_a_is_refused_on_b() {
+    let cluster = Cluster::start(3, "otp", "");
+    // Enroll on A, read the code on B, confirm on C, fetch the credential on A.
+    let mut c = cluster.device(0);
+    c.enroll("phone-1", Some("android"))
+        .await
+        .expect("enroll on A");
+    c.set_http_client(cluster.via(1));
+    let mut code = None;
+    for _ in 0..40 {
+        if let Some(item) = c
+            .mailbox()
+            .await
+            .expect("mailbox on B")
+            .into_iter()
+            .find(|i| i["kind"] == "enrollment_otp")
+        {
+            code = item["code"].as_str().map(str::to_owned);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let code = code.expect("the code enrolled on A is in the mailbox read on B");
+    c.set_http_client(cluster.via(2));
+    c.confirm("phone-1", &code).await.expect("confirm on C");
+    c.set_http_client(cluster.via(0));
+    let mut credential = None;
+    for _ in 0..40 {
+        credential = c
+            .mailbox()
+            .await
+            .expect("mailbox on A")
+            .into_iter()
+            .find(|i| i["kind"] == "client_credential");
+        if credential.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let credential: Credential =
+        serde_json::from_value(credential.expect("credential")).expect("credential item");
+    c.set_credential(Some(credential)).expect("set");
+
+    // One signed request (unique nonce), sent to A, then replayed to B and C.
+    let body = serde_json::json!({"transfer": 100});
+    let (url, headers, bytes) = c
+        .prepare(
+            &Method::POST,
+            "/v1/device/echo",
+            Some(&body),
+            &CallOptions::default(),
+        )
+        .expect("prepare");
+    let send = |i: usize| {
+        let req = cluster
+            .via(i)
+            .post(url.clone())
+            .headers(headers.clone())
+            .body(bytes.clone().unwrap_or_default());
+        async move { req.send().await.expect("send") }
+    };
+    assert_eq!(send(0).await.status(), 200, "first use on A");
+    for i in [1, 2] {
+        let replay = send(i).await;
+        assert_eq!(replay.status(), 401, "replay on instance {i}");
+        let problem: serde_json::Value = replay.json().await.expect("problem");
+        assert_eq!(problem["code"], "replay_detected");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limit_is_shared_by_all_instances() {
+    let cluster = Cluster::start(
+        2,
+        "dynamic",
+        "[[route]]\npath = \"/v1/device\"\nrequire = [\"device\"]\n\
+         rate_limit = { key = \"device\", per_second = 0.01, burst = 6 }\n",
+    );
+    let mut c = cluster.device(0);
+    c.enroll_and_fetch("phone-1", None).await.expect("enroll");
+    // Alternate between the instances: six pass in all, not six on each.
+    let mut statuses = Vec::new();
+    for n in 0..10 {
+        c.set_http_client(cluster.via(n % 2));
+        statuses.push(get_device(&c).await);
+    }
+    assert_eq!(
+        statuses,
+        [200, 200, 200, 200, 200, 200, 429, 429, 429, 429],
+        "one budget across instances"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_revoked_through_a_is_refused_by_b_within_the_bound() {
+    let cluster = Cluster::start(2, "dynamic", "");
+    let mut c = cluster.device(1);
+    c.enroll_and_fetch("phone-1", None).await.expect("enroll");
+    // B has the credential in its verification cache.
+    assert_eq!(get_device(&c).await, 200);
+    assert_eq!(get_device(&c).await, 200);
+    let revoked = cluster
+        .admin(
+            0,
+            Method::POST,
+            &format!("/admin/v1/devices/{}/revoke", device_uuid(&c)),
+        )
+        .await;
+    assert_eq!(revoked.status(), 200);
+    let start = Instant::now();
+    loop {
+        match get_device(&c).await {
+            200 => assert!(
+                start.elapsed() < Duration::from_millis(1_500),
+                "B still accepts the revoked device after {:?} (bound: 1 s cache)",
+                start.elapsed()
+            ),
+            403 => break,
+            other => panic!("unexpected status {other}"),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    eprintln!("revocation took effect on B after {:?}", start.elapsed());
+}
+
+/// Hammers a protected endpoint from several tasks and counts outcomes by status.
+async fn hammer(c: Arc<Client>, for_: Duration) -> std::collections::BTreeMap<u16, u32> {
+    let deadline = Instant::now() + for_;
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let c = c.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut seen = std::collections::BTreeMap::new();
+            while Instant::now() < deadline {
+                *seen.entry(get_device(&c).await).or_insert(0) += 1;
+            }
+            seen
+        }));
+    }
+    let mut all = std::collections::BTreeMap::new();
+    for t in tasks {
+        for (k, v) in t.await.expect("task") {
+            *all.entry(k).or_insert(0) += v;
+        }
+    }
+    all
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_down_fails_closed_and_service_resumes() {
+    let cluster = Cluster::start(2, "otp", "");
+    let mut c = cluster.device(0);
+    c.enroll_and_fetch("phone-1", None).await.expect("enroll");
+    let c = Arc::new(c);
+    assert_eq!(get_device(&c).await, 200);
+    cluster.redis.stop();
+    // Signed requests need the shared replay cache: not one may pass without it.
+    let seen = hammer(c.clone(), Duration::from_secs(2)).await;
+    assert_eq!(
+        seen.keys().copied().collect::<Vec<_>>(),
+        [503],
+        "only 503 while Redis is down: {seen:?}"
+    );
+    assert_eq!(cluster.readyz(0).await, 503);
+    assert_eq!(cluster.readyz(1).await, 503);
+    cluster.redis.resume();
+    let start = Instant::now();
+    while get_device(&c).await != 200 {
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "service did not resume after Redis came back"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(cluster.readyz(0).await, 200);
+    assert_eq!(cluster.readyz(1).await, 200);
+    eprintln!("resumed {:?} after Redis restarted", start.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_down_fails_closed_and_service_resumes() {
+    let cluster = Cluster::start(2, "dynamic", "");
+    let mut c = cluster.device(0);
+    c.enroll_and_fetch("phone-1", None).await.expect("enroll");
+    let c = Arc::new(c);
+    assert_eq!(get_device(&c).await, 200);
+    cluster.pg.stop();
+    // Past the 1 s verification cache, every request needs the store: none may pass.
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let seen = hammer(c.clone(), Duration::from_secs(2)).await;
+    assert_eq!(
+        seen.keys().copied().collect::<Vec<_>>(),
+        [503],
+        "only 503 while PostgreSQL is down: {seen:?}"
+    );
+    assert_eq!(cluster.readyz(0).await, 503);
+    // A new enrollment cannot half-happen either.
+    let mut other = cluster.device(1);
+    let err = other
+        .enroll("phone-2", None)
+        .await
+        .expect_err("no enrollment without the store");
+    assert!(
+        matches!(&err, moat_client::Error::Problem { status: 503, .. }),
+        "{err}"
+    );
+    cluster.pg.resume();
+    let start = Instant::now();
+    loop {
+        let status = get_device(&c).await;
+        if status == 200 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "service did not resume after PostgreSQL came back (last status {status})"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(cluster.readyz(1).await, 200);
+    eprintln!("resumed {:?} after PostgreSQL restarted", start.elapsed());
+}
