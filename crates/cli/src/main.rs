@@ -125,6 +125,17 @@ enum AdminCommand {
         #[command(subcommand)]
         command: IntegrityCommand,
     },
+    /// Copy a deployment's data from SQLite to an empty PostgreSQL database, in one
+    /// transaction (stop the servers first; then point store.url at the new database and copy
+    /// the secrets file to every instance).
+    Migrate {
+        /// Source, `sqlite://path/to/moat.db`.
+        #[arg(long)]
+        from: String,
+        /// Target, `postgres://user:password@host:port/db`.
+        #[arg(long)]
+        to: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -318,6 +329,11 @@ async fn dispatch(cli: Cli) -> Result<()> {
             moat_server::run(state, public, admin, shutdown_signal()).await?;
             Ok(())
         }
+        // Migrating opens both stores itself; it needs no configuration.
+        Command::Admin {
+            command: AdminCommand::Migrate { from, to },
+            ..
+        } => migrate(&from, &to).await,
         Command::Admin { command, config } => {
             let config = load_config(config.as_deref())?;
             let state = moat_server::build_state(config, Arc::new(SystemClock)).await?;
@@ -328,6 +344,39 @@ async fn dispatch(cli: Cli) -> Result<()> {
             command: TlsCommand::SelfSigned { out, hosts },
         } => self_signed(&out, hosts),
     }
+}
+
+async fn migrate(from: &str, to: &str) -> Result<()> {
+    if !from.starts_with("sqlite:") {
+        bail!("--from must be a sqlite:// URL");
+    }
+    if !(to.starts_with("postgres://") || to.starts_with("postgresql://")) {
+        bail!("--to must be a postgres:// URL");
+    }
+    let started = std::time::Instant::now();
+    let mut last = std::time::Instant::now();
+    let copied = moat_store::migrate::sqlite_to_postgres(from, to, |table, rows| {
+        // Progress on stderr, at most every 200 ms (stdout carries the JSON result).
+        if last.elapsed() >= std::time::Duration::from_millis(200) {
+            last = std::time::Instant::now();
+            eprintln!("copying {table}: {rows} rows");
+        }
+    })
+    .await
+    .context("migrating (nothing was committed)")?;
+    let total: u64 = copied.iter().map(|c| c.rows).sum();
+    eprintln!(
+        "copied {total} rows in {:.1} s; now set store.url to the new database",
+        started.elapsed().as_secs_f64()
+    );
+    println!(
+        "{}",
+        serde_json::json!({
+            "tables": copied.iter().map(|c| (c.table, c.rows)).collect::<std::collections::BTreeMap<_, _>>(),
+            "rows": total,
+        })
+    );
+    Ok(())
 }
 
 fn self_signed(out: &Path, hosts: Vec<String>) -> Result<()> {
@@ -371,6 +420,7 @@ fn self_signed(out: &Path, hosts: Vec<String>) -> Result<()> {
 
 async fn admin(command: AdminCommand, state: &moat_server::AppState) -> Result<()> {
     match command {
+        AdminCommand::Migrate { from, to } => migrate(&from, &to).await?,
         AdminCommand::Cleanup { once } => {
             if !once {
                 bail!("the server runs the cleanup job by itself; use --once to run one pass now");

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use http::Method;
 use moat_client::{CallOptions, Client, Credential};
-use moat_testkit::{Postgres, Redis, free_port, wait_for_port};
+use moat_testkit::{Postgres, Redis, free_port};
 
 const ADMIN_TOKEN: &str = "scale-admin-token-0123456789abcdef";
 const HOST: &str = "moat.test";
@@ -70,6 +70,37 @@ fn ready(admin: u16) -> bool {
     s.read_exact(&mut head).is_ok() && head.ends_with(b" 200")
 }
 
+/// Starts `moat serve` with `dir/moat.toml` on `ip:port` and waits until it is ready.
+fn spawn(dir: &Path, ip: &str, port: u16, i: usize) -> Instance {
+    let admin = free_port();
+    let child = Command::new(env!("CARGO_BIN_EXE_moat"))
+        .args(["serve", "--config"])
+        .arg(dir.join("moat.toml"))
+        .env("MOAT_SERVER__LISTEN", format!("{ip}:{port}"))
+        .env("MOAT_ADMIN__LISTEN", format!("127.0.0.1:{admin}"))
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join(format!("instance-{i}.log"))).expect("log file"))
+        .spawn()
+        .expect("spawn moat serve");
+    let mut instance = Instance {
+        child,
+        ip: ip.to_owned(),
+        admin,
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !ready(admin) {
+        if let Ok(Some(status)) = instance.child.try_wait() {
+            let log =
+                std::fs::read_to_string(dir.join(format!("instance-{i}.log"))).unwrap_or_default();
+            panic!("instance {i} exited ({status}): {log}");
+        }
+        assert!(Instant::now() < deadline, "instance {i} not ready");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    instance
+}
+
 fn write_config(dir: &Path, pg: &str, redis: &str, port: u16, mode: &str, extra: &str) {
     let config = format!(
         "[server]\npublic_base_url = \"http://{HOST}:{port}\"\ndata_dir = \"{data}\"\n\
@@ -98,27 +129,8 @@ impl Cluster {
         };
         for i in 0..n {
             let ip = format!("127.0.0.{}", i + 1);
-            let admin = free_port();
-            let child = Command::new(env!("CARGO_BIN_EXE_moat"))
-                .args(["serve", "--config"])
-                .arg(cluster._dir.path().join("moat.toml"))
-                .env("MOAT_SERVER__LISTEN", format!("{ip}:{port}"))
-                .env("MOAT_ADMIN__LISTEN", format!("127.0.0.1:{admin}"))
-                .env("RUST_LOG", "warn")
-                .stdout(Stdio::null())
-                .stderr(
-                    std::fs::File::create(cluster._dir.path().join(format!("instance-{i}.log")))
-                        .expect("log file"),
-                )
-                .spawn()
-                .expect("spawn moat serve");
-            wait_for_port(admin, Duration::from_secs(30), "moat admin listener");
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while !ready(admin) {
-                assert!(Instant::now() < deadline, "instance {i} not ready");
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            cluster.instances.push(Instance { child, ip, admin });
+            let instance = spawn(cluster._dir.path(), &ip, port, i);
+            cluster.instances.push(instance);
         }
         cluster
     }
@@ -405,4 +417,84 @@ async fn postgres_down_fails_closed_and_service_resumes() {
     }
     assert_eq!(cluster.readyz(1).await, 200);
     eprintln!("resumed {:?} after PostgreSQL restarted", start.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sqlite_deployment_moves_to_postgres_and_its_devices_keep_working() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let port = free_port();
+    let data = dir.path().join("data");
+    let base = format!(
+        "[server]\npublic_base_url = \"http://{HOST}:{port}\"\ndata_dir = \"{}\"\n\
+         [admin]\ntoken = \"{ADMIN_TOKEN}\"\n[enrollment]\nmode = \"otp\"\nrsa_pool_size = 2\n",
+        data.display()
+    );
+    std::fs::write(dir.path().join("moat.toml"), &base).expect("config");
+    let mut single = spawn(dir.path(), "127.0.0.1", port, 0);
+    let via = |_: usize| {
+        reqwest::Client::builder()
+            .resolve(HOST, format!("127.0.0.1:{port}").parse().expect("addr"))
+            .build()
+            .expect("client")
+    };
+    let mut c = Client::generate(&format!("http://{HOST}:{port}")).expect("client");
+    c.set_http_client(via(0));
+    c.enroll_and_fetch("phone-1", Some("android"))
+        .await
+        .expect("enroll on SQLite");
+    assert_eq!(get_device(&c).await, 200);
+    let _ = single.child.kill();
+    let _ = single.child.wait();
+
+    let pg = Postgres::start();
+    let target = pg.database();
+    let from = format!("sqlite://{}/moat.db", data.display());
+    let out = Command::new(env!("CARGO_BIN_EXE_moat"))
+        .args(["admin", "migrate", "--from", &from, "--to", &target])
+        .output()
+        .expect("run migrate");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(report["tables"]["devices"], 1, "{report}");
+    assert!(
+        report["tables"]["integrity_keys"].as_u64() >= Some(1),
+        "{report}"
+    );
+    // A second run would mix two deployments: refused, nothing written.
+    let again = Command::new(env!("CARGO_BIN_EXE_moat"))
+        .args(["admin", "migrate", "--from", &from, "--to", &target])
+        .output()
+        .expect("run migrate");
+    assert!(!again.status.success());
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("already holds Moat data"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+
+    // The same deployment on PostgreSQL: the device's sealed HMAC secret still opens, and its
+    // signed requests pass.
+    std::fs::write(
+        dir.path().join("moat.toml"),
+        format!("{base}[store]\nurl = \"{target}\"\n"),
+    )
+    .expect("config");
+    let mut moved = spawn(dir.path(), "127.0.0.1", port, 1);
+    assert_eq!(get_device(&c).await, 200, "the device works after the move");
+    let echoed = c
+        .call(
+            Method::POST,
+            "/v1/device/echo",
+            Some(&serde_json::json!({"after": "migration"})),
+            CallOptions::default(),
+        )
+        .await
+        .expect("echo");
+    assert_eq!(echoed.status, 200);
+    let _ = moved.child.kill();
+    let _ = moved.child.wait();
 }
