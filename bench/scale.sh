@@ -35,8 +35,9 @@ WORK=$(mktemp -d)
 chmod 755 "$WORK"
 PIDS=()
 as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+MOAT_PIDS=()
 cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    for p in "${MOAT_PIDS[@]}" "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
     [ -f "$WORK/nginx.pid" ] && kill "$(cat "$WORK/nginx.pid")" 2>/dev/null || true
     as_pg "$PG_BIN/pg_ctl" -D "$WORK/pg" -m immediate stop >/dev/null 2>&1 || true
     wait 2>/dev/null || true
@@ -68,7 +69,6 @@ url = "redis://127.0.0.1:$REDIS_PORT/"
 mode = "otp"
 EOF
 
-MOAT_PIDS=()
 start_moat() { # count ttl_ms
     for p in "${MOAT_PIDS[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null || true; done
     MOAT_PIDS=()
@@ -121,8 +121,8 @@ RESULTS="$WORK/results.jsonl"
 run() { "$LOADGEN" "$@" | tee -a "$RESULTS"; }
 call() { run --name "$1" call --server "$URL" --path /v1/device --devices 64 --concurrency 32 --seconds "$RUN_SECONDS"; }
 
+start_moat 1 1000   # the first start applies the migrations
 fill 1000
-start_moat 1 1000
 call "1 instance, 1k devices"
 start_moat 2 1000
 call "2 instances, 1k devices"

@@ -290,7 +290,7 @@ async fn a_rate_limit_is_shared_by_all_instances() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_device_revoked_through_a_is_refused_by_b_within_the_bound() {
+async fn revocation_and_key_rotation_through_a_take_effect_on_b_within_the_bound() {
     let cluster = Cluster::start(2, "dynamic", "");
     let mut c = cluster.device(1);
     c.enroll_and_fetch("phone-1", None).await.expect("enroll");
@@ -319,6 +319,44 @@ async fn a_device_revoked_through_a_is_refused_by_b_within_the_bound() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     eprintln!("revocation took effect on B after {:?}", start.elapsed());
+
+    // A signing-key rotation made through A is published (and used) by B within the 1 s
+    // reload period.
+    let rotated = cluster
+        .admin(0, Method::POST, "/admin/v1/keys/rotate")
+        .await;
+    assert_eq!(rotated.status(), 200);
+    let kid = rotated.json::<serde_json::Value>().await.expect("json")["kid"]
+        .as_str()
+        .expect("kid")
+        .to_owned();
+    let start = Instant::now();
+    loop {
+        let jwks: serde_json::Value = cluster
+            .via(1)
+            .get(format!("{}/.well-known/jwks.json", cluster.base()))
+            .send()
+            .await
+            .expect("jwks")
+            .json()
+            .await
+            .expect("json");
+        let kids: Vec<&str> = jwks["keys"]
+            .as_array()
+            .expect("keys")
+            .iter()
+            .filter_map(|k| k["kid"].as_str())
+            .collect();
+        if kids.contains(&kid.as_str()) {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_millis(1_500),
+            "B does not know the key rotated on A after {:?}",
+            start.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// Hammers a protected endpoint from several tasks and counts outcomes by status.
