@@ -97,7 +97,12 @@ async fn periodic_pass(state: &AppState) {
 /// signing keys and integrity secrets every [`crate::tokens::RELOAD_EVERY`] and flushes
 /// last-use times every minute, until `shutdown` resolves; then flushes once more.
 pub async fn run_periodic(state: AppState, shutdown: impl Future<Output = ()>) {
-    let mut cleanup = tokio::time::interval(state.config.cleanup_interval);
+    // The first pass comes one interval after start, not at start: instances restarting
+    // together would otherwise all race for the lease at once, for nothing.
+    let mut cleanup = tokio::time::interval_at(
+        tokio::time::Instant::now() + state.config.cleanup_interval,
+        state.config.cleanup_interval,
+    );
     let mut flush = tokio::time::interval(std::time::Duration::from_secs(60));
     // Keys were loaded at start; the first reload is one period later.
     let mut reload = tokio::time::interval_at(

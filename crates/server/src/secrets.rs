@@ -139,7 +139,14 @@ mod tests {
         let data = dir.path().join("data");
         let keys: Vec<String> = std::thread::scope(|s| {
             let handles: Vec<_> = (0..8)
-                .map(|_| s.spawn(|| load_or_create(&data).expect("load or create").data_key))
+                .map(|_| {
+                    s.spawn(|| {
+                        load_or_create(&data)
+                            .expect("load or create")
+                            .data_key
+                            .clone()
+                    })
+                })
                 .collect();
             handles
                 .into_iter()

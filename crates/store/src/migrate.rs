@@ -22,9 +22,12 @@ enum Col {
 
 use Col::{Blob, Int, Text};
 
-/// Every table with data, its columns, and a stable order. Leases are not copied: they only
-/// mean something to running instances.
-const TABLES: &[(&str, &[(&str, Col)], &str)] = &[
+/// A table: name, columns with their types, and an `ORDER BY` giving a stable order.
+type Table = (&'static str, &'static [(&'static str, Col)], &'static str);
+
+/// Every table with data. Leases are not copied: they only mean something to running
+/// instances.
+const TABLES: &[Table] = &[
     (
         "devices",
         &[
