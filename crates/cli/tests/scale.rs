@@ -536,3 +536,126 @@ async fn a_sqlite_deployment_moves_to_postgres_and_its_devices_keep_working() {
     let _ = moved.child.kill();
     let _ = moved.child.wait();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn challenges_and_sms_budgets_are_shared_by_all_instances() {
+    let cluster = Cluster::start(
+        2,
+        "dynamic",
+        "[sms]\nglobal_hour = 3\n[[route]]\npath = \"/v1/device\"\nrequire = [\"device\", \"integrity\"]\n",
+    );
+    let package: Vec<u8> = (0..100_000u32).map(|i| (i % 253) as u8).collect();
+    let registered = reqwest::Client::new()
+        .put(format!(
+            "http://127.0.0.1:{}/admin/v1/apps/app/1",
+            cluster.instances[0].admin
+        ))
+        .bearer_auth(ADMIN_TOKEN)
+        .body(package.clone())
+        .send()
+        .await
+        .expect("register");
+    assert_eq!(registered.status(), 200);
+    let mut c = cluster.device(0);
+    c.enroll_and_fetch("phone-1", None).await.expect("enroll");
+
+    // A challenge issued by A is answered on B, once.
+    let challenge: serde_json::Value = c
+        .call(
+            Method::POST,
+            "/v1/attest/challenge",
+            Some(&serde_json::json!({"app_id": "app", "version": "1"})),
+            CallOptions::default(),
+        )
+        .await
+        .expect("challenge")
+        .json()
+        .expect("json");
+    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    ctx.update(
+        &moat_core::b64::url_decode(challenge["nonce"].as_str().expect("nonce")).expect("b64"),
+    );
+    for r in challenge["ranges"].as_array().expect("ranges") {
+        let (o, l) = (
+            usize::try_from(r[0].as_u64().expect("o")).expect("o"),
+            usize::try_from(r[1].as_u64().expect("l")).expect("l"),
+        );
+        ctx.update(&package[o..o + l]);
+    }
+    let answer = serde_json::json!({
+        "challenge_id": challenge["challenge_id"],
+        "measurement": moat_core::b64::url_encode(ctx.finish().as_ref()),
+    });
+    c.set_http_client(cluster.via(1));
+    let token = |r: moat_client::Response| {
+        r.json().expect("json")["integrity_token"]
+            .as_str()
+            .expect("token")
+            .to_owned()
+    };
+    let first = token(
+        c.call(
+            Method::POST,
+            "/v1/attest",
+            Some(&answer),
+            CallOptions::default(),
+        )
+        .await
+        .expect("attest on B"),
+    );
+    let again = token(
+        c.call(
+            Method::POST,
+            "/v1/attest",
+            Some(&answer),
+            CallOptions::default(),
+        )
+        .await
+        .expect("attest again"),
+    );
+    let with = |t: &str| CallOptions {
+        headers: vec![("moat-integrity".into(), t.into())],
+        ..CallOptions::default()
+    };
+    c.set_http_client(cluster.via(0));
+    let status = |r: moat_client::Result<moat_client::Response>| r.expect("call").status;
+    assert_eq!(
+        status(c.call(Method::GET, "/v1/device", None, with(&first)).await),
+        200,
+        "the token B issued opens the route on A"
+    );
+    assert_eq!(
+        status(c.call(Method::GET, "/v1/device", None, with(&again)).await),
+        401,
+        "the challenge was used once, across instances"
+    );
+
+    // The global SMS budget (3 an hour) is one budget: the fourth SMS is refused whichever
+    // instance it asks.
+    let mut statuses = Vec::new();
+    for n in 0..4 {
+        c.set_http_client(cluster.via(n % 2));
+        let r = c
+            .call(
+                Method::POST,
+                "/api/register",
+                Some(&serde_json::json!({
+                    "phone": format!("+1415555267{n}"),
+                    "password": "correct horse battery staple",
+                })),
+                CallOptions::default(),
+            )
+            .await
+            .expect("register");
+        statuses.push((r.status, r.problem_code()));
+    }
+    assert_eq!(
+        statuses,
+        [
+            (202, None),
+            (202, None),
+            (202, None),
+            (429, Some("sms_blocked".to_owned()))
+        ]
+    );
+}
