@@ -382,6 +382,32 @@ async fn hammer(c: Arc<Client>, for_: Duration) -> std::collections::BTreeMap<u1
     all
 }
 
+/// Hammers for 2 s and asserts that every answer was 503: nothing let through, nothing hung.
+async fn assert_only_503(c: &Arc<Client>, what: &str) {
+    let seen = hammer(c.clone(), Duration::from_secs(2)).await;
+    assert_eq!(
+        seen.keys().copied().collect::<Vec<_>>(),
+        [503],
+        "only 503 while {what} is down: {seen:?}"
+    );
+}
+
+/// Waits until requests pass again after `what` came back; returns how long it took.
+async fn wait_until_resumed(c: &Client, what: &str) -> Duration {
+    let start = Instant::now();
+    loop {
+        let status = get_device(c).await;
+        if status == 200 {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "service did not resume after {what} came back (last status {status})"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_down_fails_closed_and_service_resumes() {
     let cluster = Cluster::start(2, "otp", "");
@@ -391,26 +417,14 @@ async fn redis_down_fails_closed_and_service_resumes() {
     assert_eq!(get_device(&c).await, 200);
     cluster.redis.stop();
     // Signed requests need the shared replay cache: not one may pass without it.
-    let seen = hammer(c.clone(), Duration::from_secs(2)).await;
-    assert_eq!(
-        seen.keys().copied().collect::<Vec<_>>(),
-        [503],
-        "only 503 while Redis is down: {seen:?}"
-    );
+    assert_only_503(&c, "Redis").await;
     assert_eq!(cluster.readyz(0).await, 503);
     assert_eq!(cluster.readyz(1).await, 503);
     cluster.redis.resume();
-    let start = Instant::now();
-    while get_device(&c).await != 200 {
-        assert!(
-            start.elapsed() < Duration::from_secs(15),
-            "service did not resume after Redis came back"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let took = wait_until_resumed(&c, "Redis").await;
     assert_eq!(cluster.readyz(0).await, 200);
     assert_eq!(cluster.readyz(1).await, 200);
-    eprintln!("resumed {:?} after Redis restarted", start.elapsed());
+    eprintln!("resumed {took:?} after Redis restarted");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -423,12 +437,7 @@ async fn postgres_down_fails_closed_and_service_resumes() {
     cluster.pg.stop();
     // Past the 1 s verification cache, every request needs the store: none may pass.
     tokio::time::sleep(Duration::from_millis(1_100)).await;
-    let seen = hammer(c.clone(), Duration::from_secs(2)).await;
-    assert_eq!(
-        seen.keys().copied().collect::<Vec<_>>(),
-        [503],
-        "only 503 while PostgreSQL is down: {seen:?}"
-    );
+    assert_only_503(&c, "PostgreSQL").await;
     assert_eq!(cluster.readyz(0).await, 503);
     // A new enrollment cannot half-happen either.
     let mut other = cluster.device(1);
@@ -441,20 +450,9 @@ async fn postgres_down_fails_closed_and_service_resumes() {
         "{err}"
     );
     cluster.pg.resume();
-    let start = Instant::now();
-    loop {
-        let status = get_device(&c).await;
-        if status == 200 {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(15),
-            "service did not resume after PostgreSQL came back (last status {status})"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let took = wait_until_resumed(&c, "PostgreSQL").await;
     assert_eq!(cluster.readyz(1).await, 200);
-    eprintln!("resumed {:?} after PostgreSQL restarted", start.elapsed());
+    eprintln!("resumed {took:?} after PostgreSQL restarted");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
