@@ -335,24 +335,30 @@ fn match_kind<'t>(
                     "AWS access key id (AKIA…)"
                 }),
             );
+            // The secret key is the 40-character base64 token nearest to its id; other random
+            // strings in the same file are not paired with it.
             let (lo, around) = window(text, start, end, 300);
-            for (s, e) in tokens(around, is_b64_char) {
-                let tok = around.get(s..e).unwrap_or_default();
-                if tok.len() == 40
-                    && mixed_case_with_digits(tok)
-                    && tok.iter().all(|&c| c != b'-' && c != b'_' && c != b'=')
-                {
-                    hits.push(
-                        Hit::new(
-                            "aws-secret-access-key",
-                            0.8,
-                            lo + s,
-                            text.get(lo + s..lo + e).unwrap_or_default(),
-                        )
-                        .provider(Provider::Aws)
-                        .message("AWS secret access key next to its key id"),
-                    );
-                }
+            let id_at = start - lo;
+            let nearest = tokens(around, is_b64_char)
+                .into_iter()
+                .filter(|&(s, e)| {
+                    let tok = around.get(s..e).unwrap_or_default();
+                    tok.len() == 40
+                        && mixed_case_with_digits(tok)
+                        && tok.iter().all(|&c| c != b'-' && c != b'_' && c != b'=')
+                })
+                .min_by_key(|&(s, _)| s.abs_diff(id_at));
+            if let Some((s, e)) = nearest {
+                hits.push(
+                    Hit::new(
+                        "aws-secret-access-key",
+                        0.8,
+                        lo + s,
+                        text.get(lo + s..lo + e).unwrap_or_default(),
+                    )
+                    .provider(Provider::Aws)
+                    .message("AWS secret access key next to its key id"),
+                );
             }
         }
         Kind::AwsSecret => {
