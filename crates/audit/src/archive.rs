@@ -309,7 +309,12 @@ fn scan_entry<R: Read + Seek + Clone + Send + Sync>(
         ctx.over_budget.store(true, Ordering::Relaxed);
         return out;
     }
-    if data.len() as u64 > cap {
+    // The zip reader checks the declared size itself and fails the read; either way the
+    // stream goes on past what the header promised.
+    let overran = read
+        .as_ref()
+        .is_err_and(|e| e.to_string().contains("larger than its declared"));
+    if data.len() as u64 > cap || overran {
         out.findings.push(note(
             "archive-compression-bomb",
             Severity::High,

@@ -852,7 +852,7 @@ pub fn raw_zip(entries: &[RawEntry], cd_copies: usize) -> Vec<u8> {
 pub fn deflated_zeros(mib: usize) -> Vec<u8> {
     use flate2::{Compress, Compression, FlushCompress};
     let zeros = vec![0u8; 1 << 20];
-    let mut c = Compress::new(Compression::fast(), false);
+    let mut c = Compress::new(Compression::best(), false);
     let mut chunk = Vec::with_capacity(1 << 16);
     c.compress_vec(&zeros, &mut chunk, FlushCompress::Full)
         .expect("deflate");
