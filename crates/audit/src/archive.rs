@@ -266,13 +266,6 @@ fn scan_entry<R: Read + Seek + Clone + Send + Sync>(
         out.findings.push(skipped("encrypted entry".into()));
         return out;
     }
-    if meta.size > limits.max_entry_size {
-        out.findings.push(skipped(format!(
-            "{} bytes, over the {} byte limit per entry",
-            meta.size, limits.max_entry_size
-        )));
-        return out;
-    }
     if meta.size > 1 << 20 && meta.size / meta.compressed.max(1) > limits.max_ratio {
         out.findings.push(note(
             "archive-compression-bomb",
@@ -283,6 +276,13 @@ fn scan_entry<R: Read + Seek + Clone + Send + Sync>(
                 meta.size, meta.compressed, limits.max_ratio
             ),
         ));
+        return out;
+    }
+    if meta.size > limits.max_entry_size {
+        out.findings.push(skipped(format!(
+            "{} bytes, over the {} byte limit per entry",
+            meta.size, limits.max_entry_size
+        )));
         return out;
     }
     let mut file = match archive.by_index(meta.index) {

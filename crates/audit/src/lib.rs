@@ -77,6 +77,20 @@ pub enum PackageKind {
     File,
 }
 
+impl PackageKind {
+    /// Lower-case name, as in the JSON report.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PackageKind::Apk => "apk",
+            PackageKind::Aab => "aab",
+            PackageKind::Ipa => "ipa",
+            PackageKind::Zip => "zip",
+            PackageKind::File => "file",
+        }
+    }
+}
+
 /// The result of a scan.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Report {

@@ -194,9 +194,9 @@ pub fn table(report: &Report, min_confidence: f32) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "moat audit: {} ({:?}, {}, {} entries, {} files read, {:.2} s)",
+        "moat audit: {} ({}, {}, {} entries, {} files read, {:.2} s)",
         report.package,
-        report.kind,
+        report.kind.as_str(),
         human_size(report.size),
         report.entries,
         report.scanned_files,
