@@ -191,7 +191,7 @@ pub(crate) fn scan_archive<R: Read + Seek + Clone + Send + Sync>(
     }
     // Largest first, so the big DEX and native files start early and the workers finish
     // together.
-    metas.sort_by(|a, b| b.compressed.cmp(&a.compressed));
+    metas.sort_by_key(|m| std::cmp::Reverse(m.compressed));
     let run = |archive: &mut zip::ZipArchive<R>, meta: &EntryMeta| -> FileOut {
         let out = scan_entry(archive, meta, prefix, depth, ctx);
         if depth == 0

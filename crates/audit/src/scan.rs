@@ -130,30 +130,29 @@ pub(crate) fn scan_file(
             owned_segments = axml::pool_segments(&pool);
             segments = Some(Vec::new());
         }
-    } else if plist::is_plist(data) {
-        if let Some(root) = plist::parse(data) {
-            let app_dir =
-                parent_dir(path).is_none_or(|d| d.ends_with(".app") || d.ends_with(".appex"));
-            if name == "Info.plist" && app_dir {
-                checks::info_plist(&root, path, &mut out.findings);
-            }
-            let mut strings = Vec::new();
-            root.strings(&mut strings);
-            owned_segments = strings
-                .into_iter()
-                .filter(|(t, _, _)| t.len() >= crate::formats::MIN_STRING)
-                .map(|(text, offset, utf16)| {
-                    if utf16 {
-                        Segment::utf16(offset, text)
-                    } else {
-                        Segment::owned(offset, text.into_bytes())
-                    }
-                })
-                .collect();
-            // Binary plists also hold data blobs and keys the tree does not keep; XML plists
-            // are text and are scanned whole below.
-            segments = data.starts_with(b"bplist").then(Vec::new);
+    } else if plist::is_plist(data)
+        && let Some(root) = plist::parse(data)
+    {
+        let app_dir = parent_dir(path).is_none_or(|d| d.ends_with(".app") || d.ends_with(".appex"));
+        if name == "Info.plist" && app_dir {
+            checks::info_plist(&root, path, &mut out.findings);
         }
+        let mut strings = Vec::new();
+        root.strings(&mut strings);
+        owned_segments = strings
+            .into_iter()
+            .filter(|(t, _, _)| t.len() >= crate::formats::MIN_STRING)
+            .map(|(text, offset, utf16)| {
+                if utf16 {
+                    Segment::utf16(offset, text)
+                } else {
+                    Segment::owned(offset, text.into_bytes())
+                }
+            })
+            .collect();
+        // Binary plists also hold data blobs and keys the tree does not keep; XML plists
+        // are text and are scanned whole below.
+        segments = data.starts_with(b"bplist").then(Vec::new);
     }
     if name == "embedded.mobileprovision" {
         checks::provisioning_profile(data, path, &mut out.findings);

@@ -54,8 +54,8 @@ fn build() -> Apk {
     expected.push(("jwt", "classes.dex".into(), at(4)));
     expected.push(("slack-token", "classes.dex".into(), at(5)));
     expected.push(("high-entropy-string", "classes.dex".into(), at(6)));
-    for i in 7..17 {
-        decoys.push(("classes.dex".into(), at(i), dex1_strings[i].len() as u64));
+    for (i, decoy) in dex1_strings.iter().enumerate().skip(7).take(10) {
+        decoys.push(("classes.dex".into(), at(i), decoy.len() as u64));
     }
 
     // classes2.dex: AWS key id alone; a Twilio SID and, elsewhere in the sorted table, a token.

@@ -36,8 +36,10 @@ fn zip_bomb_is_not_decompressed() {
     assert_eq!(report.scanned_bytes, 0, "nothing was decompressed");
 
     // Under the per-entry limit but far over any real compression ratio.
-    let mut limits = Limits::default();
-    limits.max_entry_size = u64::MAX;
+    let limits = Limits {
+        max_entry_size: u64::MAX,
+        ..Limits::default()
+    };
     let options = Options {
         limits,
         ..Options::default()
@@ -86,8 +88,10 @@ fn overlapping_entries_exhaust_the_total_budget() {
         crc,
     };
     let zip = raw_zip(&[entry], 64);
-    let mut limits = Limits::default();
-    limits.max_total_size = 16 << 20;
+    let limits = Limits {
+        max_total_size: 16 << 20,
+        ..Limits::default()
+    };
     let options = Options {
         limits,
         ..Options::default()
@@ -110,8 +114,10 @@ fn too_many_entries_are_refused() {
         })
         .collect();
     let zip = raw_zip(&entries, 1);
-    let mut limits = Limits::default();
-    limits.max_entries = 10;
+    let limits = Limits {
+        max_entries: 10,
+        ..Limits::default()
+    };
     let options = Options {
         limits,
         ..Options::default()
@@ -323,8 +329,10 @@ fn nested_archives_stop_at_the_depth_limit() {
     let inner = zip(&[("secret.txt", format!("k={}", s.stripe_secret).into_bytes())]);
     let mid = zip(&[("inner.zip", inner)]);
     let outer = zip(&[("mid.zip", mid)]);
-    let mut limits = Limits::default();
-    limits.max_depth = 1;
+    let limits = Limits {
+        max_depth: 1,
+        ..Limits::default()
+    };
     let report = scan_bytes(
         "nest.zip",
         &outer,
