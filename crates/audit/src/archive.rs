@@ -192,6 +192,10 @@ pub(crate) fn scan_archive<R: Read + Seek + Clone + Send + Sync>(
     // Largest first, so the big DEX and native files start early and the workers finish
     // together.
     metas.sort_by_key(|m| std::cmp::Reverse(m.compressed));
+    let progress_total: u64 = metas
+        .iter()
+        .map(|m| m.compressed)
+        .fold(0, u64::saturating_add);
     let run = |archive: &mut zip::ZipArchive<R>, meta: &EntryMeta| -> FileOut {
         let out = scan_entry(archive, meta, prefix, depth, ctx);
         if depth == 0
@@ -201,7 +205,10 @@ pub(crate) fn scan_archive<R: Read + Seek + Clone + Send + Sync>(
                 .progress_done
                 .fetch_add(meta.compressed, Ordering::Relaxed)
                 + meta.compressed;
-            progress(Progress { done, total: 0 });
+            progress(Progress {
+                done,
+                total: progress_total,
+            });
         }
         out
     };
@@ -366,4 +373,24 @@ fn scan_entry<R: Read + Seek + Clone + Send + Sync>(
     };
     scan_file(&path, &data, &nested, &mut out);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::escapes_root;
+
+    #[test]
+    fn names_that_escape() {
+        for bad in ["../a", "a/../../b", "/etc/passwd", "C:\\x", "..\\x", "a\0b"] {
+            assert!(escapes_root(bad), "{bad}");
+        }
+        for ok in [
+            "classes.dex",
+            "res/a..b.xml",
+            "assets/.hidden",
+            "lib/arm64-v8a/libx.so",
+        ] {
+            assert!(!escapes_root(ok), "{ok}");
+        }
+    }
 }

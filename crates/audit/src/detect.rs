@@ -115,6 +115,8 @@ fn detector() -> &'static Detector {
 pub(crate) struct FileScan<'p> {
     pub path: &'p str,
     pub findings: Vec<Finding>,
+    /// (rule, offset) already reported: XML plists are scanned as text and as a tree.
+    seen: std::collections::HashSet<(&'static str, u64)>,
     twilio_sid: bool,
     /// Standalone 32-hex-digit strings: digests unless the file also holds a Twilio SID.
     hex32: Vec<(u64, Vec<u8>)>,
@@ -125,6 +127,7 @@ impl<'p> FileScan<'p> {
         Self {
             path,
             findings: Vec::new(),
+            seen: std::collections::HashSet::new(),
             twilio_sid: false,
             hex32: Vec::new(),
         }
@@ -134,11 +137,7 @@ impl<'p> FileScan<'p> {
     pub fn finish(mut self) -> Vec<Finding> {
         if self.twilio_sid {
             for (offset, token) in std::mem::take(&mut self.hex32) {
-                if self
-                    .findings
-                    .iter()
-                    .any(|f| f.rule == "twilio-auth-token" && f.offset == offset)
-                {
+                if !self.seen.insert(("twilio-auth-token", offset)) {
                     continue;
                 }
                 // In a sorted string table the token is not next to the SID, so this is a
@@ -251,11 +250,7 @@ pub(crate) fn scan_segment(seg: &Segment<'_>, scan: &mut FileScan<'_>) {
     for h in hits {
         let offset = seg.offset_of(h.start);
         let length = seg.offset_of(h.end).saturating_sub(offset);
-        if scan
-            .findings
-            .iter()
-            .any(|f| f.rule == h.rule && f.offset == offset)
-        {
+        if !scan.seen.insert((h.rule, offset)) {
             continue;
         }
         let severity = h
@@ -340,7 +335,6 @@ fn match_kind<'t>(
             let (lo, around) = window(text, start, end, 300);
             let id_at = start - lo;
             let nearest = tokens(around, is_b64_char)
-                .into_iter()
                 .filter(|&(s, e)| {
                     let tok = around.get(s..e).unwrap_or_default();
                     tok.len() == 40
@@ -645,22 +639,22 @@ fn basic_url<'t>(
     hits.push(h);
 }
 
-/// Maximal runs of bytes satisfying `f`, as (start, end).
-fn tokens(text: &[u8], f: fn(u8) -> bool) -> Vec<(usize, usize)> {
-    let mut out = Vec::new();
+/// Maximal runs of bytes satisfying `f`, as (start, end), lazily (a blob can hold millions).
+fn tokens(text: &[u8], f: fn(u8) -> bool) -> impl Iterator<Item = (usize, usize)> + '_ {
     let mut i = 0;
-    while i < text.len() {
-        if text.get(i).is_some_and(|&c| f(c)) {
-            let s = i;
-            while text.get(i).is_some_and(|&c| f(c)) {
-                i += 1;
-            }
-            out.push((s, i));
-        } else {
+    std::iter::from_fn(move || {
+        while i < text.len() && !text.get(i).is_some_and(|&c| f(c)) {
             i += 1;
         }
-    }
-    out
+        if i >= text.len() {
+            return None;
+        }
+        let start = i;
+        while text.get(i).is_some_and(|&c| f(c)) {
+            i += 1;
+        }
+        Some((start, i))
+    })
 }
 
 fn mixed_case_with_digits(t: &[u8]) -> bool {
@@ -887,5 +881,59 @@ pub(crate) fn scan_der(data: &[u8], scan: &mut FileScan<'_>) {
             provider: None,
             upstream: None,
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entropy_of_uniform_and_constant_text() {
+        assert!((shannon(b"abcdefgh") - 3.0).abs() < 1e-9);
+        assert_eq!(shannon(b"aaaa"), 0.0);
+        assert_eq!(shannon(b""), 0.0);
+    }
+
+    #[test]
+    fn uuid_shape() {
+        assert!(is_uuid(b"3f2504e0-4f89-41d3-9a0c-0305e82c3301"));
+        assert!(!is_uuid(b"3f2504e0-4f89-41d3-9a0c-0305e82c330"));
+        assert!(!is_uuid(b"3f2504e0x4f89-41d3-9a0c-0305e82c3301"));
+    }
+
+    #[test]
+    fn tokens_and_boundaries() {
+        let t: Vec<_> = tokens(b"  ab-c d ", is_token_char).collect();
+        assert_eq!(t, [(2, 6), (7, 8)]);
+        assert!(bounded(b"x AIza y", 2, 6, is_token_char));
+        assert!(!bounded(b"xAIza y", 1, 5, is_token_char));
+    }
+
+    #[test]
+    fn github_checksum_is_checked() {
+        let random = "abcdefghijklmnopqrstuvwxyz0123";
+        let mut n = crc32fast::hash(random.as_bytes());
+        let alphabet = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+        let mut check = [b'0'; 6];
+        for slot in check.iter_mut().rev() {
+            *slot = alphabet[(n % 62) as usize];
+            n /= 62;
+        }
+        let good = format!("ghp_{random}{}", String::from_utf8_lossy(&check));
+        assert!(github_checksum_ok(good.as_bytes()));
+        let bad = format!("ghp_{random}000000");
+        assert!(!github_checksum_ok(bad.as_bytes()));
+    }
+
+    #[test]
+    fn identifiers_are_not_random() {
+        let seg = Segment::borrowed(
+            0,
+            b"x = ConstraintLayout_Layout_layout_constraintBottom_toBottomOf2;",
+        );
+        let mut scan = FileScan::new("a");
+        scan_segment(&seg, &mut scan);
+        assert!(scan.findings.is_empty());
     }
 }

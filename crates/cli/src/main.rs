@@ -416,6 +416,7 @@ fn audit(args: &AuditArgs) -> Result<ExitCode> {
         );
         let handle = bar.clone();
         options.progress = Some(std::sync::Arc::new(move |p: moat_audit::Progress| {
+            handle.set_length(p.total.max(1));
             handle.set_position(p.done);
         }));
         Some(bar)
