@@ -243,3 +243,75 @@ fn audit_refuses_broken_input_cleanly() {
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
 }
+
+/// A zip whose one entry claims 4 KiB and inflates to 2 GiB of zeros (about 2 MB on disk).
+fn lying_bomb(dir: &Path) -> PathBuf {
+    use flate2::{Compress, Compression, FlushCompress};
+    let mut c = Compress::new(Compression::best(), false);
+    let mut chunk = Vec::with_capacity(1 << 16);
+    c.compress_vec(&vec![0u8; 1 << 20], &mut chunk, FlushCompress::Full)
+        .expect("deflate");
+    let mut data = chunk.repeat(2048);
+    data.extend([0x03, 0x00]);
+    let name = b"classes.dex";
+    let mut f = Vec::new();
+    let header = |sig: u32, central: bool| {
+        let mut h = Vec::new();
+        h.extend(sig.to_le_bytes());
+        if central {
+            h.extend(20u16.to_le_bytes());
+        }
+        h.extend(20u16.to_le_bytes());
+        h.extend(0u16.to_le_bytes());
+        h.extend(8u16.to_le_bytes());
+        h.extend([0u8; 8]);
+        h.extend((data.len() as u32).to_le_bytes());
+        h.extend(4096u32.to_le_bytes());
+        h.extend((name.len() as u16).to_le_bytes());
+        h.extend(0u16.to_le_bytes());
+        if central {
+            h.extend([0u8; 10]); // comment length, disk, internal and external attributes
+            h.extend(0u32.to_le_bytes()); // local header offset
+        }
+        h.extend(name);
+        h
+    };
+    f.extend(header(0x0403_4b50, false));
+    f.extend(&data);
+    let cd_off = f.len() as u32;
+    let cd = header(0x0201_4b50, true);
+    f.extend(&cd);
+    f.extend(0x0605_4b50u32.to_le_bytes());
+    f.extend([0u8; 4]);
+    f.extend(1u16.to_le_bytes());
+    f.extend(1u16.to_le_bytes());
+    f.extend((cd.len() as u32).to_le_bytes());
+    f.extend(cd_off.to_le_bytes());
+    f.extend(0u16.to_le_bytes());
+    let path = dir.join("bomb.apk");
+    std::fs::write(&path, f).expect("write");
+    path
+}
+
+#[test]
+fn audit_zip_bomb_in_bounded_memory() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let bomb = lying_bomb(dir.path());
+    // 1 GiB of address space: decompressing the entry whole could not fit.
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -v 1048576 && exec \"$0\" audit \"$1\" --format json")
+        .arg(env!("CARGO_BIN_EXE_moat"))
+        .arg(&bomb)
+        .output()
+        .expect("run");
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = json(&out);
+    assert_eq!(report["findings"][0]["rule"], "archive-compression-bomb");
+    assert_eq!(report["findings"][0]["path"], "classes.dex");
+}
