@@ -99,7 +99,7 @@ with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=6) as z:
     z.writestr("assets/index.android.bundle", js)
     for i in range(int(40 * scale)):
         z.writestr("assets/data/catalog%d.json" % i, "[" + ",".join('{"id":"%s","name":"%s %s","price":%d}' % (obfuscated(), word(), word(), rnd.randint(1, 9999)) for _ in range(2000)) + "]")
-    for i in range(int(400 * scale)):
+    for i in range(int(520 * scale)):
         info = zipfile.ZipInfo("res/drawable-xxhdpi/img%d.png" % i)
         z.writestr(info, b"\x89PNG\r\n\x1a\n" + os.urandom(60_000), zipfile.ZIP_STORED)
     z.writestr(zipfile.ZipInfo("assets/intro.mp4"), b"\0\0\0\x18ftypmp42" + os.urandom(int((10 << 20) * scale)), zipfile.ZIP_STORED)

@@ -87,6 +87,8 @@ const KEYWORDS: &[&[u8]] = &[
 ];
 
 const MIN_ENTROPY_LEN: usize = 20;
+/// Segments up to this length are matched with the combined pattern set.
+const SET_MAX_LEN: usize = 4096;
 const MAX_ENTROPY_LEN: usize = 512;
 const MAX_B64_KEY_LEN: usize = 64 * 1024;
 
@@ -237,7 +239,16 @@ pub(crate) fn scan_segment(seg: &Segment<'_>, scan: &mut FileScan<'_>) {
     }
     let d = detector();
     let mut hits: Vec<Hit<'_>> = Vec::new();
-    for idx in d.set.matches(text).iter() {
+    // Short strings (string-table entries) go through one pass of the combined automaton. On
+    // large blobs that automaton's lazy DFA keeps running out of cache (the counted
+    // repetitions make many states), so each pattern scans alone there, led by its own
+    // literal prefilter (`AIza`, `eyJ`, `://` …), which is memchr-fast.
+    let candidates: Vec<usize> = if text.len() <= SET_MAX_LEN {
+        d.set.matches(text).iter().collect()
+    } else {
+        (0..d.patterns.len()).collect()
+    };
+    for idx in candidates {
         let Some((kind, re)) = d.patterns.get(idx) else {
             continue;
         };
@@ -834,7 +845,13 @@ fn keyword_before(text: &[u8], start: usize) -> bool {
 fn entropy_candidates<'t>(seg: &'t Segment<'_>, hits: &mut Vec<Hit<'t>>, scan: &mut FileScan<'_>) {
     let text: &'t [u8] = &seg.text;
     let covered: Vec<(usize, usize)> = hits.iter().map(|h| (h.start, h.end)).collect();
-    for (s, e) in tokens(text, is_b64_char) {
+    // `=` is base64 padding only at the end; inside a run it is an assignment (`key=value`,
+    // minified `x=function`), which must split the run.
+    for (s, e) in tokens(text, |c| is_b64_char(c) && c != b'=') {
+        let pad = text
+            .get(e..e + 2)
+            .map_or(0, |p| p.iter().take_while(|&&c| c == b'=').count());
+        let e = e + pad;
         let len = e - s;
         if len < MIN_ENTROPY_LEN || covered.iter().any(|&(cs, ce)| s < ce && cs < e) {
             continue;
