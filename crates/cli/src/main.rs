@@ -1,6 +1,7 @@
 //! `moat`: the server, its admin commands, and a CLI that plays the app.
 //!
-//! Exit codes: 0 success, 1 runtime failure, 64 (EX_USAGE) bad configuration or arguments.
+//! Exit codes: 0 success, 1 runtime failure, 64 (EX_USAGE) bad configuration or arguments;
+//! `moat audit` also exits 3 when it reports findings at or above `--fail-on`.
 
 use std::io::Write as _;
 use std::os::unix::fs::OpenOptionsExt as _;
@@ -15,6 +16,8 @@ use moat_server::Config;
 use moat_server::clock::SystemClock;
 
 const EX_USAGE: u8 = 64;
+/// `moat audit`: findings at or above `--fail-on` (distinct from 1, "could not audit").
+const EX_FINDINGS: u8 = 3;
 
 // The request path allocates many small, short-lived buffers (headers, bodies, futures);
 // glibc malloc/free were ~17% of the server's CPU samples under load, mimalloc is cheaper
@@ -57,6 +60,9 @@ enum Command {
         #[command(subcommand)]
         command: TlsCommand,
     },
+    /// Find the secrets and insecure settings an app package (APK, AAB, IPA) gives away, and
+    /// print the Moat routes that keep third-party credentials on the server.
+    Audit(AuditArgs),
     /// Play the app: enroll a device and call protected endpoints.
     Device {
         #[command(subcommand)]
@@ -70,6 +76,50 @@ enum Command {
         )]
         state: PathBuf,
     },
+}
+
+#[derive(clap::Args)]
+struct AuditArgs {
+    /// The package: APK, AAB, IPA (or any zip), or a single DEX, Mach-O, ELF or plist file.
+    package: PathBuf,
+    /// Report format.
+    #[arg(long, value_enum, default_value_t = AuditFormat::Table)]
+    format: AuditFormat,
+    /// Exit 3 when a finding has this severity or a higher one.
+    #[arg(long, value_enum, default_value_t = FailOn::High)]
+    fail_on: FailOn,
+    /// Report only findings at least this sure (0.0-1.0); 0 shows every candidate.
+    #[arg(long, default_value_t = 0.5, value_parser = parse_confidence)]
+    min_confidence: f32,
+    /// Write the report here instead of standard output.
+    #[arg(long, short)]
+    output: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum AuditFormat {
+    Table,
+    Json,
+    Sarif,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum FailOn {
+    Critical,
+    High,
+    Medium,
+    Low,
+    Info,
+    Never,
+}
+
+fn parse_confidence(s: &str) -> Result<f32, String> {
+    let v: f32 = s.parse().map_err(|_| format!("`{s}` is not a number"))?;
+    if (0.0..=1.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err("must be between 0 and 1".into())
+    }
 }
 
 #[derive(Subcommand)]
@@ -247,7 +297,27 @@ enum AuthArg {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(EX_USAGE)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    // The audit is CPU-bound (rayon); it needs no async runtime.
+    if let Command::Audit(args) = &cli.command {
+        return match audit(args) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(1)
+            }
+        };
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -340,6 +410,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
             admin(command, &state).await
         }
         Command::Device { command, state } => device(command, &state).await,
+        Command::Audit(_) => unreachable!("handled before the runtime starts"),
         Command::Tls {
             command: TlsCommand::SelfSigned { out, hosts },
         } => self_signed(&out, hosts),
@@ -377,6 +448,71 @@ async fn migrate(from: &str, to: &str) -> Result<()> {
         })
     );
     Ok(())
+}
+
+fn audit(args: &AuditArgs) -> Result<ExitCode> {
+    use std::io::IsTerminal as _;
+    let mut options = moat_audit::Options::default();
+    // A progress bar only for people watching, and only when there is something to wait for.
+    let size = std::fs::metadata(&args.package).map_or(0, |m| m.len());
+    let bar = if std::io::stderr().is_terminal() && size > 16 << 20 {
+        let bar = indicatif::ProgressBar::new(size);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} scanning {bytes}/{total_bytes} compressed [{bar:30}] {eta}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        let handle = bar.clone();
+        options.progress = Some(std::sync::Arc::new(move |p: moat_audit::Progress| {
+            handle.set_length(p.total.max(1));
+            handle.set_position(p.done);
+        }));
+        Some(bar)
+    } else {
+        None
+    };
+    let report = moat_audit::scan_path(&args.package, &options);
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    let report = report?;
+    let text = match args.format {
+        AuditFormat::Table => moat_audit::report::table(&report, args.min_confidence),
+        AuditFormat::Json => {
+            serde_json::to_string_pretty(&moat_audit::report::json(&report, args.min_confidence))?
+                + "\n"
+        }
+        AuditFormat::Sarif => {
+            serde_json::to_string_pretty(&moat_audit::report::sarif(&report, args.min_confidence))?
+                + "\n"
+        }
+    };
+    match &args.output {
+        Some(path) => {
+            std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?
+        }
+        None => std::io::stdout().write_all(text.as_bytes())?,
+    }
+    let threshold = match args.fail_on {
+        FailOn::Critical => Some(moat_audit::Severity::Critical),
+        FailOn::High => Some(moat_audit::Severity::High),
+        FailOn::Medium => Some(moat_audit::Severity::Medium),
+        FailOn::Low => Some(moat_audit::Severity::Low),
+        FailOn::Info => Some(moat_audit::Severity::Info),
+        FailOn::Never => None,
+    };
+    let failing = threshold.is_some_and(|t| {
+        report
+            .filtered(args.min_confidence)
+            .iter()
+            .any(|f| f.severity >= t)
+    });
+    Ok(if failing {
+        ExitCode::from(EX_FINDINGS)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn self_signed(out: &Path, hosts: Vec<String>) -> Result<()> {
