@@ -55,6 +55,11 @@ enum Command {
         #[arg(long, global = true)]
         config: Option<PathBuf>,
     },
+    /// Firebase helpers.
+    Firebase {
+        #[command(subcommand)]
+        command: FirebaseCommand,
+    },
     /// TLS helpers.
     Tls {
         #[command(subcommand)]
@@ -120,6 +125,17 @@ fn parse_confidence(s: &str) -> Result<f32, String> {
     } else {
         Err("must be between 0 and 1".into())
     }
+}
+
+#[derive(Subcommand)]
+enum FirebaseCommand {
+    /// Print `database.rules.json` for the Realtime Database: each uid reads only its own
+    /// mailbox node, no client writes anywhere. Deploy it with `firebase deploy --only database`.
+    Rules {
+        /// The server's `firebase.mailbox_root`.
+        #[arg(long, default_value = "moat/mailbox")]
+        root: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -269,6 +285,23 @@ enum DeviceCommand {
         /// `moat tls self-signed`); repeatable.
         #[arg(long = "pin")]
         pins: Vec<String>,
+        /// Use the Firebase identity (seed 000): sign in anonymously, enroll with the ID
+        /// token, read the credential from the Realtime Database.
+        #[arg(long, requires_all = ["firebase_api_key", "firebase_database_url"])]
+        firebase: bool,
+        /// The app's Firebase Web API key.
+        #[arg(long)]
+        firebase_api_key: Option<String>,
+        /// Firebase Auth REST base (the emulator's is
+        /// `http://127.0.0.1:9099/identitytoolkit.googleapis.com`).
+        #[arg(long, default_value = moat_client::firebase::FirebaseApp::AUTH_URL)]
+        firebase_auth_url: String,
+        /// Realtime Database URL.
+        #[arg(long)]
+        firebase_database_url: Option<String>,
+        /// The server's `firebase.mailbox_root`.
+        #[arg(long, default_value = "moat/mailbox")]
+        firebase_mailbox_root: String,
     },
     /// Call a protected endpoint with the saved credential.
     Call {
@@ -410,6 +443,22 @@ async fn dispatch(cli: Cli) -> Result<()> {
             admin(command, &state).await
         }
         Command::Device { command, state } => device(command, &state).await,
+        Command::Firebase {
+            command: FirebaseCommand::Rules { root },
+        } => {
+            if !root.trim_matches('/').split('/').all(|s| {
+                !s.is_empty()
+                    && s.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+            }) {
+                bail!("--root: path segments of letters, digits, _ and -");
+            }
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&moat_server::firebase::rules(&root))?
+            );
+            Ok(())
+        }
         Command::Audit(_) => unreachable!("handled before the runtime starts"),
         Command::Tls {
             command: TlsCommand::SelfSigned { out, hosts },
@@ -568,6 +617,7 @@ async fn admin(command: AdminCommand, state: &moat_server::AppState) -> Result<(
                     "mailbox_items": removed.store.mailbox_items,
                     "enrollment_otps": removed.store.otps,
                     "dormant_devices": removed.store.dormant_devices,
+                    "remote_items": removed.remote_items,
                 })
             );
         }
@@ -773,6 +823,11 @@ async fn device(command: DeviceCommand, path: &Path) -> Result<()> {
             device_id,
             platform,
             pins,
+            firebase,
+            firebase_api_key,
+            firebase_auth_url,
+            firebase_database_url,
+            firebase_mailbox_root,
         } => {
             let mut client = match load(path)? {
                 Some(mut state)
@@ -789,7 +844,25 @@ async fn device(command: DeviceCommand, path: &Path) -> Result<()> {
             let device_id = device_id
                 .or_else(|| client.state().device_id)
                 .unwrap_or_else(|| format!("cli-{}", uuid::Uuid::new_v4()));
-            client.enroll_and_fetch(&device_id, Some(&platform)).await?;
+            if firebase {
+                let app = moat_client::firebase::FirebaseApp {
+                    api_key: firebase_api_key.unwrap_or_default(),
+                    auth_url: firebase_auth_url,
+                    database_url: firebase_database_url.unwrap_or_default(),
+                    mailbox_root: firebase_mailbox_root,
+                };
+                let http = reqwest::Client::new();
+                let user = app
+                    .sign_in_anonymously(&http)
+                    .await
+                    .context("signing in to Firebase")?;
+                eprintln!("signed in to Firebase as uid {}", user.uid);
+                client
+                    .enroll_and_fetch_firebase(&app, &user, &device_id, Some(&platform))
+                    .await?;
+            } else {
+                client.enroll_and_fetch(&device_id, Some(&platform)).await?;
+            }
             save(path, &client.state())?;
             println!("{}", serde_json::to_string_pretty(&describe(&client))?);
         }

@@ -16,6 +16,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod firebase;
 pub mod pin;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

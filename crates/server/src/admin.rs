@@ -122,6 +122,7 @@ pub async fn cleanup(State(state): State<AppState>) -> Result<Json<serde_json::V
         "mailbox_items": removed.store.mailbox_items,
         "enrollment_otps": removed.store.otps,
         "dormant_devices": removed.store.dormant_devices,
+        "remote_items": removed.remote_items,
         "replay_entries": removed.replay_entries,
     })))
 }

@@ -17,6 +17,44 @@ pub struct Removed {
     pub replay_entries: usize,
     /// Expired SMS codes and refresh tokens, old SMS.
     pub account_rows: u64,
+    /// Expired items deleted from the Firebase Realtime Database.
+    pub remote_items: u64,
+}
+
+/// Most remote items deleted in one pass (the rest wait for the next).
+const REMOTE_PER_PASS: u32 = 2_000;
+
+/// Deletes expired mailbox items from the Realtime Database, then their index rows. Stops at
+/// the first failure (the database is likely down; the next pass retries).
+async fn purge_remote(state: &AppState, now: i64) -> Result<u64, moat_store::StoreError> {
+    let Some(rtdb) = state.firebase.as_ref().and_then(|f| f.rtdb.as_ref()) else {
+        return Ok(0);
+    };
+    let mut removed = 0;
+    while removed < u64::from(REMOTE_PER_PASS) {
+        let due = state
+            .store
+            .expired_items(moat_store::Channel::Firebase, now, 200)
+            .await?;
+        if due.is_empty() {
+            break;
+        }
+        for item in due {
+            match item.identity.strip_prefix("fb:") {
+                Some(uid) if crate::firebase::idtoken::uid_ok(uid) => {
+                    if let Err(e) = rtdb.delete(uid, &item.id, now).await {
+                        tracing::warn!(error = %e, "cannot delete expired items from the Realtime Database; next pass retries");
+                        return Ok(removed);
+                    }
+                }
+                // Not a path Moat could have written to: only the row exists.
+                _ => {}
+            }
+            state.store.remove_mailbox_item(&item.id).await?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
 }
 
 /// Runs one pass and logs what it removed.
@@ -27,6 +65,7 @@ pub async fn run_once(state: &AppState) -> Result<Removed, moat_store::StoreErro
     let now = state.now();
     state.usage.flush(&*state.store).await;
     let dormant_before = now - state.config.dormant_days * 86_400;
+    let remote_items = purge_remote(state, now).await?;
     let store = state.store.cleanup(now, dormant_before).await?;
     // Sent and failed SMS stay a week for the operator to look at.
     let account_rows = state
@@ -40,12 +79,14 @@ pub async fn run_once(state: &AppState) -> Result<Removed, moat_store::StoreErro
         dormant_devices = store.dormant_devices,
         replay_entries,
         account_rows,
+        remote_items,
         "cleanup removed"
     );
     Ok(Removed {
         store,
         replay_entries,
         account_rows,
+        remote_items,
     })
 }
 

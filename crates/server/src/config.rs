@@ -74,7 +74,7 @@ pub struct RawConfig {
     #[serde(default)]
     pub delivery: RawDelivery,
     #[serde(default)]
-    pub firebase: Option<toml::Table>,
+    pub firebase: Option<RawFirebase>,
     #[serde(default)]
     pub integrity: RawIntegrity,
     #[serde(default)]
@@ -267,6 +267,43 @@ pub struct RawEnrollment {
     pub mailbox_ttl: Option<i64>,
     pub otp_max_attempts: Option<i64>,
     pub rsa_pool_size: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct RawFirebase {
+    pub project_id: Option<String>,
+    pub database_url: Option<String>,
+    pub service_account: Option<PathBuf>,
+    pub auth_emulator_host: Option<String>,
+    pub mailbox_root: Option<String>,
+    pub certs_url: Option<String>,
+    pub database_emulator: Option<bool>,
+}
+
+/// Google's x509 certificates for Firebase ID tokens.
+pub const FIREBASE_CERTS_URL: &str =
+    "https://www.googleapis.com/robot/v1/metadata/x509/securetoken@system.gserviceaccount.com";
+
+/// `[firebase]`: Firebase identity and Realtime Database delivery (seed 000).
+#[derive(Clone, Debug)]
+pub struct FirebaseConfig {
+    /// Firebase project id: the `aud` of ID tokens, and part of their `iss`.
+    pub project_id: String,
+    /// Realtime Database URL (`https://<db>.firebaseio.com`), for `delivery.channel = "firebase"`.
+    pub database_url: Option<String>,
+    /// Service-account JSON file: the database writes are authorised with OAuth2 access tokens
+    /// minted from it.
+    pub service_account: Option<PathBuf>,
+    /// Set only with the Auth emulator: its unsigned ID tokens are then accepted.
+    pub auth_emulator_host: Option<String>,
+    /// Node under which each uid's mailbox lives.
+    pub mailbox_root: String,
+    /// Where the ID-token certificates are fetched (Google's, unless testing).
+    pub certs_url: String,
+    /// The database is an emulator: write with its owner credential (`Bearer owner`).
+    pub database_emulator: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -476,6 +513,14 @@ pub struct Config {
     pub admin_token: Option<String>,
     /// Store URL.
     pub store_url: String,
+    /// Installation identity (DPoP) accepted.
+    pub identity_installation: bool,
+    /// Firebase identity (ID token) accepted.
+    pub identity_firebase: bool,
+    /// Credentials of Firebase identities are delivered to the Realtime Database.
+    pub delivery_firebase: bool,
+    /// `[firebase]`.
+    pub firebase: Option<FirebaseConfig>,
     /// Store pool size and timeout.
     pub store_pool: moat_store::PoolOptions,
     /// Redis, shared by instances (optional).
@@ -662,18 +707,6 @@ impl Config {
                 }
             },
         };
-        if raw.firebase.is_some() {
-            errors.push(
-                "firebase: the Firebase identity and delivery are not available in this build"
-                    .into(),
-            );
-        }
-        match raw.delivery.channel.as_deref() {
-            None | Some("builtin") => {}
-            Some(other) => errors.push(format!(
-                "delivery.channel: `{other}` is not available (use builtin)"
-            )),
-        }
         let twilio = &raw.sms.twilio;
         let webhook = &raw.sms.webhook;
         let sender = match raw.sms.sender.as_deref() {
@@ -759,13 +792,111 @@ impl Config {
                 )),
             }
         }
+        let mut identity_installation = raw.enrollment.identity.is_none();
+        let mut identity_firebase = false;
         for id in raw.enrollment.identity.as_deref().unwrap_or(&[]) {
-            if id != "installation" {
-                errors.push(format!(
-                    "enrollment.identity: `{id}` is not available (use installation)"
-                ));
+            match id.as_str() {
+                "installation" => identity_installation = true,
+                "firebase" => identity_firebase = true,
+                other => errors.push(format!(
+                    "enrollment.identity: `{other}` is not installation or firebase"
+                )),
             }
         }
+        if !identity_installation && !identity_firebase {
+            errors.push("enrollment.identity: enable installation, firebase or both".into());
+        }
+        let delivery_firebase = match raw.delivery.channel.as_deref() {
+            None | Some("builtin") => false,
+            Some("firebase") => true,
+            Some(other) => {
+                errors.push(format!(
+                    "delivery.channel: `{other}` is not builtin or firebase"
+                ));
+                false
+            }
+        };
+        if identity_firebase && !delivery_firebase {
+            errors.push(
+                "enrollment.identity: a Firebase identity reads its mailbox in the Realtime Database; set delivery.channel = \"firebase\"".into(),
+            );
+        }
+        let firebase = match raw.firebase {
+            None => {
+                if identity_firebase || delivery_firebase {
+                    errors.push(
+                        "firebase: the Firebase identity or delivery needs a [firebase] section with project_id"
+                            .into(),
+                    );
+                }
+                None
+            }
+            Some(f) => {
+                let project_id = f.project_id.unwrap_or_default();
+                if project_id.is_empty()
+                    || project_id.len() > 128
+                    || !project_id
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                {
+                    errors.push("firebase.project_id: required, letters, digits and -".into());
+                }
+                let mailbox_root = f
+                    .mailbox_root
+                    .unwrap_or_else(|| "moat/mailbox".into())
+                    .trim_matches('/')
+                    .to_owned();
+                let segment_ok = |seg: &str| {
+                    !seg.is_empty()
+                        && seg
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'))
+                };
+                if !mailbox_root.split('/').all(segment_ok) {
+                    errors.push(
+                        "firebase.mailbox_root: path segments of letters, digits, _ and -".into(),
+                    );
+                }
+                let database_emulator = f.database_emulator.unwrap_or(false);
+                if delivery_firebase {
+                    match &f.database_url {
+                        Some(url) if url.starts_with("https://") || (database_emulator && url.starts_with("http://")) => {}
+                        Some(_) => errors.push(
+                            "firebase.database_url: must be https:// (http:// only with database_emulator = true)".into(),
+                        ),
+                        None => errors.push(
+                            "firebase.database_url: required with delivery.channel = \"firebase\"".into(),
+                        ),
+                    }
+                    if f.service_account.is_none() && !database_emulator {
+                        errors.push(
+                            "firebase.service_account: required with delivery.channel = \"firebase\" (or database_emulator = true)".into(),
+                        );
+                    }
+                    if !identity_firebase {
+                        errors.push(
+                            "delivery.channel: firebase delivers to Firebase uids; add \"firebase\" to enrollment.identity".into(),
+                        );
+                    }
+                }
+                let certs_url = f.certs_url.unwrap_or_else(|| FIREBASE_CERTS_URL.into());
+                if !(certs_url.starts_with("https://") || certs_url.starts_with("http://127.0.0.1"))
+                {
+                    errors.push(
+                        "firebase.certs_url: must be https:// (or loopback http for tests)".into(),
+                    );
+                }
+                Some(FirebaseConfig {
+                    project_id,
+                    database_url: f.database_url.map(|u| u.trim_end_matches('/').to_owned()),
+                    service_account: f.service_account,
+                    auth_emulator_host: f.auth_emulator_host,
+                    mailbox_root,
+                    certs_url,
+                    database_emulator,
+                })
+            }
+        };
         let mode = match raw.enrollment.mode.as_deref().unwrap_or("dynamic") {
             "static" => Mode::Static,
             "dynamic" => Mode::Dynamic,
@@ -979,6 +1110,10 @@ impl Config {
             admin_listen,
             admin_token: raw.admin.token,
             store_url,
+            identity_installation,
+            identity_firebase,
+            delivery_firebase,
+            firebase,
             store_pool,
             redis,
             mode,

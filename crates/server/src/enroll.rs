@@ -8,7 +8,7 @@ use moat_core::apikey::ApiKey;
 use moat_core::dpop::{self, VerifiedProof};
 use moat_core::{b64, random, totp};
 use moat_store::{
-    Credential, Device, DeviceStatus, NewCredential, NewMailboxItem, OtpRecord, StoreError,
+    Channel, Credential, Device, DeviceStatus, NewCredential, NewMailboxItem, OtpRecord, StoreError,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -145,13 +145,184 @@ pub async fn installation_identity(
     Ok(verified)
 }
 
-fn refuse_firebase(token: Option<&String>) -> Result<(), ApiError> {
-    if token.is_some() {
-        return Err(ApiError::identity(
-            "the Firebase identity is not enabled on this server",
-        ));
+/// Who is enrolling.
+pub enum Who {
+    /// The installation key of a verified DPoP proof.
+    Installation(VerifiedProof),
+    /// The uid of a verified Firebase ID token.
+    Firebase(std::sync::Arc<str>),
+}
+
+impl Who {
+    /// `inst:<thumbprint>` or `fb:<uid>`.
+    pub fn identity(&self) -> String {
+        match self {
+            Self::Installation(p) => p.identity(),
+            Self::Firebase(uid) => format!("fb:{uid}"),
+        }
     }
-    Ok(())
+
+    /// The installation key, for `ecdsa-p256-sha256`/`ed25519` request signatures.
+    fn signing_jwk(&self) -> Option<String> {
+        match self {
+            Self::Installation(p) => Some(p.jwk.to_json().to_string()),
+            Self::Firebase(_) => None,
+        }
+    }
+}
+
+/// Identifies the caller: by the Firebase ID token in the body when there is one (and the
+/// Firebase identity is enabled), else by the DPoP proof of the installation key.
+///
+/// # Errors
+/// `401 identity_invalid` for a missing, refused or not-enabled identity.
+pub async fn identify(
+    state: &AppState,
+    headers: &HeaderMap,
+    method: &Method,
+    path: &str,
+    firebase_id_token: Option<&str>,
+) -> Result<Who, ApiError> {
+    match firebase_id_token {
+        Some(token) => {
+            let firebase = state
+                .firebase
+                .as_ref()
+                .filter(|_| state.config.identity_firebase)
+                .ok_or_else(|| {
+                    ApiError::identity("the Firebase identity is not enabled on this server")
+                })?;
+            Ok(Who::Firebase(
+                firebase.tokens.verify(token, state.now()).await?,
+            ))
+        }
+        None if state.config.identity_installation => Ok(Who::Installation(
+            installation_identity(state, headers, method, path).await?,
+        )),
+        None => Err(ApiError::identity(
+            "a Firebase ID token (firebase_id_token) is required",
+        )),
+    }
+}
+
+/// The Realtime Database mailbox of `who`, if its items go there.
+fn remote<'a>(state: &'a AppState, who: &Who) -> Option<(&'a crate::firebase::rtdb::Rtdb, String)> {
+    match who {
+        Who::Firebase(uid) => state
+            .firebase
+            .as_ref()
+            .and_then(|f| f.rtdb.as_ref())
+            .map(|r| (r, uid.to_string())),
+        Who::Installation(_) => None,
+    }
+}
+
+/// An item written to the Realtime Database, with its index row.
+struct Sent<'a> {
+    rtdb: &'a crate::firebase::rtdb::Rtdb,
+    uid: String,
+    id: String,
+}
+
+/// Writes `payload` to the uid's Realtime Database mailbox. Its index row is stored first, so
+/// the cleanup job can always find (and delete) what was written; if the write fails, the
+/// item is deleted again where it may have landed, and the enrollment fails (503).
+async fn send_remote<'a>(
+    state: &AppState,
+    rtdb: &'a crate::firebase::rtdb::Rtdb,
+    uid: String,
+    identity: &str,
+    mut payload: Value,
+    now: i64,
+) -> Result<Sent<'a>, ApiError> {
+    let id = format!("mb_{}", random::token(16)?);
+    let expires_at = now + state.config.mailbox_ttl;
+    payload["id"] = id.clone().into();
+    payload["created_at"] = rfc3339(now).into();
+    if payload.get("expires_at").is_none() {
+        payload["expires_at"] = rfc3339(expires_at).into();
+    }
+    state
+        .store
+        .put_mailbox_item(
+            NewMailboxItem {
+                id: id.clone(),
+                identity: identity.to_owned(),
+                payload_sealed: Vec::new(),
+                expires_at,
+                channel: Channel::Firebase,
+            },
+            now,
+        )
+        .await?;
+    let sent = Sent { rtdb, uid, id };
+    if let Err(e) = rtdb.put(&sent.uid, &sent.id, &payload, now).await {
+        tracing::warn!(error = %e, "mailbox delivery to the Realtime Database failed");
+        retract(state, &sent, now).await;
+        return Err(ApiError::unavailable());
+    }
+    Ok(sent)
+}
+
+/// Deletes a delivered item whose enrollment did not complete. If the database cannot be
+/// reached now, the index row stays and the cleanup job deletes the item when it expires (its
+/// credential was never stored, so it opens nothing meanwhile).
+async fn retract(state: &AppState, sent: &Sent<'_>, now: i64) {
+    match sent.rtdb.delete(&sent.uid, &sent.id, now).await {
+        Ok(()) => {
+            if let Err(e) = state.store.remove_mailbox_item(&sent.id).await {
+                tracing::warn!(error = %e, "cannot remove a mailbox index row; cleanup will");
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, item = %sent.id, "cannot retract a delivered item; cleanup will delete it at expiry")
+        }
+    }
+}
+
+/// Issues `cred` and delivers `payload(device id)` to `who`'s mailbox, all or nothing:
+/// built in, the device row and the item are one transaction; through Firebase, the item is
+/// written first and retracted if the device row then cannot be written.
+async fn issue(
+    state: &AppState,
+    who: &Who,
+    cred: NewCredential,
+    existing: Option<Device>,
+    payload: impl FnOnce(Uuid) -> Value + Send + 'static,
+    now: i64,
+) -> Result<Device, ApiError> {
+    let identity = cred.identity.clone();
+    let Some((rtdb, uid)) = remote(state, who) else {
+        let build = builder(state, &identity, now, move |device| payload(device.id));
+        return issued(state.store.issue_credential(cred, Some(build), now).await);
+    };
+    // The device keeps its id on re-enrollment, so the item can name it before the row is
+    // written.
+    let id = existing.map_or(cred.id, |d| d.id);
+    let sent = send_remote(state, rtdb, uid, &identity, payload(id), now).await?;
+    match state.store.issue_credential(cred, None, now).await {
+        Ok(device) if device.id == id => Ok(device),
+        Ok(_) => {
+            retract(state, &sent, now).await;
+            Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                "another enrollment of this device completed at the same time; enroll again",
+            ))
+        }
+        Err(e) => {
+            retract(state, &sent, now).await;
+            issued(Err(e))
+        }
+    }
+}
+
+fn channel_name(state: &AppState, who: &Who) -> &'static str {
+    if remote(state, who).is_some() {
+        "firebase"
+    } else {
+        "builtin"
+    }
 }
 
 /// Builds a sealed mailbox item. The sealed payload is bound to the item id.
@@ -171,6 +342,7 @@ fn mailbox_item(
         identity: identity.to_owned(),
         payload_sealed: sealed,
         expires_at: now + state.config.mailbox_ttl,
+        channel: Channel::Builtin,
     })
 }
 
@@ -189,20 +361,21 @@ fn builder(
     })
 }
 
+/// The existing device of `(identity, device_id)`, refused if revoked.
 async fn refuse_if_revoked(
     state: &AppState,
     identity: &str,
     device_id: &str,
-) -> Result<(), ApiError> {
+) -> Result<Option<Device>, ApiError> {
     match state.store.device_by_identity(identity, device_id).await? {
         Some(d) if d.status == DeviceStatus::Revoked => Err(ApiError::revoked()),
         Some(d) => {
             // Re-enrollment rotates this credential: forget the old one now, on this
             // instance (others see it within the device cache TTL).
             forget_credential(state, &d);
-            Ok(())
+            Ok(Some(d))
         }
-        None => Ok(()),
+        None => Ok(None),
     }
 }
 
@@ -245,24 +418,33 @@ pub async fn enroll(
 ) -> Result<Json<EnrollResponse>, ApiError> {
     validate_device_id(&req.device_id)?;
     validate_platform(req.platform.as_deref())?;
-    refuse_firebase(req.firebase_id_token.as_ref())?;
-    let proof = installation_identity(&state, &headers, &method, "/v1/enroll").await?;
-    let identity = proof.identity();
+    let who = identify(
+        &state,
+        &headers,
+        &method,
+        "/v1/enroll",
+        req.firebase_id_token.as_deref(),
+    )
+    .await?;
+    let identity = who.identity();
     let now = state.now();
     match state.config.mode {
         Mode::Static => {
             let key = std::str::from_utf8(state.keys.static_key.expose()).unwrap_or_default();
-            let item = mailbox_item(
-                &state,
-                &identity,
-                &json!({"kind": "api_key", "key": key}),
-                now,
-            )?;
+            let payload = json!({"kind": "api_key", "key": key});
             // No device row: the static key is the same for everyone (seed 000 section 3.1).
-            state.store.put_mailbox_item(item, now).await?;
+            match remote(&state, &who) {
+                Some((rtdb, uid)) => {
+                    send_remote(&state, rtdb, uid, &identity, payload, now).await?;
+                }
+                None => {
+                    let item = mailbox_item(&state, &identity, &payload, now)?;
+                    state.store.put_mailbox_item(item, now).await?;
+                }
+            }
         }
         Mode::Dynamic => {
-            refuse_if_revoked(&state, &identity, &req.device_id).await?;
+            let existing = refuse_if_revoked(&state, &identity, &req.device_id).await?;
             let (key, text) = ApiKey::generate()?;
             let key_text = std::str::from_utf8(text.expose())
                 .unwrap_or_default()
@@ -276,17 +458,13 @@ pub async fn enroll(
                 credential: Credential {
                     key_lookup: Some(key.lookup.clone()),
                     key_hash: Some(key.hash(&state.keys.api_key_pepper).to_vec()),
-                    signing_jwk: Some(proof.jwk.to_json().to_string()),
+                    signing_jwk: who.signing_jwk(),
                     ..Credential::default()
                 },
             };
-            let build = builder(
-                &state,
-                &identity,
-                now,
-                move |device| json!({"kind": "api_key", "key": key_text, "device": device.id}),
-            );
-            let device = issued(state.store.issue_credential(cred, Some(build), now).await)?;
+            let payload =
+                move |device: Uuid| json!({"kind": "api_key", "key": key_text, "device": device});
+            let device = issue(&state, &who, cred, existing, payload, now).await?;
             tracing::info!(device = %device.id, mode = "dynamic", "device enrolled");
         }
         Mode::Otp => {
@@ -299,7 +477,6 @@ pub async fn enroll(
             let sealed = state.keys.data.seal(otp_id.as_bytes(), secret.expose())?;
             let payload =
                 json!({"kind": "enrollment_otp", "code": code, "expires_at": rfc3339(expires_at)});
-            let item = mailbox_item(&state, &identity, &payload, now)?;
             let record = OtpRecord {
                 id: otp_id,
                 identity: identity.clone(),
@@ -311,11 +488,26 @@ pub async fn enroll(
                 expires_at,
                 used_at: None,
             };
-            state.store.put_enrollment_otp(record, item, now).await?;
+            match remote(&state, &who) {
+                Some((rtdb, uid)) => {
+                    let sent = send_remote(&state, rtdb, uid, &identity, payload, now).await?;
+                    if let Err(e) = state.store.put_enrollment_otp(record, None, now).await {
+                        retract(&state, &sent, now).await;
+                        return Err(e.into());
+                    }
+                }
+                None => {
+                    let item = mailbox_item(&state, &identity, &payload, now)?;
+                    state
+                        .store
+                        .put_enrollment_otp(record, Some(item), now)
+                        .await?;
+                }
+            }
         }
     }
     Ok(Json(EnrollResponse {
-        channel: "builtin",
+        channel: channel_name(&state, &who),
         expires_in: state.config.mailbox_ttl,
     }))
 }
@@ -332,12 +524,18 @@ pub async fn confirm(
     ApiJson(req): ApiJson<ConfirmRequest>,
 ) -> Result<Json<EnrollResponse>, ApiError> {
     validate_device_id(&req.device_id)?;
-    refuse_firebase(req.firebase_id_token.as_ref())?;
     if req.otp.len() != OTP_DIGITS as usize || !req.otp.bytes().all(|b| b.is_ascii_digit()) {
         return Err(ApiError::validation("otp must be 6 digits"));
     }
-    let proof = installation_identity(&state, &headers, &method, "/v1/enroll/confirm").await?;
-    let identity = proof.identity();
+    let who = identify(
+        &state,
+        &headers,
+        &method,
+        "/v1/enroll/confirm",
+        req.firebase_id_token.as_deref(),
+    )
+    .await?;
+    let identity = who.identity();
     if state.config.mode != Mode::Otp {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -397,7 +595,7 @@ pub async fn confirm(
             otp_invalid()
         });
     }
-    refuse_if_revoked(&state, &identity, &req.device_id).await?;
+    let existing = refuse_if_revoked(&state, &identity, &req.device_id).await?;
     // Take the RSA key before consuming the code, so a drained pool does not burn the code.
     let pool = state.rsa_pool.as_ref().ok_or_else(ApiError::unavailable)?;
     let rsa = pool.take().await.ok_or_else(|| {
@@ -438,7 +636,7 @@ pub async fn confirm(
                     .data
                     .seal(rsa_kid.as_bytes(), rsa.pkcs8().expose())?,
             ),
-            signing_jwk: Some(proof.jwk.to_json().to_string()),
+            signing_jwk: who.signing_jwk(),
             ..Credential::default()
         },
     };
@@ -447,20 +645,20 @@ pub async fn confirm(
     encryption_key["alg"] = "RSA-OAEP-256".into();
     encryption_key["use"] = "enc".into();
     let secret_text = b64::url_encode(hmac_secret.expose());
-    let build = builder(&state, &identity, now, move |device| {
+    let payload = move |device: Uuid| {
         json!({
             "kind": "client_credential",
-            "device": device.id,
+            "device": device,
             "client_id": client_id,
             "hmac_secret": secret_text,
             "alg": "hmac-sha256",
             "encryption_key": encryption_key,
         })
-    });
-    let device = issued(state.store.issue_credential(cred, Some(build), now).await)?;
+    };
+    let device = issue(&state, &who, cred, existing, payload, now).await?;
     tracing::info!(device = %device.id, mode = "otp", "device enrolled");
     Ok(Json(EnrollResponse {
-        channel: "builtin",
+        channel: channel_name(&state, &who),
         expires_in: state.config.mailbox_ttl,
     }))
 }

@@ -46,6 +46,7 @@ pub mod device;
 pub mod enroll;
 pub mod error;
 pub mod extract;
+pub mod firebase;
 pub mod gateway;
 pub mod issuers;
 pub mod middleware;

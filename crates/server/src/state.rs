@@ -150,6 +150,8 @@ pub struct Shared {
     pub challenges: Arc<crate::attest::challenge::Challenges>,
     /// Platform attestation verifiers.
     pub platforms: Arc<crate::attest::platform::Platforms>,
+    /// Firebase identity and delivery (`[firebase]`).
+    pub firebase: Option<Arc<crate::firebase::Firebase>>,
     /// Redis, when instances share one (`redis.url`).
     pub redis: Option<Arc<crate::cluster::Redis>>,
     /// This process's name among instances (holder of leases), random per start.
@@ -191,6 +193,14 @@ impl AppState {
             config.sms.limits.clone(),
             RateLimiter::new(redis.as_ref(), "sms", 1_000_000),
         ));
+        let firebase = match &config.firebase {
+            Some(f) if config.identity_firebase || config.delivery_firebase => Some(Arc::new(
+                crate::firebase::Firebase::new(f, config.delivery_firebase).map_err(|e| {
+                    ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "setup", e)
+                })?,
+            )),
+            _ => None,
+        };
         let replay: Arc<dyn ReplayCache> = match &redis {
             Some(r) => Arc::new(RedisReplayCache(r.clone())),
             None => Arc::new(MemoryReplayCache::new(REPLAY_CAPACITY)),
@@ -218,6 +228,7 @@ impl AppState {
             )),
             challenges: Arc::new(crate::attest::challenge::Challenges::new(redis.clone())),
             instance: moat_core::random::token(12).map_err(|e| ApiError::internal(&e))?,
+            firebase,
             redis,
             device_cache: Arc::new(crate::cache::TtlCache::new(200_000)),
             platforms: Arc::new(

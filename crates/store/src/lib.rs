@@ -139,10 +139,40 @@ pub struct NewMailboxItem {
     pub id: String,
     /// Recipient identity.
     pub identity: String,
-    /// Sealed JSON payload.
+    /// Sealed JSON payload (empty for items delivered elsewhere: see [`Channel`]).
     pub payload_sealed: Vec<u8>,
     /// Expiry, Unix seconds.
     pub expires_at: i64,
+    /// Where the item is delivered.
+    pub channel: Channel,
+}
+
+/// Where a mailbox item lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Channel {
+    /// Here, read with `GET /v1/mailbox` (and removed on read).
+    Builtin,
+    /// In the Firebase Realtime Database; the row is only an index for the cleanup job.
+    Firebase,
+}
+
+impl Channel {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Builtin => "builtin",
+            Self::Firebase => "firebase",
+        }
+    }
+}
+
+/// A mailbox item delivered elsewhere, due for deletion there.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RemoteItem {
+    /// Item id.
+    pub id: String,
+    /// Recipient identity.
+    pub identity: String,
 }
 
 /// A stored mailbox item.
@@ -241,11 +271,11 @@ pub trait Store: Send + Sync + 'static {
     async fn touch_devices(&self, seen: &[(Uuid, i64)]) -> Result<()>;
 
     /// Stores a new enrollment OTP for `(identity, device_id)`, replacing any pending one, and
-    /// puts `item` in the mailbox, in one transaction.
+    /// puts `item` in the mailbox, in one transaction (no item: it was delivered elsewhere).
     async fn put_enrollment_otp(
         &self,
         otp: OtpRecord,
-        item: NewMailboxItem,
+        item: Option<NewMailboxItem>,
         now: i64,
     ) -> Result<()>;
     /// The enrollment OTP of `(identity, device_id)`, if any.
@@ -256,11 +286,23 @@ pub trait Store: Send + Sync + 'static {
     /// whether this call consumed it: of concurrent callers, exactly one gets `true`.
     async fn consume_otp(&self, id: &str, now: i64, max_attempts: i64) -> Result<bool>;
 
-    /// Removes and returns up to `limit` unexpired items for `identity`, oldest first.
+    /// Removes and returns up to `limit` unexpired built-in items for `identity`, oldest first.
     async fn take_mailbox(&self, identity: &str, now: i64, limit: u32) -> Result<Vec<MailboxItem>>;
 
-    /// Deletes expired mailbox items, expired or used OTPs, and devices not used since
-    /// `dormant_before`.
+    /// Up to `limit` expired items of `channel` (delivered elsewhere), oldest first: the
+    /// cleanup job deletes each where it lives, then its row with [`Self::remove_mailbox_item`].
+    async fn expired_items(
+        &self,
+        channel: Channel,
+        now: i64,
+        limit: u32,
+    ) -> Result<Vec<RemoteItem>>;
+
+    /// Removes one mailbox item row; false if it did not exist.
+    async fn remove_mailbox_item(&self, id: &str) -> Result<bool>;
+
+    /// Deletes expired built-in mailbox items, expired or used OTPs, and devices not used
+    /// since `dormant_before`. Items of other channels are left to [`Self::expired_items`].
     async fn cleanup(&self, now: i64, dormant_before: i64) -> Result<CleanupReport>;
 
     /// Takes the lease `name` for `holder` until `until` if it is free, expired, or held by

@@ -75,6 +75,7 @@ const TABLES: &[Table] = &[
             ("payload_sealed", Blob),
             ("created_at", Int),
             ("expires_at", Int),
+            ("channel", Text),
         ],
         "id",
     ),

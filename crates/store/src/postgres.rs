@@ -36,6 +36,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "leases",
         include_str!("../migrations/postgres/0004_leases.sql"),
     ),
+    (
+        5,
+        "mailbox channel",
+        include_str!("../migrations/postgres/0005_mailbox_channel.sql"),
+    ),
 ];
 
 /// The PostgreSQL store.

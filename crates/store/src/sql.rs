@@ -35,8 +35,8 @@ macro_rules! sql_backend {
         use $crate::attest::{AttestKey, AttestStore, IntegrityKey, Release};
         use $crate::{
             CleanupReport, Credential, Device, DeviceStatus, MAILBOX_CAP, MAX_PAGE,
-            MailboxBuilder, MailboxItem, NewCredential, NewMailboxItem, OtpRecord, Result, Store,
-            StoreError,
+            Channel, MailboxBuilder, MailboxItem, NewCredential, NewMailboxItem, OtpRecord,
+            RemoteItem, Result, Store, StoreError,
         };
 
         fn get<'r, T: sqlx::Decode<'r, $db> + sqlx::Type<$db>>(
@@ -103,25 +103,31 @@ macro_rules! sql_backend {
             item: &NewMailboxItem,
             now: i64,
         ) -> Result<()> {
-            // Keep at most MAILBOX_CAP items per identity: drop the oldest beyond the cap.
+            // Keep at most MAILBOX_CAP built-in items per identity: drop the oldest beyond the
+            // cap. (Rows of other channels index items living elsewhere: they go only once
+            // the item there is deleted.)
+            if item.channel == Channel::Builtin {
+                sqlx::query(
+                    "DELETE FROM mailbox_items WHERE identity = $1 AND channel = 'builtin' AND id NOT IN \
+                     (SELECT id FROM mailbox_items WHERE identity = $1 AND channel = 'builtin' \
+                     ORDER BY created_at DESC, id DESC LIMIT $2)",
+                )
+                .bind(&item.identity)
+                .bind(MAILBOX_CAP - 1)
+                .execute(&mut **tx)
+                .await
+                .map_err($map_err)?;
+            }
             sqlx::query(
-                "DELETE FROM mailbox_items WHERE identity = $1 AND id NOT IN \
-                 (SELECT id FROM mailbox_items WHERE identity = $1 ORDER BY created_at DESC, id DESC LIMIT $2)",
-            )
-            .bind(&item.identity)
-            .bind(MAILBOX_CAP - 1)
-            .execute(&mut **tx)
-            .await
-            .map_err($map_err)?;
-            sqlx::query(
-                "INSERT INTO mailbox_items (id, identity, payload_sealed, created_at, expires_at) \
-                 VALUES ($1, $2, $3, $4, $5)",
+                "INSERT INTO mailbox_items (id, identity, payload_sealed, created_at, expires_at, channel) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
             )
             .bind(&item.id)
             .bind(&item.identity)
             .bind(&item.payload_sealed)
             .bind(now)
             .bind(item.expires_at)
+            .bind(item.channel.as_str())
             .execute(&mut **tx)
             .await
             .map_err($map_err)?;
@@ -300,7 +306,7 @@ macro_rules! sql_backend {
             async fn put_enrollment_otp(
                 &self,
                 otp: OtpRecord,
-                item: NewMailboxItem,
+                item: Option<NewMailboxItem>,
                 now: i64,
             ) -> Result<()> {
                 let mut tx = self.pool.begin().await.map_err($map_err)?;
@@ -322,7 +328,9 @@ macro_rules! sql_backend {
                 .execute(&mut *tx)
                 .await
                 .map_err($map_err)?;
-                insert_mailbox_item(&mut tx, &item, now).await?;
+                if let Some(item) = item {
+                    insert_mailbox_item(&mut tx, &item, now).await?;
+                }
                 tx.commit().await.map_err($map_err)
             }
 
@@ -377,7 +385,7 @@ macro_rules! sql_backend {
             ) -> Result<Vec<MailboxItem>> {
                 let rows = sqlx::query(
                     "DELETE FROM mailbox_items WHERE id IN (SELECT id FROM mailbox_items WHERE identity = $1 \
-                     AND expires_at > $2 ORDER BY created_at, id LIMIT $3) \
+                     AND channel = 'builtin' AND expires_at > $2 ORDER BY created_at, id LIMIT $3) \
                      RETURNING id, payload_sealed, created_at, expires_at",
                 )
                 .bind(identity)
@@ -405,7 +413,10 @@ macro_rules! sql_backend {
             async fn cleanup(&self, now: i64, dormant_before: i64) -> Result<CleanupReport> {
                 Ok(CleanupReport {
                     mailbox_items: self
-                        .execute_one("DELETE FROM mailbox_items WHERE expires_at <= $1", now)
+                        .execute_one(
+                            "DELETE FROM mailbox_items WHERE expires_at <= $1 AND channel = 'builtin'",
+                            now,
+                        )
                         .await?,
                     otps: self
                         .execute_one(
@@ -417,6 +428,41 @@ macro_rules! sql_backend {
                         .execute_one("DELETE FROM devices WHERE last_used_at < $1", dormant_before)
                         .await?,
                 })
+            }
+
+            async fn expired_items(
+                &self,
+                channel: Channel,
+                now: i64,
+                limit: u32,
+            ) -> Result<Vec<RemoteItem>> {
+                let rows = sqlx::query(
+                    "SELECT id, identity FROM mailbox_items WHERE channel = $1 AND expires_at <= $2 \
+                     ORDER BY expires_at, id LIMIT $3",
+                )
+                .bind(channel.as_str())
+                .bind(now)
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await
+                .map_err($map_err)?;
+                rows.iter()
+                    .map(|r| {
+                        Ok(RemoteItem {
+                            id: get(r, "id")?,
+                            identity: get(r, "identity")?,
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn remove_mailbox_item(&self, id: &str) -> Result<bool> {
+                let done = sqlx::query("DELETE FROM mailbox_items WHERE id = $1")
+                    .bind(id)
+                    .execute(&self.pool)
+                    .await
+                    .map_err($map_err)?;
+                Ok(done.rows_affected() == 1)
             }
 
             async fn acquire_lease(

@@ -36,6 +36,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "leases",
         include_str!("../migrations/sqlite/0004_leases.sql"),
     ),
+    (
+        5,
+        "mailbox channel",
+        include_str!("../migrations/sqlite/0005_mailbox_channel.sql"),
+    ),
 ];
 
 /// Options for opening the SQLite store.

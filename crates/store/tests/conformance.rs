@@ -32,6 +32,7 @@ fn item(id: &str, identity: &str, expires_at: i64) -> NewMailboxItem {
         identity: identity.into(),
         payload_sealed: id.as_bytes().to_vec(),
         expires_at,
+        channel: moat_store::Channel::Builtin,
     }
 }
 
@@ -159,7 +160,7 @@ async fn otp_attempts_and_single_use(store: &dyn Store) {
         used_at: None,
     };
     store
-        .put_enrollment_otp(otp.clone(), item("o-m", "inst:o", 700), 100)
+        .put_enrollment_otp(otp.clone(), Some(item("o-m", "inst:o", 700)), 100)
         .await
         .expect("put");
     assert_eq!(store.record_otp_failure("o1").await.expect("fail"), 1);
@@ -185,7 +186,7 @@ async fn otp_attempts_and_single_use(store: &dyn Store) {
                 id: "o2".into(),
                 ..otp
             },
-            item("o-m2", "inst:o", 700),
+            None,
             300,
         )
         .await
@@ -270,7 +271,7 @@ async fn concurrent_use_once(opened: &Opened) {
         used_at: None,
     };
     store
-        .put_enrollment_otp(otp, item("race-m", "inst:r", 1_000), 10)
+        .put_enrollment_otp(otp, Some(item("race-m", "inst:r", 1_000)), 10)
         .await
         .expect("put otp");
     let wins = futures_join(16, |_| {
@@ -625,6 +626,61 @@ async fn attestation_records(opened: &Opened) {
     );
 }
 
+async fn remote_items_are_indexed_not_served(opened: &Opened) {
+    let store = &opened.store;
+    for (id, expires_at) in [("fb-1", 100), ("fb-2", 200), ("fb-3", 900)] {
+        store
+            .put_mailbox_item(
+                NewMailboxItem {
+                    channel: moat_store::Channel::Firebase,
+                    payload_sealed: Vec::new(),
+                    ..item(id, "fb:uid-1", expires_at)
+                },
+                10,
+            )
+            .await
+            .expect("index");
+    }
+    store
+        .put_mailbox_item(item("local", "fb:uid-1", 900), 10)
+        .await
+        .expect("builtin");
+    // The built-in mailbox never hands out an index row.
+    let taken = store.take_mailbox("fb:uid-1", 50, 16).await.expect("take");
+    assert_eq!(
+        taken.iter().map(|i| i.id.as_str()).collect::<Vec<_>>(),
+        ["local"]
+    );
+    // Cleanup leaves index rows to the job that deletes the remote items first.
+    assert_eq!(
+        store
+            .cleanup(1_000, 0)
+            .await
+            .expect("cleanup")
+            .mailbox_items,
+        0
+    );
+    let due = store
+        .expired_items(moat_store::Channel::Firebase, 250, 10)
+        .await
+        .expect("due");
+    assert_eq!(
+        due.iter().map(|i| i.id.as_str()).collect::<Vec<_>>(),
+        ["fb-1", "fb-2"]
+    );
+    assert_eq!(due[0].identity, "fb:uid-1");
+    assert!(store.remove_mailbox_item("fb-1").await.expect("remove"));
+    assert!(!store.remove_mailbox_item("fb-1").await.expect("gone"));
+    assert!(
+        store
+            .expired_items(moat_store::Channel::Builtin, 10_000, 10)
+            .await
+            .expect("builtin")
+            .is_empty(),
+        "taken built-in items are gone"
+    );
+}
+
 macro_rules! conformance {
     ($make:expr) => {
         #[tokio::test]
@@ -661,6 +717,11 @@ macro_rules! conformance {
         async fn accounts_codes_users_tokens_sms() {
             let (opened, _guard) = $make;
             super::accounts_codes_users_tokens_sms(&opened).await;
+        }
+        #[tokio::test]
+        async fn remote_items_are_indexed_not_served() {
+            let (opened, _guard) = $make;
+            super::remote_items_are_indexed_not_served(&opened).await;
         }
         #[tokio::test]
         async fn attestation_records() {
