@@ -282,6 +282,18 @@ pub struct RawFirebase {
     pub database_emulator: Option<bool>,
 }
 
+/// Whether `url` is plain HTTP to this machine (allowed for emulators and tests only).
+fn loopback(url: &str) -> bool {
+    [
+        "http://127.0.0.1:",
+        "http://127.0.0.1/",
+        "http://localhost:",
+        "http://[::1]:",
+    ]
+    .iter()
+    .any(|p| url.starts_with(p))
+}
+
 /// Google's x509 certificates for Firebase ID tokens.
 pub const FIREBASE_CERTS_URL: &str =
     "https://www.googleapis.com/robot/v1/metadata/x509/securetoken@system.gserviceaccount.com";
@@ -860,9 +872,9 @@ impl Config {
                 let database_emulator = f.database_emulator.unwrap_or(false);
                 if delivery_firebase {
                     match &f.database_url {
-                        Some(url) if url.starts_with("https://") || (database_emulator && url.starts_with("http://")) => {}
+                        Some(url) if url.starts_with("https://") || ((database_emulator || loopback(url)) && url.starts_with("http://")) => {}
                         Some(_) => errors.push(
-                            "firebase.database_url: must be https:// (http:// only with database_emulator = true)".into(),
+                            "firebase.database_url: must be https:// (http:// only on loopback or with database_emulator = true)".into(),
                         ),
                         None => errors.push(
                             "firebase.database_url: required with delivery.channel = \"firebase\"".into(),

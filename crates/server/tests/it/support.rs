@@ -28,6 +28,11 @@ impl TestServer {
         Self::start_full(mode, extra, None).await
     }
 
+    /// `enrollment` lines go into the `[enrollment]` section, `extra` after it.
+    pub async fn start_enrolling(mode: &str, enrollment: &str, extra: &str) -> Self {
+        Self::start_full(mode, &format!("{enrollment}\n{extra}"), None).await
+    }
+
     /// With `tls = Some((cert, key))` the public listener speaks HTTPS.
     pub async fn start_full(
         mode: &str,
