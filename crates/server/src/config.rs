@@ -1392,4 +1392,35 @@ mod tests {
         let typo = Config::load(Some("[server]\nlisen = \"x\"\n"), &env(&[])).expect_err("typo");
         assert!(typo.to_string().contains("lisen"), "{typo}");
     }
+
+    #[test]
+    fn firebase_settings_are_checked_together() {
+        let err = |file: &str| {
+            Config::load(Some(file), &env(&[]))
+                .expect_err("invalid")
+                .to_string()
+        };
+        let e = err("[enrollment]\nidentity = [\"firebase\"]\n");
+        assert!(e.contains("delivery.channel") && e.contains("[firebase]"), "{e}");
+        let e = err(
+            "[enrollment]\nidentity = [\"firebase\"]\n[delivery]\nchannel = \"firebase\"\n\
+             [firebase]\nproject_id = \"p\"\ndatabase_url = \"http://db.example\"\n",
+        );
+        assert!(e.contains("firebase.database_url") && e.contains("service_account"), "{e}");
+        let e = err("[firebase]\nproject_id = \"p\"\nmailbox_root = \"a/../b\"\n");
+        assert!(e.contains("mailbox_root"), "{e}");
+        let ok = Config::load(
+            Some(
+                "[enrollment]\nidentity = [\"installation\", \"firebase\"]\n[delivery]\nchannel = \"firebase\"\n\
+                 [firebase]\nproject_id = \"demo-moat\"\ndatabase_url = \"http://127.0.0.1:9000?ns=demo-moat\"\n\
+                 database_emulator = true\nauth_emulator_host = \"127.0.0.1:9099\"\n",
+            ),
+            &env(&[]),
+        )
+        .expect("emulator setup");
+        assert!(ok.identity_installation && ok.identity_firebase && ok.delivery_firebase);
+        let f = ok.firebase.expect("firebase");
+        assert_eq!(f.mailbox_root, "moat/mailbox");
+        assert_eq!(f.certs_url, FIREBASE_CERTS_URL);
+    }
 }
