@@ -1401,12 +1401,18 @@ mod tests {
                 .to_string()
         };
         let e = err("[enrollment]\nidentity = [\"firebase\"]\n");
-        assert!(e.contains("delivery.channel") && e.contains("[firebase]"), "{e}");
+        assert!(
+            e.contains("delivery.channel") && e.contains("[firebase]"),
+            "{e}"
+        );
         let e = err(
             "[enrollment]\nidentity = [\"firebase\"]\n[delivery]\nchannel = \"firebase\"\n\
              [firebase]\nproject_id = \"p\"\ndatabase_url = \"http://db.example\"\n",
         );
-        assert!(e.contains("firebase.database_url") && e.contains("service_account"), "{e}");
+        assert!(
+            e.contains("firebase.database_url") && e.contains("service_account"),
+            "{e}"
+        );
         let e = err("[firebase]\nproject_id = \"p\"\nmailbox_root = \"a/../b\"\n");
         assert!(e.contains("mailbox_root"), "{e}");
         let ok = Config::load(

@@ -156,7 +156,6 @@ pub struct Decoys {
 impl Decoys {
     pub fn new() -> Self {
         use base64::Engine as _;
-        use sha2::Digest as _;
         let mut rng = Rng::new(77);
         let hex = |d: &[u8]| d.iter().map(|b| format!("{b:02x}")).collect::<String>();
         let mut png = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR".to_vec();
@@ -176,7 +175,11 @@ impl Decoys {
         let spki = der(0x30, &spki_inner);
         Self {
             uuid: "3f2504e0-4f89-41d3-9a0c-0305e82c3301".to_owned(),
-            sha256: hex(&sha2::Sha256::digest(b"https://example.com/terms")),
+            sha256: hex(aws_lc_rs::digest::digest(
+                &aws_lc_rs::digest::SHA256,
+                b"https://example.com/terms",
+            )
+            .as_ref()),
             sha1: hex(&rng.bytes(20)),
             png_base64: base64::engine::general_purpose::STANDARD.encode(&png),
             spki_base64: base64::engine::general_purpose::STANDARD.encode(&spki),

@@ -349,7 +349,8 @@ async fn id_tokens_are_verified_as_firebase_documents() {
         assert!(item["created_at"].is_string() && item["expires_at"].is_string());
     }
 
-    let claims_cases: [(&str, Box<dyn FnOnce(&mut Value)>); 6] = [
+    type Edit = Box<dyn FnOnce(&mut Value)>;
+    let claims_cases: [(&str, Edit); 6] = [
         (
             "another project",
             Box::new(|c: &mut Value| {
@@ -383,8 +384,10 @@ async fn id_tokens_are_verified_as_firebase_documents() {
     for (name, edit) in claims_cases {
         let token = f.id_token("uidMallory1", "k1", edit);
         let r = f.enroll(&token, "phone-x").await;
-        assert_problem(&r, 401, "identity_invalid");
-        assert!(!name.is_empty());
+        assert_eq!(
+            (name, r.status, r.problem_code().as_deref()),
+            (name, 401, Some("identity_invalid"))
+        );
     }
     // Tampered: Alice's signature over Mallory's claims.
     let mallory = f.id_token("uidMallory1", "k1", |_| {});
@@ -521,9 +524,10 @@ async fn a_failed_delivery_leaves_no_device_and_expired_items_are_deleted() {
         removed["remote_items"].as_u64() >= Some(1),
         "expired items deleted from the database: {removed}"
     );
-    let g = f.google();
-    assert!(g.db.is_empty(), "{:?}", g.db.keys().collect::<Vec<_>>());
-    assert!(g.calls.iter().any(|c| c.0 == "DELETE"));
-    drop(g);
+    {
+        let g = f.google();
+        assert!(g.db.is_empty(), "{:?}", g.db.keys().collect::<Vec<_>>());
+        assert!(g.calls.iter().any(|c| c.0 == "DELETE"));
+    }
     f.server.stop().await;
 }
