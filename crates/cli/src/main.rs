@@ -860,9 +860,13 @@ async fn device(command: DeviceCommand, path: &Path) -> Result<()> {
                 client
                     .enroll_and_fetch_firebase(&app, &user, &device_id, Some(&platform))
                     .await?;
-            } else {
-                client.enroll_and_fetch(&device_id, Some(&platform)).await?;
+                save(path, &client.state())?;
+                let mut shown = describe(&client);
+                shown["identity"] = format!("fb:{}", user.uid).into();
+                println!("{}", serde_json::to_string_pretty(&shown)?);
+                return Ok(());
             }
+            client.enroll_and_fetch(&device_id, Some(&platform)).await?;
             save(path, &client.state())?;
             println!("{}", serde_json::to_string_pretty(&describe(&client))?);
         }
