@@ -217,20 +217,15 @@ impl Client {
                 Some(started.as_str()),
             )
             .await?;
-        let item = if item["kind"] == "enrollment_otp" {
-            let code = item["code"]
-                .as_str()
-                .ok_or_else(|| Error::Mailbox("otp item has no code".into()))?;
-            self.confirm_firebase(user, device_id, code).await?;
-            self.firebase_item(app, user, &["client_credential"], Some(started.as_str()))
-                .await?
-        } else {
-            item
+        let item = match crate::otp_code(&item)? {
+            Some(code) => {
+                self.confirm_firebase(user, device_id, &code).await?;
+                self.firebase_item(app, user, &["client_credential"], Some(started.as_str()))
+                    .await?
+            }
+            None => item,
         };
-        let credential: Credential = serde_json::from_value(item)
-            .map_err(|e| Error::Mailbox(format!("unexpected item: {e}")))?;
-        self.set_credential(Some(credential.clone()))?;
-        Ok(credential)
+        self.adopt(item)
     }
 }
 

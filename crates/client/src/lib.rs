@@ -269,6 +269,17 @@ pub fn unix_now() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
+/// The code of an `enrollment_otp` mailbox item (`None` for any other kind).
+fn otp_code(item: &Value) -> Result<Option<String>> {
+    if item["kind"] != "enrollment_otp" {
+        return Ok(None);
+    }
+    item["code"]
+        .as_str()
+        .map(|c| Some(c.to_owned()))
+        .ok_or_else(|| Error::Mailbox("otp item has no code".into()))
+}
+
 /// A device talking to one Moat server.
 pub struct Client {
     http: reqwest::Client,
@@ -582,15 +593,18 @@ impl Client {
             tokio::time::sleep(Duration::from_millis(50 * (attempt + 1))).await;
         }
         let item = item.ok_or_else(|| Error::Mailbox("no enrollment item arrived".into()))?;
-        let item = if item["kind"] == "enrollment_otp" {
-            let code = item["code"]
-                .as_str()
-                .ok_or_else(|| Error::Mailbox("otp item has no code".into()))?;
-            self.confirm(device_id, code).await?;
-            self.wait_for("client_credential").await?
-        } else {
-            item
+        let item = match otp_code(&item)? {
+            Some(code) => {
+                self.confirm(device_id, &code).await?;
+                self.wait_for("client_credential").await?
+            }
+            None => item,
         };
+        self.adopt(item)
+    }
+
+    /// Stores the credential a mailbox item carries, and returns it.
+    fn adopt(&mut self, item: Value) -> Result<Credential> {
         let credential: Credential = serde_json::from_value(item)
             .map_err(|e| Error::Mailbox(format!("unexpected item: {e}")))?;
         self.set_credential(Some(credential.clone()))?;
