@@ -128,6 +128,12 @@ pub async fn installation_identity(
         }
         other => ApiError::from(other),
     })?;
+    if verified.iat < state.replay.horizon() {
+        // Its jti may have been used before this process started.
+        return Err(ApiError::identity(
+            "DPoP proof made before the server's replay memory begins; make a new one",
+        ));
+    }
     let key = format!("dpop\0{}\0{}", verified.thumbprint, verified.jti);
     let expires = verified.iat.max(now) + skew + 1;
     let fresh = state

@@ -30,6 +30,12 @@ pub trait ReplayCache: Send + Sync + 'static {
     ) -> Result<bool, ReplayUnavailable>;
     /// Drops expired entries; returns how many.
     async fn purge(&self, now: i64) -> usize;
+
+    /// Values made before this time (Unix seconds) may have been used while the cache was not
+    /// there to record them: an in-memory cache starts empty at every restart, so a signature
+    /// or proof created before the start could be a replay of one the previous process
+    /// accepted. Callers refuse such values rather than let them through.
+    fn horizon(&self) -> i64;
 }
 
 const SHARDS: usize = 16;
@@ -38,14 +44,16 @@ const SHARDS: usize = 16;
 pub struct MemoryReplayCache {
     shards: [Mutex<HashMap<[u8; 32], i64>>; SHARDS],
     per_shard_cap: usize,
+    started: i64,
 }
 
 impl MemoryReplayCache {
-    /// A cache holding at most `capacity` live entries.
-    pub fn new(capacity: usize) -> Self {
+    /// A cache holding at most `capacity` live entries, empty as of `started` (Unix seconds).
+    pub fn new(capacity: usize, started: i64) -> Self {
         Self {
             shards: std::array::from_fn(|_| Mutex::new(HashMap::new())),
             per_shard_cap: (capacity / SHARDS).max(1),
+            started,
         }
     }
 }
@@ -80,6 +88,10 @@ impl ReplayCache for MemoryReplayCache {
         }
         map.insert(k, expires_at);
         Ok(true)
+    }
+
+    fn horizon(&self) -> i64 {
+        self.started
     }
 
     async fn purge(&self, now: i64) -> usize {
@@ -121,6 +133,12 @@ impl ReplayCache for RedisReplayCache {
         // Redis expires entries by itself.
         0
     }
+
+    fn horizon(&self) -> i64 {
+        // Shared by every instance and kept across their restarts (a Redis restart without
+        // persistence forgets too: see the deployment guide).
+        i64::MIN
+    }
 }
 
 #[cfg(test)]
@@ -129,7 +147,7 @@ mod tests {
 
     #[tokio::test]
     async fn once_until_expiry_and_bounded() {
-        let cache = MemoryReplayCache::new(SHARDS * 2);
+        let cache = MemoryReplayCache::new(SHARDS * 2, 0);
         assert!(cache.insert_once(b"a", 100, 10).await.expect("ok"));
         assert!(
             !cache.insert_once(b"a", 100, 50).await.expect("ok"),

@@ -203,7 +203,7 @@ impl AppState {
         };
         let replay: Arc<dyn ReplayCache> = match &redis {
             Some(r) => Arc::new(RedisReplayCache(r.clone())),
-            None => Arc::new(MemoryReplayCache::new(REPLAY_CAPACITY)),
+            None => Arc::new(MemoryReplayCache::new(REPLAY_CAPACITY, clock.now())),
         };
         let gateway = Arc::new(
             crate::gateway::Gateway::new(&config.upstreams, keys.data_key_bytes()).map_err(

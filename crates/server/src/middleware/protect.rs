@@ -298,6 +298,15 @@ async fn verify_signature(
         },
     )?;
     httpsig::check_window(&sig.params, now, state.config.signature_max_skew)?;
+    if sig.params.created.unwrap_or(i64::MIN) < state.replay.horizon() {
+        // Its nonce may have been used before this process started: refused, as a replay
+        // would be. Clients re-sign with the current time.
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "signature_expired",
+            "signed before the server's replay memory begins; sign again",
+        ));
+    }
     sig.verify(&msg, &key)?;
     if device.status == DeviceStatus::Revoked {
         return Err(ApiError::revoked());
