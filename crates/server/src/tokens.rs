@@ -265,6 +265,11 @@ impl TokenService {
         if header.alg != Algorithm::ES256 {
             return Err(invalid("unexpected algorithm"));
         }
+        // RFC 7515 section 4.1.11: a `crit` extension the verifier does not understand (and
+        // Moat understands none) makes the token invalid.
+        if header.crit.is_some() {
+            return Err(invalid("unsupported critical header"));
+        }
         let kid = header
             .kid
             .ok_or_else(|| invalid("access token has no kid"))?;

@@ -231,6 +231,10 @@ impl IntegrityService {
         if header.alg != Algorithm::HS256 {
             return Err(invalid("unexpected algorithm"));
         }
+        // RFC 7515 section 4.1.11: no critical extension is understood here.
+        if header.crit.is_some() {
+            return Err(invalid("unsupported critical header"));
+        }
         let kid = header
             .kid
             .ok_or_else(|| invalid("integrity token has no kid"))?;

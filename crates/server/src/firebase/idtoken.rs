@@ -17,6 +17,7 @@ use std::sync::Arc;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use moat_core::b64;
 use serde::Deserialize;
+use serde_json::Value;
 use tokio::sync::{Mutex, RwLock};
 
 use crate::cache::TtlCache;
@@ -37,6 +38,7 @@ const MAX_TOKEN: usize = 8192;
 struct Header {
     alg: String,
     kid: Option<String>,
+    crit: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -137,6 +139,10 @@ impl IdTokens {
             .ok()
             .and_then(|h| serde_json::from_slice(&h).ok())
             .ok_or_else(|| invalid("bad header"))?;
+        // RFC 7515 section 4.1.11: no critical extension is understood here.
+        if header.crit.is_some() {
+            return Err(invalid("unsupported critical header"));
+        }
         let claims: Claims = match header.alg.as_str() {
             "RS256" => {
                 let kid = header.kid.ok_or_else(|| invalid("no kid"))?;

@@ -968,3 +968,157 @@ async fn a_refused_send_is_recorded_as_failed_not_dropped() {
     );
     server.stop().await;
 }
+
+/// A JWT from a header, the claims of a genuine token, and a signature made by `sign`.
+fn forge(header: Value, claims_b64: &str, sign: impl FnOnce(&[u8]) -> Vec<u8>) -> String {
+    let head = moat_core::b64::url_encode(header.to_string().as_bytes());
+    let input = format!("{head}.{claims_b64}");
+    let sig = sign(input.as_bytes());
+    format!("{input}.{}", moat_core::b64::url_encode(&sig))
+}
+
+#[tokio::test]
+async fn forged_access_tokens_are_refused() {
+    use aws_lc_rs::signature::{
+        ECDSA_P256_SHA256_FIXED_SIGNING, ECDSA_P384_SHA384_FIXED_SIGNING, EcdsaKeyPair,
+    };
+    let server = TestServer::start("dynamic").await;
+    let a = server.enrolled("phone-a").await;
+    register(&server, &a, PHONE, PASSWORD).await;
+    let access = login(&a, PHONE, PASSWORD).await.json().expect("json")["access_token"]
+        .as_str()
+        .expect("t")
+        .to_owned();
+    // The genuine token opens the route: the forgeries below differ only where they say.
+    let r = a
+        .call(Method::GET, "/api/me", None, bearer(&access))
+        .await
+        .expect("call");
+    assert_eq!(r.status, 200);
+    let mut parts = access.split('.');
+    let header: Value =
+        serde_json::from_slice(&moat_core::b64::url_decode(parts.next().expect("h")).expect("b64"))
+            .expect("header");
+    let claims = parts.next().expect("claims").to_owned();
+    let kid = header["kid"].as_str().expect("kid").to_owned();
+    let jwks: Value = http()
+        .get(format!("{}/.well-known/jwks.json", server.base))
+        .send()
+        .await
+        .expect("jwks")
+        .json()
+        .await
+        .expect("json");
+    let rng = aws_lc_rs::rand::SystemRandom::new();
+    let p256 = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).expect("p256");
+    let p384 = EcdsaKeyPair::generate(&ECDSA_P384_SHA384_FIXED_SIGNING).expect("p384");
+    fn es<'k>(
+        key: &'k EcdsaKeyPair,
+        rng: &'k aws_lc_rs::rand::SystemRandom,
+    ) -> impl FnOnce(&[u8]) -> Vec<u8> + 'k {
+        move |input: &[u8]| key.sign(rng, input).expect("sign").as_ref().to_vec()
+    }
+    let hmac_with = |secret: Vec<u8>| {
+        move |input: &[u8]| {
+            aws_lc_rs::hmac::sign(
+                &aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &secret),
+                input,
+            )
+            .as_ref()
+            .to_vec()
+        }
+    };
+    let forgeries = [
+        (
+            "alg none",
+            forge(json!({"alg": "none", "kid": kid}), &claims, |_| Vec::new()),
+        ),
+        (
+            "HS256 keyed with the published public key",
+            forge(
+                json!({"alg": "HS256", "kid": kid}),
+                &claims,
+                hmac_with(jwks.to_string().into_bytes()),
+            ),
+        ),
+        (
+            "HS256 keyed with the public key's x coordinate",
+            forge(
+                json!({"alg": "HS256", "kid": kid}),
+                &claims,
+                hmac_with(
+                    moat_core::b64::url_decode(jwks["keys"][0]["x"].as_str().expect("x"))
+                        .expect("b64"),
+                ),
+            ),
+        ),
+        (
+            "ES256 header, P-384 signature",
+            forge(
+                json!({"alg": "ES256", "kid": kid}),
+                &claims,
+                es(&p384, &rng),
+            ),
+        ),
+        (
+            "ES384",
+            forge(
+                json!({"alg": "ES384", "kid": kid}),
+                &claims,
+                es(&p384, &rng),
+            ),
+        ),
+        (
+            "ES256 by another key under the server's kid",
+            forge(
+                json!({"alg": "ES256", "kid": kid}),
+                &claims,
+                es(&p256, &rng),
+            ),
+        ),
+        (
+            "kid path injection",
+            forge(
+                json!({"alg": "ES256", "kid": "../../../../etc/passwd"}),
+                &claims,
+                es(&p256, &rng),
+            ),
+        ),
+        (
+            "kid SQL injection",
+            forge(
+                json!({"alg": "ES256", "kid": "x' OR '1'='1"}),
+                &claims,
+                es(&p256, &rng),
+            ),
+        ),
+        (
+            "embedded jwk",
+            forge(
+                json!({"alg": "ES256", "kid": kid, "jwk": jwks["keys"][0]}),
+                &claims,
+                es(&p256, &rng),
+            ),
+        ),
+        ("unknown critical extension, genuine signature parts", {
+            let mut h = header.clone();
+            h["crit"] = json!(["x-moat-test"]);
+            h["x-moat-test"] = json!(true);
+            let head = moat_core::b64::url_encode(h.to_string().as_bytes());
+            format!("{head}.{claims}.{}", access.rsplit('.').next().expect("s"))
+        }),
+    ];
+    for (name, token) in forgeries {
+        let r = a
+            .call(Method::GET, "/api/me", None, bearer(&token))
+            .await
+            .expect("call");
+        assert_eq!(
+            (name, r.status, r.problem_code().as_deref()),
+            (name, 401, Some("token_invalid")),
+            "{}",
+            String::from_utf8_lossy(&r.body)
+        );
+    }
+    server.stop().await;
+}

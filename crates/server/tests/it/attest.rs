@@ -535,3 +535,71 @@ async fn app_attest_objects_must_answer_this_challenge() {
     assert_eq!(device_status(&c, &attest(&c, body).await).await, 401);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn integrity_tokens_with_unknown_critical_headers_or_other_algorithms_are_refused() {
+    let server = TestServer::start_with("dynamic", POLICY).await;
+    let pkg = package();
+    register(&server, "app", "1", pkg.clone()).await;
+    let c = server.enrolled("phone-1").await;
+    let good = c
+        .attest_package("app", "1", &pkg, None)
+        .await
+        .expect("attest");
+    assert_eq!(device_status(&c, &good).await, 200);
+    // Re-sign the genuine claims with the shared secret itself (what an API server holding it
+    // could do): the same token passes, and only the header changes below.
+    let (kid, secret, _) = server
+        .state
+        .integrity
+        .export()
+        .into_iter()
+        .find(|k| k.2)
+        .expect("current secret");
+    let secret = moat_core::b64::url_decode(&secret).expect("b64");
+    let claims = good.split('.').nth(1).expect("claims").to_owned();
+    let sign = |header: Value| {
+        let input = format!(
+            "{}.{claims}",
+            moat_core::b64::url_encode(header.to_string().as_bytes())
+        );
+        let mac = aws_lc_rs::hmac::sign(
+            &aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &secret),
+            input.as_bytes(),
+        );
+        format!("{input}.{}", moat_core::b64::url_encode(mac.as_ref()))
+    };
+    let resigned = sign(json!({"alg": "HS256", "typ": "JWT", "kid": kid}));
+    assert_eq!(
+        device_status(&c, &resigned).await,
+        200,
+        "control: re-signed passes"
+    );
+    let crit = sign(json!({"alg": "HS256", "typ": "JWT", "kid": kid,
+        "crit": ["x-moat-test"], "x-moat-test": true}));
+    assert_eq!(
+        device_status(&c, &crit).await,
+        401,
+        "RFC 7515 4.1.11: an unknown critical extension invalidates the token"
+    );
+    let hs512 = {
+        let input = format!(
+            "{}.{claims}",
+            moat_core::b64::url_encode(json!({"alg": "HS512", "kid": kid}).to_string().as_bytes())
+        );
+        let mac = aws_lc_rs::hmac::sign(
+            &aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA512, &secret),
+            input.as_bytes(),
+        );
+        format!("{input}.{}", moat_core::b64::url_encode(mac.as_ref()))
+    };
+    assert_eq!(device_status(&c, &hs512).await, 401, "only HS256");
+    let none = format!(
+        "{}.{claims}.",
+        moat_core::b64::url_encode(json!({"alg": "none", "kid": kid}).to_string().as_bytes())
+    );
+    assert_eq!(device_status(&c, &none).await, 401, "alg none");
+    let injected = sign(json!({"alg": "HS256", "kid": "../../secrets.json"}));
+    assert_eq!(device_status(&c, &injected).await, 401, "unknown kid");
+    server.stop().await;
+}
