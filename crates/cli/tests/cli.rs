@@ -48,11 +48,9 @@ impl Server {
             .spawn()
             .expect("spawn moat serve");
         let base = format!("http://127.0.0.1:{port}");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "server did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        // Serving, not merely listening: a request signed before the server started is
+        // refused as possibly replayed.
+        moat_testkit::wait_for_http_ok(port, "/healthz", Duration::from_secs(30));
         Self { child, base }
     }
 

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use http::Method;
 use moat_client::{CallOptions, Client, Credential};
-use moat_testkit::{free_port, wait_for_port};
+use moat_testkit::{free_port, wait_for_http_ok};
 use serde_json::{Value, json};
 
 const ADMIN_TOKEN: &str = "faults-admin-token-0123456789abcdefgh";
@@ -42,8 +42,8 @@ impl Server {
             .stderr(Stdio::null())
             .spawn()
             .expect("moat serve");
-        wait_for_port(port, Duration::from_secs(30), "moat");
-        wait_for_port(admin, Duration::from_secs(30), "moat admin");
+        wait_for_http_ok(port, "/healthz", Duration::from_secs(30));
+        wait_for_http_ok(admin, "/healthz", Duration::from_secs(30));
         Self {
             child,
             base: format!("http://127.0.0.1:{port}"),

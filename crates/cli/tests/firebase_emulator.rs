@@ -199,7 +199,7 @@ fn emulated(mode: &str) -> Emulated {
         .stderr(std::fs::File::create(dir.path().join("server.log")).expect("log"))
         .spawn()
         .expect("moat serve");
-    moat_testkit::wait_for_port(port, Duration::from_secs(30), "moat");
+    moat_testkit::wait_for_http_ok(port, "/healthz", Duration::from_secs(30));
     Emulated {
         _auth: auth,
         _db: db,

@@ -56,6 +56,7 @@ pub mod replay;
 pub mod rsa_pool;
 pub mod secret_ref;
 pub mod secrets;
+pub mod serve;
 pub mod sms;
 pub mod state;
 pub mod tokens;
@@ -442,14 +443,9 @@ pub async fn run(
         state.sms_notify.clone(),
         wait(rx.clone()),
     ));
-    let make = app(state.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>();
     let public_srv: std::pin::Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>> =
         match &state.config.tls {
-            None => Box::pin(
-                axum::serve(public, make)
-                    .with_graceful_shutdown(wait(rx.clone()))
-                    .into_future(),
-            ),
+            None => Box::pin(serve::serve(public, app(state.clone()), wait(rx.clone()))),
             Some(tls) => {
                 let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
                 let config =
@@ -463,19 +459,26 @@ pub async fn run(
                     let _ = stop_rx.wait_for(|stop| *stop).await;
                     stopper.graceful_shutdown(Some(std::time::Duration::from_secs(30)));
                 });
-                let server =
+                let mut server =
                     axum_server::from_tcp_rustls(public.into_std()?, config)?.handle(handle);
+                // As in `serve`: without a timer hyper's header-read timeout never fires.
+                server
+                    .http_builder()
+                    .http1()
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(serve::HEADER_READ_TIMEOUT);
+                let make = app(state.clone())
+                    .into_make_service_with_connect_info::<std::net::SocketAddr>();
                 Box::pin(async move { server.serve(make).await })
             }
         };
-    let admin_srv =
-        axum::serve(admin, admin_app(state.clone())).with_graceful_shutdown(wait(rx.clone()));
+    let admin_srv = serve::serve(admin, admin_app(state.clone()), wait(rx.clone()));
     tokio::spawn(async move {
         shutdown.await;
         tracing::info!("shutting down: draining in-flight requests");
         let _ = tx.send(true);
     });
-    let (a, b) = tokio::join!(public_srv, admin_srv.into_future());
+    let (a, b) = tokio::join!(public_srv, admin_srv);
     let _ = jobs.await;
     let _ = sms_worker.await;
     a?;

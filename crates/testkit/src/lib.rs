@@ -318,3 +318,33 @@ pub fn wait_for_port(port: u16, timeout: Duration, what: &str) {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// Waits until `GET <path>` on `127.0.0.1:port` answers 200 (a listener can accept
+/// connections before the server behind it is serving: a request made then may be refused as
+/// older than the server).
+///
+/// # Panics
+/// After `timeout`.
+pub fn wait_for_http_ok(port: u16, path: &str, timeout: Duration) {
+    use std::io::{Read as _, Write as _};
+    let start = Instant::now();
+    loop {
+        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+            let request =
+                format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+            let mut head = [0u8; 12];
+            if s.write_all(request.as_bytes()).is_ok()
+                && s.read_exact(&mut head).is_ok()
+                && head.ends_with(b" 200")
+            {
+                return;
+            }
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "GET {path} on port {port} did not answer 200 within {timeout:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -161,6 +161,33 @@ async fn rate_limit(
     }
 }
 
+/// Credential headers that must appear at most once, and the refusal when one is repeated.
+/// RFC 9421 and RFC 8941 would merge repeated `Signature` lines into one dictionary (the last
+/// entry of a label winning); refusing the request instead leaves no doubt about which value
+/// was checked and which one a backend behind the gateway might read.
+const SINGLE: [(&str, &str); 6] = [
+    ("signature", "signature_invalid"),
+    ("signature-input", "signature_invalid"),
+    ("content-digest", "signature_invalid"),
+    ("moat-device-key", "credential_invalid"),
+    ("moat-integrity", "integrity_invalid"),
+    ("authorization", "token_invalid"),
+];
+
+fn refuse_repeated_credentials(parts: &Parts) -> Result<(), ApiError> {
+    for (name, code) in SINGLE {
+        let mut values = parts.headers.get_all(name).iter();
+        if values.next().is_some() && values.next().is_some() {
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                code,
+                format!("the {name} header appears more than once"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn joined(parts: &Parts, name: &str) -> Result<Option<String>, ApiError> {
     let mut out: Option<String> = None;
     for v in parts.headers.get_all(name) {
@@ -571,6 +598,7 @@ pub async fn protect(
 ) -> Result<Response, ApiError> {
     let state = &p.state;
     let (mut parts, body) = req.into_parts();
+    refuse_repeated_credentials(&parts)?;
     let body = body_bytes(body, state.config.max_body_bytes).await?;
     let now = state.now();
     let signed =

@@ -5,5 +5,6 @@ mod attest;
 mod enroll;
 mod firebase;
 mod gateway;
+mod hostile;
 mod interop;
 pub mod support;
