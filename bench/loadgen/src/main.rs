@@ -48,6 +48,9 @@ enum Cmd {
         seconds: u64,
         #[arg(long, value_enum, default_value_t = AuthArg::Auto)]
         auth: AuthArg,
+        /// Total requests per second (0 = as fast as possible).
+        #[arg(long, default_value_t = 0)]
+        rate: u64,
     },
     /// GET a URL with fixed headers (baselines: nginx, Node, device keys).
     Raw {
@@ -194,6 +197,7 @@ async fn call(
     concurrency: usize,
     seconds: u64,
     auth: AuthArg,
+    rate: u64,
 ) -> Result<serde_json::Value> {
     let http = http_client()?;
     let mut clients = Vec::with_capacity(devices);
@@ -226,7 +230,7 @@ async fn call(
     };
     let started = Instant::now();
     let route = path.clone();
-    let (lat, errors) = paced_workers(concurrency, 0, seconds, move |t| {
+    let (lat, errors) = paced_workers(concurrency, rate, seconds, move |t| {
         let (client, http, path, options) = (
             clients[t % clients.len()].clone(),
             http.clone(),
@@ -519,7 +523,8 @@ async fn main() -> Result<()> {
             concurrency,
             seconds,
             auth,
-        } => call(server, path, devices, concurrency, seconds, auth).await?,
+            rate,
+        } => call(server, path, devices, concurrency, seconds, auth, rate).await?,
         Cmd::Keygen { count } => keygen(count)?,
         Cmd::Raw {
             url,

@@ -227,6 +227,7 @@ pub struct RawServer {
     pub data_dir: Option<PathBuf>,
     pub max_body_bytes: Option<usize>,
     pub request_timeout: Option<u64>,
+    pub header_timeout: Option<u64>,
     pub tls: Option<toml::Table>,
 }
 
@@ -519,6 +520,9 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// Longest time a request may take.
     pub request_timeout: Duration,
+    /// Longest time a client may take to send request headers, which is also how long an
+    /// idle keep-alive connection is kept.
+    pub header_timeout: Duration,
     /// Admin listener.
     pub admin_listen: SocketAddr,
     /// Admin bearer token, if set in configuration (else generated into the data dir).
@@ -1007,6 +1011,10 @@ impl Config {
             errors.push("server.max_body_bytes: must be between 1 and 64 MiB".into());
         }
         let request_timeout = Duration::from_secs(raw.server.request_timeout.unwrap_or(30).max(1));
+        let header_timeout = Duration::from_secs(raw.server.header_timeout.unwrap_or(30));
+        if !(1..=600).contains(&header_timeout.as_secs()) {
+            errors.push("server.header_timeout: must be 1 to 600 seconds".into());
+        }
         let rsa_pool_size = raw
             .enrollment
             .rsa_pool_size
@@ -1119,6 +1127,7 @@ impl Config {
             data_dir,
             max_body_bytes,
             request_timeout,
+            header_timeout,
             admin_listen,
             admin_token: raw.admin.token,
             store_url,

@@ -445,7 +445,12 @@ pub async fn run(
     ));
     let public_srv: std::pin::Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>> =
         match &state.config.tls {
-            None => Box::pin(serve::serve(public, app(state.clone()), wait(rx.clone()))),
+            None => Box::pin(serve::serve(
+                public,
+                app(state.clone()),
+                state.config.header_timeout,
+                wait(rx.clone()),
+            )),
             Some(tls) => {
                 let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
                 let config =
@@ -466,13 +471,18 @@ pub async fn run(
                     .http_builder()
                     .http1()
                     .timer(hyper_util::rt::TokioTimer::new())
-                    .header_read_timeout(serve::HEADER_READ_TIMEOUT);
+                    .header_read_timeout(state.config.header_timeout);
                 let make = app(state.clone())
                     .into_make_service_with_connect_info::<std::net::SocketAddr>();
                 Box::pin(async move { server.serve(make).await })
             }
         };
-    let admin_srv = serve::serve(admin, admin_app(state.clone()), wait(rx.clone()));
+    let admin_srv = serve::serve(
+        admin,
+        admin_app(state.clone()),
+        state.config.header_timeout,
+        wait(rx.clone()),
+    );
     tokio::spawn(async move {
         shutdown.await;
         tracing::info!("shutting down: draining in-flight requests");

@@ -21,18 +21,16 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tower::ServiceExt as _;
 
-/// Longest time a client may take to send its request headers.
-pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest time in-flight requests get to finish after shutdown is asked.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A connection builder for HTTP/1.1 and HTTP/2 with the timeouts set.
-pub fn builder() -> Builder<TokioExecutor> {
+pub fn builder(header_timeout: Duration) -> Builder<TokioExecutor> {
     let mut builder = Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
+        .header_read_timeout(header_timeout);
     builder
         .http2()
         .timer(TokioTimer::new())
@@ -49,9 +47,10 @@ pub fn builder() -> Builder<TokioExecutor> {
 pub async fn serve(
     listener: TcpListener,
     app: Router,
+    header_timeout: Duration,
     shutdown: impl Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
-    let builder = builder();
+    let builder = builder(header_timeout);
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {

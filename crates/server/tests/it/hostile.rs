@@ -11,6 +11,7 @@ use super::support::*;
 
 #[tokio::test]
 async fn a_client_trickling_its_headers_is_cut_off() {
+    // The test servers run with server.header_timeout = 5 (30 by default).
     let server = TestServer::start("dynamic").await;
     let addr = server.base.trim_start_matches("http://").to_owned();
     let mut stream = tokio::net::TcpStream::connect(&addr)
@@ -22,7 +23,7 @@ async fn a_client_trickling_its_headers_is_cut_off() {
         .expect("write");
     let start = Instant::now();
     // One header byte a second, forever: the server must close the connection once the
-    // header-read timeout (10 s) has passed, whatever the trickle.
+    // header timeout has passed, whatever the trickle.
     let closed = loop {
         if stream.write_all(b"X").await.is_err() {
             break start.elapsed();
@@ -47,7 +48,7 @@ async fn a_client_trickling_its_headers_is_cut_off() {
         );
     };
     assert!(
-        closed >= Duration::from_secs(9),
+        closed >= Duration::from_secs(4),
         "closed for the timeout, not earlier: {closed:?}"
     );
     // Other clients were served all along.

@@ -55,7 +55,7 @@ impl TestServer {
             .unwrap_or_default();
         let admin_base = format!("http://{}", admin.local_addr().expect("addr"));
         let toml = format!(
-            "[server]\npublic_base_url = \"{base}\"\ndata_dir = \"{}\"\nmax_body_bytes = 65536\n\
+            "[server]\npublic_base_url = \"{base}\"\ndata_dir = \"{}\"\nmax_body_bytes = 65536\nheader_timeout = 5\n\
              {tls_section}[admin]\ntoken = \"{ADMIN_TOKEN}\"\n[enrollment]\nmode = \"{mode}\"\nrsa_pool_size = 4\n{extra}",
             dir.path().join("data").display()
         );
