@@ -285,3 +285,107 @@ async fn sigterm_lets_requests_in_flight_finish() {
     };
     assert!(exited.success(), "{exited}");
 }
+
+fn run(cmd: &[&str]) -> bool {
+    Command::new(cmd[0])
+        .args(&cmd[1..])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// A small tmpfs mounted on a directory, unmounted on drop.
+struct SmallDisk(std::path::PathBuf);
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_gives_clear_503s_and_no_corruption() {
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    if !root {
+        eprintln!("skipped: mounting a small filesystem for the data directory needs root");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tmp");
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).expect("mkdir");
+    let data_str = data.to_str().expect("utf-8");
+    assert!(
+        run(&[
+            "mount",
+            "-t",
+            "tmpfs",
+            "-o",
+            "size=600k,mode=0700",
+            "tmpfs",
+            data_str
+        ]),
+        "mount tmpfs"
+    );
+    let _disk = SmallDisk(data.clone());
+    let port = free_port();
+    let mut server = Server::start(dir.path(), port, "dynamic", "");
+    // Enroll until the disk is full.
+    let mut enrolled = Vec::new();
+    let mut refusal = None;
+    for _ in 0..5_000 {
+        let mut c = Client::generate(&server.base).expect("client");
+        match c.enroll("phone", None).await {
+            Ok(_) => enrolled.push(c),
+            Err(moat_client::Error::Problem { status, code, .. }) => {
+                refusal = Some((status, code));
+                break;
+            }
+            Err(e) => panic!("not a clean refusal: {e}"),
+        }
+    }
+    assert_eq!(
+        refusal,
+        Some((503, "unavailable".to_owned())),
+        "a full disk is a clear 503 (after {} enrollments)",
+        enrolled.len()
+    );
+    assert!(!enrolled.is_empty(), "some enrollments fit");
+    let health = reqwest::get(format!("{}/healthz", server.base))
+        .await
+        .expect("healthz");
+    assert_eq!(health.status(), 200, "the server stays up");
+    // Room again: service resumes without a restart.
+    assert!(
+        run(&["mount", "-o", "remount,size=16m", data_str]),
+        "grow the tmpfs"
+    );
+    let mut c = Client::generate(&server.base).expect("client");
+    c.enroll("phone", None)
+        .await
+        .expect("enrollment works once there is room");
+    enrolled.push(c);
+    server.kill9();
+
+    // Nothing is corrupt: SQLite's own check passes, and every answered enrollment is there,
+    // with its credential.
+    let url = format!("sqlite://{}/moat.db", data.display());
+    let store =
+        moat_store::sqlite::SqliteStore::open(&url, &moat_store::sqlite::SqliteOptions::default())
+            .await
+            .expect("open the store");
+    assert_eq!(store.integrity_check().await.expect("check"), "ok");
+    drop(store);
+    let server = Server::start(dir.path(), port, "dynamic", "");
+    let devices = server.devices().await;
+    for c in &enrolled {
+        let identity = format!("inst:{}", c.thumbprint());
+        assert!(
+            devices.iter().any(|d| d["identity"] == identity.as_str()),
+            "{identity} survived"
+        );
+        let items = c.mailbox().await.expect("mailbox");
+        assert!(items.iter().any(|i| i["kind"] == "api_key"), "{identity}");
+    }
+}

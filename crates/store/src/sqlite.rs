@@ -75,8 +75,13 @@ fn map_err(e: sqlx::Error) -> StoreError {
         sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
             StoreError::Unavailable(Box::new(e))
         }
+        // Locked or busy: another writer holds the database. Full or I/O error: the disk
+        // cannot take the write (nothing was committed; SQLite rolls the transaction back).
+        // Either way the request cannot be served now, and is answered 503.
         sqlx::Error::Database(ref db)
-            if db.message().contains("locked") || db.message().contains("busy") =>
+            if ["locked", "busy", "disk is full", "disk I/O error"]
+                .iter()
+                .any(|m| db.message().contains(m)) =>
         {
             StoreError::Unavailable(Box::new(e))
         }
@@ -109,6 +114,25 @@ impl SqliteStore {
             .await
             .map_err(|e| StoreError::Backend(Box::new(e)))?;
         Ok(Self { pool })
+    }
+}
+
+impl SqliteStore {
+    /// SQLite's own consistency check (`PRAGMA integrity_check`): `"ok"` when the file is
+    /// sound, else the problems it found.
+    ///
+    /// # Errors
+    /// [`StoreError`] if the check cannot run.
+    pub async fn integrity_check(&self) -> Result<String> {
+        use sqlx::Row as _;
+        let rows = sqlx::query("PRAGMA integrity_check")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        rows.iter()
+            .map(|r| r.try_get::<String, _>(0).map_err(map_err))
+            .collect::<Result<Vec<_>>>()
+            .map(|lines| lines.join("\n"))
     }
 }
 
