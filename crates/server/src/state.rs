@@ -25,8 +25,9 @@ use crate::sms::sender::SmsSender;
 use crate::tokens::TokenService;
 use crate::usage::UsageTracker;
 
-/// Live entries the in-memory replay cache holds at most.
-pub const REPLAY_CAPACITY: usize = 4_000_000;
+/// Live entries the in-memory replay cache holds at most (20 bytes each, plus the maps'
+/// overhead: about 250 MB when full).
+pub const REPLAY_CAPACITY: usize = 8_000_000;
 
 /// Keys derived from the secrets at start.
 pub struct Keys {
