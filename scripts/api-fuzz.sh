@@ -90,11 +90,16 @@ for mode in $modes; do
     port=$(free_port)
     admin_port=$(free_port)
     base="http://127.0.0.1:$port"
+    # SMS budgets far above the defaults, so the fuzzed account requests reach the logic behind
+    # the pumping guard instead of stopping at 429 (which stays documented and checked).
     MOAT_SERVER__LISTEN="127.0.0.1:$port" \
         MOAT_SERVER__PUBLIC_BASE_URL="$base" \
         MOAT_ADMIN__LISTEN="127.0.0.1:$admin_port" \
         MOAT_SERVER__DATA_DIR="$dir/data" \
         MOAT_ENROLLMENT__MODE="$mode" \
+        MOAT_SMS__PER_PHONE_HOUR=100000 MOAT_SMS__PER_DEVICE_HOUR=100000 \
+        MOAT_SMS__PER_IP_HOUR=100000 MOAT_SMS__PER_COUNTRY_HOUR=100000 \
+        MOAT_SMS__GLOBAL_HOUR=100000 MOAT_SMS__COOLDOWN=1 \
         RUST_LOG="${RUST_LOG:-warn}" \
         "$moat" serve >"$dir/server.log" 2>&1 &
     server_pid=$!
@@ -151,8 +156,12 @@ for mode in $modes; do
         grep -A5 "panicked" "$dir/server.log" >&2
         status=1
     fi
-    line=$(grep -E "^(=+ )?[0-9]+ (passed|failed)|No issues found|issues? found" "$dir/schemathesis.out" | tail -1 | sed 's/=//g; s/^ *//; s/ *$//' || true)
-    summary+=("$mode: $([ "$status" = 0 ] && echo ok || echo FAILED) in $((t1 - t0))s ${line:+($line)}")
+    # Schemathesis's own figures: operations tested, test cases, links exercised.
+    out="$dir/schemathesis.out"
+    ops=$(sed -n 's/^ *Tested: *//p' "$out" | tail -1)
+    cases=$(grep -E "^ *[0-9]+ generated" "$out" | tail -1 | sed 's/^ *//')
+    links=$(sed -n 's/^ *API Links: *//p' "$out" | tail -1)
+    summary+=("$mode: $([ "$status" = 0 ] && echo ok || echo FAILED) in $((t1 - t0))s; ${ops:-?} operations; ${cases:-no test cases}; links ${links:-none}")
     [ "$status" = 0 ] || failed=1
 done
 
