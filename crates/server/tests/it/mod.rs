@@ -6,4 +6,5 @@ mod enroll;
 mod firebase;
 mod gateway;
 mod interop;
+mod openapi;
 pub mod support;
