@@ -7,11 +7,15 @@
 //! get, each with the `application/problem+json` body of PROTOCOL section 1. The API fuzzing
 //! (`scripts/api-fuzz.sh`, docs/api-fuzzing.md) checks responses against this document.
 
-use utoipa::openapi::schema::{AllOfBuilder, Object, ObjectBuilder, OneOfBuilder, Schema, Type};
-use utoipa::openapi::security::{ApiKey, ApiKeyValue, Flow, OAuth2, Password, Scopes, SecurityScheme};
 use utoipa::openapi::extensions::Extensions;
 use utoipa::openapi::link::LinkBuilder;
-use utoipa::openapi::{Content, HeaderBuilder, OpenApi as Doc, Ref, ResponseBuilder, path::Operation};
+use utoipa::openapi::schema::{AllOfBuilder, Object, ObjectBuilder, OneOfBuilder, Schema, Type};
+use utoipa::openapi::security::{
+    ApiKey, ApiKeyValue, Flow, OAuth2, Password, Scopes, SecurityScheme,
+};
+use utoipa::openapi::{
+    Content, HeaderBuilder, OpenApi as Doc, Ref, ResponseBuilder, path::Operation,
+};
 use utoipa::{Modify, OpenApi, ToSchema};
 
 /// An RFC 9457 problem document (PROTOCOL section 1). Some refusals add members, e.g. the
@@ -305,7 +309,11 @@ impl Modify for Refusals {
             *attest = Schema::AllOf(
                 AllOfBuilder::new()
                     .item(original)
-                    .item(OneOfBuilder::new().item(one("measurement")).item(one("platform")))
+                    .item(
+                        OneOfBuilder::new()
+                            .item(one("measurement"))
+                            .item(one("platform")),
+                    )
                     .build(),
             )
             .into();
@@ -337,13 +345,14 @@ fn refine(path: &str, op: &mut Operation, guard: Guard) {
         .and_then(|b| b.content.keys().next().cloned());
     let json_body = content_type.as_deref() == Some("application/json");
     let form_body = content_type.as_deref() == Some("application/x-www-form-urlencoded");
-    let problem = || {
-        Content::new(Some(Ref::from_schema_name("Problem")))
-    };
+    let problem = || Content::new(Some(Ref::from_schema_name("Problem")));
     // Every operation can time out or lose its store.
     let mut statuses = shared(guard, json_body, form_body);
     if guard != Guard::Open || path == "/readyz" {
-        statuses.push((503, "unavailable: a dependency is down or the request timed out"));
+        statuses.push((
+            503,
+            "unavailable: a dependency is down or the request timed out",
+        ));
     }
     for (status, codes) in statuses {
         let key = status.to_string();
@@ -355,7 +364,10 @@ fn refine(path: &str, op: &mut Operation, guard: Guard) {
         };
         op.responses.responses.insert(
             key,
-            ResponseBuilder::new().description(description).build().into(),
+            ResponseBuilder::new()
+                .description(description)
+                .build()
+                .into(),
         );
     }
     // Every refusal is a problem document; some carry headers.
@@ -409,10 +421,7 @@ fn refine(path: &str, op: &mut Operation, guard: Guard) {
     let security = match (guard, path) {
         (Guard::Open, _) => None,
         (Guard::Identity, _) => Some(vec![req(&[DPOP])]),
-        (Guard::Policy, "/api/me") => Some(vec![
-            req(&[USER, DEVICE_KEY]),
-            req(&[USER, SIGNATURE]),
-        ]),
+        (Guard::Policy, "/api/me") => Some(vec![req(&[USER, DEVICE_KEY]), req(&[USER, SIGNATURE])]),
         (Guard::Policy, _) => Some(vec![req(&[DEVICE_KEY]), req(&[SIGNATURE])]),
     };
     if let Some(security) = security {
@@ -424,14 +433,12 @@ fn refine(path: &str, op: &mut Operation, guard: Guard) {
 fn links(path: &str) -> Vec<(&'static str, &'static str, &'static str, serde_json::Value)> {
     use serde_json::json;
     match path {
-        "/v1/enroll" => vec![
-            (
-                "200",
-                "ConfirmEnrollment",
-                "confirm",
-                json!({"device_id": "$request.body#/device_id"}),
-            ),
-        ],
+        "/v1/enroll" => vec![(
+            "200",
+            "ConfirmEnrollment",
+            "confirm",
+            json!({"device_id": "$request.body#/device_id"}),
+        )],
         "/api/register" => vec![
             (
                 "202",

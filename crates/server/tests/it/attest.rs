@@ -553,7 +553,10 @@ async fn attest_body_shape_is_checked_before_the_challenge_is_taken() {
                 .call(Method::POST, "/v1/attest", Some(&body), opts())
                 .await
                 .expect("attest");
-            (r.status, r.json().map(|v| v["code"].clone()).unwrap_or_default())
+            (
+                r.status,
+                r.json().map(|v| v["code"].clone()).unwrap_or_default(),
+            )
         }
     };
     let ch = challenge(&c).await;

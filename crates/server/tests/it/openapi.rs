@@ -33,8 +33,8 @@ async fn each_confirmation_body_has_its_own_schema() {
     let server = TestServer::start("otp").await;
     let doc = document(&server).await;
     let schema_of = |path: &str| {
-        let r = doc["paths"][path]["post"]["requestBody"]["content"]["application/json"]
-            ["schema"]["$ref"]
+        let r = doc["paths"][path]["post"]["requestBody"]["content"]["application/json"]["schema"]
+            ["$ref"]
             .as_str()
             .expect("a $ref")
             .rsplit('/')
@@ -135,7 +135,11 @@ async fn echo_is_documented_for_any_json_value() {
             .is_none()
     );
     let c = server.enrolled("phone-1").await;
-    for body in [serde_json::json!(42), serde_json::json!("text"), Value::Null] {
+    for body in [
+        serde_json::json!(42),
+        serde_json::json!("text"),
+        Value::Null,
+    ] {
         let r = c
             .call(http::Method::POST, "/v1/device/echo", Some(&body), opts())
             .await
