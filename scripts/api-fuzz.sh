@@ -149,7 +149,21 @@ for mode in $modes; do
         --report junit --report-dir "$dir/report" \
         "${headers[@]}") | tee "$dir/schemathesis.out" || status=$?
     t1=$(date +%s)
+    # A server that died during the run (schemathesis reports "server stopped responding"):
+    # say how, with its last words.
+    if ! kill -0 "$server_pid" 2>/dev/null; then
+        code=0
+        wait "$server_pid" || code=$?
+        server_pid=
+        echo "api-fuzz: [$mode] the server exited during the run (status $code); its log ends:" >&2
+        tail -n 30 "$dir/server.log" >&2
+        status=1
+    fi
     stop_server
+    if [ "$status" != 0 ] && [ -s "$dir/server.log" ]; then
+        echo "api-fuzz: [$mode] server log (last 30 lines):" >&2
+        tail -n 30 "$dir/server.log" >&2
+    fi
     # A panic is caught and answered 500 (which schemathesis reports), but say so plainly.
     if grep -q "panicked" "$dir/server.log"; then
         echo "api-fuzz: [$mode] the server panicked:" >&2
