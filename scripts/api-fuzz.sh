@@ -77,6 +77,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
+ready() {
+    "$python" -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1] + "/readyz", timeout=2)' "$1" 2>/dev/null
+}
 free_port() {
     "$python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
@@ -104,11 +107,11 @@ for mode in $modes; do
         "$moat" serve >"$dir/server.log" 2>&1 &
     server_pid=$!
     for _ in $(seq 100); do
-        curl -fsS "$base/readyz" >/dev/null 2>&1 && break
+        ready "$base" && break
         kill -0 "$server_pid" 2>/dev/null || break
         sleep 0.1
     done
-    if ! curl -fsS "$base/readyz" >/dev/null 2>&1; then
+    if ! ready "$base"; then
         echo "api-fuzz: [$mode] the server did not start:" >&2
         cat "$dir/server.log" >&2
         summary+=("$mode: server did not start")
