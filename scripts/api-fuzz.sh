@@ -73,7 +73,12 @@ cleanup() {
         mkdir -p "$API_FUZZ_REPORT_DIR"
         cp -r "$work"/. "$API_FUZZ_REPORT_DIR"/ 2>/dev/null || true
     fi
-    rm -rf "$work"
+    if [ "${failed:-0}" != 0 ] && [ -z "${API_FUZZ_REPORT_DIR:-}" ]; then
+        # Keep the evidence of a failure: reports, schemathesis output, server logs.
+        echo "api-fuzz: reports and server logs kept in $work" >&2
+    else
+        rm -rf "$work"
+    fi
 }
 trap cleanup EXIT
 
