@@ -29,8 +29,9 @@ pub struct DeviceInfo {
 pub struct Echo {
     /// Device uuid, or `static`.
     pub device: String,
-    /// The JSON body received, after any decryption (`null` for an empty body).
-    #[schema(value_type = Object)]
+    /// The JSON body received, after any decryption (`null` for an empty body): any JSON
+    /// value, as sent.
+    #[schema(value_type = Value)]
     pub body: Value,
 }
 
@@ -51,7 +52,6 @@ fn describe(state: &AppState, p: &Principal) -> DeviceInfo {
 
 /// `GET /v1/device`: who the credential says the caller is.
 #[utoipa::path(get, path = "/v1/device",
-    params(("Moat-Device-Key" = Option<String>, Header, description = "device API key (or sign the request)")),
     responses((status = 200, body = DeviceInfo), (status = 401, description = "credential_invalid, signature_*"), (status = 403, description = "device_revoked")))]
 pub async fn device(
     axum::extract::State(state): axum::extract::State<AppState>,
@@ -62,8 +62,8 @@ pub async fn device(
 
 /// `POST /v1/device/echo`: the body as Moat received it, after signature checks and JWE
 /// decryption.
-#[utoipa::path(post, path = "/v1/device/echo", request_body(content = Object, description = "any JSON, or a compact JWE with Content-Type application/jose"),
-    params(("Moat-Device-Key" = Option<String>, Header, description = "device API key (or sign the request)")),
+#[utoipa::path(post, path = "/v1/device/echo", request_body(content((Option<Value> = "application/json"), (Option<String> = "application/jose")),
+        description = "any JSON value, or a compact JWE (RFC 7516) of one with Content-Type application/jose; optional (an empty body echoes `null`)"),
     responses((status = 200, body = Echo), (status = 400, description = "malformed"), (status = 401, description = "credential_invalid, signature_*, digest_mismatch, replay_detected"),
               (status = 403, description = "device_revoked"), (status = 413, description = "body_too_large")))]
 pub async fn echo(

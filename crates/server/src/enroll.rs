@@ -33,8 +33,10 @@ pub const MAILBOX_READ_LIMIT: u32 = 16;
 #[serde(deny_unknown_fields)]
 pub struct EnrollRequest {
     /// The app's own id for this installation: 1-128 characters of `A-Za-z0-9._:-`.
+    #[schema(pattern = "^[A-Za-z0-9._:-]{1,128}$", example = "app-3f9c2a")]
     pub device_id: String,
     /// `android`, `ios` or `other`.
+    #[schema(pattern = "^(android|ios|other)$", example = "android")]
     pub platform: Option<String>,
     /// Firebase ID token (Firebase identity only).
     pub firebase_id_token: Option<String>,
@@ -43,10 +45,14 @@ pub struct EnrollRequest {
 /// `POST /v1/enroll/confirm` body.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+// Named apart from the accounts' `ConfirmRequest`: one schema name would hide the other.
+#[schema(as = EnrollConfirmRequest)]
 pub struct ConfirmRequest {
     /// The same device id as at enrollment.
+    #[schema(pattern = "^[A-Za-z0-9._:-]{1,128}$", example = "app-3f9c2a")]
     pub device_id: String,
     /// The 6-digit code read from the mailbox.
+    #[schema(pattern = "^[0-9]{6}$", example = "492039")]
     pub otp: String,
     /// Firebase ID token (Firebase identity only).
     pub firebase_id_token: Option<String>,
@@ -413,9 +419,9 @@ fn issued(result: Result<Device, StoreError>) -> Result<Device, ApiError> {
 
 /// `POST /v1/enroll`: the one endpoint open to the world.
 #[utoipa::path(post, path = "/v1/enroll", request_body = EnrollRequest,
-    params(("DPoP" = String, Header, description = "RFC 9449 proof of the installation key")),
     responses((status = 200, body = EnrollResponse), (status = 401, description = "identity_invalid or replay_detected"),
-              (status = 403, description = "device_revoked"), (status = 422, description = "validation")))]
+              (status = 403, description = "device_revoked"), (status = 409, description = "conflict: a concurrent enrollment of this device"),
+              (status = 422, description = "validation")))]
 pub async fn enroll(
     State(state): State<AppState>,
     method: Method,
@@ -520,9 +526,10 @@ pub async fn enroll(
 
 /// `POST /v1/enroll/confirm` (otp mode): exchanges the code for a client credential.
 #[utoipa::path(post, path = "/v1/enroll/confirm", request_body = ConfirmRequest,
-    params(("DPoP" = String, Header, description = "RFC 9449 proof of the installation key")),
     responses((status = 200, body = EnrollResponse), (status = 401, description = "otp_invalid, otp_expired, identity_invalid"),
-              (status = 403, description = "otp_locked or device_revoked"), (status = 503, description = "unavailable")))]
+              (status = 403, description = "otp_locked or device_revoked"),
+              (status = 409, description = "conflict: the server is not in otp mode, or a concurrent enrollment"),
+              (status = 503, description = "unavailable")))]
 pub async fn confirm(
     State(state): State<AppState>,
     method: Method,
@@ -671,7 +678,6 @@ pub async fn confirm(
 
 /// `GET /v1/mailbox`: items for the caller's identity, each returned once.
 #[utoipa::path(get, path = "/v1/mailbox",
-    params(("DPoP" = String, Header, description = "RFC 9449 proof of the installation key")),
     responses((status = 200, body = MailboxResponse), (status = 401, description = "identity_invalid or replay_detected")))]
 pub async fn mailbox(
     State(state): State<AppState>,

@@ -72,12 +72,15 @@ use crate::middleware::protect::{Protect, protect};
 /// Header carrying the request id, set if the client did not send one and echoed back.
 pub const REQUEST_ID: &str = "x-request-id";
 
+/// `GET /healthz`: the process answers.
+#[utoipa::path(get, path = "/healthz", responses((status = 200, body = openapi::Health)))]
 async fn healthz() -> impl IntoResponse {
     axum::Json(serde_json::json!({"status": "ok"}))
 }
 
 /// Ready when the store and (if configured) Redis answer: a load balancer stops sending
 /// traffic to an instance that would only answer 503.
+#[utoipa::path(get, path = "/readyz", responses((status = 200, body = openapi::Health)))]
 async fn readyz(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     state.store.ping().await?;
     if let Some(redis) = &state.redis {

@@ -41,18 +41,23 @@ const RESET: &str = "password_reset";
 #[serde(deny_unknown_fields)]
 pub struct RegisterRequest {
     /// E.164 phone.
+    #[schema(pattern = "^\\+[1-9][0-9]{6,14}$", example = "+14155550123")]
     pub phone: String,
     /// Password (8+ characters, not a common one).
+    #[schema(min_length = 8, max_length = 128, example = "correct horse battery")]
     pub password: String,
 }
 
 /// `POST /api/register/confirm` body.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = RegisterConfirmRequest)]
 pub struct ConfirmRequest {
     /// E.164 phone.
+    #[schema(pattern = "^\\+[1-9][0-9]{6,14}$", example = "+14155550123")]
     pub phone: String,
     /// 6-digit SMS code.
+    #[schema(pattern = "^[0-9]{6}$", example = "492039")]
     pub otp: String,
 }
 
@@ -61,8 +66,10 @@ pub struct ConfirmRequest {
 #[serde(deny_unknown_fields)]
 pub struct ResendRequest {
     /// E.164 phone.
+    #[schema(pattern = "^\\+[1-9][0-9]{6,14}$", example = "+14155550123")]
     pub phone: String,
     /// `register` or `password_reset`.
+    #[schema(pattern = "^(register|password_reset)$", example = "register")]
     pub purpose: String,
 }
 
@@ -71,6 +78,7 @@ pub struct ResendRequest {
 #[serde(deny_unknown_fields)]
 pub struct ResetRequest {
     /// E.164 phone.
+    #[schema(pattern = "^\\+[1-9][0-9]{6,14}$", example = "+14155550123")]
     pub phone: String,
 }
 
@@ -79,10 +87,13 @@ pub struct ResetRequest {
 #[serde(deny_unknown_fields)]
 pub struct ResetConfirmRequest {
     /// E.164 phone.
+    #[schema(pattern = "^\\+[1-9][0-9]{6,14}$", example = "+14155550123")]
     pub phone: String,
     /// 6-digit SMS code.
+    #[schema(pattern = "^[0-9]{6}$", example = "492039")]
     pub otp: String,
-    /// The new password.
+    /// The new password (8+ characters, not a common one).
+    #[schema(min_length = 8, max_length = 128, example = "correct horse battery")]
     pub new_password: String,
 }
 
@@ -227,7 +238,7 @@ async fn check_code(
 
 /// `POST /api/register`
 #[utoipa::path(post, path = "/api/register", request_body = RegisterRequest,
-    responses((status = 202, description = "an SMS code goes to the phone (unless it already has an account)"),
+    responses((status = 202, body = crate::openapi::Accepted, description = "an SMS code goes to the phone (unless it already has an account)"),
               (status = 422, description = "validation"), (status = 429, description = "sms_blocked")))]
 pub async fn register(
     State(state): State<AppState>,
@@ -249,8 +260,9 @@ pub async fn register(
 
 /// `POST /api/register/confirm`
 #[utoipa::path(post, path = "/api/register/confirm", request_body = ConfirmRequest,
-    responses((status = 201, description = "{\"user_id\"}"), (status = 401, description = "otp_invalid, otp_expired"),
-              (status = 403, description = "otp_locked"), (status = 409, description = "conflict")))]
+    responses((status = 201, body = crate::openapi::UserCreated), (status = 401, description = "otp_invalid, otp_expired"),
+              (status = 403, description = "otp_locked"), (status = 409, description = "conflict"),
+              (status = 422, description = "validation")))]
 pub async fn register_confirm(
     State(state): State<AppState>,
     Extension(p): Extension<Principal>,
@@ -296,7 +308,8 @@ pub async fn register_confirm(
 
 /// `POST /api/resend_otp`
 #[utoipa::path(post, path = "/api/resend_otp", request_body = ResendRequest,
-    responses((status = 202, description = "a new code is sent if one is pending"), (status = 429, description = "sms_blocked")))]
+    responses((status = 202, body = crate::openapi::Accepted, description = "a new code is sent if one is pending"),
+              (status = 422, description = "validation"), (status = 429, description = "sms_blocked")))]
 pub async fn resend(
     State(state): State<AppState>,
     Extension(p): Extension<Principal>,
@@ -326,7 +339,8 @@ pub async fn resend(
 
 /// `POST /api/password/reset`: the same answer whether or not the phone is known.
 #[utoipa::path(post, path = "/api/password/reset", request_body = ResetRequest,
-    responses((status = 202, description = "a code goes to the phone if it has an account"), (status = 429, description = "sms_blocked")))]
+    responses((status = 202, body = crate::openapi::Accepted, description = "a code goes to the phone if it has an account"),
+              (status = 422, description = "validation"), (status = 429, description = "sms_blocked")))]
 pub async fn reset(
     State(state): State<AppState>,
     Extension(p): Extension<Principal>,
@@ -344,8 +358,9 @@ pub async fn reset(
 
 /// `POST /api/password/reset/confirm`
 #[utoipa::path(post, path = "/api/password/reset/confirm", request_body = ResetConfirmRequest,
-    responses((status = 200, description = "password changed; every refresh token of the user is revoked"),
-              (status = 401, description = "otp_invalid, otp_expired"), (status = 403, description = "otp_locked")))]
+    responses((status = 200, body = crate::openapi::PasswordUpdated, description = "password changed; every refresh token of the user is revoked"),
+              (status = 401, description = "otp_invalid, otp_expired"), (status = 403, description = "otp_locked"),
+              (status = 422, description = "validation")))]
 pub async fn reset_confirm(
     State(state): State<AppState>,
     Extension(p): Extension<Principal>,
@@ -437,9 +452,9 @@ async fn token_response(
 
 /// `POST /api/token` (RFC 6749 section 5): `grant_type=password` or `refresh_token`, form
 /// encoded.
-#[utoipa::path(post, path = "/api/token", request_body(content_type = "application/x-www-form-urlencoded", content = String,
+#[utoipa::path(post, path = "/api/token", request_body(content_type = "application/x-www-form-urlencoded", content = crate::openapi::TokenForm,
         description = "grant_type=password&username=<phone>&password=… or grant_type=refresh_token&refresh_token=…"),
-    responses((status = 200, description = "access_token, token_type, expires_in, refresh_token"),
+    responses((status = 200, body = crate::openapi::TokenResponse),
               (status = 400, description = "invalid_grant (code token_invalid)"), (status = 429, description = "rate_limited")))]
 pub async fn token(
     State(state): State<AppState>,
@@ -586,8 +601,8 @@ pub async fn token(
 }
 
 /// `GET /api/me`
-#[utoipa::path(get, path = "/api/me", params(("Authorization" = String, Header, description = "Bearer access token")),
-    responses((status = 200, description = "{\"user_id\",\"phone\"}"), (status = 401, description = "token_invalid")))]
+#[utoipa::path(get, path = "/api/me",
+    responses((status = 200, body = crate::openapi::Me), (status = 401, description = "token_invalid")))]
 pub async fn me(
     State(state): State<AppState>,
     Extension(p): Extension<Principal>,
@@ -611,6 +626,8 @@ pub async fn me(
 }
 
 /// `GET /.well-known/jwks.json`
+#[utoipa::path(get, path = "/.well-known/jwks.json",
+    responses((status = 200, body = crate::openapi::Jwks, description = "public keys of the access tokens")))]
 pub async fn jwks(State(state): State<AppState>) -> Response {
     let mut response = Json(state.tokens.jwks()).into_response();
     response.headers_mut().insert(

@@ -28,9 +28,11 @@ use challenge::Challenge;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChallengeRequest {
-    /// App id (package name or bundle id).
+    /// App id (package name or bundle id): 1-128 visible ASCII characters.
+    #[schema(pattern = "^[!-~]{1,128}$", example = "com.example.app")]
     pub app_id: String,
-    /// Version.
+    /// Version: 1-128 visible ASCII characters.
+    #[schema(pattern = "^[!-~]{1,128}$", example = "1.4.2")]
     pub version: String,
 }
 
@@ -44,6 +46,7 @@ pub struct AttestRequest {
     /// `app_attest`, `play_integrity`, `firebase_app_check`.
     pub platform: Option<String>,
     /// base64url(SHA-256(Authorization header value)), copied into the token's `pay`.
+    #[schema(pattern = "^[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]$")]
     pub bind: Option<String>,
     /// Platform fields (`token`, `attestation`, `assertion`, `key_id`, `client_data`).
     #[serde(flatten)]
@@ -64,7 +67,8 @@ fn label_ok(s: &str) -> bool {
 
 /// `POST /v1/attest/challenge`
 #[utoipa::path(post, path = "/v1/attest/challenge", request_body = ChallengeRequest,
-    responses((status = 200, description = "{\"challenge_id\",\"nonce\",\"ranges\",\"expires_in\"}")))]
+    responses((status = 200, body = crate::openapi::ChallengeResponse), (status = 401, description = "credential_invalid: attestation needs a per-device credential"),
+              (status = 422, description = "validation")))]
 pub async fn challenge(
     State(state): State<AppState>,
     Extension(p): Extension<Principal>,
@@ -131,7 +135,9 @@ async fn expected_measurement(state: &AppState, c: &Challenge) -> Result<[u8; 32
 /// `POST /v1/attest`: always `200` with an integrity token; only a genuine attestation gets
 /// one signed with the shared secret.
 #[utoipa::path(post, path = "/v1/attest", request_body = AttestRequest,
-    responses((status = 200, description = "{\"integrity_token\",\"expires_in\"} (pass or fail look alike)")))]
+    responses((status = 200, body = crate::openapi::IntegrityTokenResponse, description = "pass or fail look alike"),
+              (status = 401, description = "credential_invalid: attestation needs a per-device credential"),
+              (status = 422, description = "validation")))]
 pub async fn attest(
     State(state): State<AppState>,
     Extension(p): Extension<Principal>,
@@ -144,6 +150,12 @@ pub async fn attest(
         Some(_) => return Err(ApiError::validation("bind must be base64url of a SHA-256")),
         None => None,
     };
+    // The body's shape is checked before the challenge is taken: a malformed request must not
+    // burn the client's challenge, and must get the same 422 whether or not the challenge
+    // exists (else the answer tells which challenge ids are live).
+    if req.measurement.is_some() == req.platform.is_some() {
+        return Err(ApiError::validation("send either measurement or platform"));
+    }
     let challenge = state
         .challenges
         .take(&req.challenge_id, now)
@@ -177,7 +189,8 @@ pub async fn attest(
             let _ = expected_measurement(&state, &decoy).await?;
             false
         }
-        _ => return Err(ApiError::validation("send either measurement or platform")),
+        // Exactly one of the two is present (checked above).
+        (Some(_), _, _) => false,
     };
     tracing::info!(device = %device, genuine, "attestation");
     let token = state.integrity.issue(&device, pay, genuine, now)?;

@@ -603,3 +603,56 @@ async fn integrity_tokens_with_unknown_critical_headers_or_other_algorithms_are_
     assert_eq!(device_status(&c, &injected).await, 401, "unknown kid");
     server.stop().await;
 }
+
+/// Found by the API fuzzing (docs/api-fuzzing.md): a body with neither `measurement` nor
+/// `platform` used to be refused only after its challenge was taken, so a malformed request
+/// burned the client's challenge, and the same body got 422 for a live challenge but 200 for
+/// an unknown one.
+#[tokio::test]
+async fn attest_body_shape_is_checked_before_the_challenge_is_taken() {
+    let server = TestServer::start_with("dynamic", POLICY).await;
+    let pkg = package();
+    register(&server, "app", "1", pkg.clone()).await;
+    let c = server.enrolled("phone-1").await;
+    let refused = |body: Value| {
+        let c = &c;
+        async move {
+            let r = c
+                .call(Method::POST, "/v1/attest", Some(&body), opts())
+                .await
+                .expect("attest");
+            (
+                r.status,
+                r.json().map(|v| v["code"].clone()).unwrap_or_default(),
+            )
+        }
+    };
+    let ch = challenge(&c).await;
+    let id = ch["challenge_id"].clone();
+    for body in [
+        json!({"challenge_id": id}),
+        json!({"challenge_id": id, "measurement": null}),
+        json!({"challenge_id": id, "measurement": "x", "platform": "play_integrity"}),
+        json!({"challenge_id": "ch_unknown"}),
+    ] {
+        assert_eq!(
+            refused(body.clone()).await,
+            (422, json!("validation")),
+            "{body}"
+        );
+    }
+    // The challenge is still there: the genuine measurement opens the route.
+    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    ctx.update(&moat_core::b64::url_decode(ch["nonce"].as_str().expect("nonce")).expect("b64"));
+    for r in ch["ranges"].as_array().expect("ranges") {
+        let (o, l) = (
+            r[0].as_u64().expect("o") as usize,
+            r[1].as_u64().expect("l") as usize,
+        );
+        ctx.update(&pkg[o..o + l]);
+    }
+    let measurement = moat_core::b64::url_encode(ctx.finish().as_ref());
+    let token = attest(&c, json!({"challenge_id": id, "measurement": measurement})).await;
+    assert_eq!(device_status(&c, &token).await, 200);
+    server.stop().await;
+}

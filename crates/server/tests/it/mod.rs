@@ -7,4 +7,5 @@ mod firebase;
 mod gateway;
 mod hostile;
 mod interop;
+mod openapi;
 pub mod support;
