@@ -62,7 +62,7 @@ static SAMPLE: LazyLock<Sample> = LazyLock::new(|| {
     }
 });
 
-fuzz_target!(|data: &[u8]| {
+fuzz_target!(init: moat_fuzz::seeds::on_request(), |data: &[u8]| {
     let s = &*SAMPLE;
     let (mode, rest) = data.split_first().map_or((0, data), |(m, r)| (*m, r));
     match mode {

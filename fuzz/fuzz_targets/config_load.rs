@@ -8,7 +8,7 @@
 use libfuzzer_sys::fuzz_target;
 use moat_server::config::Config;
 
-fuzz_target!(|data: &[u8]| {
+fuzz_target!(init: moat_fuzz::seeds::on_request(), |data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };

@@ -7,7 +7,7 @@
 use libfuzzer_sys::fuzz_target;
 use moat_core::digest;
 
-fuzz_target!(|data: &[u8]| {
+fuzz_target!(init: moat_fuzz::seeds::on_request(), |data: &[u8]| {
     let split = data.iter().position(|b| *b == b'\n').unwrap_or(data.len());
     let (field, body) = data.split_at(split);
     let body = body.get(1..).unwrap_or_default();

@@ -31,7 +31,7 @@ fn check(proof: &str) {
     }
 }
 
-fuzz_target!(|data: &[u8]| {
+fuzz_target!(init: moat_fuzz::seeds::on_request(), |data: &[u8]| {
     if data.first() == Some(&b'{') {
         for key in [&*P256, &*ED25519] {
             check(&jws(&dpop_header(key), data, key));

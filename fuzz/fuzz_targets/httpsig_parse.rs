@@ -19,12 +19,11 @@
 
 use libfuzzer_sys::fuzz_target;
 use moat_core::httpsig::{
-    self, Coverage, Params, ParsedSignature, SigningKey, VerifyingKey, check_coverage,
-    check_window,
+    self, Coverage, Params, ParsedSignature, SigningKey, VerifyingKey, check_coverage, check_window,
 };
 use moat_fuzz::{HMAC_SECRET, NOW, Request, VERIFYING_KEYS, first_line};
 
-fuzz_target!(|data: &[u8]| {
+fuzz_target!(init: moat_fuzz::seeds::on_request(), |data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };

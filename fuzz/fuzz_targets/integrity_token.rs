@@ -41,7 +41,7 @@ fn check(integrity: &str, access: &str) {
     }
 }
 
-fuzz_target!(|data: &[u8]| {
+fuzz_target!(init: moat_fuzz::seeds::on_request(), |data: &[u8]| {
     let services = &*SERVICES;
     if data.first() == Some(&b'{') {
         let integrity = token(

@@ -14,7 +14,7 @@ use moat_core::Error;
 use moat_core::jwe::{self, KeyAlgorithm};
 use moat_fuzz::{JWE_KEY, jwe_for_fixed_key};
 
-fuzz_target!(|data: &[u8]| {
+fuzz_target!(init: moat_fuzz::seeds::on_request(), |data: &[u8]| {
     if data.first() == Some(&b'{') {
         let split = data.iter().position(|b| *b == b'\n').unwrap_or(data.len());
         let (header, plaintext) = data.split_at(split);

@@ -35,7 +35,7 @@ fn check(token: &str, must_decode: bool) {
     }
 }
 
-fuzz_target!(|data: &[u8]| {
+fuzz_target!(init: moat_fuzz::seeds::on_request(), |data: &[u8]| {
     if data.first() == Some(&b'{') {
         let well_formed = serde_json::from_slice::<serde_json::Value>(data).is_ok();
         let token = play_token(data);

@@ -1,5 +1,4 @@
-//! Fixtures shared by the fuzz targets and by `examples/seeds.rs`, which writes the seed
-//! corpora: fixed keys (from published test vectors where one exists, so that seeds made once
+//! Fixtures shared by the fuzz targets and by [`seeds`], which writes the seed corpora: fixed keys (from published test vectors where one exists, so that seeds made once
 //! stay valid), input splitting, and builders for tokens signed or encrypted with those keys.
 //!
 //! Several targets have a "signed" mode: the fuzzer supplies the claims (or payload) and the
@@ -21,6 +20,8 @@ use moat_core::dpop::InstallationKey;
 use moat_core::httpsig::{Message, VerifyingKey};
 use moat_core::jwe::RsaPrivateKey;
 use serde_json::Value;
+
+pub mod seeds;
 
 /// The published test vectors, as checked by `moat-core`'s own unit tests.
 pub mod vectors {
@@ -310,7 +311,6 @@ pub fn play_token(payload: &[u8]) -> String {
 pub const PLAY_PACKAGE: &str = "com.example.moat";
 /// See [`PLAY_PACKAGE`]: the request binding.
 pub const PLAY_BINDING: &str = "bW9hdC1mdXp6LWNoYWxsZW5nZQ";
-
 
 /// The server's token services with fixed secrets, for the `integrity_token` target.
 pub mod server {

@@ -1,25 +1,32 @@
-//! Writes the seed inputs of every target into `corpus/<target>/` (run from `fuzz/`):
-//! published test vectors, valid inputs made with the targets' fixed keys, and the TOML
-//! examples from `docs/`. File names are content hashes, as libFuzzer names its own finds.
+//! The seed inputs of every target: published test vectors, valid inputs made with the
+//! targets' fixed keys, and the TOML examples from `docs/`, written into `corpus/<target>/`.
+//! File names are content hashes, as libFuzzer names its own finds.
 //!
-//! `cargo run --example seeds` (stable is fine: this does not link libFuzzer).
+//! Every target calls [`on_request`] at start-up: with `MOAT_FUZZ_SEEDS=write` in the
+//! environment it writes all seeds and exits, so regenerating them needs no separate build
+//! (a plain binary could not link the instrumented crates without libFuzzer).
 
-use std::path::Path;
+use std::path::PathBuf;
 
+use crate::server::{ISSUER, SERVICES};
+use crate::{
+    DPOP_METHOD, DPOP_NOW, DPOP_URL, ED25519, HMAC_SECRET, JWE_KEY, NOW, P256, PLAY_BINDING,
+    PLAY_PACKAGE, Request, json, play_token, vectors,
+};
 use aws_lc_rs::digest::{SHA256, digest};
 use aws_lc_rs::hmac;
 use moat_core::b64;
 use moat_core::httpsig::{self, Params, SigningKey};
-use moat_fuzz::server::{ISSUER, SERVICES};
-use moat_fuzz::{
-    DPOP_METHOD, DPOP_NOW, DPOP_URL, ED25519, HMAC_SECRET, JWE_KEY, NOW, P256, PLAY_BINDING,
-    PLAY_PACKAGE, Request, json, play_token, vectors,
-};
 use serde_json::{Value, json};
+
+/// The `fuzz/` directory (the seeds need `../docs` and write `corpus/`).
+fn fuzz_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
 
 fn write(target: &str, seed: impl AsRef<[u8]>) {
     let seed = seed.as_ref();
-    let dir = Path::new("corpus").join(target);
+    let dir = fuzz_dir().join("corpus").join(target);
     std::fs::create_dir_all(&dir).expect("corpus dir");
     let name: String = digest(&SHA256, seed).as_ref()[..20]
         .iter()
@@ -49,7 +56,11 @@ fn rfc9421_request(v: &Value) -> String {
         if name.eq_ignore_ascii_case("host") {
             host = value.trim();
         }
-        headers.push_str(&format!("{}: {}\n", name.to_ascii_lowercase(), value.trim()));
+        headers.push_str(&format!(
+            "{}: {}\n",
+            name.to_ascii_lowercase(),
+            value.trim()
+        ));
     }
     out.push_str(&format!("{method} https://{host}{target}\n{headers}"));
     out
@@ -148,7 +159,10 @@ fn dpop_seeds() {
                 .expect("proof"),
         );
     }
-    for (htu, iat) in [(DPOP_URL.to_owned(), DPOP_NOW), (format!("{DPOP_URL}?q=1#f"), DPOP_NOW - 59)] {
+    for (htu, iat) in [
+        (DPOP_URL.to_owned(), DPOP_NOW),
+        (format!("{DPOP_URL}?q=1#f"), DPOP_NOW - 59),
+    ] {
         let claims = json!({"jti": "-BwC3ESc6acc2lTc", "htm": DPOP_METHOD, "htu": htu, "iat": iat});
         write("dpop_verify", claims.to_string());
     }
@@ -161,11 +175,15 @@ fn integrity_seeds() {
         "integrity_token",
         services
             .integrity
-            .issue("0190f7d2-7c1e-7000-8000-000000000001", Some(pay.clone()), true, NOW)
+            .issue(
+                "0190f7d2-7c1e-7000-8000-000000000001",
+                Some(pay.clone()),
+                true,
+                NOW,
+            )
             .expect("integrity token"),
     );
-    let integrity =
-        json!({"iss": ISSUER, "sub": "0190f7d2-7c1e-7000-8000-000000000001", "iat": NOW, "exp": NOW + 300, "jti": "j7Yk2v", "pay": pay});
+    let integrity = json!({"iss": ISSUER, "sub": "0190f7d2-7c1e-7000-8000-000000000001", "iat": NOW, "exp": NOW + 300, "jti": "j7Yk2v", "pay": pay});
     write("integrity_token", integrity.to_string());
     let access = json!({"iss": ISSUER, "sub": "0190f7d2-7c1e-7000-8000-000000000002", "iat": NOW, "exp": NOW + 900, "jti": "a9Xq", "cnf": {"moat_device": "0190f7d2-7c1e-7000-8000-000000000001"}});
     write("integrity_token", access.to_string());
@@ -209,7 +227,7 @@ fn jwe_seeds() {
 }
 
 fn config_seeds() {
-    for entry in std::fs::read_dir("../docs").expect("docs") {
+    for entry in std::fs::read_dir(fuzz_dir().join("../docs")).expect("docs") {
         let path = entry.expect("entry").path();
         if path.extension().is_none_or(|e| e != "md") {
             continue;
@@ -261,7 +279,16 @@ fn app_attest_seeds() {
     write("app_attest_cbor", with_mode(1, &auth));
 }
 
-fn main() {
+/// Writes the seeds and exits if `MOAT_FUZZ_SEEDS=write`; otherwise does nothing.
+pub fn on_request() {
+    if std::env::var("MOAT_FUZZ_SEEDS").is_ok_and(|v| v == "write") {
+        write_all();
+        std::process::exit(0);
+    }
+}
+
+/// Writes every target's seeds into `corpus/<target>/`.
+pub fn write_all() {
     httpsig_seeds();
     content_digest_seeds();
     dpop_seeds();
