@@ -159,9 +159,12 @@ fn dpop_seeds() {
                 .expect("proof"),
         );
     }
+    // The last two are the overflow regressions (see `dpop::tests`).
     for (htu, iat) in [
         (DPOP_URL.to_owned(), DPOP_NOW),
         (format!("{DPOP_URL}?q=1#f"), DPOP_NOW - 59),
+        (DPOP_URL.to_owned(), i64::MIN),
+        (DPOP_URL.to_owned(), DPOP_NOW.wrapping_add(i64::MIN)),
     ] {
         let claims = json!({"jti": "-BwC3ESc6acc2lTc", "htm": DPOP_METHOD, "htu": htu, "iat": iat});
         write("dpop_verify", claims.to_string());
@@ -210,6 +213,13 @@ fn play_integrity_seeds() {
     write("play_integrity", play_token(payload.as_bytes()));
     let classic = payload.replace("requestHash", "nonce");
     write("play_integrity", &classic);
+    // The overflow regression (see `play_integrity::tests`): no timestamp.
+    let mut untimed = verdict;
+    untimed["requestDetails"]
+        .as_object_mut()
+        .expect("object")
+        .remove("timestampMillis");
+    write("play_integrity", untimed.to_string());
 }
 
 fn jwe_seeds() {
