@@ -305,5 +305,18 @@ pub fn verify_assertion(
     Ok(data.counter)
 }
 
+/// Entry points for the cargo-fuzz targets in `fuzz/`; not part of the API.
+///
+/// The certificate-extension walker only runs on a leaf whose chain verified, so a fuzzer
+/// driving [`verify_attestation`] never reaches it with mutated DER; this reaches it directly.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing {
+    /// [`super::extension_nonce`] on arbitrary bytes.
+    pub fn extension_nonce(cert: &[u8]) -> Option<[u8; 32]> {
+        super::extension_nonce(cert)
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -134,7 +134,11 @@ pub fn verify(proof: &str, expect: &Expectation<'_>) -> Result<VerifiedProof> {
     if strip_query(&claims.htu) != strip_query(expect.url) {
         return Err(Error::IdentityInvalid("htu does not match the request url"));
     }
-    if (claims.iat - expect.now).abs() > expect.max_skew {
+    // `abs_diff`, not `(iat - now).abs()`: the proof's signer chooses `iat`, and with
+    // iat = now - 2^63 the subtraction gives i64::MIN, whose `abs()` overflows (a panic with
+    // overflow checks, and in a release build a negative distance that passed the window).
+    // A negative skew accepts no distance at all.
+    if claims.iat.abs_diff(expect.now) > u64::try_from(expect.max_skew).unwrap_or(0) {
         return Err(Error::IdentityInvalid("iat outside the accepted window"));
     }
     let thumbprint = jwk.thumbprint();
@@ -352,6 +356,43 @@ mod tests {
             verify(&token, &expect).map(|_| ()),
             Err(Error::IdentityInvalid("bad signature"))
         );
+    }
+
+    /// Found while writing the `dpop_verify` fuzz target: a signer-chosen `iat` at the ends of
+    /// i64 overflowed the window check; with `iat = now - 2^63` a release build accepted it.
+    #[test]
+    fn iat_at_the_ends_of_i64_is_outside_the_window() {
+        let (key, _) = InstallationKey::generate_p256().expect("key");
+        let header =
+            serde_json::json!({"typ":"dpop+jwt","alg":"ES256","jwk":key.public_jwk().to_json()});
+        let now = 1_562_262_616_i64;
+        let expect = Expectation {
+            method: "POST",
+            url: "https://server.example.com/token",
+            now,
+            max_skew: 60,
+        };
+        for iat in [
+            i64::MIN,
+            now.wrapping_add(i64::MIN),
+            i64::MAX,
+            now - 61,
+            now + 61,
+        ] {
+            let claims =
+                serde_json::json!({"jti":"abcdefgh12","htm":"POST","htu":expect.url,"iat":iat});
+            let input = format!(
+                "{}.{}",
+                b64::url_encode(header.to_string()),
+                b64::url_encode(claims.to_string())
+            );
+            let sig = b64::url_encode(key.sign(input.as_bytes()).expect("sign"));
+            assert_eq!(
+                verify(&format!("{input}.{sig}"), &expect).map(|_| ()),
+                Err(Error::IdentityInvalid("iat outside the accepted window")),
+                "iat {iat}"
+            );
+        }
     }
 
     #[test]

@@ -516,7 +516,9 @@ pub fn check_window(params: &Params, now: i64, max_skew: i64) -> Result<()> {
     let created = params
         .created
         .ok_or(Error::SignatureInvalid("created parameter missing"))?;
-    if (now - created).abs() > max_skew {
+    // `abs_diff` rather than `(now - created).abs()`, which overflows for a `created` at the
+    // ends of i64 (the parser bounds it to 15 digits, but `Params` is public).
+    if created.abs_diff(now) > u64::try_from(max_skew).unwrap_or(0) {
         return Err(Error::SignatureExpired);
     }
     if let Some(expires) = params.expires

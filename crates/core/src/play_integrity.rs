@@ -151,10 +151,16 @@ pub fn check(payload: &Value, expect: &Expectation<'_>) -> Result<()> {
             "request binding (requestHash or nonce)",
         ));
     }
-    let ts: i64 = s(payload, &["requestDetails", "timestampMillis"])
-        .and_then(|t| t.parse().ok())
-        .unwrap_or(i64::MIN);
-    if ts > expect.now_ms + 60_000 || expect.now_ms - ts > expect.max_age_ms {
+    // No readable timestamp is not fresh. The age is computed in i128: with i64, a timestamp
+    // near i64::MIN overflowed (a panic with overflow checks, and in a release build a wrap
+    // to a negative age that passed as "just issued").
+    let Some(ts) =
+        s(payload, &["requestDetails", "timestampMillis"]).and_then(|t| t.parse::<i64>().ok())
+    else {
+        return fail(Error::IdentityInvalid("token not fresh"));
+    };
+    let age_ms = i128::from(expect.now_ms) - i128::from(ts);
+    if age_ms < -60_000 || age_ms > i128::from(expect.max_age_ms) {
         return fail(Error::IdentityInvalid("token not fresh"));
     }
     if s(payload, &["appIntegrity", "appRecognitionVerdict"]) != Some("PLAY_RECOGNIZED") {
@@ -189,4 +195,66 @@ pub fn check(payload: &Value, expect: &Expectation<'_>) -> Result<()> {
         return fail(Error::IdentityInvalid("deviceRecognitionVerdict"));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    const NOW_MS: i64 = 1_618_884_473_000;
+
+    fn verdict(timestamp: Option<&str>) -> Value {
+        let mut v = json!({
+            "requestDetails": {"requestPackageName": "com.example", "requestHash": "aGFzaA"},
+            "appIntegrity": {"appRecognitionVerdict": "PLAY_RECOGNIZED", "packageName": "com.example"},
+            "deviceIntegrity": {"deviceRecognitionVerdict": ["MEETS_DEVICE_INTEGRITY"]},
+        });
+        if let Some(t) = timestamp {
+            v["requestDetails"]["timestampMillis"] = t.into();
+        }
+        v
+    }
+
+    fn expect() -> Expectation<'static> {
+        Expectation {
+            package_name: "com.example",
+            request_binding: "aGFzaA",
+            certificate_digests: &[],
+            device_verdict: "MEETS_DEVICE_INTEGRITY",
+            now_ms: NOW_MS,
+            max_age_ms: 300_000,
+        }
+    }
+
+    #[test]
+    fn fresh_verdict_passes() {
+        let now = NOW_MS.to_string();
+        assert_eq!(check(&verdict(Some(&now)), &expect()), Ok(()));
+    }
+
+    /// Found by the `play_integrity` fuzz target: a verdict without `timestampMillis` (or with
+    /// one near `i64::MIN`) overflowed the age computation.
+    #[test]
+    fn missing_or_extreme_timestamp_is_not_fresh() {
+        let min = i64::MIN.to_string();
+        let max = i64::MAX.to_string();
+        let old = (NOW_MS - 300_001).to_string();
+        let future = (NOW_MS + 60_001).to_string();
+        for t in [
+            None,
+            Some("soon"),
+            Some(&*min),
+            Some(&*max),
+            Some(&*old),
+            Some(&*future),
+        ] {
+            assert_eq!(
+                check(&verdict(t), &expect()),
+                Err(Error::IdentityInvalid("token not fresh")),
+                "{t:?}"
+            );
+        }
+    }
 }

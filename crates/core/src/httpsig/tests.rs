@@ -410,6 +410,28 @@ fn time_window() {
     assert!(check_window(&p(1000, Some(1010)), 1005, 300).is_ok());
 }
 
+/// Hardened with the fuzz targets: `created` at the ends of i64 is outside the window rather
+/// than an overflow.
+#[test]
+fn time_window_extremes() {
+    let p = |created| Params {
+        created: Some(created),
+        ..Params::default()
+    };
+    let now = 1_618_884_473_i64;
+    for created in [i64::MIN, now.wrapping_add(i64::MIN), i64::MAX] {
+        assert_eq!(
+            check_window(&p(created), now, 300),
+            Err(Error::SignatureExpired),
+            "{created}"
+        );
+    }
+    assert_eq!(
+        check_window(&p(now), now + 1, -1),
+        Err(Error::SignatureExpired)
+    );
+}
+
 #[test]
 fn hostile_inputs_are_errors_not_panics() {
     for (input, sig) in [
