@@ -41,7 +41,7 @@ const RESET: &str = "password_reset";
 #[serde(deny_unknown_fields)]
 pub struct RegisterRequest {
     /// E.164 phone.
-    #[schema(pattern = "^\\+[1-9][0-9]{6,14}$", example = "+14155550123")]
+    #[schema(pattern = "^\\+[0-9 ().-]{6,31}$", example = "+14155550123")]
     pub phone: String,
     /// Password (8+ characters, not a common one).
     #[schema(min_length = 8, max_length = 128, example = "correct horse battery")]
@@ -54,7 +54,7 @@ pub struct RegisterRequest {
 #[schema(as = RegisterConfirmRequest)]
 pub struct ConfirmRequest {
     /// E.164 phone.
-    #[schema(pattern = "^\\+[1-9][0-9]{6,14}$", example = "+14155550123")]
+    #[schema(pattern = "^\\+[0-9 ().-]{6,31}$", example = "+14155550123")]
     pub phone: String,
     /// 6-digit SMS code.
     #[schema(pattern = "^[0-9]{6}$", example = "492039")]
@@ -66,7 +66,7 @@ pub struct ConfirmRequest {
 #[serde(deny_unknown_fields)]
 pub struct ResendRequest {
     /// E.164 phone.
-    #[schema(pattern = "^\\+[1-9][0-9]{6,14}$", example = "+14155550123")]
+    #[schema(pattern = "^\\+[0-9 ().-]{6,31}$", example = "+14155550123")]
     pub phone: String,
     /// `register` or `password_reset`.
     #[schema(pattern = "^(register|password_reset)$", example = "register")]
@@ -78,7 +78,7 @@ pub struct ResendRequest {
 #[serde(deny_unknown_fields)]
 pub struct ResetRequest {
     /// E.164 phone.
-    #[schema(pattern = "^\\+[1-9][0-9]{6,14}$", example = "+14155550123")]
+    #[schema(pattern = "^\\+[0-9 ().-]{6,31}$", example = "+14155550123")]
     pub phone: String,
 }
 
@@ -87,7 +87,7 @@ pub struct ResetRequest {
 #[serde(deny_unknown_fields)]
 pub struct ResetConfirmRequest {
     /// E.164 phone.
-    #[schema(pattern = "^\\+[1-9][0-9]{6,14}$", example = "+14155550123")]
+    #[schema(pattern = "^\\+[0-9 ().-]{6,31}$", example = "+14155550123")]
     pub phone: String,
     /// 6-digit SMS code.
     #[schema(pattern = "^[0-9]{6}$", example = "492039")]

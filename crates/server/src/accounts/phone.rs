@@ -18,7 +18,15 @@ pub struct Phone {
 /// `422 validation` when it is not a valid number.
 pub fn parse(text: &str) -> Result<Phone, ApiError> {
     let invalid = || ApiError::validation("phone must be a valid E.164 number, e.g. +14155550123");
-    if text.len() > 32 || !text.trim_start().starts_with('+') {
+    // libphonenumber is lenient (it skips letters and symbols it does not understand, so
+    // "+3936400246157*" parses); only digits and the usual separators are accepted here, which
+    // is also what the OpenAPI pattern documents.
+    if text.len() > 32
+        || !text.starts_with('+')
+        || !text[1..]
+            .bytes()
+            .all(|b| b.is_ascii_digit() || matches!(b, b' ' | b'(' | b')' | b'-' | b'.'))
+    {
         return Err(invalid());
     }
     let number = phonenumber::parse(None, text).map_err(|_| invalid())?;
@@ -47,6 +55,9 @@ mod tests {
         assert_eq!(p.region, "US");
         assert_eq!(parse("+44 20 7946 0958").expect("GB").region, "GB");
         for bad in [
+            "+3936400246157*",
+            "+1 415 555 2671 ext",
+            " +14155552671",
             "4155552671",
             "+1 555",
             "+999 123",
