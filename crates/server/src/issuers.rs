@@ -135,11 +135,7 @@ impl Issuers {
                 why.to_owned(),
             )
         };
-        let header = jsonwebtoken::decode_header(token).map_err(|_| invalid("malformed token"))?;
-        // RFC 7515 section 4.1.11: no critical extension is understood here.
-        if header.crit.is_some() {
-            return Err(invalid("unsupported critical header"));
-        }
+        let header = crate::jwt::header(token).map_err(invalid)?;
         let kid = header.kid.ok_or_else(|| invalid("token has no kid"))?;
         let (stale, known, last) = {
             let cache = self.cache.read().await;

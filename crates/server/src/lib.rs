@@ -49,6 +49,7 @@ pub mod extract;
 pub mod firebase;
 pub mod gateway;
 pub mod issuers;
+pub mod jwt;
 pub mod middleware;
 pub mod openapi;
 pub mod ratelimit;

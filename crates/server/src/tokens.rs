@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::sync::RwLock;
 use std::time::Duration;
 
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header};
 use moat_core::apikey::{ApiKey, REFRESH_PREFIX};
 use moat_core::dpop::InstallationKey;
 use moat_store::accounts::{AccountStore, RefreshToken, SigningKeyRecord};
@@ -58,6 +58,9 @@ struct KeySet {
     current: Option<(String, EncodingKey)>,
     decoding: HashMap<String, DecodingKey>,
     jwks: Value,
+    /// `(kid, retired_at)` of the keys loaded: a reload that finds the same set (nearly every
+    /// one, every second) rebuilds nothing.
+    loaded: Vec<(String, Option<i64>)>,
 }
 
 /// Signs and verifies access tokens.
@@ -97,6 +100,7 @@ impl TokenService {
                 current: None,
                 decoding: HashMap::new(),
                 jwks: serde_json::json!({"keys": []}),
+                loaded: Vec::new(),
             }),
             verified: crate::cache::TtlCache::new(100_000),
         }
@@ -129,14 +133,25 @@ impl TokenService {
                 .await?;
             records = store.signing_keys().await?;
         }
+        // A retired key verifies (and is published) until its last token has expired.
+        records.retain(|r| !r.retired_at.is_some_and(|at| at + self.access_ttl < now));
+        let loaded: Vec<(String, Option<i64>)> = records
+            .iter()
+            .map(|r| (r.kid.clone(), r.retired_at))
+            .collect();
+        if self
+            .set
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .loaded
+            == loaded
+        {
+            return Ok(());
+        }
         let mut current = None;
         let mut decoding = HashMap::new();
         let mut published = Vec::new();
         for r in records {
-            // A retired key verifies (and is published) until its last token has expired.
-            if r.retired_at.is_some_and(|at| at + self.access_ttl < now) {
-                continue;
-            }
             let jwk: Value =
                 serde_json::from_str(&r.public_jwk).map_err(|e| ApiError::internal(&e))?;
             let x = jwk["x"].as_str().unwrap_or_default();
@@ -159,6 +174,7 @@ impl TokenService {
             current,
             decoding,
             jwks: serde_json::json!({ "keys": published }),
+            loaded,
         };
         Ok(())
     }
@@ -253,44 +269,18 @@ impl TokenService {
     }
 
     fn verify_uncached(&self, token: &str, now: i64) -> Result<AccessClaims, ApiError> {
-        let invalid = |why: &str| {
-            ApiError::new(
-                axum::http::StatusCode::UNAUTHORIZED,
-                "token_invalid",
-                why.to_owned(),
-            )
-        };
-        let header =
-            jsonwebtoken::decode_header(token).map_err(|_| invalid("malformed access token"))?;
-        if header.alg != Algorithm::ES256 {
-            return Err(invalid("unexpected algorithm"));
-        }
-        // RFC 7515 section 4.1.11: a `crit` extension the verifier does not understand (and
-        // Moat understands none) makes the token invalid.
-        if header.crit.is_some() {
-            return Err(invalid("unsupported critical header"));
-        }
-        let kid = header
-            .kid
-            .ok_or_else(|| invalid("access token has no kid"))?;
         let set = self
             .set
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let key = set
-            .decoding
-            .get(&kid)
-            .ok_or_else(|| invalid("unknown kid"))?;
-        let mut validation = Validation::new(Algorithm::ES256);
-        validation.set_issuer(&[&self.issuer]);
-        validation.set_required_spec_claims(&["exp", "iss", "sub"]);
-        validation.leeway = 0;
-        let data = jsonwebtoken::decode::<AccessClaims>(token, key, &validation)
-            .map_err(|_| invalid("access token rejected"))?;
-        if data.claims.exp <= now {
-            return Err(invalid("access token expired"));
-        }
-        Ok(data.claims)
+        crate::jwt::verify_issued(token, Algorithm::ES256, &set.decoding, &self.issuer, now)
+            .map_err(|why| {
+                ApiError::new(
+                    axum::http::StatusCode::UNAUTHORIZED,
+                    "token_invalid",
+                    why.to_owned(),
+                )
+            })
     }
 
     /// Issues a refresh token in `family` and stores its hash.
@@ -320,5 +310,11 @@ impl TokenService {
             })
             .await?;
         Ok(String::from_utf8_lossy(text.expose()).into_owned())
+    }
+}
+
+impl crate::jwt::Expiring for AccessClaims {
+    fn exp(&self) -> i64 {
+        self.exp
     }
 }

@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::sync::RwLock;
 
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header};
 use moat_store::attest::{AttestStore, IntegrityKey};
 use serde::{Deserialize, Serialize};
 
@@ -38,6 +38,9 @@ struct Set {
     current: Option<(String, EncodingKey)>,
     decoding: HashMap<String, DecodingKey>,
     exported: Vec<(String, String, bool)>,
+    /// `(kid, retired_at)` of the secrets loaded: a reload that finds the same set rebuilds
+    /// (and unseals) nothing.
+    loaded: Vec<(String, Option<i64>)>,
 }
 
 /// Issues and verifies integrity tokens.
@@ -71,6 +74,7 @@ impl IntegrityService {
                 current: None,
                 decoding: HashMap::new(),
                 exported: Vec::new(),
+                loaded: Vec::new(),
             }),
             verified: crate::cache::TtlCache::new(100_000),
         }
@@ -108,15 +112,27 @@ impl IntegrityService {
                 .await?;
             records = store.integrity_keys().await?;
         }
+        records.retain(|r| !r.retired_at.is_some_and(|at| at + self.ttl < now));
+        let loaded: Vec<(String, Option<i64>)> = records
+            .iter()
+            .map(|r| (r.kid.clone(), r.retired_at))
+            .collect();
+        if self
+            .set
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .loaded
+            == loaded
+        {
+            return Ok(());
+        }
         let mut set = Set {
             current: None,
             decoding: HashMap::new(),
             exported: Vec::new(),
+            loaded,
         };
         for r in records {
-            if r.retired_at.is_some_and(|at| at + self.ttl < now) {
-                continue;
-            }
             let secret = keys.data.open(r.kid.as_bytes(), &r.secret_sealed)?;
             set.decoding
                 .insert(r.kid.clone(), DecodingKey::from_secret(secret.expose()));
@@ -226,35 +242,17 @@ impl IntegrityService {
     }
 
     fn verify_uncached(&self, token: &str, now: i64) -> Result<IntegrityClaims, ApiError> {
-        let header =
-            jsonwebtoken::decode_header(token).map_err(|_| invalid("malformed integrity token"))?;
-        if header.alg != Algorithm::HS256 {
-            return Err(invalid("unexpected algorithm"));
-        }
-        // RFC 7515 section 4.1.11: no critical extension is understood here.
-        if header.crit.is_some() {
-            return Err(invalid("unsupported critical header"));
-        }
-        let kid = header
-            .kid
-            .ok_or_else(|| invalid("integrity token has no kid"))?;
         let set = self
             .set
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let key = set
-            .decoding
-            .get(&kid)
-            .ok_or_else(|| invalid("unknown kid"))?;
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.set_issuer(&[&self.issuer]);
-        validation.set_required_spec_claims(&["exp", "iss", "sub"]);
-        validation.leeway = 0;
-        let data = jsonwebtoken::decode::<IntegrityClaims>(token, key, &validation)
-            .map_err(|_| invalid("integrity token rejected"))?;
-        if data.claims.exp <= now {
-            return Err(invalid("integrity token expired"));
-        }
-        Ok(data.claims)
+        crate::jwt::verify_issued(token, Algorithm::HS256, &set.decoding, &self.issuer, now)
+            .map_err(invalid)
+    }
+}
+
+impl crate::jwt::Expiring for IntegrityClaims {
+    fn exp(&self) -> i64 {
+        self.exp
     }
 }
