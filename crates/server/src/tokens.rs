@@ -134,7 +134,7 @@ impl TokenService {
             records = store.signing_keys().await?;
         }
         // A retired key verifies (and is published) until its last token has expired.
-        records.retain(|r| !r.retired_at.is_some_and(|at| at + self.access_ttl < now));
+        records.retain(|r| r.retired_at.is_none_or(|at| at + self.access_ttl >= now));
         let loaded: Vec<(String, Option<i64>)> = records
             .iter()
             .map(|r| (r.kid.clone(), r.retired_at))

@@ -112,7 +112,7 @@ impl IntegrityService {
                 .await?;
             records = store.integrity_keys().await?;
         }
-        records.retain(|r| !r.retired_at.is_some_and(|at| at + self.ttl < now));
+        records.retain(|r| r.retired_at.is_none_or(|at| at + self.ttl >= now));
         let loaded: Vec<(String, Option<i64>)> = records
             .iter()
             .map(|r| (r.kid.clone(), r.retired_at))
