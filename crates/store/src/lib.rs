@@ -22,6 +22,7 @@ use uuid::Uuid;
 pub mod accounts;
 pub mod attest;
 pub mod migrate;
+pub mod ops;
 pub mod postgres;
 mod sql;
 pub mod sqlite;
@@ -265,6 +266,8 @@ pub trait Store: Send + Sync + 'static {
     async fn latest_active_device(&self, identity: &str) -> Result<Option<Device>>;
     /// Devices ordered by creation, newest first.
     async fn list_devices(&self, limit: u32, offset: u32) -> Result<Vec<Device>>;
+    /// Devices whose uuid, app device id, identity or client id is exactly `q`, newest first.
+    async fn search_devices(&self, q: &str, limit: u32) -> Result<Vec<Device>>;
     /// Revokes a device. Returns false if it does not exist.
     async fn revoke_device(&self, id: Uuid, now: i64) -> Result<bool>;
     /// Records last-use times, batched by the caller.
@@ -313,8 +316,8 @@ pub trait Store: Send + Sync + 'static {
 }
 
 /// A backend implementing all three storage traits.
-pub trait Backend: Store + accounts::AccountStore + attest::AttestStore {}
-impl<T: Store + accounts::AccountStore + attest::AttestStore> Backend for T {}
+pub trait Backend: Store + accounts::AccountStore + attest::AttestStore + ops::OpsStore {}
+impl<T: Store + accounts::AccountStore + attest::AttestStore + ops::OpsStore> Backend for T {}
 
 /// Pool and timeout settings shared by both backends.
 #[derive(Clone, Debug)]
@@ -344,6 +347,8 @@ pub struct Opened {
     pub accounts: std::sync::Arc<dyn accounts::AccountStore>,
     /// Releases, integrity keys, App Attest keys.
     pub attest: std::sync::Arc<dyn attest::AttestStore>,
+    /// Audit log and daily counters.
+    pub ops: std::sync::Arc<dyn ops::OpsStore>,
 }
 
 impl Opened {
@@ -352,7 +357,8 @@ impl Opened {
         Self {
             store: backend.clone(),
             accounts: backend.clone(),
-            attest: backend,
+            attest: backend.clone(),
+            ops: backend,
         }
     }
 }

@@ -185,6 +185,29 @@ const TABLES: &[Table] = &[
         ],
         "key_id",
     ),
+    (
+        "audit_log",
+        &[
+            ("id", Text),
+            ("at", Int),
+            ("kind", Text),
+            ("actor", Text),
+            ("subject", Text),
+            ("ip", Text),
+            ("detail", Text),
+        ],
+        "id",
+    ),
+    (
+        "daily_stats",
+        &[
+            ("day", Int),
+            ("metric", Text),
+            ("label", Text),
+            ("value", Int),
+        ],
+        "day, metric, label",
+    ),
 ];
 
 /// Rows per `INSERT` (PostgreSQL allows 65 535 parameters per statement; the widest table

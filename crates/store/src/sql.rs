@@ -33,6 +33,9 @@ macro_rules! sql_backend {
             SmsOutcome, User,
         };
         use $crate::attest::{AttestKey, AttestStore, IntegrityKey, Release};
+        use $crate::ops::{
+            AuditEvent, AuditQuery, MAX_AUDIT_PAGE, NewAuditEvent, OpsStore, StatDelta, StatRow,
+        };
         use $crate::{
             CleanupReport, Credential, Device, DeviceStatus, MAILBOX_CAP, MAX_PAGE,
             Channel, MailboxBuilder, MailboxItem, NewCredential, NewMailboxItem, OtpRecord,
@@ -266,6 +269,20 @@ macro_rules! sql_backend {
                 let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
                     .bind(i64::from(limit.min(MAX_PAGE)))
                     .bind(i64::from(offset))
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err($map_err)?;
+                rows.iter().map(device_from_row).collect()
+            }
+
+            async fn search_devices(&self, q: &str, limit: u32) -> Result<Vec<Device>> {
+                let sql = format!(
+                    "SELECT {DEVICE_COLUMNS} FROM devices WHERE id = $1 OR device_id = $1 OR identity = $1 \
+                     OR client_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2"
+                );
+                let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(q)
+                    .bind(i64::from(limit.min(MAX_PAGE)))
                     .fetch_all(&self.pool)
                     .await
                     .map_err($map_err)?;
@@ -1141,6 +1158,152 @@ macro_rules! sql_backend {
                 .await
                 .map_err($map_err)?;
                 Ok(done.rows_affected() == 1)
+            }
+        }
+
+        #[async_trait]
+        impl OpsStore for $store {
+            async fn append_audit(&self, events: &[NewAuditEvent]) -> Result<()> {
+                let mut tx = self.pool.begin().await.map_err($map_err)?;
+                for e in events {
+                    sqlx::query(
+                        "INSERT INTO audit_log (id, at, kind, actor, subject, ip, detail) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                    )
+                    .bind(Uuid::now_v7().to_string())
+                    .bind(e.at)
+                    .bind(&e.kind)
+                    .bind(&e.actor)
+                    .bind(&e.subject)
+                    .bind(&e.ip)
+                    .bind(&e.detail)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err($map_err)?;
+                }
+                tx.commit().await.map_err($map_err)?;
+                Ok(())
+            }
+
+            async fn audit(&self, q: &AuditQuery) -> Result<Vec<AuditEvent>> {
+                // One statement for every combination of filters: an absent filter is a NULL
+                // parameter that makes its condition true (the CASTs give PostgreSQL the
+                // parameter types).
+                let rows = sqlx::query(
+                    "SELECT id, at, kind, actor, subject, ip, detail FROM audit_log \
+                     WHERE (CAST($1 AS TEXT) IS NULL OR kind = $1) \
+                     AND (CAST($2 AS TEXT) IS NULL OR subject = $2) \
+                     AND (CAST($3 AS BIGINT) IS NULL OR at >= $3) \
+                     AND (CAST($4 AS BIGINT) IS NULL OR at < $4) \
+                     AND (CAST($5 AS TEXT) IS NULL OR id < $5) \
+                     ORDER BY id DESC LIMIT $6",
+                )
+                .bind(&q.kind)
+                .bind(&q.subject)
+                .bind(q.since)
+                .bind(q.until)
+                .bind(&q.before_id)
+                .bind(i64::from(q.limit.min(MAX_AUDIT_PAGE)))
+                .fetch_all(&self.pool)
+                .await
+                .map_err($map_err)?;
+                rows.iter()
+                    .map(|r| {
+                        Ok(AuditEvent {
+                            id: get(r, "id")?,
+                            event: NewAuditEvent {
+                                at: get(r, "at")?,
+                                kind: get(r, "kind")?,
+                                actor: get(r, "actor")?,
+                                subject: get(r, "subject")?,
+                                ip: get(r, "ip")?,
+                                detail: get(r, "detail")?,
+                            },
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn add_stats(&self, deltas: &[StatDelta]) -> Result<()> {
+                let mut tx = self.pool.begin().await.map_err($map_err)?;
+                for d in deltas {
+                    sqlx::query(
+                        "INSERT INTO daily_stats (day, metric, label, value) VALUES ($1, $2, $3, $4) \
+                         ON CONFLICT (day, metric, label) DO UPDATE SET value = daily_stats.value + excluded.value",
+                    )
+                    .bind(d.day)
+                    .bind(&d.metric)
+                    .bind(&d.label)
+                    .bind(d.value)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err($map_err)?;
+                }
+                tx.commit().await.map_err($map_err)?;
+                Ok(())
+            }
+
+            async fn stats(
+                &self,
+                metrics: &[&str],
+                from_day: i64,
+                to_day: i64,
+            ) -> Result<Vec<StatRow>> {
+                let mut out = Vec::new();
+                for metric in metrics {
+                    let rows = sqlx::query(
+                        "SELECT day, metric, label, value FROM daily_stats \
+                         WHERE metric = $1 AND day >= $2 AND day <= $3 ORDER BY day, label LIMIT 10000",
+                    )
+                    .bind(metric)
+                    .bind(from_day)
+                    .bind(to_day)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err($map_err)?;
+                    for r in &rows {
+                        out.push(StatRow {
+                            day: get(r, "day")?,
+                            metric: get(r, "metric")?,
+                            label: get(r, "label")?,
+                            value: get(r, "value")?,
+                        });
+                    }
+                }
+                Ok(out)
+            }
+
+            async fn top_stats(
+                &self,
+                metric: &str,
+                from_day: i64,
+                to_day: i64,
+                limit: u32,
+            ) -> Result<Vec<(String, i64)>> {
+                let rows = sqlx::query(
+                    "SELECT label, CAST(SUM(value) AS BIGINT) AS total FROM daily_stats \
+                     WHERE metric = $1 AND day >= $2 AND day <= $3 \
+                     GROUP BY label ORDER BY total DESC, label LIMIT $4",
+                )
+                .bind(metric)
+                .bind(from_day)
+                .bind(to_day)
+                .bind(i64::from(limit.min(MAX_PAGE)))
+                .fetch_all(&self.pool)
+                .await
+                .map_err($map_err)?;
+                rows.iter()
+                    .map(|r| Ok((get(r, "label")?, get(r, "total")?)))
+                    .collect()
+            }
+
+            async fn purge_ops(&self, audit_before: i64, stats_before_day: i64) -> Result<u64> {
+                Ok(self
+                    .execute_one("DELETE FROM audit_log WHERE at < $1", audit_before)
+                    .await?
+                    + self
+                        .execute_one("DELETE FROM daily_stats WHERE day < $1", stats_before_day)
+                        .await?)
             }
         }
     };

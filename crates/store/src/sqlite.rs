@@ -41,6 +41,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "mailbox channel",
         include_str!("../migrations/sqlite/0005_mailbox_channel.sql"),
     ),
+    (
+        6,
+        "audit log and daily stats",
+        include_str!("../migrations/sqlite/0006_ops.sql"),
+    ),
 ];
 
 /// Options for opening the SQLite store.

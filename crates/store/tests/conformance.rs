@@ -681,6 +681,127 @@ async fn remote_items_are_indexed_not_served(opened: &Opened) {
     );
 }
 
+async fn audit_log_and_daily_stats(opened: &Opened) {
+    use moat_store::ops::{AuditQuery, NewAuditEvent, StatDelta};
+    let ops = &*opened.ops;
+    let event = |at: i64, kind: &str, subject: &str| NewAuditEvent {
+        at,
+        kind: kind.into(),
+        actor: "admin".into(),
+        subject: Some(subject.into()),
+        ip: Some("192.0.2.7".into()),
+        detail: Some(r#"{"mode":"otp"}"#.into()),
+    };
+    ops.append_audit(&[
+        event(100, "device.enrolled", "d1"),
+        event(200, "device.revoked", "d1"),
+        event(300, "device.enrolled", "d2"),
+    ])
+    .await
+    .expect("append");
+    let all = ops
+        .audit(&AuditQuery {
+            limit: 10,
+            ..AuditQuery::default()
+        })
+        .await
+        .expect("all");
+    // Newest first, every field kept.
+    assert_eq!(
+        all.iter().map(|e| e.event.at).collect::<Vec<_>>(),
+        [300, 200, 100]
+    );
+    assert_eq!(all[2].event, event(100, "device.enrolled", "d1"));
+    let q = |kind: Option<&str>, subject: Option<&str>, since: Option<i64>, until: Option<i64>| {
+        AuditQuery {
+            kind: kind.map(Into::into),
+            subject: subject.map(Into::into),
+            since,
+            until,
+            before_id: None,
+            limit: 10,
+        }
+    };
+    let ats =
+        |v: Vec<moat_store::ops::AuditEvent>| v.iter().map(|e| e.event.at).collect::<Vec<_>>();
+    assert_eq!(
+        ats(ops
+            .audit(&q(Some("device.enrolled"), None, None, None))
+            .await
+            .expect("kind")),
+        [300, 100]
+    );
+    assert_eq!(
+        ats(ops
+            .audit(&q(None, Some("d1"), None, None))
+            .await
+            .expect("subject")),
+        [200, 100]
+    );
+    assert_eq!(
+        ats(ops
+            .audit(&q(None, None, Some(200), Some(300)))
+            .await
+            .expect("range")),
+        [200]
+    );
+    // Paging: the page after the newest event.
+    let page = ops
+        .audit(&AuditQuery {
+            before_id: Some(all[0].id.clone()),
+            limit: 1,
+            ..AuditQuery::default()
+        })
+        .await
+        .expect("page");
+    assert_eq!(ats(page), [200]);
+
+    let delta = |day: i64, metric: &str, label: &str, value: i64| StatDelta {
+        day,
+        metric: metric.into(),
+        label: label.into(),
+        value,
+    };
+    ops.add_stats(&[
+        delta(10, "enroll", "otp/builtin", 2),
+        delta(10, "refused_ip", "192.0.2.1", 5),
+        delta(11, "refused_ip", "192.0.2.2", 4),
+        delta(11, "refused_ip", "192.0.2.1", 1),
+    ])
+    .await
+    .expect("add");
+    // A second instance adds to the same counters.
+    ops.add_stats(&[
+        delta(10, "enroll", "otp/builtin", 3),
+        delta(12, "refused_ip", "192.0.2.2", 9),
+    ])
+    .await
+    .expect("add again");
+    let rows = ops.stats(&["enroll"], 0, 100).await.expect("stats");
+    assert_eq!(rows.len(), 1);
+    assert_eq!((rows[0].day, rows[0].value), (10, 5));
+    assert_eq!(
+        ops.top_stats("refused_ip", 10, 11, 10).await.expect("top"),
+        [("192.0.2.1".to_owned(), 6), ("192.0.2.2".to_owned(), 4)]
+    );
+    assert_eq!(
+        ops.top_stats("refused_ip", 0, 100, 1).await.expect("top 1"),
+        [("192.0.2.2".to_owned(), 13)]
+    );
+    // Retention: events before 200 and counters before day 11 go.
+    assert_eq!(ops.purge_ops(200, 11).await.expect("purge"), 1 + 2);
+    assert_eq!(
+        ats(ops.audit(&q(None, None, None, None)).await.expect("after")),
+        [300, 200]
+    );
+    assert!(
+        ops.stats(&["enroll"], 0, 100)
+            .await
+            .expect("stats")
+            .is_empty()
+    );
+}
+
 macro_rules! conformance {
     ($make:expr) => {
         #[tokio::test]
@@ -722,6 +843,11 @@ macro_rules! conformance {
         async fn remote_items_are_indexed_not_served() {
             let (opened, _guard) = $make;
             super::remote_items_are_indexed_not_served(&opened).await;
+        }
+        #[tokio::test]
+        async fn audit_log_and_daily_stats() {
+            let (opened, _guard) = $make;
+            super::audit_log_and_daily_stats(&opened).await;
         }
         #[tokio::test]
         async fn attestation_records() {
