@@ -6,6 +6,7 @@ use moat_store::{Device, MAX_PAGE};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::audit;
 use crate::clock::rfc3339;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -45,11 +46,13 @@ impl From<&Device> for DeviceView {
     }
 }
 
-/// Paging of the device list.
+/// Paging of the device list, and an optional exact search.
 #[derive(Debug, Deserialize)]
 pub struct Page {
     limit: Option<u32>,
     offset: Option<u32>,
+    /// A device uuid, app device id, identity or client id (exact).
+    q: Option<String>,
 }
 
 /// `GET /admin/v1/devices?limit=&offset=`
@@ -66,10 +69,20 @@ pub async fn list_devices(
             "limit must be 1..={MAX_PAGE}"
         )));
     }
-    let devices = state
-        .store
-        .list_devices(limit, page.offset.unwrap_or(0))
-        .await?;
+    let devices = match page.q.as_deref().map(str::trim) {
+        Some(q) if !q.is_empty() => {
+            if q.len() > 512 {
+                return Err(ApiError::validation("q is longer than 512 bytes"));
+            }
+            state.store.search_devices(q, limit).await?
+        }
+        _ => {
+            state
+                .store
+                .list_devices(limit, page.offset.unwrap_or(0))
+                .await?
+        }
+    };
     let views: Vec<DeviceView> = devices.iter().map(DeviceView::from).collect();
     Ok(Json(serde_json::json!({ "devices": views })))
 }
@@ -104,6 +117,9 @@ pub async fn revoke_device(
     // Take effect on this instance at once; others see it within the device cache TTL.
     state.device_cache.clear();
     tracing::info!(device = %id, "device revoked by admin");
+    let mut event = audit::event(state.now(), audit::kind::DEVICE_REVOKED, "admin");
+    event.subject = Some(id.to_string());
+    state.audit.record(event).await;
     let device = state
         .store
         .device(id)
@@ -206,6 +222,9 @@ pub async fn rotate_keys(
         .tokens
         .rotate(&*state.accounts, &state.keys, state.now())
         .await?;
+    let mut event = audit::event(state.now(), audit::kind::KEYS_ROTATED, "admin");
+    event.subject = Some(kid.clone());
+    state.audit.record(event).await;
     Ok(Json(serde_json::json!({ "kid": kid })))
 }
 
@@ -306,5 +325,192 @@ pub async fn rotate_integrity(
         .integrity
         .rotate(&*state.attest, &state.keys, state.now())
         .await?;
+    let mut event = audit::event(state.now(), audit::kind::INTEGRITY_ROTATED, "admin");
+    event.subject = Some(kid.clone());
+    state.audit.record(event).await;
     Ok(Json(serde_json::json!({ "kid": kid })))
+}
+
+/// Filters of `GET /admin/v1/audit`.
+#[derive(Debug, Deserialize)]
+pub struct AuditFilter {
+    kind: Option<String>,
+    subject: Option<String>,
+    /// Unix seconds.
+    since: Option<i64>,
+    /// Unix seconds.
+    until: Option<i64>,
+    /// The last id of the previous page.
+    before: Option<String>,
+    limit: Option<u32>,
+}
+
+/// An audit event as the admin API shows it.
+#[derive(Debug, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct AuditView {
+    pub id: String,
+    pub at: String,
+    pub kind: String,
+    pub actor: String,
+    pub subject: Option<String>,
+    pub ip: Option<String>,
+    pub detail: Option<serde_json::Value>,
+}
+
+/// `GET /admin/v1/audit?kind=&subject=&since=&until=&before=&limit=`: security events,
+/// newest first; `next` is the `before` of the next page (absent on the last).
+///
+/// # Errors
+/// `422` for a bad limit, `503` when the store is down.
+pub async fn audit_log(
+    State(state): State<AppState>,
+    Query(f): Query<AuditFilter>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    use moat_store::ops::MAX_AUDIT_PAGE;
+    let limit = f.limit.unwrap_or(100);
+    if limit == 0 || limit > MAX_AUDIT_PAGE {
+        return Err(ApiError::validation(format!(
+            "limit must be 1..={MAX_AUDIT_PAGE}"
+        )));
+    }
+    for value in [&f.kind, &f.subject, &f.before].into_iter().flatten() {
+        if value.len() > 256 {
+            return Err(ApiError::validation("filters are at most 256 bytes"));
+        }
+    }
+    let events = state
+        .ops
+        .audit(&moat_store::ops::AuditQuery {
+            kind: f.kind,
+            subject: f.subject,
+            since: f.since,
+            until: f.until,
+            before_id: f.before,
+            limit,
+        })
+        .await?;
+    let next = (events.len() == limit as usize)
+        .then(|| events.last().map(|e| e.id.clone()))
+        .flatten();
+    let views: Vec<AuditView> = events
+        .into_iter()
+        .map(|e| AuditView {
+            id: e.id,
+            at: rfc3339(e.event.at),
+            kind: e.event.kind,
+            actor: e.event.actor,
+            subject: e.event.subject,
+            ip: e.event.ip,
+            detail: e.event.detail.and_then(|d| serde_json::from_str(&d).ok()),
+        })
+        .collect();
+    Ok(Json(serde_json::json!({ "events": views, "next": next })))
+}
+
+/// Range of `GET /admin/v1/stats`.
+#[derive(Debug, Deserialize)]
+pub struct StatsRange {
+    /// Days back from today, 1..=90 (default 14).
+    days: Option<i64>,
+}
+
+/// `GET /admin/v1/stats?days=14`: the dashboard's figures, per UTC day (oldest first) and
+/// in total: enrollments by mode/channel, attestation pass/fail, SMS sent/blocked/failed and
+/// estimated spend, and the ten devices and IPs refused most.
+///
+/// # Errors
+/// `422` for a bad range, `503` when the store is down.
+pub async fn stats(
+    State(state): State<AppState>,
+    Query(range): Query<StatsRange>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    use crate::stats::metric;
+    let days = range.days.unwrap_or(14);
+    if !(1..=90).contains(&days) {
+        return Err(ApiError::validation("days must be 1..=90"));
+    }
+    // This instance's latest counts first, so what the operator just did shows.
+    state.stats.flush().await?;
+    let today = crate::stats::day_of(state.now());
+    let from = today - days + 1;
+    let rows = state
+        .ops
+        .stats(
+            &[
+                metric::ENROLL,
+                metric::ATTEST,
+                metric::SMS,
+                metric::SMS_COST_MICROS,
+            ],
+            from,
+            today,
+        )
+        .await?;
+    let mut series: std::collections::BTreeMap<&str, Vec<serde_json::Value>> =
+        std::collections::BTreeMap::new();
+    let mut totals: std::collections::BTreeMap<String, i64> = std::collections::BTreeMap::new();
+    let dates: Vec<String> = (from..=today)
+        .map(|d| rfc3339(d * 86_400)[..10].to_owned())
+        .collect();
+    for name in [metric::ENROLL, metric::ATTEST, metric::SMS] {
+        series.insert(name, Vec::new());
+    }
+    let mut cost_micros = 0_i64;
+    for row in &rows {
+        if row.metric == metric::SMS_COST_MICROS {
+            cost_micros += row.value;
+            continue;
+        }
+        *totals
+            .entry(format!("{}:{}", row.metric, row.label))
+            .or_default() += row.value;
+        if let Some(list) = series.get_mut(row.metric.as_str()) {
+            list.push(serde_json::json!({
+                "date": rfc3339(row.day * 86_400)[..10],
+                "label": row.label,
+                "value": row.value,
+            }));
+        }
+    }
+    let top = |rows: Vec<(String, i64)>| -> Vec<serde_json::Value> {
+        rows.into_iter()
+            .map(|(key, count)| serde_json::json!({"key": key, "count": count}))
+            .collect()
+    };
+    let top_devices = top(state
+        .ops
+        .top_stats(metric::REFUSED_DEVICE, from, today, 10)
+        .await?);
+    let top_ips = top(state
+        .ops
+        .top_stats(metric::REFUSED_IP, from, today, 10)
+        .await?);
+    let total = |key: &str| totals.get(key).copied().unwrap_or(0);
+    let (pass, fail) = (total("attest:pass"), total("attest:fail"));
+    #[allow(clippy::cast_precision_loss)]
+    let pass_rate = (pass + fail > 0).then(|| pass as f64 / (pass + fail) as f64);
+    #[allow(clippy::cast_precision_loss)]
+    let spend = cost_micros as f64 / 1e6;
+    Ok(Json(serde_json::json!({
+        "from": dates.first(),
+        "to": dates.last(),
+        "dates": dates,
+        "enrollments": series.remove(metric::ENROLL),
+        "attestations": series.remove(metric::ATTEST),
+        "sms": series.remove(metric::SMS),
+        "totals": {
+            "enrollments": totals.iter().filter(|(k, _)| k.starts_with("enroll:")).map(|(_, v)| v).sum::<i64>(),
+            "attestation_pass": pass,
+            "attestation_fail": fail,
+            "attestation_pass_rate": pass_rate,
+            "sms_sent": total("sms:sent"),
+            "sms_blocked": total("sms:blocked"),
+            "sms_failed": total("sms:failed"),
+            "sms_estimated_spend": spend,
+            "currency": state.config.sms.currency,
+        },
+        "top_refused_devices": top_devices,
+        "top_refused_ips": top_ips,
+    })))
 }

@@ -19,6 +19,8 @@ pub struct Removed {
     pub account_rows: u64,
     /// Expired items deleted from the Firebase Realtime Database.
     pub remote_items: u64,
+    /// Audit events and daily counters past `audit.retention_days`.
+    pub audit_rows: u64,
 }
 
 /// Most remote items deleted in one pass (the rest wait for the next).
@@ -72,7 +74,27 @@ pub async fn run_once(state: &AppState) -> Result<Removed, moat_store::StoreErro
         .accounts
         .cleanup_accounts(now, now - 7 * 86_400)
         .await?;
+    let retention = state.config.audit_retention_days * 86_400;
+    let audit_rows = state
+        .ops
+        .purge_ops(now - retention, crate::stats::day_of(now - retention))
+        .await?;
     let replay_entries = purge_memory(state, now).await;
+    for (kind, n) in [
+        ("mailbox_items", store.mailbox_items),
+        ("enrollment_otps", store.otps),
+        ("dormant_devices", store.dormant_devices),
+        ("account_rows", account_rows),
+        ("remote_items", remote_items),
+        ("audit_rows", audit_rows),
+        ("replay_entries", replay_entries as u64),
+    ] {
+        state
+            .metrics
+            .cleanup_removed
+            .get_or_create(&crate::metrics::KindLabels { kind })
+            .inc_by(n);
+    }
     tracing::info!(
         mailbox_items = store.mailbox_items,
         enrollment_otps = store.otps,
@@ -80,6 +102,7 @@ pub async fn run_once(state: &AppState) -> Result<Removed, moat_store::StoreErro
         replay_entries,
         account_rows,
         remote_items,
+        audit_rows,
         "cleanup removed"
     );
     Ok(Removed {
@@ -87,6 +110,7 @@ pub async fn run_once(state: &AppState) -> Result<Removed, moat_store::StoreErro
         replay_entries,
         account_rows,
         remote_items,
+        audit_rows,
     })
 }
 
@@ -151,11 +175,21 @@ pub async fn run_periodic(state: AppState, shutdown: impl Future<Output = ()>) {
         crate::tokens::RELOAD_EVERY,
     );
     cleanup.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut stats = tokio::time::interval(crate::stats::FLUSH_EVERY);
+    stats.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut probe = tokio::time::interval(PROBE_EVERY);
+    probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             _ = cleanup.tick() => periodic_pass(&state).await,
             _ = flush.tick() => state.usage.flush(&*state.store).await,
+            _ = stats.tick() => {
+                if let Err(e) = state.stats.flush().await {
+                    tracing::warn!(error = %e, "could not write dashboard counters; kept for the next flush");
+                }
+            }
+            _ = probe.tick() => probe_store(&state).await,
             _ = reload.tick() => {
                 if let Err(e) = state.tokens.reload(&*state.accounts, &state.keys, state.now()).await {
                     tracing::warn!(code = e.code(), "could not reload token signing keys");
@@ -169,4 +203,21 @@ pub async fn run_periodic(state: AppState, shutdown: impl Future<Output = ()>) {
         }
     }
     state.usage.flush(&*state.store).await;
+    if let Err(e) = state.stats.flush().await {
+        tracing::warn!(error = %e, "could not write dashboard counters at shutdown");
+    }
+}
+
+/// How often the store's round trip is measured when idle.
+const PROBE_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// One store round trip into `moat_store_latency_seconds`.
+async fn probe_store(state: &AppState) {
+    let started = std::time::Instant::now();
+    if state.store.ping().await.is_ok() {
+        state
+            .metrics
+            .store_latency
+            .observe(started.elapsed().as_secs_f64());
+    }
 }

@@ -82,6 +82,7 @@ pub struct Redis {
     timeout: Duration,
     prefix: String,
     gcra: redis::Script,
+    latency: std::sync::OnceLock<prometheus_client::metrics::histogram::Histogram>,
 }
 
 impl Redis {
@@ -110,7 +111,13 @@ impl Redis {
             timeout: config.timeout,
             prefix: config.prefix.clone(),
             gcra: redis::Script::new(GCRA),
+            latency: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Where call latencies go (`moat_redis_latency_seconds`); set once, by the state.
+    pub fn set_latency(&self, histogram: prometheus_client::metrics::histogram::Histogram) {
+        let _ = self.latency.set(histogram);
     }
 
     /// The Redis key for `(kind, key)`: prefix, kind, and 128 bits of the key's SHA-256 in hex.
@@ -131,7 +138,12 @@ impl Redis {
         cmd: impl AsyncFnOnce(&mut ConnectionManager) -> redis::RedisResult<T>,
     ) -> Result<T, Unavailable> {
         let mut conn = self.conn.clone();
-        match tokio::time::timeout(self.timeout, cmd(&mut conn)).await {
+        let started = std::time::Instant::now();
+        let outcome = tokio::time::timeout(self.timeout, cmd(&mut conn)).await;
+        if let Some(h) = self.latency.get() {
+            h.observe(started.elapsed().as_secs_f64());
+        }
+        match outcome {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => {
                 tracing::warn!(error = ?e.kind(), "redis call failed");

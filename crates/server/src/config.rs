@@ -30,6 +30,8 @@ pub const DEFAULT_DPOP_SKEW: i64 = 60;
 pub const DEFAULT_CLEANUP_INTERVAL: u64 = 300;
 /// Default dormancy before a device is removed, days.
 pub const DEFAULT_DORMANT_DAYS: i64 = 90;
+/// Default `audit.retention_days`.
+pub const DEFAULT_AUDIT_RETENTION_DAYS: i64 = 90;
 /// Default number of pre-generated RSA keys.
 pub const DEFAULT_RSA_POOL: usize = 32;
 
@@ -93,6 +95,15 @@ pub struct RawConfig {
     pub attestation: RawAttestation,
     #[serde(default)]
     pub cache: RawCache,
+    #[serde(default)]
+    pub audit: RawAudit,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct RawAudit {
+    pub retention_days: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -349,6 +360,7 @@ pub struct RawSms {
     pub global_hour: Option<u32>,
     pub allowed_countries: Option<Vec<String>>,
     pub cost_per_sms: Option<f64>,
+    pub currency: Option<String>,
     #[serde(default)]
     pub twilio: RawTwilio,
     #[serde(default)]
@@ -468,6 +480,8 @@ pub struct SmsConfig {
     pub limits: crate::sms::guard::Limits,
     /// Estimated cost of one SMS (for reporting).
     pub cost_per_sms: f64,
+    /// ISO 4217 currency of `cost_per_sms`.
+    pub currency: String,
 }
 
 /// Accounts settings.
@@ -561,6 +575,8 @@ pub struct Config {
     pub cleanup_interval: Duration,
     /// Days without use before a device is removed.
     pub dormant_days: i64,
+    /// Days the audit log and the dashboard's daily counters are kept.
+    pub audit_retention_days: i64,
     /// Accepted skew of signature `created`, seconds.
     pub signature_max_skew: i64,
     /// Accepted skew of DPoP `iat`, seconds.
@@ -947,6 +963,17 @@ impl Config {
                         None
                     }
                 });
+        let currency = raw.sms.currency.clone().unwrap_or_else(|| "USD".into());
+        if currency.len() != 3 || !currency.bytes().all(|b| b.is_ascii_uppercase()) {
+            errors.push("sms.currency: must be an ISO 4217 code such as USD".into());
+        }
+        if raw
+            .sms
+            .cost_per_sms
+            .is_some_and(|c| !(0.0..=100.0).contains(&c))
+        {
+            errors.push("sms.cost_per_sms: must be between 0 and 100".into());
+        }
         let mut positive = |value: Option<i64>, default: i64, key: &str| {
             let v = value.unwrap_or(default);
             if v <= 0 {
@@ -974,6 +1001,11 @@ impl Config {
             raw.cleanup.dormant_days,
             DEFAULT_DORMANT_DAYS,
             "cleanup.dormant_days",
+        );
+        let audit_retention_days = positive(
+            raw.audit.retention_days,
+            DEFAULT_AUDIT_RETENTION_DAYS,
+            "audit.retention_days",
         );
         let signature_max_skew = positive(
             raw.signature.max_skew,
@@ -1112,6 +1144,7 @@ impl Config {
                 code_ttl,
                 limits,
                 cost_per_sms: raw.sms.cost_per_sms.unwrap_or(0.05),
+                currency,
             },
             accounts: AccountsConfig {
                 access_ttl,
@@ -1147,6 +1180,7 @@ impl Config {
             integrity_ttl,
             cleanup_interval: Duration::from_secs(cleanup_interval),
             dormant_days,
+            audit_retention_days,
             signature_max_skew,
             dpop_max_skew,
             routes,

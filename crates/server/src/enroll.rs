@@ -1,6 +1,8 @@
 //! Enrollment (`POST /v1/enroll`, `POST /v1/enroll/confirm`) and the built-in mailbox
 //! (`GET /v1/mailbox`): PROTOCOL sections 2 and 3, seed 000 sections 3.1-3.3.
 
+use std::net::IpAddr;
+
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode};
@@ -15,10 +17,11 @@ use serde_json::{Value, json};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::audit;
 use crate::clock::rfc3339;
 use crate::config::Mode;
 use crate::error::ApiError;
-use crate::extract::ApiJson;
+use crate::extract::{ApiJson, ClientIp};
 use crate::state::AppState;
 
 /// TOTP time step of enrollment codes, seconds (PROTOCOL section 3).
@@ -329,6 +332,50 @@ async fn issue(
     }
 }
 
+/// What an enrollment issued, for the audit log.
+struct Issued<'a> {
+    kind: &'static str,
+    subject: Option<Uuid>,
+    device_id: &'a str,
+    platform: Option<&'a str>,
+}
+
+impl<'a> Issued<'a> {
+    fn of(device: &'a Device, kind: &'static str) -> Self {
+        Self {
+            kind,
+            subject: Some(device.id),
+            device_id: &device.device_id,
+            platform: device.platform.as_deref(),
+        }
+    }
+}
+
+/// Counts an issued credential (metrics, dashboard) and writes its audit event.
+async fn record_issue(state: &AppState, who: &Who, issued: Issued<'_>, ip: IpAddr, now: i64) {
+    let mode = state.config.mode.as_str();
+    let channel = channel_name(state, who);
+    state
+        .metrics
+        .enrollments
+        .get_or_create(&crate::metrics::EnrollLabels { mode, channel })
+        .inc();
+    state.stats.add(
+        now,
+        crate::stats::metric::ENROLL,
+        &format!("{mode}/{channel}"),
+        1,
+    );
+    let mut e = audit::event(now, issued.kind, format!("identity:{}", who.identity()));
+    e.subject = issued.subject.map(|id| id.to_string());
+    e.ip = Some(ip.to_string());
+    e.detail = Some(
+        json!({"mode": mode, "channel": channel, "device_id": issued.device_id, "platform": issued.platform})
+            .to_string(),
+    );
+    state.audit.record(e).await;
+}
+
 fn channel_name(state: &AppState, who: &Who) -> &'static str {
     if remote(state, who).is_some() {
         "firebase"
@@ -425,6 +472,7 @@ fn issued(result: Result<Device, StoreError>) -> Result<Device, ApiError> {
 pub async fn enroll(
     State(state): State<AppState>,
     method: Method,
+    ClientIp(ip): ClientIp,
     headers: HeaderMap,
     ApiJson(req): ApiJson<EnrollRequest>,
 ) -> Result<Json<EnrollResponse>, ApiError> {
@@ -454,6 +502,13 @@ pub async fn enroll(
                     state.store.put_mailbox_item(item, now).await?;
                 }
             }
+            let event = Issued {
+                kind: audit::kind::STATIC_KEY_SENT,
+                subject: None,
+                device_id: &req.device_id,
+                platform: req.platform.as_deref(),
+            };
+            record_issue(&state, &who, event, ip, now).await;
         }
         Mode::Dynamic => {
             let existing = refuse_if_revoked(&state, &identity, &req.device_id).await?;
@@ -478,6 +533,14 @@ pub async fn enroll(
                 move |device: Uuid| json!({"kind": "api_key", "key": key_text, "device": device});
             let device = issue(&state, &who, cred, existing, payload, now).await?;
             tracing::info!(device = %device.id, mode = "dynamic", "device enrolled");
+            record_issue(
+                &state,
+                &who,
+                Issued::of(&device, audit::kind::DEVICE_ENROLLED),
+                ip,
+                now,
+            )
+            .await;
         }
         Mode::Otp => {
             refuse_if_revoked(&state, &identity, &req.device_id).await?;
@@ -533,6 +596,7 @@ pub async fn enroll(
 pub async fn confirm(
     State(state): State<AppState>,
     method: Method,
+    ClientIp(ip): ClientIp,
     headers: HeaderMap,
     ApiJson(req): ApiJson<ConfirmRequest>,
 ) -> Result<Json<EnrollResponse>, ApiError> {
@@ -602,6 +666,16 @@ pub async fn confirm(
     if !moat_core::secret::ct_eq(expected.as_bytes(), req.otp.as_bytes()) {
         let attempts = state.store.record_otp_failure(&record.id).await?;
         tracing::info!(identity = %identity, attempts, "wrong enrollment code");
+        if attempts == state.config.otp_max_attempts {
+            let mut e = audit::event(
+                now,
+                audit::kind::ENROLLMENT_LOCKED,
+                format!("identity:{identity}"),
+            );
+            e.ip = Some(ip.to_string());
+            e.detail = Some(json!({"device_id": req.device_id, "attempts": attempts}).to_string());
+            state.audit.record(e).await;
+        }
         return Err(if attempts >= state.config.otp_max_attempts {
             locked()
         } else {
@@ -670,6 +744,14 @@ pub async fn confirm(
     };
     let device = issue(&state, &who, cred, existing, payload, now).await?;
     tracing::info!(device = %device.id, mode = "otp", "device enrolled");
+    record_issue(
+        &state,
+        &who,
+        Issued::of(&device, audit::kind::DEVICE_CONFIRMED),
+        ip,
+        now,
+    )
+    .await;
     Ok(Json(EnrollResponse {
         channel: channel_name(&state, &who),
         expires_in: state.config.mailbox_ttl,

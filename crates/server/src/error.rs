@@ -5,6 +5,10 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use moat_store::StoreError;
 
+/// The code of a problem response, left in its extensions for the metrics layer.
+#[derive(Clone, Copy, Debug)]
+pub struct ProblemCode(pub &'static str);
+
 /// A refusal or failure, as the client will see it.
 #[derive(Debug)]
 pub struct ApiError {
@@ -175,6 +179,7 @@ impl IntoResponse for ApiError {
             body[name] = value;
         }
         let mut response = (self.status, body.to_string()).into_response();
+        response.extensions_mut().insert(ProblemCode(self.code));
         let headers = response.headers_mut();
         headers.insert(
             header::CONTENT_TYPE,

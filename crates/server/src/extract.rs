@@ -78,27 +78,33 @@ impl axum::extract::FromRequestParts<AppState> for ClientIp {
         parts: &mut axum::http::request::Parts,
         state: &AppState,
     ) -> Result<Self, ApiError> {
-        let peer = parts
-            .extensions
-            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-            .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |c| c.0.ip());
-        let trusted = &state.config.trusted_proxies;
-        if !trusted.contains(&peer) {
-            return Ok(Self(peer));
-        }
-        let mut hops: Vec<std::net::IpAddr> = Vec::new();
-        for value in parts.headers.get_all("x-forwarded-for") {
-            let Ok(text) = value.to_str() else { continue };
-            hops.extend(
-                text.split(',')
-                    .filter_map(|h| h.trim().parse::<std::net::IpAddr>().ok()),
-            );
-        }
-        Ok(Self(
-            hops.into_iter()
-                .rev()
-                .find(|ip| !trusted.contains(ip))
-                .unwrap_or(peer),
-        ))
+        Ok(Self(client_ip(&parts.headers, &parts.extensions, state)))
     }
+}
+
+/// The client's IP from a request's headers and extensions (see [`ClientIp`]).
+pub fn client_ip(
+    headers: &axum::http::HeaderMap,
+    extensions: &axum::http::Extensions,
+    state: &AppState,
+) -> std::net::IpAddr {
+    let peer = extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |c| c.0.ip());
+    let trusted = &state.config.trusted_proxies;
+    if !trusted.contains(&peer) {
+        return peer;
+    }
+    let mut hops: Vec<std::net::IpAddr> = Vec::new();
+    for value in headers.get_all("x-forwarded-for") {
+        let Ok(text) = value.to_str() else { continue };
+        hops.extend(
+            text.split(',')
+                .filter_map(|h| h.trim().parse::<std::net::IpAddr>().ok()),
+        );
+    }
+    hops.into_iter()
+        .rev()
+        .find(|ip| !trusted.contains(ip))
+        .unwrap_or(peer)
 }

@@ -37,11 +37,13 @@ use utoipa::OpenApi as _;
 pub mod accounts;
 pub mod admin;
 pub mod attest;
+pub mod audit;
 pub mod cache;
 pub mod cleanup;
 pub mod clock;
 pub mod cluster;
 pub mod config;
+pub mod dashboard;
 pub mod device;
 pub mod enroll;
 pub mod error;
@@ -50,6 +52,7 @@ pub mod firebase;
 pub mod gateway;
 pub mod issuers;
 pub mod jwt;
+pub mod metrics;
 pub mod middleware;
 pub mod openapi;
 pub mod ratelimit;
@@ -60,6 +63,7 @@ pub mod secrets;
 pub mod serve;
 pub mod sms;
 pub mod state;
+pub mod stats;
 pub mod tokens;
 pub mod usage;
 
@@ -91,6 +95,73 @@ async fn readyz(State(state): State<AppState>) -> Result<impl IntoResponse, ApiE
             .map_err(|_| ApiError::unavailable().with_member("dependency", "redis"))?;
     }
     Ok(axum::Json(serde_json::json!({"status": "ready"})))
+}
+
+/// Counts every public response by route and status (and problem code), and refusals by
+/// client IP and proven device for the dashboard.
+async fn observe(
+    State(state): State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let route = state.metrics.route(
+        req.extensions()
+            .get::<axum::extract::MatchedPath>()
+            .map(axum::extract::MatchedPath::as_str),
+    );
+    let ip = extract::client_ip(req.headers(), req.extensions(), &state);
+    let response = next.run(req).await;
+    let status = response.status().as_u16();
+    let code = response
+        .extensions()
+        .get::<error::ProblemCode>()
+        .map(|c| c.0);
+    state.metrics.request(route, status, code);
+    if matches!(status, 401 | 403 | 429) {
+        let now = state.now();
+        state
+            .stats
+            .add(now, stats::metric::REFUSED_IP, &ip.to_string(), 1);
+        if let Some(device) = response
+            .extensions()
+            .get::<middleware::protect::RefusedDevice>()
+        {
+            state
+                .stats
+                .add(now, stats::metric::REFUSED_DEVICE, &device.0.to_string(), 1);
+        }
+    }
+    response
+}
+
+/// `GET /metrics`: Prometheus text format, or OpenMetrics when `Accept` asks for it. The
+/// mailbox backlog is sampled here, so it costs one count per scrape.
+async fn metrics(
+    State(state): State<AppState>,
+    headers: http::HeaderMap,
+) -> axum::response::Response {
+    let started = std::time::Instant::now();
+    if let Ok(n) = state.ops.mailbox_backlog().await {
+        state
+            .metrics
+            .store_latency
+            .observe(started.elapsed().as_secs_f64());
+        state.metrics.mailbox_backlog.set(n);
+    }
+    let openmetrics = headers
+        .get(http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("application/openmetrics-text"));
+    let content_type = if openmetrics {
+        metrics::OPENMETRICS_TYPE
+    } else {
+        metrics::PROMETHEUS_TYPE
+    };
+    (
+        [(http::header::CONTENT_TYPE, content_type)],
+        state.metrics.render(openmetrics),
+    )
+        .into_response()
 }
 
 async fn not_found() -> ApiError {
@@ -187,6 +258,23 @@ impl MakeRequestId for MakeId {
     }
 }
 
+/// The span every log line of a request is written in: method, path (never the query, which
+/// may carry a code) and the request id also returned in `x-request-id`, so a client's report
+/// of a failure leads to its log lines.
+fn request_span<B>(req: &http::Request<B>) -> tracing::Span {
+    let id = req
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    tracing::info_span!(
+        "request",
+        method = %req.method(),
+        path = %req.uri().path(),
+        request_id = %id,
+    )
+}
+
 /// Headers that carry credentials: marked sensitive so no trace layer or debug print shows
 /// their values.
 const SENSITIVE: [&str; 5] = [
@@ -212,7 +300,7 @@ fn edge<S: Clone + Send + Sync + 'static>(
             ))
             .layer(SetRequestIdLayer::new(request_id.clone(), MakeId::new()))
             .layer(PropagateRequestIdLayer::new(request_id))
-            .layer(TraceLayer::new_for_http())
+            .layer(TraceLayer::new_for_http().make_span_with(request_span))
             .layer(CatchPanicLayer::custom(|_| {
                 ApiError::internal(&"handler panicked").into_response()
             }))
@@ -279,7 +367,9 @@ pub fn app(state: AppState) -> Router {
         )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);
-    let router = upstream_routes(router, &state).with_state(state);
+    let router = upstream_routes(router, &state)
+        .layer(from_fn_with_state(state.clone(), observe))
+        .with_state(state);
     edge(router, timeout)
 }
 
@@ -305,12 +395,19 @@ pub fn admin_app(state: AppState) -> Router {
             post(admin::retire_app),
         )
         .route("/admin/v1/integrity/rotate", post(admin::rotate_integrity))
+        .route("/admin/v1/audit", get(admin::audit_log))
+        .route("/admin/v1/stats", get(admin::stats))
         .route_layer(from_fn_with_state(
             state.clone(),
             middleware::admin_auth::require_admin,
         ));
     let router = Router::new()
         .merge(authed)
+        .route("/metrics", get(metrics))
+        .route("/admin", get(dashboard::redirect))
+        .route("/admin/", get(dashboard::index))
+        .route("/admin/dashboard.js", get(dashboard::script))
+        .route("/admin/dashboard.css", get(dashboard::style))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .fallback(not_found)
@@ -400,6 +497,7 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> Result<AppSta
         opened.store,
         opened.accounts,
         opened.attest,
+        opened.ops,
         sender,
         keys,
         clock,

@@ -157,6 +157,14 @@ pub struct Shared {
     pub redis: Option<Arc<crate::cluster::Redis>>,
     /// This process's name among instances (holder of leases), random per start.
     pub instance: String,
+    /// Audit log and daily counters storage (the same backend as `store`).
+    pub ops: Arc<dyn moat_store::ops::OpsStore>,
+    /// Prometheus metrics.
+    pub metrics: Arc<crate::metrics::Metrics>,
+    /// The audit log.
+    pub audit: Arc<crate::audit::AuditLog>,
+    /// The dashboard's daily counters.
+    pub stats: Arc<crate::stats::DailyStats>,
     /// Verified device credentials, for `device_cache_ttl_ms`.
     pub device_cache: Arc<crate::cache::TtlCache<crate::middleware::protect::CachedCredential>>,
 }
@@ -172,6 +180,7 @@ impl AppState {
         store: Arc<dyn Store>,
         accounts: Arc<dyn AccountStore>,
         attest: Arc<dyn moat_store::attest::AttestStore>,
+        ops: Arc<dyn moat_store::ops::OpsStore>,
         sms_sender: Arc<dyn SmsSender>,
         keys: Keys,
         clock: Arc<dyn Clock>,
@@ -211,7 +220,15 @@ impl AppState {
                 |e| ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "setup", e),
             )?,
         );
+        let metrics = Arc::new(crate::metrics::Metrics::new());
+        if let Some(r) = &redis {
+            r.set_latency(metrics.redis_latency.clone());
+        }
         Ok(Self(Arc::new(Shared {
+            audit: Arc::new(crate::audit::AuditLog::new(ops.clone(), metrics.clone())),
+            stats: Arc::new(crate::stats::DailyStats::new(ops.clone())),
+            ops,
+            metrics,
             accounts,
             tokens,
             issuers,

@@ -162,10 +162,11 @@ async fn admit(
     ip: &ClientIp,
 ) -> Result<(), ApiError> {
     let ip = ip.0.to_string();
-    state
+    let now = state.now();
+    let admitted = state
         .sms_guard
         .admit(
-            state.now(),
+            now,
             &Ask {
                 phone: &phone.e164,
                 region: &phone.region,
@@ -173,7 +174,18 @@ async fn admit(
                 ip: &ip,
             },
         )
-        .await
+        .await;
+    if admitted.as_ref().is_err_and(|e| e.code() == "sms_blocked") {
+        state
+            .metrics
+            .sms
+            .get_or_create(&crate::metrics::OutcomeLabels { outcome: "blocked" })
+            .inc();
+        state
+            .stats
+            .add(now, crate::stats::metric::SMS, "blocked", 1);
+    }
+    admitted
 }
 
 /// Checks a code for `(phone, purpose)` sent to the calling device.
@@ -550,6 +562,20 @@ pub async fn token(
                     if count >= c.login_lock_after {
                         tracing::warn!(user = %id, failures = count, "login locked after repeated failures");
                     }
+                    if count == c.login_lock_after {
+                        let mut event = crate::audit::event(
+                            now,
+                            crate::audit::kind::USER_LOCKED,
+                            format!("ip:{}", ip.0),
+                        );
+                        event.subject = Some(id.to_string());
+                        event.ip = Some(ip.0.to_string());
+                        event.detail = Some(
+                            serde_json::json!({"failures": count, "locked_seconds": c.login_lock_seconds})
+                                .to_string(),
+                        );
+                        state.audit.record(event).await;
+                    }
                 }
                 return Err(invalid_grant("invalid username or password"));
             };
@@ -580,6 +606,15 @@ pub async fn token(
                 // A used token presented again: someone holds a copy. Revoke the whole login.
                 let revoked = state.accounts.revoke_refresh_family(&record.family).await?;
                 tracing::warn!(user = %record.user_id, revoked, "refresh token reuse detected; family revoked");
+                let mut event = crate::audit::event(
+                    now,
+                    crate::audit::kind::REFRESH_REUSED,
+                    format!("device:{device}"),
+                );
+                event.subject = Some(record.user_id.to_string());
+                event.ip = Some(ip.0.to_string());
+                event.detail = Some(serde_json::json!({"revoked_tokens": revoked}).to_string());
+                state.audit.record(event).await;
                 return Err(invalid_grant("refresh token reuse detected; sign in again"));
             }
             if record.expires_at <= now {

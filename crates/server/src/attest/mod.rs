@@ -193,6 +193,20 @@ pub async fn attest(
         (Some(_), _, _) => false,
     };
     tracing::info!(device = %device, genuine, "attestation");
+    let platform = match req.platform.as_deref() {
+        None => "package",
+        Some("play_integrity") => "play_integrity",
+        Some("firebase_app_check") => "firebase_app_check",
+        Some("app_attest") => "app_attest",
+        Some(_) => "other",
+    };
+    state.metrics.attestation(platform, genuine);
+    state.stats.add(
+        now,
+        crate::stats::metric::ATTEST,
+        if genuine { "pass" } else { "fail" },
+        1,
+    );
     let token = state.integrity.issue(&device, pay, genuine, now)?;
     Ok(Json(
         json!({"integrity_token": token, "expires_in": state.integrity.ttl()}),

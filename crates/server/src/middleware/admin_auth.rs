@@ -1,10 +1,11 @@
 //! Bearer-token authentication of the admin listener.
 
 use axum::extract::{Request, State};
-use axum::http::header;
+use axum::http::{Method, header};
 use axum::middleware::Next;
 use axum::response::Response;
 
+use crate::audit;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -23,8 +24,31 @@ pub async fn require_admin(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
+    let now = state.now();
     if presented.is_empty() || !state.keys.admin_token.ct_eq(presented.as_bytes()) {
+        let mut event = audit::event(now, audit::kind::ADMIN_DENIED, "unknown");
+        event.ip =
+            Some(crate::extract::client_ip(req.headers(), req.extensions(), &state).to_string());
+        event.detail = Some(
+            serde_json::json!({"method": req.method().as_str(), "path": req.uri().path()})
+                .to_string(),
+        );
+        state.audit.record(event).await;
         return Err(ApiError::credential("admin bearer token required"));
     }
-    Ok(next.run(req).await)
+    // Reads are not audited (the dashboard polls); every other call is.
+    let mutating = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    let (method, path) = (req.method().clone(), req.uri().path().to_owned());
+    let ip = crate::extract::client_ip(req.headers(), req.extensions(), &state);
+    let response = next.run(req).await;
+    if mutating {
+        let mut event = audit::event(now, audit::kind::ADMIN_CALL, "admin");
+        event.ip = Some(ip.to_string());
+        event.detail = Some(
+            serde_json::json!({"method": method.as_str(), "path": path, "status": response.status().as_u16()})
+                .to_string(),
+        );
+        state.audit.record(event).await;
+    }
+    Ok(response)
 }

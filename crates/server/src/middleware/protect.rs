@@ -87,6 +87,17 @@ pub struct UserPrincipal {
     pub local: bool,
 }
 
+/// A store call on the request path, timed into `moat_store_latency_seconds`.
+async fn timed<T>(state: &AppState, call: impl std::future::Future<Output = T>) -> T {
+    let started = std::time::Instant::now();
+    let out = call.await;
+    state
+        .metrics
+        .store_latency
+        .observe(started.elapsed().as_secs_f64());
+    out
+}
+
 /// Middleware state: the app state plus this route's policy.
 #[derive(Clone)]
 pub struct Protect {
@@ -233,9 +244,7 @@ async fn key_for(
     }
     let unknown = || ApiError::credential("unknown keyid");
     let (device, key, via) = if keyid.starts_with("mc_") {
-        let device = state
-            .store
-            .device_by_client_id(keyid)
+        let device = timed(state, state.store.device_by_client_id(keyid))
             .await?
             .ok_or_else(unknown)?;
         let sealed = device
@@ -250,11 +259,12 @@ async fn key_for(
         if keyid.len() != 43 {
             return Err(unknown());
         }
-        let device = state
-            .store
-            .latest_active_device(&format!("inst:{keyid}"))
-            .await?
-            .ok_or_else(unknown)?;
+        let device = timed(
+            state,
+            state.store.latest_active_device(&format!("inst:{keyid}")),
+        )
+        .await?
+        .ok_or_else(unknown)?;
         let jwk_text = device
             .credential
             .signing_jwk
@@ -285,6 +295,7 @@ async fn verify_signature(
     parts: &Parts,
     body: &[u8],
     now: i64,
+    proven: &mut Option<uuid::Uuid>,
 ) -> Result<Principal, ApiError> {
     let input =
         joined(parts, "signature-input")?.ok_or_else(|| sig_error("Signature-Input is missing"))?;
@@ -335,6 +346,7 @@ async fn verify_signature(
         ));
     }
     sig.verify(&msg, &key)?;
+    *proven = Some(device.id);
     if device.status == DeviceStatus::Revoked {
         return Err(ApiError::revoked());
     }
@@ -367,7 +379,11 @@ async fn verify_signature(
     })
 }
 
-async fn verify_api_key(state: &AppState, value: &HeaderValue) -> Result<Principal, ApiError> {
+async fn verify_api_key(
+    state: &AppState,
+    value: &HeaderValue,
+    proven: &mut Option<uuid::Uuid>,
+) -> Result<Principal, ApiError> {
     let text = value
         .to_str()
         .map_err(|_| ApiError::credential("Moat-Device-Key is not ASCII"))?;
@@ -395,9 +411,7 @@ async fn verify_api_key(state: &AppState, value: &HeaderValue) -> Result<Princip
         Some(c) => c.device,
         None => {
             let device = Arc::new(
-                state
-                    .store
-                    .device_by_key_lookup(&key.lookup)
+                timed(state, state.store.device_by_key_lookup(&key.lookup))
                     .await?
                     .ok_or_else(invalid)?,
             );
@@ -419,6 +433,7 @@ async fn verify_api_key(state: &AppState, value: &HeaderValue) -> Result<Princip
     if !key.matches(&state.keys.api_key_pepper, stored) {
         return Err(invalid());
     }
+    *proven = Some(device.id);
     if device.status == DeviceStatus::Revoked {
         return Err(ApiError::revoked());
     }
@@ -591,11 +606,51 @@ fn verify_integrity(
 ///
 /// # Errors
 /// The problem of the first failed requirement.
-pub async fn protect(
-    State(p): State<Protect>,
+pub async fn protect(State(p): State<Protect>, req: Request, next: Next) -> Response {
+    let started = std::time::Instant::now();
+    let mut proven = None;
+    match checked(&p, req, &mut proven).await {
+        Ok((req, limit_headers)) => {
+            p.state
+                .metrics
+                .verification
+                .observe(started.elapsed().as_secs_f64());
+            let mut response = next.run(req).await;
+            if let Some((policy, remaining)) = limit_headers {
+                response.headers_mut().insert("ratelimit-policy", policy);
+                response.headers_mut().insert("ratelimit", remaining);
+            }
+            response
+        }
+        Err(e) => {
+            p.state
+                .metrics
+                .verification
+                .observe(started.elapsed().as_secs_f64());
+            let mut response = axum::response::IntoResponse::into_response(e);
+            if let Some(id) = proven {
+                response.extensions_mut().insert(RefusedDevice(id));
+            }
+            response
+        }
+    }
+}
+
+/// On a refusal: the device whose credential was proven before a later check refused the
+/// request (revoked, replayed, rate limited, missing integrity…). Never set from an unproven
+/// claim, so nobody can make another device look abusive.
+#[derive(Clone, Copy, Debug)]
+pub struct RefusedDevice(pub uuid::Uuid);
+
+/// The `RateLimit` header values of an admitted request.
+type LimitHeaders = Option<(HeaderValue, HeaderValue)>;
+
+/// Every check of the route's policy; the request to pass on, or the refusal.
+async fn checked(
+    p: &Protect,
     req: Request,
-    next: Next,
-) -> Result<Response, ApiError> {
+    proven: &mut Option<uuid::Uuid>,
+) -> Result<(Request, LimitHeaders), ApiError> {
     let state = &p.state;
     let (mut parts, body) = req.into_parts();
     refuse_repeated_credentials(&parts)?;
@@ -607,13 +662,13 @@ pub async fn protect(
     let needs_device = needs_signature || p.policy.contains(&Requirement::Device);
     // Any credential that is sent is checked, even where the route does not require it.
     let caller = if signed {
-        Some(verify_signature(state, &parts, &body, now).await?)
+        Some(verify_signature(state, &parts, &body, now, proven).await?)
     } else if needs_signature {
         return Err(sig_error(
             "this endpoint requires an RFC 9421 request signature",
         ));
     } else if let Some(value) = parts.headers.get("moat-device-key") {
-        Some(verify_api_key(state, value).await?)
+        Some(verify_api_key(state, value, proven).await?)
     } else {
         None
     };
@@ -649,15 +704,10 @@ pub async fn protect(
     } else {
         body
     };
-    let limit_headers = rate_limit(&p, &mut parts, &principal).await?;
+    let limit_headers = rate_limit(p, &mut parts, &principal).await?;
     if let Some(device) = &principal.device {
         state.usage.record(device.id, now);
     }
     parts.extensions.insert(principal);
-    let mut response = next.run(Request::from_parts(parts, Body::from(body))).await;
-    if let Some((policy, remaining)) = limit_headers {
-        response.headers_mut().insert("ratelimit-policy", policy);
-        response.headers_mut().insert("ratelimit", remaining);
-    }
-    Ok(response)
+    Ok((Request::from_parts(parts, Body::from(body)), limit_headers))
 }

@@ -14,6 +14,40 @@ use crate::state::AppState;
 /// Attempts before a message is marked failed.
 pub const MAX_ATTEMPTS: i64 = 5;
 
+/// Counts a send's outcome (metrics, dashboard); a sent message adds its estimated cost.
+fn count(state: &AppState, outcome: &SmsOutcome) {
+    let outcome = match outcome {
+        SmsOutcome::Sent { .. } => "sent",
+        SmsOutcome::Failed { .. } => "failed",
+        _ => return,
+    };
+    let now = state.now();
+    state
+        .metrics
+        .sms
+        .get_or_create(&crate::metrics::OutcomeLabels { outcome })
+        .inc();
+    state.stats.add(now, crate::stats::metric::SMS, outcome, 1);
+    if outcome == "sent" {
+        let sms = &state.config.sms;
+        state
+            .metrics
+            .sms_cost
+            .get_or_create(&crate::metrics::CurrencyLabels {
+                currency: sms.currency.clone(),
+            })
+            .inc_by(sms.cost_per_sms);
+        #[allow(clippy::cast_possible_truncation)]
+        let micros = (sms.cost_per_sms * 1e6).round() as i64;
+        state.stats.add(
+            now,
+            crate::stats::metric::SMS_COST_MICROS,
+            &sms.currency,
+            micros,
+        );
+    }
+}
+
 /// Sends every message that is due now; returns how many were attempted.
 pub async fn run_once(state: &AppState, sender: &dyn SmsSender) -> usize {
     let accounts: &dyn AccountStore = &*state.accounts;
@@ -67,6 +101,7 @@ pub async fn run_once(state: &AppState, sender: &dyn SmsSender) -> usize {
                 SmsOutcome::Failed { error: e.detail }
             }
         };
+        count(state, &outcome);
         if let Err(e) = accounts.finish_sms(&message.id, outcome, state.now()).await {
             tracing::warn!(error = %e, sms = %message.id, "cannot record the SMS outcome");
         }
