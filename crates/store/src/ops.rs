@@ -101,6 +101,9 @@ pub trait OpsStore: Send + Sync + 'static {
         limit: u32,
     ) -> Result<Vec<(String, i64)>>;
 
+    /// Built-in mailbox items not yet taken.
+    async fn mailbox_backlog(&self) -> Result<i64>;
+
     /// Removes events before `audit_before` (Unix seconds) and counters before
     /// `stats_before_day`; returns how many rows went.
     async fn purge_ops(&self, audit_before: i64, stats_before_day: i64) -> Result<u64>;

@@ -1297,6 +1297,16 @@ macro_rules! sql_backend {
                     .collect()
             }
 
+            async fn mailbox_backlog(&self) -> Result<i64> {
+                let row = sqlx::query(
+                    "SELECT CAST(COUNT(*) AS BIGINT) AS n FROM mailbox_items WHERE channel = 'builtin'",
+                )
+                .fetch_one(&self.pool)
+                .await
+                .map_err($map_err)?;
+                get(&row, "n")
+            }
+
             async fn purge_ops(&self, audit_before: i64, stats_before_day: i64) -> Result<u64> {
                 Ok(self
                     .execute_one("DELETE FROM audit_log WHERE at < $1", audit_before)

@@ -8,4 +8,5 @@ mod gateway;
 mod hostile;
 mod interop;
 mod openapi;
+mod ops;
 pub mod support;

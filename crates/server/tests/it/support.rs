@@ -169,7 +169,7 @@ pub fn python() -> &'static str {
             std::process::Command::new(&python)
                 .args([
                     "-c",
-                    "import http_message_signatures, requests, jwt, jwcrypto",
+                    "import http_message_signatures, requests, jwt, jwcrypto, prometheus_client",
                 ])
                 .output()
                 .is_ok_and(|o| o.status.success())
