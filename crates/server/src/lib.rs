@@ -408,6 +408,7 @@ pub fn admin_app(state: AppState) -> Router {
         .route("/admin/", get(dashboard::index))
         .route("/admin/dashboard.js", get(dashboard::script))
         .route("/admin/dashboard.css", get(dashboard::style))
+        .route("/admin/favicon.svg", get(dashboard::icon))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .fallback(not_found)

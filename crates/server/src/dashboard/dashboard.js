@@ -43,6 +43,10 @@ function svg(tag, attrs) {
   return node;
 }
 
+// Fixed colours where a label means good or bad.
+const MEANING = { pass: "#17a589", fail: "#c0392b", sent: "#2f6fde", blocked: "#e0a100", failed: "#c0392b" };
+const colour = (label, j) => MEANING[label] || COLORS[j % COLORS.length];
+
 // A stacked bar chart: one bar per date, one segment per label.
 function barChart(container, dates, points, order) {
   container.replaceChildren();
@@ -73,7 +77,7 @@ function barChart(container, dates, points, order) {
       y -= h;
       const rect = svg("rect", {
         x: left + i * slot + (slot - barW) / 2, y, width: barW, height: h,
-        fill: COLORS[j % COLORS.length], "data-label": label, "data-date": date,
+        fill: colour(label, j), "data-label": label, "data-date": date,
       });
       const title = svg("title", {});
       title.textContent = `${date} ${label}: ${v}`;
@@ -91,7 +95,7 @@ function barChart(container, dates, points, order) {
   labels.forEach((label, j) => {
     const item = el("span");
     const swatch = el("i");
-    swatch.style.background = COLORS[j % COLORS.length];
+    swatch.style.background = colour(label, j);
     item.append(swatch, label);
     legend.appendChild(item);
   });

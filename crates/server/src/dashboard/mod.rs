@@ -11,6 +11,11 @@ use axum::response::{IntoResponse, Redirect, Response};
 const INDEX: &str = include_str!("index.html");
 const SCRIPT: &str = include_str!("dashboard.js");
 const STYLE: &str = include_str!("dashboard.css");
+const ICON: &str = "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 16 16\">\
+<rect x=\"1\" y=\"6\" width=\"14\" height=\"9\" fill=\"#2f6fde\"/>\
+<rect x=\"1\" y=\"2\" width=\"3\" height=\"4\" fill=\"#2f6fde\"/>\
+<rect x=\"6.5\" y=\"2\" width=\"3\" height=\"4\" fill=\"#2f6fde\"/>\
+<rect x=\"12\" y=\"2\" width=\"3\" height=\"4\" fill=\"#2f6fde\"/></svg>";
 
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; \
                    img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
@@ -54,4 +59,9 @@ pub async fn script() -> Response {
 /// `GET /admin/dashboard.css`
 pub async fn style() -> Response {
     asset("text/css; charset=utf-8", STYLE)
+}
+
+/// `GET /admin/favicon.svg`
+pub async fn icon() -> Response {
+    asset("image/svg+xml", ICON)
 }
