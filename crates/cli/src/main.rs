@@ -1,7 +1,11 @@
 //! `moat`: the server, its admin commands, and a CLI that plays the app.
 //!
 //! Exit codes: 0 success, 1 runtime failure, 64 (EX_USAGE) bad configuration or arguments;
-//! `moat audit` also exits 3 when it reports findings at or above `--fail-on`.
+//! `moat audit` also exits 3 when it reports findings at or above `--fail-on`; `moat doctor`
+//! exits 1 when a check fails.
+
+mod admin;
+mod doctor;
 
 use std::io::Write as _;
 use std::os::unix::fs::OpenOptionsExt as _;
@@ -10,7 +14,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context as _, Result, bail};
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory as _, Parser, Subcommand, ValueEnum};
 use moat_client::{Auth, CallOptions, Client, Credential, DeviceState};
 use moat_server::Config;
 use moat_server::clock::SystemClock;
@@ -47,13 +51,23 @@ enum Command {
         #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "MOAT_LOG_FORMAT")]
         log_format: LogFormat,
     },
+    /// Check the configuration and every dependency it names.
+    ///
+    /// Data directory and secrets file, store and its migrations, Redis, Firebase, gateway
+    /// upstreams, SMS sender, TLS files, listen addresses and admin token, concurrently; one
+    /// line each: ok, warn or fail. Exits 0 when nothing failed, 1 when a check failed, 64
+    /// when the configuration does not load.
+    Doctor(doctor::Args),
     /// Operator commands, run against the server's configuration and store.
     Admin {
         #[command(subcommand)]
-        command: AdminCommand,
+        command: admin::AdminCommand,
         /// TOML configuration file of the server.
         #[arg(long, global = true)]
         config: Option<PathBuf>,
+        /// Print JSON instead of text (on standard output, as the text would be).
+        #[arg(long, global = true)]
+        json: bool,
     },
     /// Firebase helpers.
     Firebase {
@@ -80,6 +94,12 @@ enum Command {
             env = "MOAT_DEVICE_STATE"
         )]
         state: PathBuf,
+    },
+    /// Print a shell completion script, e.g. `moat completions bash > /etc/bash_completion.d/moat`.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
     },
 }
 
@@ -159,116 +179,6 @@ enum LogFormat {
 }
 
 #[derive(Subcommand)]
-enum AdminCommand {
-    /// Run the cleanup job.
-    Cleanup {
-        /// Run one pass now and exit (the server runs it periodically by itself).
-        #[arg(long)]
-        once: bool,
-    },
-    /// List or revoke devices.
-    Devices {
-        #[command(subcommand)]
-        command: DevicesCommand,
-    },
-    /// SMS: the development outbox.
-    Sms {
-        #[command(subcommand)]
-        command: SmsCommand,
-    },
-    /// Access-token signing keys.
-    Keys {
-        #[command(subcommand)]
-        command: KeysCommand,
-    },
-    /// Genuine app packages for attestation.
-    App {
-        #[command(subcommand)]
-        command: AppCommand,
-    },
-    /// Integrity-token secrets (shared with the API servers).
-    Integrity {
-        #[command(subcommand)]
-        command: IntegrityCommand,
-    },
-    /// Copy a deployment's data from SQLite to an empty PostgreSQL database, in one
-    /// transaction (stop the servers first; then point store.url at the new database and copy
-    /// the secrets file to every instance).
-    Migrate {
-        /// Source, `sqlite://path/to/moat.db`.
-        #[arg(long)]
-        from: String,
-        /// Target, `postgres://user:password@host:port/db`.
-        #[arg(long)]
-        to: String,
-    },
-}
-
-#[derive(Subcommand)]
-enum AppCommand {
-    /// Store a genuine package (APK/IPA bytes) for measurement.
-    Register {
-        #[arg(long)]
-        app_id: String,
-        #[arg(long)]
-        version: String,
-        #[arg(long)]
-        file: PathBuf,
-    },
-    /// List registered packages.
-    List,
-    /// Stop accepting a package.
-    Retire {
-        #[arg(long)]
-        app_id: String,
-        #[arg(long)]
-        version: String,
-    },
-}
-
-#[derive(Subcommand)]
-enum IntegrityCommand {
-    /// Make a new secret; the previous one verifies until its tokens expire.
-    Rotate,
-    /// Print the secrets an API server needs to verify integrity tokens (handle with care).
-    Show,
-}
-
-#[derive(Subcommand)]
-enum SmsCommand {
-    /// Messages kept by the `outbox` sender, newest first.
-    Outbox {
-        /// Only this phone (E.164).
-        #[arg(long)]
-        phone: Option<String>,
-        #[arg(long, default_value_t = 20)]
-        limit: u32,
-    },
-}
-
-#[derive(Subcommand)]
-enum KeysCommand {
-    /// Make a new signing key; the previous one verifies until its tokens expire.
-    Rotate,
-}
-
-#[derive(Subcommand)]
-enum DevicesCommand {
-    /// List devices, newest first.
-    List {
-        #[arg(long, default_value_t = 100)]
-        limit: u32,
-        #[arg(long, default_value_t = 0)]
-        offset: u32,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Revoke a device by its uuid.
-    Revoke { id: uuid::Uuid },
-}
-
-#[derive(Subcommand)]
 enum DeviceCommand {
     /// Enroll: make (or reuse) the installation key, enroll, read the mailbox, confirm the
     /// code in otp mode, and save the credential.
@@ -341,6 +251,10 @@ fn main() -> ExitCode {
             };
         }
     };
+    if let Command::Completions { shell } = cli.command {
+        clap_complete::generate(shell, &mut Cli::command(), "moat", &mut std::io::stdout());
+        return ExitCode::SUCCESS;
+    }
     // The audit is CPU-bound (rayon); it needs no async runtime.
     if let Command::Audit(args) = &cli.command {
         return match audit(args) {
@@ -361,12 +275,19 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    if let Command::Doctor(args) = cli.command {
+        let code = runtime.block_on(doctor::run(args));
+        // A check that ran out of time may still hold a thread (a hung disk or DNS lookup).
+        runtime.shutdown_background();
+        return code;
+    }
     match runtime.block_on(dispatch(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             if e.downcast_ref::<moat_server::config::ConfigError>()
                 .is_some()
+                || e.downcast_ref::<admin::UsageError>().is_some()
             {
                 ExitCode::from(EX_USAGE)
             } else {
@@ -432,16 +353,11 @@ async fn dispatch(cli: Cli) -> Result<()> {
             moat_server::run(state, public, admin, shutdown_signal()).await?;
             Ok(())
         }
-        // Migrating opens both stores itself; it needs no configuration.
         Command::Admin {
-            command: AdminCommand::Migrate { from, to },
-            ..
-        } => migrate(&from, &to).await,
-        Command::Admin { command, config } => {
-            let config = load_config(config.as_deref())?;
-            let state = moat_server::build_state(config, Arc::new(SystemClock)).await?;
-            admin(command, &state).await
-        }
+            command,
+            config,
+            json,
+        } => admin::run(command, config.as_deref(), json).await,
         Command::Device { command, state } => device(command, &state).await,
         Command::Firebase {
             command: FirebaseCommand::Rules { root },
@@ -459,44 +375,13 @@ async fn dispatch(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
-        Command::Audit(_) => unreachable!("handled before the runtime starts"),
+        Command::Audit(_) | Command::Completions { .. } | Command::Doctor(_) => {
+            unreachable!("handled before dispatch")
+        }
         Command::Tls {
             command: TlsCommand::SelfSigned { out, hosts },
         } => self_signed(&out, hosts),
     }
-}
-
-async fn migrate(from: &str, to: &str) -> Result<()> {
-    if !from.starts_with("sqlite:") {
-        bail!("--from must be a sqlite:// URL");
-    }
-    if !(to.starts_with("postgres://") || to.starts_with("postgresql://")) {
-        bail!("--to must be a postgres:// URL");
-    }
-    let started = std::time::Instant::now();
-    let mut last = std::time::Instant::now();
-    let copied = moat_store::migrate::sqlite_to_postgres(from, to, |table, rows| {
-        // Progress on stderr, at most every 200 ms (stdout carries the JSON result).
-        if last.elapsed() >= std::time::Duration::from_millis(200) {
-            last = std::time::Instant::now();
-            eprintln!("copying {table}: {rows} rows");
-        }
-    })
-    .await
-    .context("migrating (nothing was committed)")?;
-    let total: u64 = copied.iter().map(|c| c.rows).sum();
-    eprintln!(
-        "copied {total} rows in {:.1} s; now set store.url to the new database",
-        started.elapsed().as_secs_f64()
-    );
-    println!(
-        "{}",
-        serde_json::json!({
-            "tables": copied.iter().map(|c| (c.table, c.rows)).collect::<std::collections::BTreeMap<_, _>>(),
-            "rows": total,
-        })
-    );
-    Ok(())
 }
 
 fn audit(args: &AuditArgs) -> Result<ExitCode> {
@@ -600,172 +485,6 @@ fn self_signed(out: &Path, hosts: Vec<String>) -> Result<()> {
         cert_path.display(),
         key_path.display()
     );
-    Ok(())
-}
-
-async fn admin(command: AdminCommand, state: &moat_server::AppState) -> Result<()> {
-    match command {
-        AdminCommand::Migrate { from, to } => migrate(&from, &to).await?,
-        AdminCommand::Cleanup { once } => {
-            if !once {
-                bail!("the server runs the cleanup job by itself; use --once to run one pass now");
-            }
-            let removed = moat_server::cleanup::run_once(state).await?;
-            println!(
-                "{}",
-                serde_json::json!({
-                    "mailbox_items": removed.store.mailbox_items,
-                    "enrollment_otps": removed.store.otps,
-                    "dormant_devices": removed.store.dormant_devices,
-                    "remote_items": removed.remote_items,
-                })
-            );
-        }
-        AdminCommand::Devices {
-            command:
-                DevicesCommand::List {
-                    limit,
-                    offset,
-                    json,
-                },
-        } => {
-            let devices = state
-                .store
-                .list_devices(limit.min(moat_store::MAX_PAGE), offset)
-                .await?;
-            let views: Vec<moat_server::admin::DeviceView> =
-                devices.iter().map(Into::into).collect();
-            if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&serde_json::json!({"devices": views}))?
-                );
-            } else {
-                println!(
-                    "{:<36}  {:<8}  {:<7}  {:<20}  DEVICE ID",
-                    "DEVICE", "STATUS", "MODE", "LAST USED"
-                );
-                for v in views {
-                    println!(
-                        "{:<36}  {:<8}  {:<7}  {:<20}  {}",
-                        v.id, v.status, v.mode, v.last_used_at, v.device_id
-                    );
-                }
-            }
-        }
-        AdminCommand::Sms {
-            command: SmsCommand::Outbox { phone, limit },
-        } => {
-            let phone = match phone {
-                Some(p) => Some(
-                    moat_server::accounts::phone::parse(&p)
-                        .map_err(|e| anyhow::anyhow!("--phone: {}", e.code()))?
-                        .e164,
-                ),
-                None => None,
-            };
-            let mut out = Vec::new();
-            for m in state
-                .accounts
-                .list_sms(phone.as_deref(), limit.min(moat_store::MAX_PAGE))
-                .await?
-            {
-                if m.sender == "outbox" {
-                    let body = state.keys.data.open(m.id.as_bytes(), &m.body_sealed)?;
-                    out.push(serde_json::json!({"to": m.phone, "body": String::from_utf8_lossy(body.expose()), "created_at": moat_server::clock::rfc3339(m.created_at)}));
-                }
-            }
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&serde_json::json!({"messages": out}))?
-            );
-        }
-        AdminCommand::Keys {
-            command: KeysCommand::Rotate,
-        } => {
-            let kid = state
-                .tokens
-                .rotate(&*state.accounts, &state.keys, moat_client::unix_now())
-                .await
-                .map_err(|e| anyhow::anyhow!("rotating keys: {}", e.code()))?;
-            println!("{}", serde_json::json!({"kid": kid}));
-        }
-        AdminCommand::App {
-            command:
-                AppCommand::Register {
-                    app_id,
-                    version,
-                    file,
-                },
-        } => {
-            let meta =
-                std::fs::metadata(&file).with_context(|| format!("reading {}", file.display()))?;
-            if meta.len() > moat_server::admin::MAX_PACKAGE as u64 {
-                bail!(
-                    "{} is larger than {} bytes",
-                    file.display(),
-                    moat_server::admin::MAX_PACKAGE
-                );
-            }
-            let bytes =
-                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
-            let out = moat_server::admin::register(state, &app_id, &version, &bytes)
-                .await
-                .map_err(|e| anyhow::anyhow!("{}: {}", e.code(), e.detail()))?;
-            println!("{out}");
-        }
-        AdminCommand::App {
-            command: AppCommand::List,
-        } => {
-            for r in state.attest.releases(moat_store::MAX_PAGE).await? {
-                println!(
-                    "{:<40} {:<12} {:>12} bytes  {}",
-                    r.app_id, r.version, r.size, r.status
-                );
-            }
-        }
-        AdminCommand::App {
-            command: AppCommand::Retire { app_id, version },
-        } => {
-            if !state.attest.retire_release(&app_id, &version).await? {
-                bail!("no package {app_id} {version}");
-            }
-            println!("retired {app_id} {version}");
-        }
-        AdminCommand::Integrity {
-            command: IntegrityCommand::Rotate,
-        } => {
-            let kid = state
-                .integrity
-                .rotate(&*state.attest, &state.keys, moat_client::unix_now())
-                .await
-                .map_err(|e| anyhow::anyhow!("rotating: {}", e.code()))?;
-            println!("{}", serde_json::json!({"kid": kid}));
-        }
-        AdminCommand::Integrity {
-            command: IntegrityCommand::Show,
-        } => {
-            let keys: Vec<serde_json::Value> = state
-                .integrity
-                .export()
-                .into_iter()
-                .map(|(kid, secret, current)| serde_json::json!({"kid": kid, "secret": secret, "current": current}))
-                .collect();
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&serde_json::json!({"alg": "HS256", "keys": keys}))?
-            );
-        }
-        AdminCommand::Devices {
-            command: DevicesCommand::Revoke { id },
-        } => {
-            let now = moat_client::unix_now();
-            if !state.store.revoke_device(id, now).await? {
-                bail!("no device {id}");
-            }
-            println!("revoked {id}");
-        }
-    }
     Ok(())
 }
 

@@ -1,100 +1,11 @@
 //! The `moat` binary end to end: `serve` on embedded defaults plus environment overrides,
 //! `device enroll/call` playing the app, `admin` commands, graceful shutdown on SIGTERM.
 
-use std::os::unix::fs::PermissionsExt as _;
-use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+mod common;
 
-fn moat() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_moat"))
-}
+use std::time::Duration;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
-struct Server {
-    child: Child,
-    base: String,
-}
-
-fn server_base_port(enrolled: &serde_json::Value) -> String {
-    let server = enrolled["server"].as_str().expect("server");
-    server.rsplit(':').next().expect("port").to_owned()
-}
-
-impl Server {
-    fn start(dir: &Path, mode: &str) -> Self {
-        Self::start_on(dir, mode, &free_port().to_string())
-    }
-
-    fn start_on(dir: &Path, mode: &str, port: &str) -> Self {
-        let port: u16 = port.parse().expect("port");
-        let admin = free_port();
-        let child = moat()
-            .arg("serve")
-            .current_dir(dir)
-            .env("MOAT_SERVER__LISTEN", format!("127.0.0.1:{port}"))
-            .env("MOAT_ADMIN__LISTEN", format!("127.0.0.1:{admin}"))
-            .env("MOAT_ENROLLMENT__MODE", mode)
-            .env("MOAT_ENROLLMENT__RSA_POOL_SIZE", "2")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn moat serve");
-        let base = format!("http://127.0.0.1:{port}");
-        // Serving, not merely listening: a request signed before the server started is
-        // refused as possibly replayed.
-        moat_testkit::wait_for_http_ok(port, "/healthz", Duration::from_secs(30));
-        Self { child, base }
-    }
-
-    fn terminate(mut self) -> Output {
-        let pid = self.child.id().to_string();
-        let status = Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("kill");
-        assert!(status.success());
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if self.child.try_wait().expect("wait").is_some() {
-                break;
-            }
-            assert!(Instant::now() < deadline, "server did not stop on SIGTERM");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        self.child.wait_with_output().expect("output")
-    }
-}
-
-fn run(dir: &Path, args: &[&str]) -> Output {
-    moat()
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("run moat")
-}
-
-#[track_caller]
-fn ok(out: &Output) -> serde_json::Value {
-    assert!(
-        out.status.success(),
-        "stdout: {}\nstderr: {}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
-}
-
-fn mode_of(path: &Path) -> u32 {
-    std::fs::metadata(path).expect("meta").permissions().mode() & 0o777
-}
+use common::{Server, moat, mode_of, ok, run, server_base_port};
 
 #[test]
 fn otp_mode_through_the_cli() {
@@ -165,7 +76,7 @@ fn otp_mode_through_the_cli() {
     // Admin commands work next to the running server (SQLite WAL).
     let list = ok(&run(dir.path(), &["admin", "devices", "list", "--json"]));
     assert_eq!(list["devices"][0]["id"], device.as_str());
-    let cleaned = ok(&run(dir.path(), &["admin", "cleanup", "--once"]));
+    let cleaned = ok(&run(dir.path(), &["admin", "cleanup", "--once", "--json"]));
     assert_eq!(
         cleaned["enrollment_otps"], 1,
         "the used enrollment code is removed"
@@ -215,7 +126,14 @@ fn dynamic_mode_is_the_default_and_bad_config_exits_64() {
     assert_eq!(accepted["status"], "accepted");
     let outbox = ok(&run(
         dir.path(),
-        &["admin", "sms", "outbox", "--phone", "+14155552671"],
+        &[
+            "admin",
+            "sms",
+            "outbox",
+            "--phone",
+            "+14155552671",
+            "--json",
+        ],
     ));
     let body = outbox["messages"][0]["body"]
         .as_str()
@@ -252,15 +170,16 @@ fn dynamic_mode_is_the_default_and_bad_config_exits_64() {
             "1.0",
             "--file",
             "app.apk",
+            "--json",
         ],
     ));
     assert_eq!(registered["size"], 100_000);
     let listed = run(dir.path(), &["admin", "app", "list"]);
     assert!(String::from_utf8_lossy(&listed.stdout).contains("com.example.events"));
-    let secrets = ok(&run(dir.path(), &["admin", "integrity", "show"]));
+    let secrets = ok(&run(dir.path(), &["admin", "integrity", "show", "--json"]));
     assert_eq!(secrets["alg"], "HS256");
     assert_eq!(secrets["keys"][0]["current"], true);
-    let rotated = ok(&run(dir.path(), &["admin", "keys", "rotate"]));
+    let rotated = ok(&run(dir.path(), &["admin", "keys", "rotate", "--json"]));
     assert!(rotated["kid"].as_str().expect("kid").starts_with("ak_"));
     assert!(server.terminate().status.success());
 

@@ -486,7 +486,9 @@ async fn a_sqlite_deployment_moves_to_postgres_and_its_devices_keep_working() {
     let target = pg.database();
     let from = format!("sqlite://{}/moat.db", data.display());
     let out = Command::new(env!("CARGO_BIN_EXE_moat"))
-        .args(["admin", "migrate", "--from", &from, "--to", &target])
+        .args([
+            "admin", "migrate", "--from", &from, "--to", &target, "--json",
+        ])
         .output()
         .expect("run migrate");
     assert!(
