@@ -58,6 +58,23 @@ pub enum AdminCommand {
         #[command(subcommand)]
         command: IntegrityCommand,
     },
+    /// The audit log: security events, newest first.
+    Audit {
+        /// Only this kind (`device.enrolled`, `device.revoked`, `admin.call`, …).
+        #[arg(long)]
+        kind: Option<String>,
+        /// Only events about this subject (a device uuid, user id or key id).
+        #[arg(long)]
+        subject: Option<String>,
+        /// Only the last N hours.
+        #[arg(long)]
+        hours: Option<i64>,
+        /// Only events older than this event id (paging).
+        #[arg(long)]
+        before: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
     /// Copy a deployment's data from SQLite to an empty PostgreSQL database, in one
     /// transaction (stop the servers first; then point store.url at the new database and copy
     /// the secrets file to every instance).
@@ -184,6 +201,13 @@ fn emit(json: bool, value: &impl serde::Serialize, text: impl FnOnce() -> String
     }
 }
 
+/// Writes an audit event for a change made from the command line.
+async fn audited(state: &moat_server::AppState, kind: &str, subject: String) {
+    let mut event = moat_server::audit::event(moat_client::unix_now(), kind, "cli");
+    event.subject = Some(subject);
+    state.audit.record(event).await;
+}
+
 /// What a bulk revocation did.
 #[derive(serde::Serialize)]
 struct RevokeReport {
@@ -229,6 +253,63 @@ async fn execute(command: AdminCommand, state: &moat_server::AppState, json: boo
                 )
             })?;
         }
+        AdminCommand::Audit {
+            kind,
+            subject,
+            hours,
+            before,
+            limit,
+        } => {
+            let limit = limit.clamp(1, moat_store::ops::MAX_AUDIT_PAGE);
+            let events = state
+                .ops
+                .audit(&moat_store::ops::AuditQuery {
+                    kind,
+                    subject,
+                    since: hours.map(|h| moat_client::unix_now() - h.max(0) * 3600),
+                    until: None,
+                    before_id: before,
+                    limit,
+                })
+                .await?;
+            let next = (events.len() == limit as usize)
+                .then(|| events.last().map(|e| e.id.clone()))
+                .flatten();
+            let views: Vec<serde_json::Value> = events
+                .iter()
+                .map(|e| {
+                    json!({
+                        "id": e.id,
+                        "at": rfc3339(e.event.at),
+                        "kind": e.event.kind,
+                        "actor": e.event.actor,
+                        "subject": e.event.subject,
+                        "ip": e.event.ip,
+                        "detail": e.event.detail.as_deref().and_then(|d| serde_json::from_str::<serde_json::Value>(d).ok()),
+                    })
+                })
+                .collect();
+            emit(json, &json!({"events": views, "next": next}), || {
+                let mut out = format!(
+                    "{:<20}  {:<22}  {:<24}  {:<36}  IP\n",
+                    "AT", "KIND", "ACTOR", "SUBJECT"
+                );
+                for e in &events {
+                    out += &format!(
+                        "{:<20}  {:<22}  {:<24}  {:<36}  {}\n",
+                        rfc3339(e.event.at),
+                        e.event.kind,
+                        e.event.actor,
+                        e.event.subject.as_deref().unwrap_or("-"),
+                        e.event.ip.as_deref().unwrap_or("-"),
+                    );
+                }
+                if let Some(next) = &next {
+                    out += &format!("more: --before {next}\n");
+                }
+                out
+            })?;
+        }
         AdminCommand::Devices {
             command: DevicesCommand::List { limit, offset },
         } => {
@@ -264,6 +345,12 @@ async fn execute(command: AdminCommand, state: &moat_server::AppState, json: boo
             {
                 bail!("no device {id}");
             }
+            audited(
+                state,
+                moat_server::audit::kind::DEVICE_REVOKED,
+                id.to_string(),
+            )
+            .await;
             let device = state.store.device(id).await?.context("device vanished")?;
             let view = moat_server::admin::DeviceView::from(&device);
             emit(json, &serde_json::to_value(&view)?, || {
@@ -317,6 +404,7 @@ async fn execute(command: AdminCommand, state: &moat_server::AppState, json: boo
                 .rotate(&*state.accounts, &state.keys, moat_client::unix_now())
                 .await
                 .map_err(|e| anyhow::anyhow!("rotating keys: {}", e.code()))?;
+            audited(state, moat_server::audit::kind::KEYS_ROTATED, kid.clone()).await;
             emit(json, &json!({"kid": kid}), || {
                 format!(
                     "new access-token signing key {kid}; the previous key verifies until its \
@@ -403,6 +491,12 @@ async fn execute(command: AdminCommand, state: &moat_server::AppState, json: boo
                 .rotate(&*state.attest, &state.keys, moat_client::unix_now())
                 .await
                 .map_err(|e| anyhow::anyhow!("rotating: {}", e.code()))?;
+            audited(
+                state,
+                moat_server::audit::kind::INTEGRITY_ROTATED,
+                kid.clone(),
+            )
+            .await;
             emit(json, &json!({"kid": kid}), || {
                 format!(
                     "new integrity secret {kid}; the previous one verifies until its tokens \
@@ -535,7 +629,15 @@ async fn revoke_many(state: &moat_server::AppState, ids: &[uuid::Uuid], json: bo
     let mut progress = Progress::new("revoking devices", unique.len() as u64);
     for id in unique {
         match state.store.revoke_device(id, moat_client::unix_now()).await {
-            Ok(true) => report.revoked += 1,
+            Ok(true) => {
+                report.revoked += 1;
+                audited(
+                    state,
+                    moat_server::audit::kind::DEVICE_REVOKED,
+                    id.to_string(),
+                )
+                .await;
+            }
             Ok(false) => report.not_found_ids.push(id),
             Err(e) => report.failed_ids.push(FailedRevoke {
                 id,

@@ -25,8 +25,8 @@ fn json_logs_carry_the_request_id_and_no_secret() {
     moat_testkit::wait_for_http_ok(admin, "/healthz", Duration::from_secs(30));
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let (device, request_id) = rt.block_on(async {
-        let mut c = moat_client::Client::generate(&format!("http://127.0.0.1:{port}"))
-            .expect("client");
+        let mut c =
+            moat_client::Client::generate(&format!("http://127.0.0.1:{port}")).expect("client");
         c.enroll_and_fetch("log-device", Some("android"))
             .await
             .expect("enroll");
@@ -77,13 +77,19 @@ fn json_logs_carry_the_request_id_and_no_secret() {
     assert_eq!(revoked["fields"]["device"], device.as_str());
     assert_eq!(revoked["level"], "INFO");
     // The line is written inside the request's span, which names the id the client got.
-    assert_eq!(revoked["span"]["request_id"], request_id.as_str(), "{revoked}");
+    assert_eq!(
+        revoked["span"]["request_id"],
+        request_id.as_str(),
+        "{revoked}"
+    );
     assert_eq!(
         revoked["span"]["path"],
         format!("/admin/v1/devices/{device}/revoke")
     );
     assert!(
-        events.iter().any(|e| e["fields"]["message"] == "moat listening"),
+        events
+            .iter()
+            .any(|e| e["fields"]["message"] == "moat listening"),
         "{lines:#?}"
     );
     let all = lines.join("\n");

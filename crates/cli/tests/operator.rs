@@ -368,6 +368,57 @@ fn bulk_revoke_checks_the_whole_file_then_revokes_exactly_its_devices() {
     assert_eq!(report["failed"], 0, "{report}");
     assert_eq!(report["not_found_ids"], serde_json::json!([unknown]));
 
+    // Each revocation is in the audit log, made by the CLI; the server logged the enrollments.
+    let audit = ok(&run(
+        dir.path(),
+        &["admin", "audit", "--kind", "device.revoked", "--json"],
+    ));
+    let mut subjects: Vec<&str> = audit["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .map(|e| {
+            assert_eq!(e["actor"], "cli", "{e}");
+            e["subject"].as_str().expect("subject")
+        })
+        .collect();
+    subjects.sort_unstable();
+    let mut expected: Vec<&str> = ids[..3].iter().map(String::as_str).collect();
+    expected.sort_unstable();
+    assert_eq!(subjects, expected);
+    let enrolled = ok(&run(
+        dir.path(),
+        &[
+            "admin",
+            "audit",
+            "--kind",
+            "device.enrolled",
+            "--limit",
+            "3",
+            "--json",
+        ],
+    ));
+    assert_eq!(enrolled["events"].as_array().expect("events").len(), 3);
+    let rest = ok(&run(
+        dir.path(),
+        &[
+            "admin",
+            "audit",
+            "--kind",
+            "device.enrolled",
+            "--before",
+            enrolled["next"].as_str().expect("next page"),
+            "--json",
+        ],
+    ));
+    assert_eq!(rest["events"].as_array().expect("events").len(), 1);
+    assert_eq!(rest["next"], Value::Null);
+    let table = text(&run(dir.path(), &["admin", "audit", "--kind", "device.revoked"]).stdout);
+    assert!(
+        table.starts_with("AT") && table.contains(ids[0].as_str()),
+        "{table}"
+    );
+
     let after = statuses(dir.path());
     for id in &ids[..3] {
         assert_eq!(after[id], "revoked", "{after}");

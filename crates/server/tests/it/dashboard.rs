@@ -66,9 +66,7 @@ async fn the_dashboard_shows_real_traffic_and_revokes_in_chromium() {
         Path::new(&chromium).exists(),
         "headless Chromium is needed at {chromium} (Debian package `chromium`; .ci/run installs it)"
     );
-    let script = tokio::task::spawn_blocking(playwright)
-        .await
-        .expect("npm");
+    let script = tokio::task::spawn_blocking(playwright).await.expect("npm");
     let server = TestServer::start("dynamic").await;
     let a = server.enrolled("dash-a").await;
     let b = server.enrolled("dash-b").await;
@@ -213,8 +211,14 @@ async fn the_dashboard_shows_real_traffic_and_revokes_in_chromium() {
     let (width, height, red, distinct) = count_colour(&shot, [0xc0, 0x39, 0x2b]);
     let (_, _, amber, _) = count_colour(&shot, [0xe0, 0xa1, 0x00]);
     assert_eq!((width, height), (1280, 1000));
-    assert!(red > 500, "attestation bar not in the screenshot ({red} pixels)");
-    assert!(amber > 500, "SMS bar not in the screenshot ({amber} pixels)");
+    assert!(
+        red > 500,
+        "attestation bar not in the screenshot ({red} pixels)"
+    );
+    assert!(
+        amber > 500,
+        "SMS bar not in the screenshot ({amber} pixels)"
+    );
     assert!(distinct > 20, "screenshot looks blank ({distinct} colours)");
     // MOAT_DASHBOARD_SCREENSHOT=path keeps a copy (docs/operations.md shows one).
     if let Ok(keep) = std::env::var("MOAT_DASHBOARD_SCREENSHOT") {

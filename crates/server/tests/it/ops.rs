@@ -219,7 +219,10 @@ async fn security_events_are_in_the_audit_log_and_can_be_filtered_and_paged() {
     assert_eq!(enrolled["detail"]["mode"], "dynamic");
     assert_eq!(enrolled["detail"]["device_id"], "audit-1");
     assert_eq!(events[4]["ip"], "127.0.0.1");
-    assert_eq!(events[4]["detail"]["path"], format!("/admin/v1/devices/{device}/revoke"));
+    assert_eq!(
+        events[4]["detail"]["path"],
+        format!("/admin/v1/devices/{device}/revoke")
+    );
     assert_eq!(events[3]["actor"], "admin");
     assert_eq!(events[2]["detail"]["status"], 200);
     // Nothing secret is ever in an event.
@@ -243,7 +246,10 @@ async fn security_events_are_in_the_audit_log_and_can_be_filtered_and_paged() {
             None => break,
         }
     }
-    let ids: Vec<&str> = events.iter().map(|e| e["id"].as_str().expect("id")).collect();
+    let ids: Vec<&str> = events
+        .iter()
+        .map(|e| e["id"].as_str().expect("id"))
+        .collect();
     assert_eq!(seen, ids);
     // Bad limits are refused, not clamped silently.
     let r = http()
@@ -279,7 +285,9 @@ async fn dashboard_stats_count_enrollments_attestations_sms_and_refusals() {
             .call(
                 Method::POST,
                 "/api/register",
-                Some(&json!({"phone": "+14155552671", "password": format!("a long passphrase {i}")})),
+                Some(
+                    &json!({"phone": "+14155552671", "password": format!("a long passphrase {i}")}),
+                ),
                 opts(),
             )
             .await
@@ -288,7 +296,10 @@ async fn dashboard_stats_count_enrollments_attestations_sms_and_refusals() {
     }
     // Device b is revoked, then keeps calling: refusals of a proven device.
     let r = http()
-        .post(format!("{}/admin/v1/devices/{device_b}/revoke", server.admin))
+        .post(format!(
+            "{}/admin/v1/devices/{device_b}/revoke",
+            server.admin
+        ))
         .bearer_auth(ADMIN_TOKEN)
         .send()
         .await
