@@ -434,45 +434,27 @@ pub async fn stats(
     state.stats.flush().await?;
     let today = crate::stats::day_of(state.now());
     let from = today - days + 1;
-    let rows = state
-        .ops
-        .stats(
-            &[
-                metric::ENROLL,
-                metric::ATTEST,
-                metric::SMS,
-                metric::SMS_COST_MICROS,
-            ],
-            from,
-            today,
-        )
-        .await?;
-    let mut series: std::collections::BTreeMap<&str, Vec<serde_json::Value>> =
-        std::collections::BTreeMap::new();
-    let mut totals: std::collections::BTreeMap<String, i64> = std::collections::BTreeMap::new();
-    let dates: Vec<String> = (from..=today)
-        .map(|d| rfc3339(d * 86_400)[..10].to_owned())
-        .collect();
-    for name in [metric::ENROLL, metric::ATTEST, metric::SMS] {
-        series.insert(name, Vec::new());
-    }
-    let mut cost_micros = 0_i64;
-    for row in &rows {
-        if row.metric == metric::SMS_COST_MICROS {
-            cost_micros += row.value;
-            continue;
-        }
-        *totals
-            .entry(format!("{}:{}", row.metric, row.label))
-            .or_default() += row.value;
-        if let Some(list) = series.get_mut(row.metric.as_str()) {
-            list.push(serde_json::json!({
-                "date": rfc3339(row.day * 86_400)[..10],
-                "label": row.label,
-                "value": row.value,
-            }));
-        }
-    }
+    let date = |day: i64| rfc3339(day * 86_400)[..10].to_owned();
+    let dates: Vec<String> = (from..=today).map(date).collect();
+    let rows = |name| state.ops.stats(name, from, today);
+    let (enroll, attest, sms, cost) = (
+        rows(metric::ENROLL).await?,
+        rows(metric::ATTEST).await?,
+        rows(metric::SMS).await?,
+        rows(metric::SMS_COST_MICROS).await?,
+    );
+    let series = |rows: &[moat_store::ops::StatRow]| -> Vec<serde_json::Value> {
+        rows.iter()
+            .map(|r| serde_json::json!({"date": date(r.day), "label": r.label, "value": r.value}))
+            .collect()
+    };
+    // The total of `rows`, of one label or of all.
+    let total = |rows: &[moat_store::ops::StatRow], label: Option<&str>| -> i64 {
+        rows.iter()
+            .filter(|r| label.is_none_or(|l| r.label == l))
+            .map(|r| r.value)
+            .sum()
+    };
     let top = |rows: Vec<(String, i64)>| -> Vec<serde_json::Value> {
         rows.into_iter()
             .map(|(key, count)| serde_json::json!({"key": key, "count": count}))
@@ -486,27 +468,26 @@ pub async fn stats(
         .ops
         .top_stats(metric::REFUSED_IP, from, today, 10)
         .await?);
-    let total = |key: &str| totals.get(key).copied().unwrap_or(0);
-    let (pass, fail) = (total("attest:pass"), total("attest:fail"));
+    let (pass, fail) = (total(&attest, Some("pass")), total(&attest, Some("fail")));
     #[allow(clippy::cast_precision_loss)]
     let pass_rate = (pass + fail > 0).then(|| pass as f64 / (pass + fail) as f64);
     #[allow(clippy::cast_precision_loss)]
-    let spend = cost_micros as f64 / 1e6;
+    let spend = total(&cost, None) as f64 / 1e6;
     Ok(Json(serde_json::json!({
         "from": dates.first(),
         "to": dates.last(),
         "dates": dates,
-        "enrollments": series.remove(metric::ENROLL),
-        "attestations": series.remove(metric::ATTEST),
-        "sms": series.remove(metric::SMS),
+        "enrollments": series(&enroll),
+        "attestations": series(&attest),
+        "sms": series(&sms),
         "totals": {
-            "enrollments": totals.iter().filter(|(k, _)| k.starts_with("enroll:")).map(|(_, v)| v).sum::<i64>(),
+            "enrollments": total(&enroll, None),
             "attestation_pass": pass,
             "attestation_fail": fail,
             "attestation_pass_rate": pass_rate,
-            "sms_sent": total("sms:sent"),
-            "sms_blocked": total("sms:blocked"),
-            "sms_failed": total("sms:failed"),
+            "sms_sent": total(&sms, Some("sent")),
+            "sms_blocked": total(&sms, Some("blocked")),
+            "sms_failed": total(&sms, Some("failed")),
             "sms_estimated_spend": spend,
             "currency": state.config.sms.currency,
         },

@@ -213,11 +213,5 @@ const PROBE_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// One store round trip into `moat_store_latency_seconds`.
 async fn probe_store(state: &AppState) {
-    let started = std::time::Instant::now();
-    if state.store.ping().await.is_ok() {
-        state
-            .metrics
-            .store_latency
-            .observe(started.elapsed().as_secs_f64());
-    }
+    let _ = crate::metrics::timed(&state.metrics.store_latency, state.store.ping()).await;
 }

@@ -138,11 +138,11 @@ impl Redis {
         cmd: impl AsyncFnOnce(&mut ConnectionManager) -> redis::RedisResult<T>,
     ) -> Result<T, Unavailable> {
         let mut conn = self.conn.clone();
-        let started = std::time::Instant::now();
-        let outcome = tokio::time::timeout(self.timeout, cmd(&mut conn)).await;
-        if let Some(h) = self.latency.get() {
-            h.observe(started.elapsed().as_secs_f64());
-        }
+        let call = tokio::time::timeout(self.timeout, cmd(&mut conn));
+        let outcome = match self.latency.get() {
+            Some(h) => crate::metrics::timed(h, call).await,
+            None => call.await,
+        };
         match outcome {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => {

@@ -95,16 +95,14 @@ pub fn client_ip(
     if !trusted.contains(&peer) {
         return peer;
     }
-    let mut hops: Vec<std::net::IpAddr> = Vec::new();
-    for value in headers.get_all("x-forwarded-for") {
-        let Ok(text) = value.to_str() else { continue };
-        hops.extend(
-            text.split(',')
-                .filter_map(|h| h.trim().parse::<std::net::IpAddr>().ok()),
-        );
-    }
-    hops.into_iter()
+    // Right to left, without collecting the hops: this runs for every request.
+    headers
+        .get_all("x-forwarded-for")
+        .iter()
         .rev()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|text| text.rsplit(','))
+        .filter_map(|hop| hop.trim().parse::<std::net::IpAddr>().ok())
         .find(|ip| !trusted.contains(ip))
         .unwrap_or(peer)
 }

@@ -140,12 +140,8 @@ async fn metrics(
     State(state): State<AppState>,
     headers: http::HeaderMap,
 ) -> axum::response::Response {
-    let started = std::time::Instant::now();
-    if let Ok(n) = state.ops.mailbox_backlog().await {
-        state
-            .metrics
-            .store_latency
-            .observe(started.elapsed().as_secs_f64());
+    let backlog = metrics::timed(&state.metrics.store_latency, state.ops.mailbox_backlog());
+    if let Ok(n) = backlog.await {
         state.metrics.mailbox_backlog.set(n);
     }
     let openmetrics = headers

@@ -9,8 +9,7 @@
 //! asks for it in `Accept`.
 
 use std::collections::HashSet;
-use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::sync::RwLock;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -258,11 +257,6 @@ impl Metrics {
             .inc();
     }
 
-    /// Records a latency.
-    pub fn observe(histogram: &Histogram, elapsed: Duration) {
-        histogram.observe(elapsed.as_secs_f64());
-    }
-
     /// The exposition: OpenMetrics 1.0 if `openmetrics`, else the Prometheus text format.
     pub fn render(&self, openmetrics: bool) -> String {
         let mut out = String::with_capacity(8192);
@@ -275,6 +269,14 @@ impl Metrics {
             to_prometheus_text(&out)
         }
     }
+}
+
+/// Awaits `call` and records how long it took in `histogram`, whatever its outcome.
+pub async fn timed<T>(histogram: &Histogram, call: impl std::future::Future<Output = T>) -> T {
+    let started = std::time::Instant::now();
+    let out = call.await;
+    histogram.observe(started.elapsed().as_secs_f64());
+    out
 }
 
 /// `Content-Type` of [`Metrics::render`]'s two forms.
@@ -315,9 +317,6 @@ fn to_prometheus_text(openmetrics: &str) -> String {
     }
     out
 }
-
-/// Shared handle.
-pub type SharedMetrics = Arc<Metrics>;
 
 #[cfg(test)]
 mod tests {

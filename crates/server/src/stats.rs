@@ -81,51 +81,34 @@ impl DailyStats {
     pub async fn flush(&self) -> Result<(), moat_store::StoreError> {
         // One flush at a time, so counts taken by one are never overtaken by another's.
         let _one = self.flushing.lock().await;
-        let batch: Vec<StatDelta> = {
-            let mut pending = self
-                .pending
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            pending
-                .drain()
-                .map(|((day, metric, label), value)| StatDelta {
-                    day,
-                    metric: metric.to_owned(),
-                    label,
-                    value,
-                })
-                .collect()
-        };
+        let batch: Vec<(Key, i64)> = self
+            .pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .drain()
+            .collect();
         for (i, chunk) in batch.chunks(500).enumerate() {
-            if let Err(e) = self.store.add_stats(chunk).await {
+            let deltas: Vec<StatDelta> = chunk
+                .iter()
+                .map(|((day, metric, label), value)| StatDelta {
+                    day: *day,
+                    metric: (*metric).to_owned(),
+                    label: label.clone(),
+                    value: *value,
+                })
+                .collect();
+            if let Err(e) = self.store.add_stats(&deltas).await {
                 // This chunk and the ones after it go back.
                 let mut pending = self
                     .pending
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner);
-                for d in &batch[i * 500..] {
-                    let metric = metric_name(&d.metric);
-                    *pending.entry((d.day, metric, d.label.clone())).or_insert(0) += d.value;
+                for (key, value) in &batch[i * 500..] {
+                    *pending.entry(key.clone()).or_insert(0) += value;
                 }
                 return Err(e);
             }
         }
         Ok(())
     }
-}
-
-/// The static name of a counter read back from a delta.
-fn metric_name(name: &str) -> &'static str {
-    use metric::*;
-    [
-        ENROLL,
-        ATTEST,
-        SMS,
-        SMS_COST_MICROS,
-        REFUSED_IP,
-        REFUSED_DEVICE,
-    ]
-    .into_iter()
-    .find(|m| *m == name)
-    .unwrap_or("other")
 }

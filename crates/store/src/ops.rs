@@ -89,8 +89,8 @@ pub trait OpsStore: Send + Sync + 'static {
     /// Adds to daily counters, all or none.
     async fn add_stats(&self, deltas: &[StatDelta]) -> Result<()>;
 
-    /// Every counter of `metrics` from `from_day` to `to_day` inclusive.
-    async fn stats(&self, metrics: &[&str], from_day: i64, to_day: i64) -> Result<Vec<StatRow>>;
+    /// Every counter of `metric` from `from_day` to `to_day` inclusive, by day and label.
+    async fn stats(&self, metric: &str, from_day: i64, to_day: i64) -> Result<Vec<StatRow>>;
 
     /// The `limit` labels of `metric` with the highest totals over the days, highest first.
     async fn top_stats(

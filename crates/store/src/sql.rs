@@ -1243,34 +1243,27 @@ macro_rules! sql_backend {
                 Ok(())
             }
 
-            async fn stats(
-                &self,
-                metrics: &[&str],
-                from_day: i64,
-                to_day: i64,
-            ) -> Result<Vec<StatRow>> {
-                let mut out = Vec::new();
-                for metric in metrics {
-                    let rows = sqlx::query(
-                        "SELECT day, metric, label, value FROM daily_stats \
-                         WHERE metric = $1 AND day >= $2 AND day <= $3 ORDER BY day, label LIMIT 10000",
-                    )
-                    .bind(metric)
-                    .bind(from_day)
-                    .bind(to_day)
-                    .fetch_all(&self.pool)
-                    .await
-                    .map_err($map_err)?;
-                    for r in &rows {
-                        out.push(StatRow {
+            async fn stats(&self, metric: &str, from_day: i64, to_day: i64) -> Result<Vec<StatRow>> {
+                let rows = sqlx::query(
+                    "SELECT day, metric, label, value FROM daily_stats \
+                     WHERE metric = $1 AND day >= $2 AND day <= $3 ORDER BY day, label LIMIT 10000",
+                )
+                .bind(metric)
+                .bind(from_day)
+                .bind(to_day)
+                .fetch_all(&self.pool)
+                .await
+                .map_err($map_err)?;
+                rows.iter()
+                    .map(|r| {
+                        Ok(StatRow {
                             day: get(r, "day")?,
                             metric: get(r, "metric")?,
                             label: get(r, "label")?,
                             value: get(r, "value")?,
-                        });
-                    }
-                }
-                Ok(out)
+                        })
+                    })
+                    .collect()
             }
 
             async fn top_stats(

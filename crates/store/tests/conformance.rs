@@ -777,7 +777,7 @@ async fn audit_log_and_daily_stats(opened: &Opened) {
     ])
     .await
     .expect("add again");
-    let rows = ops.stats(&["enroll"], 0, 100).await.expect("stats");
+    let rows = ops.stats("enroll", 0, 100).await.expect("stats");
     assert_eq!(rows.len(), 1);
     assert_eq!((rows[0].day, rows[0].value), (10, 5));
     assert_eq!(
@@ -794,12 +794,7 @@ async fn audit_log_and_daily_stats(opened: &Opened) {
         ats(ops.audit(&q(None, None, None, None)).await.expect("after")),
         [300, 200]
     );
-    assert!(
-        ops.stats(&["enroll"], 0, 100)
-            .await
-            .expect("stats")
-            .is_empty()
-    );
+    assert!(ops.stats("enroll", 0, 100).await.expect("stats").is_empty());
 }
 
 macro_rules! conformance {

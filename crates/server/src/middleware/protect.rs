@@ -32,7 +32,7 @@ use moat_store::{Device, DeviceStatus};
 
 use crate::config::{Mode, Requirement};
 use crate::error::ApiError;
-use crate::extract::{ClientIp, body_bytes};
+use crate::extract::{body_bytes, client_ip};
 use crate::gateway::{RateKey, RateLimit};
 use crate::ratelimit::{Quota, Refusal};
 use crate::state::AppState;
@@ -89,13 +89,7 @@ pub struct UserPrincipal {
 
 /// A store call on the request path, timed into `moat_store_latency_seconds`.
 async fn timed<T>(state: &AppState, call: impl std::future::Future<Output = T>) -> T {
-    let started = std::time::Instant::now();
-    let out = call.await;
-    state
-        .metrics
-        .store_latency
-        .observe(started.elapsed().as_secs_f64());
-    out
+    crate::metrics::timed(&state.metrics.store_latency, call).await
 }
 
 /// Middleware state: the app state plus this route's policy.
@@ -114,7 +108,7 @@ pub struct Protect {
 /// Applies the route's rate limit to a verified caller; returns the `RateLimit` header values.
 async fn rate_limit(
     p: &Protect,
-    parts: &mut Parts,
+    parts: &Parts,
     principal: &Principal,
 ) -> Result<Option<(HeaderValue, HeaderValue)>, ApiError> {
     let Some(rl) = p.rate_limit else {
@@ -129,12 +123,7 @@ async fn rate_limit(
             || "anonymous".to_owned(),
             |u| format!("{}\0{}", u.issuer, u.id),
         ),
-        RateKey::Ip => <ClientIp as axum::extract::FromRequestParts<AppState>>::from_request_parts(
-            parts, &p.state,
-        )
-        .await?
-        .0
-        .to_string(),
+        RateKey::Ip => client_ip(&parts.headers, &parts.extensions, &p.state).to_string(),
         RateKey::Route => String::new(),
     };
     let window = (f64::from(rl.burst) / rl.per_second).ceil().max(1.0);
@@ -704,7 +693,7 @@ async fn checked(
     } else {
         body
     };
-    let limit_headers = rate_limit(p, &mut parts, &principal).await?;
+    let limit_headers = rate_limit(p, &parts, &principal).await?;
     if let Some(device) = &principal.device {
         state.usage.record(device.id, now);
     }
