@@ -203,8 +203,7 @@ fn emit(json: bool, value: &impl serde::Serialize, text: impl FnOnce() -> String
 
 /// Writes an audit event for a change made from the command line.
 async fn audited(state: &moat_server::AppState, kind: &str, subject: String) {
-    let mut event = moat_server::audit::event(moat_client::unix_now(), kind, "cli");
-    event.subject = Some(subject);
+    let event = moat_server::audit::event(moat_client::unix_now(), kind, "cli").subject(subject);
     state.audit.record(event).await;
 }
 

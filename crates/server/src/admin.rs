@@ -117,8 +117,7 @@ pub async fn revoke_device(
     // Take effect on this instance at once; others see it within the device cache TTL.
     state.device_cache.clear();
     tracing::info!(device = %id, "device revoked by admin");
-    let mut event = audit::event(state.now(), audit::kind::DEVICE_REVOKED, "admin");
-    event.subject = Some(id.to_string());
+    let event = audit::event(state.now(), audit::kind::DEVICE_REVOKED, "admin").subject(id);
     state.audit.record(event).await;
     let device = state
         .store
@@ -222,8 +221,7 @@ pub async fn rotate_keys(
         .tokens
         .rotate(&*state.accounts, &state.keys, state.now())
         .await?;
-    let mut event = audit::event(state.now(), audit::kind::KEYS_ROTATED, "admin");
-    event.subject = Some(kid.clone());
+    let event = audit::event(state.now(), audit::kind::KEYS_ROTATED, "admin").subject(&kid);
     state.audit.record(event).await;
     Ok(Json(serde_json::json!({ "kid": kid })))
 }
@@ -325,8 +323,7 @@ pub async fn rotate_integrity(
         .integrity
         .rotate(&*state.attest, &state.keys, state.now())
         .await?;
-    let mut event = audit::event(state.now(), audit::kind::INTEGRITY_ROTATED, "admin");
-    event.subject = Some(kid.clone());
+    let event = audit::event(state.now(), audit::kind::INTEGRITY_ROTATED, "admin").subject(&kid);
     state.audit.record(event).await;
     Ok(Json(serde_json::json!({ "kid": kid })))
 }

@@ -38,15 +38,39 @@ pub mod kind {
     pub const ADMIN_DENIED: &str = "admin.denied";
 }
 
-/// Builds an event.
-pub fn event(at: i64, kind: &str, actor: impl Into<String>) -> NewAuditEvent {
-    NewAuditEvent {
+/// Starts an event; add what it concerns with [`Event`]'s methods.
+pub fn event(at: i64, kind: &str, actor: impl Into<String>) -> Event {
+    Event(NewAuditEvent {
         at,
         kind: kind.to_owned(),
         actor: actor.into(),
         subject: None,
         ip: None,
         detail: None,
+    })
+}
+
+/// An event being built.
+#[must_use]
+pub struct Event(NewAuditEvent);
+
+impl Event {
+    /// What it was done to.
+    pub fn subject(mut self, subject: impl ToString) -> Self {
+        self.0.subject = Some(subject.to_string());
+        self
+    }
+
+    /// The client address of the request it came from.
+    pub fn ip(mut self, ip: impl ToString) -> Self {
+        self.0.ip = Some(ip.to_string());
+        self
+    }
+
+    /// More, as a JSON object (never a secret).
+    pub fn detail(mut self, detail: &serde_json::Value) -> Self {
+        self.0.detail = Some(detail.to_string());
+        self
     }
 }
 
@@ -63,7 +87,7 @@ impl AuditLog {
     }
 
     /// Records an event; a failure is logged and counted, never returned (see the module).
-    pub async fn record(&self, event: NewAuditEvent) {
+    pub async fn record(&self, Event(event): Event) {
         match self.store.append_audit(std::slice::from_ref(&event)).await {
             Ok(()) => {
                 self.metrics.audit_events.inc();

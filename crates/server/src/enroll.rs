@@ -366,14 +366,13 @@ async fn record_issue(state: &AppState, who: &Who, issued: Issued<'_>, ip: IpAdd
         &format!("{mode}/{channel}"),
         1,
     );
-    let mut e = audit::event(now, issued.kind, format!("identity:{}", who.identity()));
-    e.subject = issued.subject.map(|id| id.to_string());
-    e.ip = Some(ip.to_string());
-    e.detail = Some(
-        json!({"mode": mode, "channel": channel, "device_id": issued.device_id, "platform": issued.platform})
-            .to_string(),
-    );
-    state.audit.record(e).await;
+    let mut event = audit::event(now, issued.kind, format!("identity:{}", who.identity()))
+        .ip(ip)
+        .detail(&json!({"mode": mode, "channel": channel, "device_id": issued.device_id, "platform": issued.platform}));
+    if let Some(id) = issued.subject {
+        event = event.subject(id);
+    }
+    state.audit.record(event).await;
 }
 
 fn channel_name(state: &AppState, who: &Who) -> &'static str {
@@ -667,14 +666,14 @@ pub async fn confirm(
         let attempts = state.store.record_otp_failure(&record.id).await?;
         tracing::info!(identity = %identity, attempts, "wrong enrollment code");
         if attempts == state.config.otp_max_attempts {
-            let mut e = audit::event(
+            let event = audit::event(
                 now,
                 audit::kind::ENROLLMENT_LOCKED,
                 format!("identity:{identity}"),
-            );
-            e.ip = Some(ip.to_string());
-            e.detail = Some(json!({"device_id": req.device_id, "attempts": attempts}).to_string());
-            state.audit.record(e).await;
+            )
+            .ip(ip)
+            .detail(&json!({"device_id": req.device_id, "attempts": attempts}));
+            state.audit.record(event).await;
         }
         return Err(if attempts >= state.config.otp_max_attempts {
             locked()

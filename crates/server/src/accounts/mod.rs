@@ -563,17 +563,14 @@ pub async fn token(
                         tracing::warn!(user = %id, failures = count, "login locked after repeated failures");
                     }
                     if count == c.login_lock_after {
-                        let mut event = crate::audit::event(
+                        let event = crate::audit::event(
                             now,
                             crate::audit::kind::USER_LOCKED,
                             format!("ip:{}", ip.0),
-                        );
-                        event.subject = Some(id.to_string());
-                        event.ip = Some(ip.0.to_string());
-                        event.detail = Some(
-                            serde_json::json!({"failures": count, "locked_seconds": c.login_lock_seconds})
-                                .to_string(),
-                        );
+                        )
+                        .subject(id)
+                        .ip(ip.0)
+                        .detail(&serde_json::json!({"failures": count, "locked_seconds": c.login_lock_seconds}));
                         state.audit.record(event).await;
                     }
                 }
@@ -606,14 +603,14 @@ pub async fn token(
                 // A used token presented again: someone holds a copy. Revoke the whole login.
                 let revoked = state.accounts.revoke_refresh_family(&record.family).await?;
                 tracing::warn!(user = %record.user_id, revoked, "refresh token reuse detected; family revoked");
-                let mut event = crate::audit::event(
+                let event = crate::audit::event(
                     now,
                     crate::audit::kind::REFRESH_REUSED,
                     format!("device:{device}"),
-                );
-                event.subject = Some(record.user_id.to_string());
-                event.ip = Some(ip.0.to_string());
-                event.detail = Some(serde_json::json!({"revoked_tokens": revoked}).to_string());
+                )
+                .subject(record.user_id)
+                .ip(ip.0)
+                .detail(&serde_json::json!({"revoked_tokens": revoked}));
                 state.audit.record(event).await;
                 return Err(invalid_grant("refresh token reuse detected; sign in again"));
             }

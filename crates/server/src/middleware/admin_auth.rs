@@ -26,29 +26,30 @@ pub async fn require_admin(
         .unwrap_or("");
     let now = state.now();
     if presented.is_empty() || !state.keys.admin_token.ct_eq(presented.as_bytes()) {
-        let mut event = audit::event(now, audit::kind::ADMIN_DENIED, "unknown");
-        event.ip =
-            Some(crate::extract::client_ip(req.headers(), req.extensions(), &state).to_string());
-        event.detail = Some(
-            serde_json::json!({"method": req.method().as_str(), "path": req.uri().path()})
-                .to_string(),
-        );
+        let event = audit::event(now, audit::kind::ADMIN_DENIED, "unknown")
+            .ip(crate::extract::client_ip(
+                req.headers(),
+                req.extensions(),
+                &state,
+            ))
+            .detail(
+                &serde_json::json!({"method": req.method().as_str(), "path": req.uri().path()}),
+            );
         state.audit.record(event).await;
         return Err(ApiError::credential("admin bearer token required"));
     }
     // Reads are not audited (the dashboard polls); every other call is.
-    let mutating = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
-    let (method, path) = (req.method().clone(), req.uri().path().to_owned());
-    let ip = crate::extract::client_ip(req.headers(), req.extensions(), &state);
-    let response = next.run(req).await;
-    if mutating {
-        let mut event = audit::event(now, audit::kind::ADMIN_CALL, "admin");
-        event.ip = Some(ip.to_string());
-        event.detail = Some(
-            serde_json::json!({"method": method.as_str(), "path": path, "status": response.status().as_u16()})
-                .to_string(),
-        );
-        state.audit.record(event).await;
+    if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+        return Ok(next.run(req).await);
     }
+    let event = audit::event(now, audit::kind::ADMIN_CALL, "admin").ip(crate::extract::client_ip(
+        req.headers(),
+        req.extensions(),
+        &state,
+    ));
+    let (method, path) = (req.method().clone(), req.uri().path().to_owned());
+    let response = next.run(req).await;
+    let detail = serde_json::json!({"method": method.as_str(), "path": path, "status": response.status().as_u16()});
+    state.audit.record(event.detail(&detail)).await;
     Ok(response)
 }
