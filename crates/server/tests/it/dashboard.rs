@@ -27,15 +27,6 @@ fn playwright() -> PathBuf {
     dir.join("drive.mjs")
 }
 
-fn device_of(c: &moat_client::Client) -> String {
-    match c.credential() {
-        Some(moat_client::Credential::ApiKey {
-            device: Some(id), ..
-        }) => id.clone(),
-        other => panic!("no device id in {other:?}"),
-    }
-}
-
 /// Pixels of exactly this colour in an RGBA/RGB PNG, and the image's size.
 fn count_colour(png_path: &Path, rgb: [u8; 3]) -> (u32, u32, usize, usize) {
     let decoder = png::Decoder::new(std::io::BufReader::new(
@@ -72,60 +63,9 @@ async fn the_dashboard_shows_real_traffic_and_revokes_in_chromium() {
     let b = server.enrolled("dash-b").await;
     let target = server.enrolled("dash-target").await;
     let (id_b, id_target) = (device_of(&b), device_of(&target));
-    // A failed attestation, an SMS sent and one blocked by the cooldown.
-    let r = a
-        .call(
-            Method::POST,
-            "/v1/attest",
-            Some(&json!({"challenge_id": "ch_unknown", "measurement": "AAAA"})),
-            opts(),
-        )
-        .await
-        .expect("attest");
-    assert_eq!(r.status, 200);
-    for expected in [202, 429] {
-        let r = a
-            .call(
-                Method::POST,
-                "/api/register",
-                Some(&json!({"phone": "+14155552671", "password": "a long passphrase here"})),
-                opts(),
-            )
-            .await
-            .expect("register");
-        assert_eq!(r.status, expected);
-    }
-    // Device b revoked through the API, then still calling: the most refused device.
-    let r = http()
-        .post(format!("{}/admin/v1/devices/{id_b}/revoke", server.admin))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .expect("revoke");
-    assert_eq!(r.status(), 200);
-    for _ in 0..4 {
-        let r = b
-            .call(Method::GET, "/v1/device", None, opts())
-            .await
-            .expect("call");
-        assert_eq!(r.status, 403);
-    }
-    // Wait for the SMS worker, so the figures are settled before the browser looks.
-    for _ in 0..50 {
-        let s: Value = http()
-            .get(format!("{}/admin/v1/stats?days=1", server.admin))
-            .bearer_auth(ADMIN_TOKEN)
-            .send()
-            .await
-            .expect("stats")
-            .json()
-            .await
-            .expect("json");
-        if s["totals"]["sms_sent"] == 1 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    // A failed attestation, an SMS sent and one blocked by the cooldown; device b revoked
+    // through the API, then still calling: the most refused device.
+    dashboard_traffic(&server, &a, &b, 4).await;
 
     let dir = tempfile::tempdir().expect("tempdir");
     let shot = dir.path().join("dashboard.png");

@@ -6,26 +6,6 @@ use serde_json::{Value, json};
 
 use super::support::*;
 
-fn device_of(c: &moat_client::Client) -> String {
-    match c.credential() {
-        Some(moat_client::Credential::ApiKey {
-            device: Some(id), ..
-        }) => id.clone(),
-        other => panic!("no device id in {other:?}"),
-    }
-}
-
-async fn admin_get(server: &TestServer, path: &str) -> Value {
-    let r = http()
-        .get(format!("{}{path}", server.admin))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .expect("admin get");
-    assert_eq!(r.status(), 200, "{path}");
-    r.json().await.expect("json")
-}
-
 /// The value of the sample `name` whose labels include all of `labels` (summed if several).
 fn sample(samples: &Value, name: &str, labels: &[(&str, &str)]) -> f64 {
     samples
@@ -178,20 +158,9 @@ async fn security_events_are_in_the_audit_log_and_can_be_filtered_and_paged() {
         .await
         .expect("send");
     assert_eq!(r.status(), 401);
-    let r = http()
-        .post(format!("{}/admin/v1/devices/{device}/revoke", server.admin))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .expect("send");
-    assert_eq!(r.status(), 200);
-    let r = http()
-        .post(format!("{}/admin/v1/keys/rotate", server.admin))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .expect("send");
-    assert_eq!(r.status(), 200);
+    let revoke = format!("/admin/v1/devices/{device}/revoke");
+    assert_eq!(admin_post(&server, &revoke).await, 200);
+    assert_eq!(admin_post(&server, "/admin/v1/keys/rotate").await, 200);
 
     let all = admin_get(&server, "/admin/v1/audit").await;
     let kinds: Vec<&str> = all["events"]
@@ -268,50 +237,9 @@ async fn dashboard_stats_count_enrollments_attestations_sms_and_refusals() {
     let a = server.enrolled("stats-a").await;
     let b = server.enrolled("stats-b").await;
     let device_b = device_of(&b);
-    // An attestation with an unknown challenge: answered like a pass, counted as a fail.
-    let r = a
-        .call(
-            Method::POST,
-            "/v1/attest",
-            Some(&json!({"challenge_id": "ch_unknown", "measurement": "AAAA"})),
-            opts(),
-        )
-        .await
-        .expect("attest");
-    assert_eq!(r.status, 200);
-    // An SMS (the outbox sender sends it), then one refused by the cooldown.
-    for (i, expected) in [(0, 202), (1, 429)] {
-        let r = a
-            .call(
-                Method::POST,
-                "/api/register",
-                Some(
-                    &json!({"phone": "+14155552671", "password": format!("a long passphrase {i}")}),
-                ),
-                opts(),
-            )
-            .await
-            .expect("register");
-        assert_eq!(r.status, expected, "{}", String::from_utf8_lossy(&r.body));
-    }
-    // Device b is revoked, then keeps calling: refusals of a proven device.
-    let r = http()
-        .post(format!(
-            "{}/admin/v1/devices/{device_b}/revoke",
-            server.admin
-        ))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .expect("revoke");
-    assert_eq!(r.status(), 200);
-    for _ in 0..3 {
-        let r = b
-            .call(Method::GET, "/v1/device", None, opts())
-            .await
-            .expect("call");
-        assert_eq!(r.status, 403);
-    }
+    // A failed attestation, an SMS sent and one blocked, and device b revoked then refused 3
+    // times: refusals of a proven device.
+    dashboard_traffic(&server, &a, &b, 3).await;
     // A made-up key names no device: it counts against the IP only.
     let r = http()
         .get(format!("{}/v1/device", server.base))
@@ -321,15 +249,7 @@ async fn dashboard_stats_count_enrollments_attestations_sms_and_refusals() {
         .expect("send");
     assert_eq!(r.status(), 401);
 
-    // The SMS worker sends off the request path: wait for it.
-    let mut stats = Value::Null;
-    for _ in 0..50 {
-        stats = admin_get(&server, "/admin/v1/stats?days=7").await;
-        if stats["totals"]["sms_sent"] == 1 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    let stats = admin_get(&server, "/admin/v1/stats?days=7").await;
     let t = &stats["totals"];
     assert_eq!(t["enrollments"], 2, "{stats}");
     assert_eq!(t["attestation_fail"], 1, "{stats}");

@@ -217,3 +217,86 @@ pub fn run_python(script: &str, args: &[&str]) -> std::process::Output {
         .output()
         .expect("run python")
 }
+
+/// The device uuid of an enrolled dynamic-mode client.
+pub fn device_of(c: &Client) -> String {
+    match c.credential() {
+        Some(moat_client::Credential::ApiKey {
+            device: Some(id), ..
+        }) => id.clone(),
+        other => panic!("no device id in {other:?}"),
+    }
+}
+
+/// `GET` on the admin listener with the token; asserts 200 and returns the JSON.
+pub async fn admin_get(server: &TestServer, path: &str) -> serde_json::Value {
+    let r = http()
+        .get(format!("{}{path}", server.admin))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .expect("admin get");
+    assert_eq!(r.status(), 200, "{path}");
+    r.json().await.expect("json")
+}
+
+/// `POST` on the admin listener with the token; the status.
+pub async fn admin_post(server: &TestServer, path: &str) -> u16 {
+    http()
+        .post(format!("{}{path}", server.admin))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .expect("admin post")
+        .status()
+        .as_u16()
+}
+
+/// Traffic the dashboard counts. From `a`: one attestation that fails (an unknown challenge,
+/// answered like a pass) and two sign-ups of one phone (the first SMS is sent, the second is
+/// refused by the cooldown). `revoked` is revoked through the admin API, then calls
+/// `refusals` times and is refused each time. Returns once the SMS worker has sent the SMS.
+pub async fn dashboard_traffic(server: &TestServer, a: &Client, revoked: &Client, refusals: usize) {
+    let r = a
+        .call(
+            http::Method::POST,
+            "/v1/attest",
+            Some(&serde_json::json!({"challenge_id": "ch_unknown", "measurement": "AAAA"})),
+            opts(),
+        )
+        .await
+        .expect("attest");
+    assert_eq!(r.status, 200);
+    for expected in [202, 429] {
+        let r = a
+            .call(
+                http::Method::POST,
+                "/api/register",
+                Some(&serde_json::json!({"phone": "+14155552671", "password": "a long passphrase here"})),
+                opts(),
+            )
+            .await
+            .expect("register");
+        assert_eq!(r.status, expected, "{}", String::from_utf8_lossy(&r.body));
+    }
+    let id = device_of(revoked);
+    assert_eq!(
+        admin_post(server, &format!("/admin/v1/devices/{id}/revoke")).await,
+        200
+    );
+    for _ in 0..refusals {
+        let r = revoked
+            .call(http::Method::GET, "/v1/device", None, opts())
+            .await
+            .expect("call");
+        assert_eq!(r.status, 403);
+    }
+    // The SMS worker sends off the request path.
+    for _ in 0..50 {
+        if admin_get(server, "/admin/v1/stats?days=1").await["totals"]["sms_sent"] == 1 {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("the SMS was not sent within 5 s");
+}
