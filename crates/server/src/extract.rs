@@ -91,7 +91,16 @@ pub fn client_ip(
     let peer = extensions
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
         .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |c| c.0.ip());
-    let trusted = &state.config.trusted_proxies;
+    forwarded_client(peer, headers, &state.config.trusted_proxies)
+}
+
+/// `peer` itself unless it is a trusted proxy; then the right-most `X-Forwarded-For` hop
+/// (across every such header, in order) that is not trusted, or `peer` if there is none.
+fn forwarded_client(
+    peer: std::net::IpAddr,
+    headers: &axum::http::HeaderMap,
+    trusted: &[std::net::IpAddr],
+) -> std::net::IpAddr {
     if !trusted.contains(&peer) {
         return peer;
     }
@@ -105,4 +114,54 @@ pub fn client_ip(
         .filter_map(|hop| hop.trim().parse::<std::net::IpAddr>().ok())
         .find(|ip| !trusted.contains(ip))
         .unwrap_or(peer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::forwarded_client;
+    use axum::http::{HeaderMap, HeaderValue};
+
+    fn ip(s: &str) -> std::net::IpAddr {
+        s.parse().expect("ip")
+    }
+
+    fn xff(values: &[&str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for v in values {
+            h.append("x-forwarded-for", HeaderValue::from_str(v).expect("value"));
+        }
+        h
+    }
+
+    #[test]
+    fn forwarded_for_is_read_only_from_trusted_proxies_right_to_left() {
+        let proxies = [ip("10.0.0.1"), ip("10.0.0.2")];
+        let (proxy, stranger) = (ip("10.0.0.1"), ip("198.51.100.9"));
+        // An untrusted peer's header is ignored.
+        assert_eq!(
+            forwarded_client(stranger, &xff(&["6.6.6.6"]), &proxies),
+            stranger
+        );
+        // Right-most untrusted hop, across headers in order and comma lists.
+        let h = xff(&["6.6.6.6, 203.0.113.5", "10.0.0.2, 10.0.0.1"]);
+        assert_eq!(forwarded_client(proxy, &h, &proxies), ip("203.0.113.5"));
+        // Entries that are not addresses, and non-ASCII values, are skipped.
+        let mut h = xff(&["203.0.113.7, junk", "10.0.0.2"]);
+        h.append(
+            "x-forwarded-for",
+            HeaderValue::from_bytes(b"\xff").expect("opaque value"),
+        );
+        assert_eq!(forwarded_client(proxy, &h, &proxies), ip("203.0.113.7"));
+        // Only proxies, or no header: the peer.
+        assert_eq!(
+            forwarded_client(proxy, &xff(&["10.0.0.2"]), &proxies),
+            proxy
+        );
+        assert_eq!(forwarded_client(proxy, &HeaderMap::new(), &proxies), proxy);
+        // IPv6 hops parse too.
+        assert_eq!(
+            forwarded_client(proxy, &xff(&["2001:db8::1"]), &proxies),
+            ip("2001:db8::1")
+        );
+    }
 }
