@@ -2,7 +2,14 @@
 //! `created`, exactly as a device would send it, so the server pays the full verification
 //! (signature, digest, replay cache, device lookup) on each one.
 //!
-//! Prints one JSON object per run: requests, errors, requests/s, latency p50/p90/p99 (ms).
+//! Prints one JSON object per run: requests, errors, requests/s, latency p50/p90/p99 (ms),
+//! and the load generator's own CPU time per request.
+//!
+//! Requests go out on [`conn::Conn`], one keep-alive connection per worker driven in the
+//! worker's own task; `proxy` runs the bare hyper proxy baseline ([`proxy`]).
+
+mod conn;
+mod proxy;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -10,7 +17,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
+use http::{HeaderMap, Method};
 use moat_client::{Auth, CallOptions, Client};
+
+// The same allocator as the server binary, for the proxy baseline and to keep the load
+// generator's share of the cores small.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
 #[command(about = "Moat load generator")]
@@ -18,6 +31,11 @@ struct Cli {
     /// Label of this run in the output.
     #[arg(long, global = true)]
     name: Option<String>,
+    /// The server's process (repeatable; its child processes count too): its CPU time over
+    /// the measured window is reported per request, and setup work (enrollment, sign-in,
+    /// attestation, the RSA pool refill) is left out.
+    #[arg(long = "server-pid", global = true)]
+    server_pids: Vec<u32>,
     #[command(subcommand)]
     command: Cmd,
 }
@@ -89,6 +107,18 @@ enum Cmd {
         /// Print the device's API key instead of running (setup for `raw` against a device-key route).
         #[arg(long)]
         print_key: bool,
+        /// After setting up, wait until the server (`--server-pid`) is idle before measuring:
+        /// in otp mode it refills its RSA key pool after the enrollments, seconds of CPU that
+        /// would otherwise land in the measured window.
+        #[arg(long)]
+        settle: bool,
+    },
+    /// A bare reverse proxy on Moat's HTTP stack that checks nothing (a baseline).
+    Proxy {
+        #[arg(long)]
+        listen: String,
+        #[arg(long)]
+        upstream: String,
     },
     /// Measure RSA-2048 key generation (aws-lc-rs) on this machine.
     Keygen {
@@ -117,7 +147,13 @@ fn summary(name: &str, mut lat_us: Vec<u32>, errors: u64, elapsed: Duration) -> 
         f64::from(lat_us[idx]) / 1000.0
     };
     let n = lat_us.len() as f64;
-    serde_json::json!({
+    let per_request = |us: u64| ((us as f64 / n.max(1.0)) * 10.0).round() / 10.0;
+    let cpu_us = own_cpu_us().saturating_sub(CPU_AT_START.load(Ordering::Relaxed));
+    let server_us = cpu_ticks(server_pids())
+        .saturating_sub(SERVER_TICKS_AT_START.load(Ordering::Relaxed))
+        * 10_000;
+    let mut out = serde_json::json!({
+        "loadgen_cpu_us_per_req": per_request(cpu_us),
         "run": name,
         "requests": lat_us.len(),
         "errors": errors,
@@ -126,7 +162,40 @@ fn summary(name: &str, mut lat_us: Vec<u32>, errors: u64, elapsed: Duration) -> 
         "p50_ms": pct(0.50),
         "p90_ms": pct(0.90),
         "p99_ms": pct(0.99),
-    })
+    });
+    if !server_pids().is_empty() {
+        out["cpu_us_per_req"] = per_request(server_us).into();
+    }
+    out
+}
+
+/// CPU time (user + system) this process has used, in microseconds.
+fn own_cpu_us() -> u64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0;
+    };
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    let ticks: u64 = fields
+        .get(11..13)
+        .map_or(0, |f| f.iter().filter_map(|v| v.parse::<u64>().ok()).sum());
+    // Linux reports in USER_HZ, 100 on every architecture Moat is built for.
+    ticks * 10_000
+}
+
+/// CPU used before the measured part of a run (setup: enrollment, sign-in, attestation).
+static CPU_AT_START: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+/// The server's CPU ticks when the measured part of a run began.
+static SERVER_TICKS_AT_START: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+/// `--server-pid`.
+static SERVER_PIDS: std::sync::OnceLock<Vec<u32>> = std::sync::OnceLock::new();
+
+fn server_pids() -> &'static [u32] {
+    SERVER_PIDS.get().map_or(&[], Vec::as_slice)
 }
 
 type Worker = tokio::task::JoinHandle<Result<(Vec<u32>, u64)>>;
@@ -230,14 +299,13 @@ async fn call(
     };
     let started = Instant::now();
     let route = path.clone();
-    let (lat, errors) = paced_workers(concurrency, rate, seconds, move |t| {
-        let (client, http, path, options) = (
+    let (lat, errors) = paced_workers(&server, concurrency, rate, seconds, move |t| {
+        let (client, path, options) = (
             clients[t % clients.len()].clone(),
-            http.clone(),
             route.clone(),
             options.clone(),
         );
-        signed_gets(client, http, path, options)
+        signed_gets(client, path, options)
     })
     .await?;
     Ok(summary(
@@ -248,13 +316,16 @@ async fn call(
     ))
 }
 
-/// Sleeps until this worker's next slot when running at a fixed total rate.
-async fn pace(rate: u64, concurrency: usize, started: Instant, sent: u64) {
+/// Sleeps until worker `worker`'s next slot when running at a fixed total rate. The workers'
+/// schedules are staggered evenly over the interval, so requests arrive spread out rather
+/// than in a burst of `concurrency` at each tick.
+async fn pace(rate: u64, concurrency: usize, worker: usize, started: Instant, sent: u64) {
     if rate == 0 {
         return;
     }
     let per_worker = rate as f64 / concurrency as f64;
-    let due = started + Duration::from_secs_f64(sent as f64 / per_worker);
+    let slot = sent as f64 + worker as f64 / concurrency as f64;
+    let due = started + Duration::from_secs_f64(slot / per_worker);
     tokio::time::sleep_until(tokio::time::Instant::from_std(due)).await;
 }
 
@@ -265,50 +336,57 @@ async fn raw(
     seconds: u64,
     rate: u64,
 ) -> Result<serde_json::Value> {
-    let http = http_client()?;
-    let mut map = reqwest::header::HeaderMap::new();
+    let mut map = HeaderMap::new();
     for h in headers {
         let (n, v) = h.split_once(':').context("header must be `Name: value`")?;
         map.insert(
-            reqwest::header::HeaderName::from_bytes(n.trim().as_bytes())?,
-            reqwest::header::HeaderValue::from_str(v.trim())?,
+            http::HeaderName::from_bytes(n.trim().as_bytes())?,
+            http::HeaderValue::from_str(v.trim())?,
         );
     }
+    let uri: http::Uri = url.parse().context("url")?;
+    let origin = format!(
+        "http://{}",
+        uri.authority().context("url has no host")?.as_str()
+    );
+    let target = uri
+        .path_and_query()
+        .map_or("/", http::uri::PathAndQuery::as_str)
+        .to_owned();
     let started = Instant::now();
-    let target = url.clone();
-    let (lat, errors) = paced_workers(concurrency, rate, seconds, move |_| {
-        let (http, url, map) = (http.clone(), target.clone(), map.clone());
-        move || {
-            let (http, url, map) = (http.clone(), url.clone(), map.clone());
-            async move { Ok(http.get(&url).headers(map).send().await?) }
-        }
+    let (lat, errors) = paced_workers(&origin, concurrency, rate, seconds, move |_| {
+        let (target, map) = (target.clone(), map.clone());
+        move || Ok((Method::GET, target.clone(), map.clone()))
     })
     .await?;
     Ok(summary(&url, lat, errors, started.elapsed()))
 }
 
-type Sent = std::pin::Pin<Box<dyn std::future::Future<Output = Result<reqwest::Response>> + Send>>;
+/// A request to send: method, path and query, headers.
+type Prepared = (Method, String, HeaderMap);
 
-/// GETs of `path` from `client`, each with a fresh signature (new nonce, current `created`).
+/// GETs of `path` from `client`, each with a fresh signature (new nonce, current `created`),
+/// prepared by the client SDK exactly as an app's call would be.
 fn signed_gets(
     client: Arc<Client>,
-    http: reqwest::Client,
     path: String,
     options: CallOptions,
-) -> impl FnMut() -> Sent + Send + 'static {
+) -> impl FnMut() -> Result<Prepared> + Send + 'static {
     move || {
-        let prepared = client.prepare(&http::Method::GET, &path, None, &options);
-        let http = http.clone();
-        Box::pin(async move {
-            let (url, headers, _) = prepared?;
-            Ok(http.get(url).headers(headers).send().await?)
-        })
+        let (url, headers, _) = client.prepare(&Method::GET, &path, None, &options)?;
+        let target = match url.query() {
+            Some(q) => format!("{}?{q}", url.path()),
+            None => url.path().to_owned(),
+        };
+        Ok((Method::GET, target, headers))
     }
 }
 
-/// Runs `concurrency` workers for `seconds`, each sending the requests its `make(worker)`
-/// closure produces, paced to a total of `rate` per second (0: as fast as possible).
-async fn paced_workers<M, F, Fut>(
+/// Runs `concurrency` workers for `seconds`, each on its own connection to `origin`, sending
+/// the requests its `make(worker)` closure prepares, paced to a total of `rate` per second
+/// (0: as fast as possible).
+async fn paced_workers<M, F>(
+    origin: &str,
     concurrency: usize,
     rate: u64,
     seconds: u64,
@@ -316,34 +394,35 @@ async fn paced_workers<M, F, Fut>(
 ) -> Result<(Vec<u32>, u64)>
 where
     M: Fn(usize) -> F,
-    F: FnMut() -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = Result<reqwest::Response>> + Send,
+    F: FnMut() -> Result<Prepared> + Send + 'static,
 {
     let stop = Arc::new(AtomicBool::new(false));
     let mut tasks: Vec<Worker> = Vec::new();
+    CPU_AT_START.store(own_cpu_us(), Ordering::Relaxed);
+    SERVER_TICKS_AT_START.store(cpu_ticks(server_pids()), Ordering::Relaxed);
+    let begin = Instant::now();
     for t in 0..concurrency {
         let stop = stop.clone();
-        let mut request = make(t);
+        let mut next = make(t);
+        let mut conn = conn::Conn::new(origin)?;
         tasks.push(tokio::spawn(async move {
             let (mut lat, mut errors, mut sent) = (Vec::new(), 0u64, 0u64);
-            let begin = Instant::now();
             while !stop.load(Ordering::Relaxed) {
-                pace(rate, concurrency, begin, sent).await;
+                pace(rate, concurrency, t, begin, sent).await;
                 sent += 1;
                 let t0 = Instant::now();
-                match request().await {
-                    Ok(r) if r.status().is_success() => {
-                        let _ = r.bytes().await;
+                let outcome = match next() {
+                    Ok((method, target, headers)) => conn.send(method, &target, headers).await,
+                    Err(e) => Err(e),
+                };
+                match outcome {
+                    Ok((status, _)) if status.is_success() => {
                         lat.push(u32::try_from(t0.elapsed().as_micros()).unwrap_or(u32::MAX));
                     }
-                    Ok(r) => {
+                    Ok((status, body)) => {
                         errors += 1;
                         if errors <= 3 {
-                            eprintln!(
-                                "status {}: {}",
-                                r.status(),
-                                r.text().await.unwrap_or_default()
-                            );
+                            eprintln!("status {status}: {}", String::from_utf8_lossy(&body));
                         }
                     }
                     Err(e) => {
@@ -422,18 +501,79 @@ async fn user_token(c: &Client, admin: &str, admin_token: &str, phone: &str) -> 
         .to_owned())
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn full(
+/// What the `full` run sets up before measuring.
+struct Setup {
     server: String,
     admin: String,
     admin_token: String,
     path: String,
     devices: usize,
+    settle: Option<Vec<u32>>,
+}
+
+/// CPU time (clock ticks, 100 per second) used so far by `pids` and their child processes
+/// (nginx and Node cluster workers).
+fn cpu_ticks(pids: &[u32]) -> u64 {
+    fn one(pid: u32) -> u64 {
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            return 0;
+        };
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            return 0;
+        };
+        rest.split_whitespace()
+            .skip(11)
+            .take(2)
+            .filter_map(|v| v.parse::<u64>().ok())
+            .sum()
+    }
+    let mut total = 0;
+    for &pid in pids {
+        total += one(pid);
+        let tasks = std::fs::read_dir(format!("/proc/{pid}/task"))
+            .into_iter()
+            .flatten();
+        for task in tasks.flatten() {
+            let children =
+                std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+            total += children
+                .split_whitespace()
+                .filter_map(|c| c.parse::<u32>().ok())
+                .map(one)
+                .sum::<u64>();
+        }
+    }
+    total
+}
+
+/// Waits (up to 60 s) until `pids` used under 5% of a core over half a second.
+async fn settle(pids: &[u32]) {
+    for _ in 0..120 {
+        let before = cpu_ticks(pids);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        // 5% of a core over 0.5 s is 2.5 ticks.
+        if cpu_ticks(pids).saturating_sub(before) <= 2 {
+            return;
+        }
+    }
+    eprintln!("server still busy after 60 s; measuring anyway");
+}
+
+async fn full(
+    setup: Setup,
     concurrency: usize,
     seconds: u64,
     rate: u64,
     print_key: bool,
 ) -> Result<serde_json::Value> {
+    let Setup {
+        server,
+        admin,
+        admin_token,
+        path,
+        devices,
+        settle: settle_pids,
+    } = setup;
     let http = http_client()?;
     if print_key {
         let (key, pkcs8) = moat_core::dpop::InstallationKey::generate_p256()?;
@@ -478,11 +618,13 @@ async fn full(
         };
         prepared.push((Arc::new(c), options));
     }
+    if let Some(pids) = settle_pids {
+        settle(&pids).await;
+    }
     let started = Instant::now();
-    let (lat, errors) = paced_workers(concurrency, rate, seconds, move |t| {
+    let (lat, errors) = paced_workers(&server, concurrency, rate, seconds, move |t| {
         let (client, options) = prepared[t % prepared.len()].clone();
-        let (path, http) = (path.clone(), http.clone());
-        signed_gets(client, http, path, options)
+        signed_gets(client, path.clone(), options)
     })
     .await?;
     Ok(summary("full checks", lat, errors, started.elapsed()))
@@ -510,6 +652,7 @@ fn keygen(count: usize) -> Result<serde_json::Value> {
 #[tokio::main]
 async fn main() -> Result<()> {
     let cli = Cli::parse();
+    let _ = SERVER_PIDS.set(cli.server_pids.clone());
     let mut result = match cli.command {
         Cmd::Enroll {
             server,
@@ -526,6 +669,10 @@ async fn main() -> Result<()> {
             rate,
         } => call(server, path, devices, concurrency, seconds, auth, rate).await?,
         Cmd::Keygen { count } => keygen(count)?,
+        Cmd::Proxy { listen, upstream } => {
+            proxy::run(&listen, &upstream).await?;
+            return Ok(());
+        }
         Cmd::Raw {
             url,
             headers,
@@ -543,19 +690,17 @@ async fn main() -> Result<()> {
             seconds,
             rate,
             print_key,
+            settle,
         } => {
-            full(
+            let setup = Setup {
                 server,
                 admin,
                 admin_token,
                 path,
                 devices,
-                concurrency,
-                seconds,
-                rate,
-                print_key,
-            )
-            .await?
+                settle: settle.then(|| cli.server_pids.clone()),
+            };
+            full(setup, concurrency, seconds, rate, print_key).await?
         }
     };
     if let Some(name) = cli.name {
