@@ -438,21 +438,16 @@ async fn refuse_if_revoked(
 }
 
 fn forget_credential(state: &AppState, d: &Device) {
-    use crate::cache::TtlCache;
     use crate::middleware::protect::CachedCredential;
     if let Some(lookup) = &d.credential.key_lookup {
         state
             .device_cache
-            .remove(&TtlCache::<CachedCredential>::key(
-                format!("key\0{lookup}").as_bytes(),
-            ));
+            .remove(&CachedCredential::api_key_cache_key(lookup));
     }
     if let Some(client_id) = &d.credential.client_id {
         state
             .device_cache
-            .remove(&TtlCache::<CachedCredential>::key(
-                format!("sig\0{client_id}").as_bytes(),
-            ));
+            .remove(&CachedCredential::signature_cache_key(client_id));
     }
 }
 

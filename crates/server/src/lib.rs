@@ -54,6 +54,7 @@ pub mod issuers;
 pub mod jwt;
 pub mod metrics;
 pub mod middleware;
+pub mod names;
 pub mod openapi;
 pub mod ratelimit;
 pub mod replay;
@@ -186,24 +187,24 @@ async fn timeout_error(err: tower::BoxError) -> ApiError {
 }
 
 fn protected(state: &AppState, path: &str) -> Protect {
-    Protect {
-        state: state.clone(),
-        policy: Arc::from(state.config.policy(path)),
-        rate_limit: state.config.rate_limit(path),
-        route: Arc::from(path),
-    }
+    Protect::new(
+        state.clone(),
+        Arc::from(state.config.policy(path)),
+        state.config.rate_limit(path),
+        Arc::from(path),
+    )
 }
 
 /// Adds the gateway's upstream routes: `prefix` and `prefix/…`, each behind its policy.
 fn upstream_routes(mut router: Router<AppState>, state: &AppState) -> Router<AppState> {
     for route in &state.gateway.routes {
         let cfg = &route.config;
-        let guard = Protect {
-            state: state.clone(),
-            policy: Arc::from(cfg.require.clone()),
-            rate_limit: cfg.rate_limit,
-            route: Arc::from(cfg.prefix.as_str()),
-        };
+        let guard = Protect::new(
+            state.clone(),
+            Arc::from(cfg.require.clone()),
+            cfg.rate_limit,
+            Arc::from(cfg.prefix.as_str()),
+        );
         let (gateway, route) = (state.gateway.clone(), route.clone());
         let handler = move |State(st): State<AppState>,
                             ip: extract::ClientIp,

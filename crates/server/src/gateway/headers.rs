@@ -1,55 +1,67 @@
 //! Header hygiene between client and upstream.
 
-use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
 
-/// Hop-by-hop headers (RFC 9110 section 7.6.1), never forwarded in either direction.
-const HOP_BY_HOP: [&str; 9] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-];
+use crate::names;
+
+/// Whether `name` is hop-by-hop (RFC 9110 section 7.6.1): never forwarded in either
+/// direction.
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    *name == header::CONNECTION
+        || *name == header::TE
+        || *name == header::TRAILER
+        || *name == header::TRANSFER_ENCODING
+        || *name == header::UPGRADE
+        || *name == header::PROXY_AUTHENTICATE
+        || *name == header::PROXY_AUTHORIZATION
+        || *name == names::KEEP_ALIVE
+        || *name == names::PROXY_CONNECTION
+}
+
+/// The header names a `Connection` field lists (hop-by-hop for this message).
+fn connection_named(headers: &HeaderMap) -> impl Iterator<Item = &str> {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+}
 
 /// Copies the client's headers for the upstream in one pass, leaving out hop-by-hop headers
 /// (and those `Connection` names), `Host`, `Content-Length`, the identity headers only Moat
 /// sets, the device's credentials (unless `keep_credentials`), and the client's forwarding
 /// headers (unless they came through a trusted proxy).
 pub fn for_upstream(client: &HeaderMap, keep_credentials: bool, trusted_chain: bool) -> HeaderMap {
-    let named: Vec<&str> = client
-        .get_all("connection")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .collect();
+    // Allocates nothing when there is no `Connection` header (HTTP/1.1 clients rarely send
+    // one; HTTP/2 forbids it).
+    let named: Vec<&str> = connection_named(client).collect();
     let mut out = HeaderMap::with_capacity(client.len() + 8);
     for (name, value) in client {
-        let n = name.as_str();
-        let skip = match n {
-            "connection"
-            | "keep-alive"
-            | "proxy-connection"
-            | "proxy-authenticate"
-            | "proxy-authorization"
-            | "te"
-            | "trailer"
-            | "transfer-encoding"
-            | "upgrade"
-            | "host"
-            | "content-length"
-            | "moat-device"
-            | "moat-user" => true,
-            "moat-device-key" | "signature" | "signature-input" | "dpop" | "moat-integrity" => {
-                !keep_credentials
-            }
-            "forwarded" | "x-forwarded-for" | "x-forwarded-proto" | "x-forwarded-host"
-            | "x-real-ip" => !trusted_chain,
-            _ => named.iter().any(|c| c.eq_ignore_ascii_case(n)),
+        let skip = if is_hop_by_hop(name)
+            || *name == header::HOST
+            || *name == header::CONTENT_LENGTH
+            || *name == names::MOAT_DEVICE
+            || *name == names::MOAT_USER
+        {
+            true
+        } else if *name == names::MOAT_DEVICE_KEY
+            || *name == names::SIGNATURE
+            || *name == names::SIGNATURE_INPUT
+            || *name == names::DPOP
+            || *name == names::MOAT_INTEGRITY
+        {
+            !keep_credentials
+        } else if *name == names::FORWARDED
+            || *name == names::X_FORWARDED_FOR
+            || *name == names::X_FORWARDED_PROTO
+            || *name == names::X_FORWARDED_HOST
+            || name.as_str() == "x-real-ip"
+        {
+            !trusted_chain
+        } else {
+            named.iter().any(|c| c.eq_ignore_ascii_case(name.as_str()))
         };
         if !skip {
             out.append(name.clone(), value.clone());
@@ -58,19 +70,24 @@ pub fn for_upstream(client: &HeaderMap, keep_credentials: bool, trusted_chain: b
     out
 }
 
-/// Removes hop-by-hop headers, including those the `Connection` header names.
+/// Removes hop-by-hop headers, including those the `Connection` header names. One pass over
+/// the headers when there is nothing to remove (the usual case).
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
-        .get_all("connection")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|n| HeaderName::from_bytes(n.trim().to_ascii_lowercase().as_bytes()).ok())
+    if !headers.keys().any(is_hop_by_hop) {
+        return;
+    }
+    let named: Vec<HeaderName> = connection_named(headers)
+        .filter_map(|n| HeaderName::from_bytes(n.to_ascii_lowercase().as_bytes()).ok())
         .collect();
     for name in named {
         headers.remove(name);
     }
-    for name in HOP_BY_HOP {
+    let hop: Vec<HeaderName> = headers
+        .keys()
+        .filter(|n| is_hop_by_hop(n))
+        .cloned()
+        .collect();
+    for name in hop {
         headers.remove(name);
     }
 }
@@ -80,40 +97,50 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 pub fn set_forwarded(
     headers: &mut HeaderMap,
     client_ip: std::net::IpAddr,
-    proto: &str,
+    proto: &'static str,
     host: Option<&str>,
 ) {
-    let ip = client_ip.to_string();
-    let xff = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-        Some(prev) => format!("{prev}, {ip}"),
-        None => ip.clone(),
+    use std::fmt::Write as _;
+    // One buffer for the three values; the IP is formatted once.
+    let mut buf = String::with_capacity(128);
+    let _ = write!(buf, "{client_ip}");
+    let ip_end = buf.len();
+    let append = |headers: &mut HeaderMap, name: &HeaderName, value: &str| {
+        let joined;
+        let value = match headers.get(name).and_then(|v| v.to_str().ok()) {
+            Some(prev) => {
+                joined = [prev, value].join(", ");
+                joined.as_str()
+            }
+            None => value,
+        };
+        if let Ok(v) = HeaderValue::from_str(value) {
+            headers.insert(name.clone(), v);
+        }
     };
-    if let Ok(v) = HeaderValue::from_str(&xff) {
-        headers.insert("x-forwarded-for", v);
-    }
+    append(headers, &names::X_FORWARDED_FOR, &buf[..ip_end]);
     headers.insert(
-        "x-forwarded-proto",
-        HeaderValue::from_str(proto).unwrap_or(HeaderValue::from_static("http")),
+        names::X_FORWARDED_PROTO.clone(),
+        HeaderValue::from_static(proto),
     );
-    let for_value = if client_ip.is_ipv6() {
-        format!("\"[{ip}]\"")
+    let for_start = buf.len();
+    if client_ip.is_ipv6() {
+        let _ = write!(buf, "for=\"[{client_ip}]\"");
     } else {
-        ip
-    };
-    let mut forwarded = format!("for={for_value};proto={proto}");
+        let _ = write!(buf, "for={client_ip}");
+    }
+    buf.push_str(";proto=");
+    buf.push_str(proto);
     if let Some(h) = host.filter(|h| {
         h.bytes()
             .all(|b| b.is_ascii_graphic() && b != b'"' && b != b';' && b != b',')
     }) {
-        forwarded.push_str(&format!(";host=\"{h}\""));
+        buf.push_str(";host=\"");
+        buf.push_str(h);
+        buf.push('"');
         if let Ok(v) = HeaderValue::from_str(h) {
-            headers.insert("x-forwarded-host", v);
+            headers.insert(names::X_FORWARDED_HOST.clone(), v);
         }
     }
-    if let Some(prev) = headers.get("forwarded").and_then(|v| v.to_str().ok()) {
-        forwarded = format!("{prev}, {forwarded}");
-    }
-    if let Ok(v) = HeaderValue::from_str(&forwarded) {
-        headers.insert("forwarded", v);
-    }
+    append(headers, &names::FORWARDED, &buf[for_start..]);
 }

@@ -30,7 +30,8 @@ use std::time::Duration;
 use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair as _};
 use axum::body::{Body, Bytes};
 use axum::extract::Request;
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version, header};
+use axum::http::uri::{Authority, PathAndQuery, Scheme};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, Version, header};
 use axum::response::{IntoResponse, Response};
 use moat_core::dpop::InstallationKey;
 use moat_core::httpsig::{self, Message, Params, SigningKey};
@@ -40,6 +41,7 @@ use crate::config::Requirement;
 use crate::error::ApiError;
 use crate::extract::ClientIp;
 use crate::middleware::protect::Principal;
+use crate::names;
 use crate::state::AppState;
 
 /// Largest error or redirect body inspected for leaked secrets; larger ones are refused.
@@ -103,6 +105,13 @@ pub struct Upstream {
     pub config: UpstreamConfig,
     headers: Vec<(HeaderName, SecretBytes)>,
     query: Vec<(String, SecretBytes)>,
+    /// The upstream's scheme, authority and base path (no trailing `/`), split once so a
+    /// forwarded request's URI is one string join, not a URL parse.
+    scheme: Scheme,
+    authority: Authority,
+    base_path: String,
+    /// The injected secrets as they could appear in a response, for the leak check.
+    secrets: Vec<Vec<u8>>,
 }
 
 type UpstreamClient = hyper_util::client::legacy::Client<
@@ -145,11 +154,31 @@ impl Gateway {
                     .map_err(|e| format!("route {}: inject_query.{name}: {e}", c.prefix))?;
                 query.push((name.clone(), value));
             }
-            routes.push(Arc::new(Upstream {
+            let url = &c.upstream;
+            let scheme = Scheme::try_from(url.scheme())
+                .map_err(|_| format!("route {}: upstream scheme", c.prefix))?;
+            // `host_str` keeps the brackets of an IPv6 literal.
+            let host = url
+                .host_str()
+                .ok_or_else(|| format!("route {}: upstream has no host", c.prefix))?
+                .to_owned();
+            let authority = match url.port() {
+                Some(p) => format!("{host}:{p}"),
+                None => host,
+            };
+            let authority = Authority::try_from(authority.as_str())
+                .map_err(|_| format!("route {}: upstream authority", c.prefix))?;
+            let mut route = Upstream {
                 config: c.clone(),
                 headers,
                 query,
-            }));
+                scheme,
+                authority,
+                base_path: url.path().trim_end_matches('/').to_owned(),
+                secrets: Vec::new(),
+            };
+            route.secrets = secrets_of(&route);
+            routes.push(Arc::new(route));
         }
         // The gateway key is derived from the data key (one secret to back up): the Ed25519
         // seed is HMAC-SHA-256(data key, label).
@@ -279,34 +308,43 @@ pub async fn forward(
         .ok_or_else(|| refuse("path outside the route"))?;
     path::check_rest(rest).map_err(|e| refuse(e.0))?;
 
-    let mut url = cfg.upstream.clone();
-    let base_path = url.path().trim_end_matches('/').to_owned();
-    url.set_path(&format!("{base_path}{rest}"));
-    let injected: Vec<&str> = route.query.iter().map(|(n, _)| n.as_str()).collect();
-    url.set_query(None);
-    if route.query.is_empty() {
+    let query: Option<std::borrow::Cow<'_, str>> = if route.query.is_empty() {
         // Nothing to inject: pass the client's query through as sent.
-        url.set_query(parts.uri.query());
+        parts.uri.query().map(std::borrow::Cow::Borrowed)
     } else {
+        let injected: Vec<&str> = route.query.iter().map(|(n, _)| n.as_str()).collect();
         let client_pairs: Vec<(String, String)> = match parts.uri.query() {
             Some(q) => serde_urlencoded::from_str(q)
                 .map_err(|_| refuse("query is not valid form encoding"))?,
             None => Vec::new(),
         };
-        let mut pairs = url.query_pairs_mut();
-        for (k, v) in client_pairs
+        let mut pairs: Vec<(&str, std::borrow::Cow<'_, str>)> = client_pairs
             .iter()
             .filter(|(k, _)| !injected.contains(&k.as_str()))
-        {
-            pairs.append_pair(k, v);
-        }
+            .map(|(k, v)| (k.as_str(), std::borrow::Cow::Borrowed(v.as_str())))
+            .collect();
         for (k, v) in &route.query {
-            pairs.append_pair(k, &String::from_utf8_lossy(v.expose()));
+            pairs.push((k, String::from_utf8_lossy(v.expose())));
         }
-        drop(pairs);
+        Some(std::borrow::Cow::Owned(
+            serde_urlencoded::to_string(&pairs).map_err(|e| ApiError::internal(&e))?,
+        ))
+    };
+    let mut target = String::with_capacity(
+        route.base_path.len() + rest.len() + query.as_ref().map_or(0, |q| q.len() + 1) + 1,
+    );
+    target.push_str(&route.base_path);
+    target.push_str(rest);
+    if target.is_empty() {
+        target.push('/');
+    }
+    let path_end = target.len();
+    if let Some(q) = &query {
+        target.push('?');
+        target.push_str(q);
     }
 
-    let principal = parts.extensions.get::<Principal>().cloned();
+    let principal = parts.extensions.get::<Principal>();
     let trusted = parts
         .extensions
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
@@ -322,17 +360,19 @@ pub async fn forward(
         .get(header::HOST)
         .and_then(|h| h.to_str().ok());
     headers::set_forwarded(&mut out, ip.0, proto, host);
-    if let Some(p) = &principal {
+    if let Some(p) = principal {
         if let Some(d) = &p.device {
+            let mut buf = uuid::Uuid::encode_buffer();
+            let id = d.id.hyphenated().encode_lower(&mut buf);
             out.insert(
-                "moat-device",
-                HeaderValue::from_str(&d.id.to_string()).map_err(|e| ApiError::internal(&e))?,
+                names::MOAT_DEVICE.clone(),
+                HeaderValue::from_str(id).map_err(|e| ApiError::internal(&e))?,
             );
         }
         if let Some(u) = &p.user
             && let Ok(v) = HeaderValue::from_str(&u.id)
         {
-            out.insert("moat-user", v);
+            out.insert(names::MOAT_USER.clone(), v);
         }
     }
     for (name, value) in &route.headers {
@@ -345,22 +385,38 @@ pub async fn forward(
         .await
         .map_err(|_| ApiError::too_large(state.config.max_body_bytes))?;
     if cfg.sign {
-        sign_forwarded(&gateway, &parts.method, &url, &mut out, &body, state.now())?;
+        let target = Target {
+            scheme: route.scheme.as_str(),
+            authority: route.authority.as_str(),
+            path: &target[..path_end],
+            query: query.as_deref(),
+        };
+        sign_forwarded(
+            &gateway,
+            &parts.method,
+            &target,
+            &mut out,
+            &body,
+            state.now(),
+        )?;
     }
-
-    let mut request = axum::http::Request::builder()
-        .method(parts.method.clone())
-        .uri(url.as_str())
-        .body(Body::from(body))
-        .map_err(|e| ApiError::internal(&e))?;
+    let mut uri = axum::http::uri::Parts::default();
+    uri.scheme = Some(route.scheme.clone());
+    uri.authority = Some(route.authority.clone());
+    uri.path_and_query =
+        Some(PathAndQuery::from_maybe_shared(Bytes::from(target)).map_err(|_| refuse("path"))?);
+    let mut request = axum::http::Request::new(Body::from(body));
+    *request.method_mut() = parts.method;
+    *request.uri_mut() = Uri::from_parts(uri).map_err(|e| ApiError::internal(&e))?;
     *request.headers_mut() = out;
-    let timeout = ApiError::new(
-        StatusCode::GATEWAY_TIMEOUT,
-        "upstream_timeout",
-        "the upstream did not answer in time",
-    );
     let upstream = match tokio::time::timeout(cfg.timeout, gateway.http.request(request)).await {
-        Err(_) => return Err(timeout),
+        Err(_) => {
+            return Err(ApiError::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "upstream_timeout",
+                "the upstream did not answer in time",
+            ));
+        }
         Ok(Err(e)) => {
             tracing::warn!(route = %cfg.prefix, error = %e, "upstream unreachable");
             return Err(ApiError::new(
@@ -374,10 +430,18 @@ pub async fn forward(
     respond(&route, upstream, cfg.timeout).await
 }
 
+/// Where a forwarded request goes, as the gateway signature covers it.
+struct Target<'a> {
+    scheme: &'a str,
+    authority: &'a str,
+    path: &'a str,
+    query: Option<&'a str>,
+}
+
 fn sign_forwarded(
     gateway: &Gateway,
     method: &Method,
-    url: &reqwest::Url,
+    url: &Target<'_>,
     out: &mut HeaderMap,
     body: &[u8],
     now: i64,
@@ -391,12 +455,8 @@ fn sign_forwarded(
     } else {
         out.remove("content-digest");
     }
-    let authority = match url.port() {
-        Some(p) => format!("{}:{p}", url.host_str().unwrap_or_default()),
-        None => url.host_str().unwrap_or_default().to_owned(),
-    };
     let mut components = vec!["@method", "@authority", "@path"];
-    if url.query().is_some() {
+    if url.query.is_some() {
         components.push("@query");
     }
     for name in ["moat-device", "moat-user", "content-digest"] {
@@ -406,10 +466,10 @@ fn sign_forwarded(
     }
     let msg = Message {
         method: method.as_str(),
-        scheme: url.scheme(),
-        authority: &authority,
-        path: url.path(),
-        query: url.query(),
+        scheme: url.scheme,
+        authority: url.authority,
+        path: url.path,
+        query: url.query,
         headers: out,
     };
     let params = Params {
@@ -448,7 +508,7 @@ async fn respond(
     let mut headers = head.headers;
     headers::strip_hop_by_hop(&mut headers);
     headers.remove(header::CONTENT_LENGTH);
-    let secrets = secrets_of(route);
+    let secrets = &route.secrets;
     if !secrets.is_empty() {
         let leaking: Vec<HeaderName> = headers
             .iter()
@@ -476,7 +536,7 @@ async fn respond(
             .map_err(|_| bad())?
             .map_err(|_| bad())?
             .to_bytes();
-        let (clean, changed) = redact(&bytes, &secrets);
+        let (clean, changed) = redact(&bytes, secrets);
         if changed {
             tracing::warn!(route = %route.config.prefix, status = status.as_u16(), "upstream response body carried an injected secret; redacted");
         }

@@ -23,9 +23,13 @@ pub fn check_rest(rest: &str) -> Result<(), Refused> {
     if !rest.starts_with('/') {
         return Err(Refused("path does not continue the route prefix"));
     }
-    let lower = rest.to_ascii_lowercase();
-    for bad in ["%2f", "%5c", "%2e", "%00", "%25"] {
-        if lower.contains(bad) {
+    let bytes = rest.as_bytes();
+    for (i, _) in rest.match_indices('%') {
+        let code = [
+            bytes.get(i + 1).map_or(0, u8::to_ascii_lowercase),
+            bytes.get(i + 2).map_or(0, u8::to_ascii_lowercase),
+        ];
+        if matches!(&code, b"2f" | b"5c" | b"2e" | b"00" | b"25") {
             return Err(Refused(
                 "encoded slash, backslash, dot, NUL or percent in path",
             ));

@@ -20,7 +20,9 @@ use std::sync::Arc;
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderValue, StatusCode, header};
+use std::borrow::Cow;
+
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::Response;
 use moat_core::apikey::ApiKey;
@@ -34,6 +36,7 @@ use crate::config::{Mode, Requirement};
 use crate::error::ApiError;
 use crate::extract::{body_bytes, client_ip};
 use crate::gateway::{RateKey, RateLimit};
+use crate::names;
 use crate::ratelimit::{Quota, Refusal};
 use crate::state::AppState;
 
@@ -76,6 +79,18 @@ pub struct CachedCredential {
     pub via: Via,
 }
 
+impl CachedCredential {
+    /// The cache key of the device holding API key `lookup`.
+    pub fn api_key_cache_key(lookup: &str) -> [u8; 32] {
+        cache_key(&[b"key", lookup.as_bytes()])
+    }
+
+    /// The cache key of the device signing with `keyid`.
+    pub fn signature_cache_key(keyid: &str) -> [u8; 32] {
+        cache_key(&[b"sig", keyid.as_bytes()])
+    }
+}
+
 /// A verified user access token.
 #[derive(Clone, Debug)]
 pub struct UserPrincipal {
@@ -99,10 +114,38 @@ pub struct Protect {
     pub state: AppState,
     /// Requirements, all of which must hold.
     pub policy: Arc<[Requirement]>,
-    /// The route's rate limit, if any.
-    pub rate_limit: Option<RateLimit>,
+    /// The route's rate limit, if any, with its quota and `RateLimit-Policy` value.
+    limit: Option<(RateLimit, Quota, HeaderValue)>,
     /// The route's name in rate-limit keys and logs.
     pub route: Arc<str>,
+}
+
+impl Protect {
+    /// The policy of `route`: every requirement in `policy`, then `rate_limit`.
+    pub fn new(
+        state: AppState,
+        policy: Arc<[Requirement]>,
+        rate_limit: Option<RateLimit>,
+        route: Arc<str>,
+    ) -> Self {
+        let limit = rate_limit.map(|rl| {
+            let period = f64::from(rl.burst) / rl.per_second;
+            let window = period.ceil().max(1.0);
+            let quota = Quota {
+                burst: rl.burst,
+                period: std::time::Duration::from_secs_f64(period),
+            };
+            let policy = HeaderValue::from_str(&format!("\"moat\";q={};w={window}", rl.burst))
+                .unwrap_or_else(|_| HeaderValue::from_static("\"moat\""));
+            (rl, quota, policy)
+        });
+        Self {
+            state,
+            policy,
+            limit,
+            route,
+        }
+    }
 }
 
 /// Applies the route's rate limit to a verified caller; returns the `RateLimit` header values.
@@ -111,29 +154,39 @@ async fn rate_limit(
     parts: &Parts,
     principal: &Principal,
 ) -> Result<Option<(HeaderValue, HeaderValue)>, ApiError> {
-    let Some(rl) = p.rate_limit else {
+    let Some((rl, quota, policy)) = &p.limit else {
         return Ok(None);
     };
-    let who = match rl.key {
-        RateKey::Device => principal
-            .device
-            .as_ref()
-            .map_or_else(|| "static".to_owned(), |d| d.id.to_string()),
-        RateKey::User => principal.user.as_ref().map_or_else(
-            || "anonymous".to_owned(),
-            |u| format!("{}\0{}", u.issuer, u.id),
-        ),
-        RateKey::Ip => client_ip(&parts.headers, &parts.extensions, &p.state).to_string(),
-        RateKey::Route => String::new(),
-    };
-    let window = (f64::from(rl.burst) / rl.per_second).ceil().max(1.0);
-    let quota = Quota {
-        burst: rl.burst,
-        period: std::time::Duration::from_secs_f64(f64::from(rl.burst) / rl.per_second),
-    };
-    let policy = HeaderValue::from_str(&format!("\"moat\";q={};w={window}", rl.burst))
-        .map_err(|e| ApiError::internal(&e))?;
-    let key = format!("{}\0{who}", p.route);
+    let mut key = String::with_capacity(p.route.len() + 48);
+    key.push_str(&p.route);
+    key.push('\0');
+    match rl.key {
+        RateKey::Device => match &principal.device {
+            Some(d) => key.push_str(
+                d.id.hyphenated()
+                    .encode_lower(&mut uuid::Uuid::encode_buffer()),
+            ),
+            None => key.push_str("static"),
+        },
+        RateKey::User => match &principal.user {
+            Some(u) => {
+                key.push_str(&u.issuer);
+                key.push('\0');
+                key.push_str(&u.id);
+            }
+            None => key.push_str("anonymous"),
+        },
+        RateKey::Ip => {
+            use std::fmt::Write as _;
+            let _ = write!(
+                key,
+                "{}",
+                client_ip(&parts.headers, &parts.extensions, &p.state)
+            );
+        }
+        RateKey::Route => {}
+    }
+    let (quota, policy) = (*quota, policy.clone());
     match p
         .state
         .route_limiter
@@ -141,8 +194,10 @@ async fn rate_limit(
         .await
     {
         Ok(remaining) => {
-            let value = HeaderValue::from_str(&format!("\"moat\";r={remaining}"))
-                .map_err(|e| ApiError::internal(&e))?;
+            let mut value = String::with_capacity(20);
+            value.push_str("\"moat\";r=");
+            let _ = std::fmt::Write::write_fmt(&mut value, format_args!("{remaining}"));
+            let value = HeaderValue::from_str(&value).map_err(|e| ApiError::internal(&e))?;
             Ok(Some((policy, value)))
         }
         Err(Refusal::Limited { retry_after, .. }) => Err(ApiError::new(
@@ -165,18 +220,18 @@ async fn rate_limit(
 /// RFC 9421 and RFC 8941 would merge repeated `Signature` lines into one dictionary (the last
 /// entry of a label winning); refusing the request instead leaves no doubt about which value
 /// was checked and which one a backend behind the gateway might read.
-const SINGLE: [(&str, &str); 6] = [
-    ("signature", "signature_invalid"),
-    ("signature-input", "signature_invalid"),
-    ("content-digest", "signature_invalid"),
-    ("moat-device-key", "credential_invalid"),
-    ("moat-integrity", "integrity_invalid"),
-    ("authorization", "token_invalid"),
+static SINGLE: [(&HeaderName, &str); 6] = [
+    (&names::SIGNATURE, "signature_invalid"),
+    (&names::SIGNATURE_INPUT, "signature_invalid"),
+    (&names::CONTENT_DIGEST, "signature_invalid"),
+    (&names::MOAT_DEVICE_KEY, "credential_invalid"),
+    (&names::MOAT_INTEGRITY, "integrity_invalid"),
+    (&header::AUTHORIZATION, "token_invalid"),
 ];
 
 fn refuse_repeated_credentials(parts: &Parts) -> Result<(), ApiError> {
-    for (name, code) in SINGLE {
-        let mut values = parts.headers.get_all(name).iter();
+    for (name, code) in &SINGLE {
+        let mut values = parts.headers.get_all(*name).iter();
         if values.next().is_some() && values.next().is_some() {
             return Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
@@ -188,21 +243,32 @@ fn refuse_repeated_credentials(parts: &Parts) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn joined(parts: &Parts, name: &str) -> Result<Option<String>, ApiError> {
-    let mut out: Option<String> = None;
+/// The field's lines joined with `, ` (RFC 9110 section 5.3); borrowed when there is one.
+fn joined<'a>(parts: &'a Parts, name: &HeaderName) -> Result<Option<Cow<'a, str>>, ApiError> {
+    let mut out: Option<Cow<'a, str>> = None;
     for v in parts.headers.get_all(name) {
         let text = v
             .to_str()
             .map_err(|_| ApiError::malformed(format!("{name} is not ASCII")))?;
-        match &mut out {
-            Some(s) => {
-                s.push_str(", ");
-                s.push_str(text);
-            }
-            None => out = Some(text.to_owned()),
-        }
+        out = Some(match out {
+            Some(prev) => Cow::Owned([prev.as_ref(), text].join(", ")),
+            None => Cow::Borrowed(text),
+        });
     }
     Ok(out)
+}
+
+/// A cache key: SHA-256 over `parts`, each preceded by its length (no allocation, and no
+/// two different part lists give the same input).
+fn cache_key(parts: &[&[u8]]) -> [u8; 32] {
+    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    for part in parts {
+        ctx.update(&(part.len() as u64).to_be_bytes());
+        ctx.update(part);
+    }
+    let mut k = [0u8; 32];
+    k.copy_from_slice(ctx.finish().as_ref());
+    k
 }
 
 fn sig_error(detail: &str) -> ApiError {
@@ -218,8 +284,7 @@ async fn key_for(
     keyid: &str,
 ) -> Result<(Arc<Device>, Arc<VerifyingKey>, Via), ApiError> {
     let ttl = i64::try_from(state.config.device_cache_ttl_ms).unwrap_or(0);
-    let cache_key =
-        crate::cache::TtlCache::<CachedCredential>::key(format!("sig\0{keyid}").as_bytes());
+    let cache_key = CachedCredential::signature_cache_key(keyid);
     let now_ms = state.now_ms();
     if let Some(CachedCredential {
         device,
@@ -286,16 +351,17 @@ async fn verify_signature(
     now: i64,
     proven: &mut Option<uuid::Uuid>,
 ) -> Result<Principal, ApiError> {
-    let input =
-        joined(parts, "signature-input")?.ok_or_else(|| sig_error("Signature-Input is missing"))?;
-    let signature = joined(parts, "signature")?.ok_or_else(|| sig_error("Signature is missing"))?;
+    let input = joined(parts, &names::SIGNATURE_INPUT)?
+        .ok_or_else(|| sig_error("Signature-Input is missing"))?;
+    let signature =
+        joined(parts, &names::SIGNATURE)?.ok_or_else(|| sig_error("Signature is missing"))?;
     let sig = ParsedSignature::parse(&input, &signature, "moat")?;
     let keyid = sig
         .params
         .keyid
-        .clone()
+        .as_deref()
         .ok_or_else(|| sig_error("keyid parameter missing"))?;
-    let (device, key, via) = key_for(state, &keyid).await?;
+    let (device, key, via) = key_for(state, keyid).await?;
 
     let authority = parts
         .headers
@@ -339,16 +405,20 @@ async fn verify_signature(
     if device.status == DeviceStatus::Revoked {
         return Err(ApiError::revoked());
     }
-    if let Some(field) = joined(parts, "content-digest")? {
+    if let Some(field) = joined(parts, &names::CONTENT_DIGEST)? {
         digest::verify(&field, body)?;
     }
     let nonce = sig.params.nonce.as_deref().unwrap_or_default();
-    let replay_key = format!("sig\0{keyid}\0{nonce}");
+    let mut replay_key = Vec::with_capacity(keyid.len() + nonce.len() + 5);
+    replay_key.extend_from_slice(b"sig\0");
+    replay_key.extend_from_slice(keyid.as_bytes());
+    replay_key.push(0);
+    replay_key.extend_from_slice(nonce.as_bytes());
     let created = sig.params.created.unwrap_or(now);
     let fresh = state
         .replay
         .insert_once(
-            replay_key.as_bytes(),
+            &replay_key,
             created.max(now) + state.config.signature_max_skew + 1,
             now,
         )
@@ -388,8 +458,7 @@ async fn verify_api_key(
     let invalid = || ApiError::credential("the device key is not valid");
     let key = ApiKey::parse(text).map_err(|_| invalid())?;
     let ttl = i64::try_from(state.config.device_cache_ttl_ms).unwrap_or(0);
-    let cache_key =
-        crate::cache::TtlCache::<CachedCredential>::key(format!("key\0{}", key.lookup).as_bytes());
+    let cache_key = CachedCredential::api_key_cache_key(&key.lookup);
     let now_ms = state.now_ms();
     let cached = if ttl > 0 {
         state.device_cache.get(&cache_key, now_ms)
@@ -533,10 +602,11 @@ async fn verify_user(
             "this access token is bound to a device: send the device credential too",
         ));
     };
-    let caller_device = caller
-        .device
-        .as_ref()
-        .map_or_else(|| "static".to_owned(), |d| d.id.to_string());
+    let mut buf = uuid::Uuid::encode_buffer();
+    let caller_device = match &caller.device {
+        Some(d) => &*d.id.hyphenated().encode_lower(&mut buf),
+        None => "static",
+    };
     if claims.cnf.moat_device != caller_device {
         return Err(token_error("this access token belongs to another device"));
     }
@@ -564,14 +634,19 @@ fn verify_integrity(
     };
     let token = parts
         .headers
-        .get("moat-integrity")
+        .get(&names::MOAT_INTEGRITY)
         .and_then(|v| v.to_str().ok())
         .ok_or_else(|| invalid("an integrity token is required (Moat-Integrity)"))?;
     let claims = state.integrity.verify(token, now)?;
     let device = caller
         .and_then(|c| c.device.as_ref())
         .ok_or_else(|| invalid("the integrity token needs the device credential too"))?;
-    if claims.sub != device.id.to_string() {
+    if claims.sub
+        != *device
+            .id
+            .hyphenated()
+            .encode_lower(&mut uuid::Uuid::encode_buffer())
+    {
         return Err(invalid("this integrity token belongs to another device"));
     }
     if let Some(pay) = &claims.pay {
@@ -606,8 +681,12 @@ pub async fn protect(State(p): State<Protect>, req: Request, next: Next) -> Resp
                 .observe(started.elapsed().as_secs_f64());
             let mut response = next.run(req).await;
             if let Some((policy, remaining)) = limit_headers {
-                response.headers_mut().insert("ratelimit-policy", policy);
-                response.headers_mut().insert("ratelimit", remaining);
+                response
+                    .headers_mut()
+                    .insert(names::RATELIMIT_POLICY.clone(), policy);
+                response
+                    .headers_mut()
+                    .insert(names::RATELIMIT.clone(), remaining);
             }
             response
         }
@@ -645,8 +724,8 @@ async fn checked(
     refuse_repeated_credentials(&parts)?;
     let body = body_bytes(body, state.config.max_body_bytes).await?;
     let now = state.now();
-    let signed =
-        parts.headers.contains_key("signature-input") || parts.headers.contains_key("signature");
+    let signed = parts.headers.contains_key(&names::SIGNATURE_INPUT)
+        || parts.headers.contains_key(&names::SIGNATURE);
     let needs_signature = p.policy.contains(&Requirement::Signature);
     let needs_device = needs_signature || p.policy.contains(&Requirement::Device);
     // Any credential that is sent is checked, even where the route does not require it.
@@ -656,7 +735,7 @@ async fn checked(
         return Err(sig_error(
             "this endpoint requires an RFC 9421 request signature",
         ));
-    } else if let Some(value) = parts.headers.get("moat-device-key") {
+    } else if let Some(value) = parts.headers.get(&names::MOAT_DEVICE_KEY) {
         Some(verify_api_key(state, value, proven).await?)
     } else {
         None
