@@ -82,6 +82,16 @@ pub struct Params {
     pub tag: Option<String>,
 }
 
+mod fast;
+
+/// A covered component: its name, and whether its identifier carried parameters (`;sf`,
+/// `;key=…`, …), which Moat refuses when it builds the signature base.
+#[derive(Clone, Debug)]
+struct Component {
+    name: String,
+    has_params: bool,
+}
+
 /// A signature chosen from a request's `Signature-Input` and `Signature` fields.
 #[derive(Clone, Debug)]
 pub struct ParsedSignature {
@@ -89,7 +99,7 @@ pub struct ParsedSignature {
     pub label: String,
     /// Its parameters.
     pub params: Params,
-    components: Vec<Item>,
+    components: Vec<Component>,
     params_value: String,
     signature: Vec<u8>,
 }
@@ -128,6 +138,14 @@ impl ParsedSignature {
         if signature_input.len() > MAX_HEADER_LEN || signature.len() > MAX_HEADER_LEN {
             return Err(Error::Malformed("signature field too long"));
         }
+        if let Some(parsed) = fast::parse(signature_input, signature) {
+            return Ok(parsed);
+        }
+        Self::parse_general(signature_input, signature, preferred)
+    }
+
+    /// [`Self::parse`] for any structured-field syntax, with the `sfv` crate.
+    fn parse_general(signature_input: &str, signature: &str, preferred: &str) -> Result<Self> {
         let inputs: sfv::Dictionary = Parser::new(signature_input)
             .parse()
             .map_err(|_| Error::Malformed("Signature-Input is not a structured dictionary"))?;
@@ -154,10 +172,15 @@ impl ParsedSignature {
             Some(_) => return Err(Error::Malformed("Signature member is not a byte sequence")),
             None => return Err(Error::SignatureInvalid("no Signature for the chosen label")),
         };
+        let mut components = Vec::with_capacity(list.items.len());
         for item in &list.items {
-            if !matches!(item.bare_item, BareItem::String(_)) {
+            let BareItem::String(name) = &item.bare_item else {
                 return Err(Error::Malformed("component identifier is not a string"));
-            }
+            };
+            components.push(Component {
+                name: name.as_str().to_owned(),
+                has_params: !item.params.is_empty(),
+            });
         }
         let params = Params {
             created: int_param(&list.params, "created")?,
@@ -171,7 +194,7 @@ impl ParsedSignature {
         Ok(Self {
             label: label.as_str().to_owned(),
             params,
-            components: list.items.clone(),
+            components,
             params_value,
             signature: sig,
         })
@@ -179,9 +202,7 @@ impl ParsedSignature {
 
     /// Names of the covered components, in order (`@method`, `content-digest`, …).
     pub fn components(&self) -> impl Iterator<Item = &str> {
-        self.components
-            .iter()
-            .filter_map(|i| i.bare_item.as_string().map(|s| s.as_str()))
+        self.components.iter().map(|c| c.name.as_str())
     }
 
     /// Builds the signature base (RFC 9421 section 2.5) for this signature over `msg`.
@@ -224,8 +245,8 @@ fn normalized_authority(scheme: &str, authority: &str) -> String {
     }
 }
 
-fn field_value(headers: &HeaderMap, name: &str) -> Result<String> {
-    let mut out = String::new();
+/// Appends the field's lines, trimmed and joined with `, `, to `out`.
+fn push_field_value(out: &mut String, headers: &HeaderMap, name: &str) -> Result<()> {
     let mut any = false;
     for value in headers.get_all(name) {
         let text = value
@@ -238,59 +259,80 @@ fn field_value(headers: &HeaderMap, name: &str) -> Result<String> {
         any = true;
     }
     if any {
-        Ok(out)
+        Ok(())
     } else {
         Err(Error::SignatureInvalid("covered field is absent"))
     }
 }
 
-fn component_value(name: &str, msg: &Message<'_>) -> Result<String> {
+/// Appends the value of component `name` of `msg` to `out` (RFC 9421 section 2).
+fn push_component_value(out: &mut String, name: &str, msg: &Message<'_>) -> Result<()> {
     let path = if msg.path.is_empty() { "/" } else { msg.path };
-    Ok(match name {
-        "@method" => msg.method.to_owned(),
-        "@scheme" => msg.scheme.to_ascii_lowercase(),
-        "@authority" => normalized_authority(msg.scheme, msg.authority),
-        "@path" => path.to_owned(),
-        "@query" => format!("?{}", msg.query.unwrap_or("")),
-        "@request-target" => match msg.query {
-            Some(q) => format!("{path}?{q}"),
-            None => path.to_owned(),
-        },
+    match name {
+        "@method" => out.push_str(msg.method),
+        "@scheme" => out.push_str(&msg.scheme.to_ascii_lowercase()),
+        "@authority" => out.push_str(&normalized_authority(msg.scheme, msg.authority)),
+        "@path" => out.push_str(path),
+        "@query" => {
+            out.push('?');
+            out.push_str(msg.query.unwrap_or(""));
+        }
+        "@request-target" => {
+            out.push_str(path);
+            if let Some(q) = msg.query {
+                out.push('?');
+                out.push_str(q);
+            }
+        }
         "@target-uri" => {
-            let authority = normalized_authority(msg.scheme, msg.authority);
-            match msg.query {
-                Some(q) => format!("{}://{authority}{path}?{q}", msg.scheme),
-                None => format!("{}://{authority}{path}", msg.scheme),
+            out.push_str(msg.scheme);
+            out.push_str("://");
+            out.push_str(&normalized_authority(msg.scheme, msg.authority));
+            out.push_str(path);
+            if let Some(q) = msg.query {
+                out.push('?');
+                out.push_str(q);
             }
         }
         n if n.starts_with('@') => return Err(Error::Unsupported("derived component")),
         n if n.bytes().any(|b| b.is_ascii_uppercase()) => {
             return Err(Error::SignatureInvalid("field names must be lowercase"));
         }
-        n => field_value(msg.headers, n)?,
-    })
+        n => push_field_value(out, msg.headers, n)?,
+    }
+    Ok(())
 }
 
-fn signature_base(components: &[Item], params_value: &str, msg: &Message<'_>) -> Result<String> {
-    let mut base = String::with_capacity(256);
-    let mut seen: Vec<&str> = Vec::with_capacity(components.len());
-    for item in components {
-        let Some(name) = item.bare_item.as_string().map(|s| s.as_str()) else {
-            return Err(Error::Malformed("component identifier is not a string"));
-        };
-        if !item.params.is_empty() {
+/// Appends `name` as a structured-field string (RFC 9651 section 4.1.6).
+fn push_sf_string(out: &mut String, name: &str) {
+    out.push('"');
+    for ch in name.chars() {
+        if ch == '"' || ch == '\\' {
+            out.push('\\');
+        }
+        out.push(ch);
+    }
+    out.push('"');
+}
+
+fn signature_base(
+    components: &[Component],
+    params_value: &str,
+    msg: &Message<'_>,
+) -> Result<String> {
+    let mut base = String::with_capacity(256 + params_value.len());
+    for (i, c) in components.iter().enumerate() {
+        if c.has_params {
             // `sf`, `key`, `bs`, `req`, `tr` and `name` change how a value is derived; Moat's
             // clients never need them, and refusing them keeps one canonical base per request.
             return Err(Error::Unsupported("component parameters"));
         }
-        if seen.contains(&name) {
+        if components[..i].iter().any(|p| p.name == c.name) {
             return Err(Error::SignatureInvalid("component covered twice"));
         }
-        seen.push(name);
-        let value = component_value(name, msg)?;
-        base.push_str(&item.serialize());
+        push_sf_string(&mut base, &c.name);
         base.push_str(": ");
-        base.push_str(&value);
+        push_component_value(&mut base, &c.name, msg)?;
         base.push('\n');
     }
     base.push_str("\"@signature-params\": ");
@@ -434,7 +476,14 @@ pub fn sign(
         }
     }
     let params_value = serialize_inner_list(&list)?;
-    let base = signature_base(&list.items, &params_value, msg)?;
+    let covered: Vec<Component> = components
+        .iter()
+        .map(|c| Component {
+            name: (*c).to_owned(),
+            has_params: false,
+        })
+        .collect();
+    let base = signature_base(&covered, &params_value, msg)?;
     let sig = match signer {
         SigningKey::Hmac(k) => hmac::sign(k, base.as_bytes()).as_ref().to_vec(),
         SigningKey::Installation(k) => k.sign(base.as_bytes())?,

@@ -451,3 +451,125 @@ fn hostile_inputs_are_errors_not_panics() {
     let long = "a".repeat(MAX_HEADER_LEN + 1);
     assert!(ParsedSignature::parse(&long, "moat=:AAAA:", "moat").is_err());
 }
+
+/// The canonical-form parser agrees with the general parser on every input it accepts, and
+/// accepts what clients send. Inputs are mutations of real fields (spaces, escapes, case,
+/// duplicates, other value types, extra labels, cut-offs), from a fixed-seed generator so a
+/// failure reproduces.
+#[test]
+fn canonical_parser_agrees_with_the_general_parser() {
+    let input = r#"moat=("@method" "@authority" "@path" "content-digest" "authorization");created=1700000000;nonce="n0nce-123456";keyid="mc_abc";alg="hmac-sha256";x=tok/en:1"#;
+    let signature = "moat=:dGhlIHNpZ25hdHVyZSBieXRlcyEhIQ==:";
+    let fast = fast::parse(input, signature).expect("a client's fields take the fast path");
+    let general = ParsedSignature::parse_general(input, signature, "moat").expect("general");
+    assert_same(&fast, &general);
+
+    let pieces: &[&str] = &[
+        " ",
+        "  ",
+        ",",
+        ";",
+        "=",
+        "\"",
+        "\\",
+        "(",
+        ")",
+        ":",
+        "-",
+        "0",
+        "00",
+        "-0",
+        "1.5",
+        "?1",
+        "@",
+        "%\"",
+        "a",
+        "A",
+        "*",
+        "_",
+        "=:",
+        "dGVzdA==",
+        "dGVzdA",
+        "dGVzdB==",
+        "moat",
+        "other",
+        ";created=5",
+        ";created=\"5\"",
+        ";nonce=5",
+        ";keyid=tok",
+        ";alg",
+        "\"x\";sf",
+        ", other=(\"@path\")",
+        "\\\"",
+        "1234567890123456",
+        "999999999999999",
+    ];
+    let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let (mut accepted, mut agreed_errors) = (0, 0);
+    for _ in 0..40_000 {
+        let mut inp = input.to_owned();
+        let mut sig = signature.to_owned();
+        for _ in 0..=(next() % 3) {
+            let target = if next() % 4 == 0 { &mut sig } else { &mut inp };
+            let len = target.len();
+            let at = (next() as usize) % (len + 1);
+            let at = (0..=at)
+                .rev()
+                .find(|i| target.is_char_boundary(*i))
+                .unwrap_or(0);
+            match next() % 3 {
+                0 => target.insert_str(at, pieces[(next() as usize) % pieces.len()]),
+                1 => {
+                    let end = (at + 1 + (next() as usize) % 4).min(len);
+                    if target.is_char_boundary(end) {
+                        target.replace_range(at..end, "");
+                    }
+                }
+                _ => {
+                    let piece = pieces[(next() as usize) % pieces.len()];
+                    let end = (at + piece.len()).min(len);
+                    if target.is_char_boundary(end) {
+                        target.replace_range(at..end, piece);
+                    }
+                }
+            }
+        }
+        match fast::parse(&inp, &sig) {
+            Some(f) => {
+                accepted += 1;
+                let g = ParsedSignature::parse_general(&inp, &sig, "moat").unwrap_or_else(|e| {
+                    panic!("fast accepted what general refuses ({e}): {inp:?} {sig:?}")
+                });
+                assert_same(&f, &g);
+            }
+            None => {
+                if ParsedSignature::parse_general(&inp, &sig, "moat").is_err() {
+                    agreed_errors += 1;
+                }
+            }
+        }
+    }
+    // Both kinds of outcome were exercised, not just one.
+    assert!(accepted > 1_000, "fast path taken {accepted} times");
+    assert!(agreed_errors > 1_000, "refusals {agreed_errors}");
+}
+
+fn assert_same(f: &ParsedSignature, g: &ParsedSignature) {
+    assert_eq!(f.label, g.label);
+    assert_eq!(f.params, g.params);
+    assert_eq!(f.params_value, g.params_value, "serialized parameters");
+    assert_eq!(f.signature, g.signature);
+    let names = |p: &ParsedSignature| {
+        p.components
+            .iter()
+            .map(|c| (c.name.clone(), c.has_params))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(names(f), names(g));
+}
