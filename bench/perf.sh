@@ -15,87 +15,13 @@
 #   RUN_SECONDS=20 bench/perf.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ROOT=$PWD
 RUN_SECONDS=${RUN_SECONDS:-10}
 CONC=${CONC:-32}
 
-if ! command -v nginx >/dev/null; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light >/dev/null || \
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null
-fi
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 [ -d bench/node/node_modules ] || (cd bench/node && npm ci --no-audit --no-fund --silent)
-cargo build --release --locked -q -p moat-cli -p moat-loadgen
-MOAT=$ROOT/target/release/moat
-LG=$ROOT/target/release/moat-loadgen
-
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    [ -f "$WORK/nginx.pid" ] && kill "$(cat "$WORK/nginx.pid")" 2>/dev/null || true
-    wait 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-wait_port() { for _ in $(seq 200); do (echo > /dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 not up" >&2; exit 1; }
-
-# nginx: trivial upstream on 18081, bare proxy on 18082.
-mkdir -p "$WORK/nginx"
-cat > "$WORK/nginx.conf" <<CONF
-worker_processes 2;
-pid $WORK/nginx.pid;
-error_log $WORK/nginx/error.log warn;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    # No connection is closed for having served too many requests (nginx closes at 1000 by
-    # default), so no run pays reconnections the others do not.
-    keepalive_requests 10000000;
-    upstream up { server 127.0.0.1:18081; keepalive 64; keepalive_requests 10000000; }
-    server { listen 127.0.0.1:18081; location / { return 200 "ok\n"; } }
-    server { listen 127.0.0.1:18082; location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; } }
-}
-CONF
-nginx -p "$WORK/nginx" -c "$WORK/nginx.conf"
-wait_port 18081; wait_port 18082
-NGINX_PID=$(cat "$WORK/nginx.pid")
-
-ADMIN_TOKEN=bench-admin-token-0123456789abcdefghijkl
-STARTS=0
-moat_start() {
-    STARTS=$((STARTS + 1))
-    cat > "$WORK/moat.toml" <<CONF
-[server]
-listen = "127.0.0.1:18080"
-public_base_url = "http://127.0.0.1:18080"
-data_dir = "$WORK/moat-data-$1-$STARTS"
-[admin]
-listen = "127.0.0.1:19091"
-token = "$ADMIN_TOKEN"
-[enrollment]
-mode = "$1"
-[sms]
-per_ip_hour = 1000000
-per_device_hour = 1000
-global_hour = 1000000
-cooldown = 1
-[[route]]
-prefix = "/full"
-upstream = "http://127.0.0.1:18081"
-require = ["signature", "integrity", "user"]
-rate_limit = { key = "device", per_second = 1000000, burst = 1000000 }
-[[route]]
-prefix = "/key"
-upstream = "http://127.0.0.1:18081"
-require = ["device"]
-CONF
-    RUST_LOG=warn "$MOAT" serve --config "$WORK/moat.toml" 2>"$WORK/moat-$1.log" &
-    MOAT_PID=$!
-    PIDS+=("$MOAT_PID")
-    wait_port 18080
-}
-moat_stop() { kill "$MOAT_PID"; wait "$MOAT_PID" 2>/dev/null || true; }
+start_nginx
 
 SECRET=bench-shared-secret-0123456789abcdef PORT=18083 node bench/node/server.js > "$WORK/node.log" &
 NODE_PID=$!
@@ -131,7 +57,6 @@ measure d "$NODE_PID" -- raw --url http://127.0.0.1:18083/x --header "${HDR[0]}"
 
 echo "# (b) Moat, full checks (otp mode: HMAC signatures)"
 moat_start otp
-export MOAT_BENCH_ADMIN_TOKEN=$ADMIN_TOKEN
 measure b "$MOAT_PID" -- full --server http://127.0.0.1:18080 --admin http://127.0.0.1:19091 --concurrency "$CONC" --seconds "$RUN_SECONDS" --settle
 moat_stop
 

@@ -36,6 +36,10 @@ struct Cli {
     /// attestation, the RSA pool refill) is left out.
     #[arg(long = "server-pid", global = true)]
     server_pids: Vec<u32>,
+    /// Create this file when the measured window begins (after set-up), so a profiler can
+    /// start then.
+    #[arg(long, global = true)]
+    started_file: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Cmd,
 }
@@ -191,6 +195,8 @@ fn own_cpu_us() -> u64 {
 static CPU_AT_START: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 /// The server's CPU ticks when the measured part of a run began.
 static SERVER_TICKS_AT_START: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+/// `--started-file`.
+static STARTED_FILE: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
 /// `--server-pid`.
 static SERVER_PIDS: std::sync::OnceLock<Vec<u32>> = std::sync::OnceLock::new();
 
@@ -400,6 +406,9 @@ where
     let mut tasks: Vec<Worker> = Vec::new();
     CPU_AT_START.store(own_cpu_us(), Ordering::Relaxed);
     SERVER_TICKS_AT_START.store(cpu_ticks(server_pids()), Ordering::Relaxed);
+    if let Some(path) = STARTED_FILE.get() {
+        std::fs::write(path, b"")?;
+    }
     let begin = Instant::now();
     for t in 0..concurrency {
         let stop = stop.clone();
@@ -653,6 +662,9 @@ fn keygen(count: usize) -> Result<serde_json::Value> {
 async fn main() -> Result<()> {
     let cli = Cli::parse();
     let _ = SERVER_PIDS.set(cli.server_pids.clone());
+    if let Some(path) = &cli.started_file {
+        let _ = STARTED_FILE.set(path.clone());
+    }
     let mut result = match cli.command {
         Cmd::Enroll {
             server,
