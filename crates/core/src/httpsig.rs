@@ -448,20 +448,35 @@ pub fn sign(
     msg: &Message<'_>,
     signer: SigningKey<'_>,
 ) -> Result<SignatureHeaders> {
-    let mut items = Vec::with_capacity(components.len());
-    for c in components {
-        let s = sfv::String::from_string((*c).to_owned())
-            .map_err(|_| Error::Malformed("component name"))?;
-        items.push(Item::new(s));
+    // The inner list is written in canonical form directly (RFC 9651 section 4.1), the same
+    // text the structured-field serializer gives, without building its maps.
+    let mut params_value = String::with_capacity(160);
+    let mut covered = Vec::with_capacity(components.len());
+    params_value.push('(');
+    for (i, c) in components.iter().enumerate() {
+        if !is_sf_string(c) {
+            return Err(Error::Malformed("component name"));
+        }
+        if i > 0 {
+            params_value.push(' ');
+        }
+        push_sf_string(&mut params_value, c);
+        covered.push(Component {
+            name: (*c).to_owned(),
+            has_params: false,
+        });
     }
-    let mut list = InnerList::new(items);
-    if let Some(v) = params.created {
-        list.params
-            .insert(key("created")?, BareItem::Integer(int(v)?));
-    }
-    if let Some(v) = params.expires {
-        list.params
-            .insert(key("expires")?, BareItem::Integer(int(v)?));
+    params_value.push(')');
+    for (name, value) in [("created", params.created), ("expires", params.expires)] {
+        if let Some(v) = value {
+            if v.unsigned_abs() > 999_999_999_999_999 {
+                return Err(Error::Malformed("integer out of range"));
+            }
+            params_value.push(';');
+            params_value.push_str(name);
+            params_value.push('=');
+            params_value.push_str(&v.to_string());
+        }
     }
     for (name, value) in [
         ("nonce", &params.nonce),
@@ -470,19 +485,17 @@ pub fn sign(
         ("tag", &params.tag),
     ] {
         if let Some(v) = value {
-            let s = sfv::String::from_string(v.clone())
-                .map_err(|_| Error::Malformed("signature parameter is not a valid string"))?;
-            list.params.insert(key(name)?, BareItem::String(s));
+            if !is_sf_string(v) {
+                return Err(Error::Malformed(
+                    "signature parameter is not a valid string",
+                ));
+            }
+            params_value.push(';');
+            params_value.push_str(name);
+            params_value.push('=');
+            push_sf_string(&mut params_value, v);
         }
     }
-    let params_value = serialize_inner_list(&list)?;
-    let covered: Vec<Component> = components
-        .iter()
-        .map(|c| Component {
-            name: (*c).to_owned(),
-            has_params: false,
-        })
-        .collect();
     let base = signature_base(&covered, &params_value, msg)?;
     let sig = match signer {
         SigningKey::Hmac(k) => hmac::sign(k, base.as_bytes()).as_ref().to_vec(),
@@ -499,8 +512,9 @@ fn key_check(label: &str) -> Result<()> {
     key(label).map(|_| ())
 }
 
-fn int(v: i64) -> Result<sfv::Integer> {
-    sfv::Integer::try_from(v).map_err(|_| Error::Malformed("integer out of range"))
+/// Whether `s` can be a structured-field string (visible ASCII and space).
+fn is_sf_string(s: &str) -> bool {
+    s.bytes().all(|b| (0x20..=0x7e).contains(&b))
 }
 
 /// What Moat knows about a request when it checks which components a signature covers.
