@@ -9,7 +9,9 @@
 //! <name>: <value>        (any number of header lines)
 //! ```
 //!
-//! Beyond "no panic", two properties:
+//! Beyond "no panic", three properties:
+//! - the canonical-form recognizer and the general structured-field parser agree on every
+//!   input the recognizer accepts;
 //! - the `@signature-params` line is canonical: re-parsing it as the `Signature-Input` gives
 //!   the same parameters and the same signature base (so spacing cannot change what is
 //!   verified);
@@ -31,6 +33,8 @@ fuzz_target!(init: moat_fuzz::seeds::on_request(), |data: &[u8]| {
     let (signature, request) = first_line(rest);
     let request = Request::parse(request);
     let msg = request.message();
+
+    moat_core::httpsig::fuzzing::parsers_agree(signature_input, signature);
 
     // The server prefers the label `sig` and falls back to the first one.
     let Ok(parsed) = ParsedSignature::parse(signature_input, signature, "sig") else {
