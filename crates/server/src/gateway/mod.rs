@@ -531,7 +531,9 @@ async fn respond(
             )
         };
         let limited = http_body_util::Limited::new(incoming, MAX_INSPECTED_BODY);
-        let bytes = tokio::time::timeout(timeout, limited.collect())
+        // Boxed: only error bodies of routes with secrets take this path; inline, its state
+        // would make every forwarded request's future larger.
+        let bytes = Box::pin(tokio::time::timeout(timeout, limited.collect()))
             .await
             .map_err(|_| bad())?
             .map_err(|_| bad())?

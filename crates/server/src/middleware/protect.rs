@@ -587,7 +587,9 @@ async fn verify_user(
                     .issuers
                     .find(&iss)
                     .ok_or_else(|| token_error("unknown issuer"))?;
-                let claims = state.issuers.verify(cfg, token, now).await?;
+                // Boxed: this rare path (it may fetch the issuer's JWKS) would otherwise make
+                // every request's future, copied when boxed by the middleware, 1 KiB larger.
+                let claims = Box::pin(state.issuers.verify(cfg, token, now)).await?;
                 return Ok(UserPrincipal {
                     id: claims.sub,
                     issuer: claims.iss,
