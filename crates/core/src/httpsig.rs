@@ -592,31 +592,42 @@ pub fn check_window(params: &Params, now: i64, max_skew: i64) -> Result<()> {
     Ok(())
 }
 
+/// Panics if the canonical-form recognizer accepts the fields and the general parser parses
+/// them differently, or refuses them; returns whether the recognizer accepted them.
+#[cfg(any(test, feature = "fuzzing"))]
+fn assert_parsers_agree(signature_input: &str, signature: &str) -> bool {
+    let Some(fast) = fast::parse(signature_input, signature) else {
+        return false;
+    };
+    let general = ParsedSignature::parse_general(signature_input, signature, &fast.label)
+        .unwrap_or_else(|e| {
+            panic!("the general parser refuses ({e}) what the recognizer accepts: {signature_input:?} {signature:?}")
+        });
+    assert_eq!(fast.label, general.label);
+    assert_eq!(fast.params, general.params);
+    assert_eq!(
+        fast.params_value, general.params_value,
+        "serialized parameters"
+    );
+    assert_eq!(fast.signature, general.signature);
+    let names = |p: &ParsedSignature| {
+        p.components
+            .iter()
+            .map(|c| (c.name.clone(), c.has_params))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(names(&fast), names(&general));
+    true
+}
+
 /// Entry points for the cargo-fuzz targets in `fuzz/`; not part of the API.
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing {
-    use super::ParsedSignature;
-
     /// Panics if the canonical-form recognizer accepts fields and the general parser parses
     /// them differently (or refuses them).
     pub fn parsers_agree(signature_input: &str, signature: &str) {
-        let Some(fast) = super::fast::parse(signature_input, signature) else {
-            return;
-        };
-        let general = ParsedSignature::parse_general(signature_input, signature, &fast.label)
-            .expect("the general parser accepts what the recognizer accepts");
-        assert_eq!(fast.label, general.label);
-        assert_eq!(fast.params, general.params);
-        assert_eq!(fast.params_value, general.params_value);
-        assert_eq!(fast.signature, general.signature);
-        let names = |p: &ParsedSignature| {
-            p.components
-                .iter()
-                .map(|c| (c.name.clone(), c.has_params))
-                .collect::<Vec<_>>()
-        };
-        assert_eq!(names(&fast), names(&general));
+        super::assert_parsers_agree(signature_input, signature);
     }
 }
 
