@@ -111,6 +111,17 @@ impl SqliteStore {
         let pool = SqlitePoolOptions::new()
             .max_connections(options.max_connections)
             .acquire_timeout(options.acquire_timeout)
+            // A connection must not go back to the pool with a transaction SQLite still holds
+            // open: seen after a full disk, when later writes ran inside it, answered as
+            // committed, and were lost at the next crash, while every other connection waited
+            // on its write lock. A `ROLLBACK` that succeeds means one was open: that
+            // connection is closed instead of reused.
+            .after_release(|conn, _| {
+                Box::pin(async move {
+                    let dangling = sqlx::query("ROLLBACK").execute(&mut *conn).await.is_ok();
+                    Ok(!dangling)
+                })
+            })
             .connect_with(connect)
             .await
             .map_err(map_err)?;
