@@ -68,7 +68,7 @@ pub async fn body_bytes(body: axum::body::Body, limit: usize) -> Result<Bytes, A
 
 /// The client's IP: the socket peer, or, when the peer is a configured trusted proxy, the
 /// right-most `X-Forwarded-For` entry that is not itself a trusted proxy.
-#[derive(Clone, Debug)]
+#[derive(Clone, Copy, Debug)]
 pub struct ClientIp(pub std::net::IpAddr);
 
 impl axum::extract::FromRequestParts<AppState> for ClientIp {
@@ -82,12 +82,17 @@ impl axum::extract::FromRequestParts<AppState> for ClientIp {
     }
 }
 
-/// The client's IP from a request's headers and extensions (see [`ClientIp`]).
+/// The client's IP from a request's headers and extensions (see [`ClientIp`]). The public
+/// listener's outermost middleware stores it in the extensions once per request; later
+/// callers read it from there.
 pub fn client_ip(
     headers: &axum::http::HeaderMap,
     extensions: &axum::http::Extensions,
     state: &AppState,
 ) -> std::net::IpAddr {
+    if let Some(ClientIp(ip)) = extensions.get::<ClientIp>() {
+        return *ip;
+    }
     let peer = extensions
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
         .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |c| c.0.ip());
@@ -106,7 +111,7 @@ fn forwarded_client(
     }
     // Right to left, without collecting the hops: this runs for every request.
     headers
-        .get_all("x-forwarded-for")
+        .get_all(&crate::names::X_FORWARDED_FOR)
         .iter()
         .rev()
         .filter_map(|value| value.to_str().ok())

@@ -101,7 +101,7 @@ async fn readyz(State(state): State<AppState>) -> Result<impl IntoResponse, ApiE
 /// client IP and proven device for the dashboard.
 async fn observe(
     State(state): State<AppState>,
-    req: axum::extract::Request,
+    mut req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     let route = state.metrics.route(
@@ -110,6 +110,7 @@ async fn observe(
             .map(axum::extract::MatchedPath::as_str),
     );
     let ip = extract::client_ip(req.headers(), req.extensions(), &state);
+    req.extensions_mut().insert(extract::ClientIp(ip));
     let response = next.run(req).await;
     let status = response.status().as_u16();
     let code = response
@@ -248,11 +249,9 @@ impl MakeRequestId for MakeId {
         let n = self
             .counter
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let mut id = String::with_capacity(self.prefix.len() + 17);
-        id.push_str(&self.prefix);
-        id.push('-');
-        let _ = std::fmt::Write::write_fmt(&mut id, format_args!("{n:x}"));
-        http::HeaderValue::from_str(&id).ok().map(RequestId::new)
+        http::HeaderValue::from_str(&format!("{}-{n:x}", self.prefix))
+            .ok()
+            .map(RequestId::new)
     }
 }
 

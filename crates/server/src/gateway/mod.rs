@@ -168,17 +168,15 @@ impl Gateway {
             };
             let authority = Authority::try_from(authority.as_str())
                 .map_err(|_| format!("route {}: upstream authority", c.prefix))?;
-            let mut route = Upstream {
+            routes.push(Arc::new(Upstream {
                 config: c.clone(),
+                secrets: secrets_of(&headers, &query),
                 headers,
                 query,
                 scheme,
                 authority,
                 base_path: url.path().trim_end_matches('/').to_owned(),
-                secrets: Vec::new(),
-            };
-            route.secrets = secrets_of(&route);
-            routes.push(Arc::new(route));
+            }));
         }
         // The gateway key is derived from the data key (one secret to back up): the Ed25519
         // seed is HMAC-SHA-256(data key, label).
@@ -227,13 +225,17 @@ fn refuse(detail: &str) -> ApiError {
     ApiError::malformed(format!("request target refused: {detail}"))
 }
 
-fn secrets_of(route: &Upstream) -> Vec<Vec<u8>> {
+/// The injected secrets as they could appear in a response: as resolved, and
+/// form-encoded when that differs.
+fn secrets_of(
+    headers: &[(HeaderName, SecretBytes)],
+    query: &[(String, SecretBytes)],
+) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
-    for v in route
-        .headers
+    for v in headers
         .iter()
         .map(|(_, v)| v)
-        .chain(route.query.iter().map(|(_, v)| v))
+        .chain(query.iter().map(|(_, v)| v))
     {
         out.push(v.expose().to_vec());
         let encoded: String =
@@ -449,19 +451,23 @@ fn sign_forwarded(
     if !body.is_empty() {
         let field = moat_core::digest::sha256_field(body);
         out.insert(
-            "content-digest",
+            names::CONTENT_DIGEST.clone(),
             HeaderValue::from_str(&field).map_err(|e| ApiError::internal(&e))?,
         );
     } else {
-        out.remove("content-digest");
+        out.remove(&names::CONTENT_DIGEST);
     }
     let mut components = vec!["@method", "@authority", "@path"];
     if url.query.is_some() {
         components.push("@query");
     }
-    for name in ["moat-device", "moat-user", "content-digest"] {
+    for name in [
+        &names::MOAT_DEVICE,
+        &names::MOAT_USER,
+        &names::CONTENT_DIGEST,
+    ] {
         if out.contains_key(name) {
-            components.push(name);
+            components.push(name.as_str());
         }
     }
     let msg = Message {
@@ -487,11 +493,11 @@ fn sign_forwarded(
         SigningKey::Installation(&gateway.signer),
     )?;
     out.insert(
-        "signature-input",
+        names::SIGNATURE_INPUT.clone(),
         HeaderValue::from_str(&signed.signature_input).map_err(|e| ApiError::internal(&e))?,
     );
     out.insert(
-        "signature",
+        names::SIGNATURE.clone(),
         HeaderValue::from_str(&signed.signature).map_err(|e| ApiError::internal(&e))?,
     );
     Ok(())

@@ -82,12 +82,12 @@ pub struct CachedCredential {
 impl CachedCredential {
     /// The cache key of the device holding API key `lookup`.
     pub fn api_key_cache_key(lookup: &str) -> [u8; 32] {
-        cache_key(&[b"key", lookup.as_bytes()])
+        crate::cache::parts_key(&[b"key", lookup.as_bytes()])
     }
 
     /// The cache key of the device signing with `keyid`.
     pub fn signature_cache_key(keyid: &str) -> [u8; 32] {
-        cache_key(&[b"sig", keyid.as_bytes()])
+        crate::cache::parts_key(&[b"sig", keyid.as_bytes()])
     }
 }
 
@@ -115,7 +115,7 @@ pub struct Protect {
     /// Requirements, all of which must hold.
     pub policy: Arc<[Requirement]>,
     /// The route's rate limit, if any, with its quota and `RateLimit-Policy` value.
-    limit: Option<(RateLimit, Quota, HeaderValue)>,
+    limit: Option<(RateKey, Quota, HeaderValue)>,
     /// The route's name in rate-limit keys and logs.
     pub route: Arc<str>,
 }
@@ -137,7 +137,7 @@ impl Protect {
             };
             let policy = HeaderValue::from_str(&format!("\"moat\";q={};w={window}", rl.burst))
                 .unwrap_or_else(|_| HeaderValue::from_static("\"moat\""));
-            (rl, quota, policy)
+            (rl.key, quota, policy)
         });
         Self {
             state,
@@ -154,13 +154,13 @@ async fn rate_limit(
     parts: &Parts,
     principal: &Principal,
 ) -> Result<Option<(HeaderValue, HeaderValue)>, ApiError> {
-    let Some((rl, quota, policy)) = &p.limit else {
+    let Some((rate_key, quota, policy)) = &p.limit else {
         return Ok(None);
     };
     let mut key = String::with_capacity(p.route.len() + 48);
     key.push_str(&p.route);
     key.push('\0');
-    match rl.key {
+    match rate_key {
         RateKey::Device => match &principal.device {
             Some(d) => key.push_str(
                 d.id.hyphenated()
@@ -194,10 +194,8 @@ async fn rate_limit(
         .await
     {
         Ok(remaining) => {
-            let mut value = String::with_capacity(20);
-            value.push_str("\"moat\";r=");
-            let _ = std::fmt::Write::write_fmt(&mut value, format_args!("{remaining}"));
-            let value = HeaderValue::from_str(&value).map_err(|e| ApiError::internal(&e))?;
+            let value = HeaderValue::from_str(&format!("\"moat\";r={remaining}"))
+                .map_err(|e| ApiError::internal(&e))?;
             Ok(Some((policy, value)))
         }
         Err(Refusal::Limited { retry_after, .. }) => Err(ApiError::new(
@@ -256,19 +254,6 @@ fn joined<'a>(parts: &'a Parts, name: &HeaderName) -> Result<Option<Cow<'a, str>
         });
     }
     Ok(out)
-}
-
-/// A cache key: SHA-256 over `parts`, each preceded by its length (no allocation, and no
-/// two different part lists give the same input).
-fn cache_key(parts: &[&[u8]]) -> [u8; 32] {
-    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
-    for part in parts {
-        ctx.update(&(part.len() as u64).to_be_bytes());
-        ctx.update(part);
-    }
-    let mut k = [0u8; 32];
-    k.copy_from_slice(ctx.finish().as_ref());
-    k
 }
 
 fn sig_error(detail: &str) -> ApiError {
@@ -675,12 +660,13 @@ fn verify_integrity(
 pub async fn protect(State(p): State<Protect>, req: Request, next: Next) -> Response {
     let started = std::time::Instant::now();
     let mut proven = None;
-    match checked(&p, req, &mut proven).await {
+    let outcome = checked(&p, req, &mut proven).await;
+    p.state
+        .metrics
+        .verification
+        .observe(started.elapsed().as_secs_f64());
+    match outcome {
         Ok((req, limit_headers)) => {
-            p.state
-                .metrics
-                .verification
-                .observe(started.elapsed().as_secs_f64());
             let mut response = next.run(req).await;
             if let Some((policy, remaining)) = limit_headers {
                 response
@@ -693,10 +679,6 @@ pub async fn protect(State(p): State<Protect>, req: Request, next: Next) -> Resp
             response
         }
         Err(e) => {
-            p.state
-                .metrics
-                .verification
-                .observe(started.elapsed().as_secs_f64());
             let mut response = axum::response::IntoResponse::into_response(e);
             if let Some(id) = proven {
                 response.extensions_mut().insert(RefusedDevice(id));
