@@ -155,7 +155,7 @@ fn summary(name: &str, mut lat_us: Vec<u32>, errors: u64, elapsed: Duration) -> 
     let cpu_us = own_cpu_us().saturating_sub(CPU_AT_START.load(Ordering::Relaxed));
     let server_us = cpu_ticks(server_pids())
         .saturating_sub(SERVER_TICKS_AT_START.load(Ordering::Relaxed))
-        * 10_000;
+        * US_PER_TICK;
     let mut out = serde_json::json!({
         "loadgen_cpu_us_per_req": per_request(cpu_us),
         "run": name,
@@ -175,20 +175,26 @@ fn summary(name: &str, mut lat_us: Vec<u32>, errors: u64, elapsed: Duration) -> 
 
 /// CPU time (user + system) this process has used, in microseconds.
 fn own_cpu_us() -> u64 {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+    stat_ticks("/proc/self/stat") * US_PER_TICK
+}
+
+/// Linux reports CPU time in USER_HZ, 100 on every architecture Moat is built for.
+const US_PER_TICK: u64 = 10_000;
+
+/// User plus system CPU ticks from a `/proc/…/stat` file (the 12th and 13th fields after
+/// the parenthesised command name); 0 if it cannot be read.
+fn stat_ticks(path: &str) -> u64 {
+    let Ok(stat) = std::fs::read_to_string(path) else {
         return 0;
     };
-    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map_or("", |(_, rest)| rest)
-        .split_whitespace()
-        .collect();
-    let ticks: u64 = fields
-        .get(11..13)
-        .map_or(0, |f| f.iter().filter_map(|v| v.parse::<u64>().ok()).sum());
-    // Linux reports in USER_HZ, 100 on every architecture Moat is built for.
-    ticks * 10_000
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return 0;
+    };
+    rest.split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|v| v.parse::<u64>().ok())
+        .sum()
 }
 
 /// CPU used before the measured part of a run (setup: enrollment, sign-in, attestation).
@@ -523,19 +529,7 @@ struct Setup {
 /// CPU time (clock ticks, 100 per second) used so far by `pids` and their child processes
 /// (nginx and Node cluster workers).
 fn cpu_ticks(pids: &[u32]) -> u64 {
-    fn one(pid: u32) -> u64 {
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            return 0;
-        };
-        let Some((_, rest)) = stat.rsplit_once(')') else {
-            return 0;
-        };
-        rest.split_whitespace()
-            .skip(11)
-            .take(2)
-            .filter_map(|v| v.parse::<u64>().ok())
-            .sum()
-    }
+    let one = |pid: u32| stat_ticks(&format!("/proc/{pid}/stat"));
     let mut total = 0;
     for &pid in pids {
         total += one(pid);

@@ -277,17 +277,12 @@ fn push_component_value(out: &mut String, name: &str, msg: &Message<'_>) -> Resu
             out.push('?');
             out.push_str(msg.query.unwrap_or(""));
         }
-        "@request-target" => {
-            out.push_str(path);
-            if let Some(q) = msg.query {
-                out.push('?');
-                out.push_str(q);
+        "@request-target" | "@target-uri" => {
+            if name == "@target-uri" {
+                out.push_str(msg.scheme);
+                out.push_str("://");
+                out.push_str(&normalized_authority(msg.scheme, msg.authority));
             }
-        }
-        "@target-uri" => {
-            out.push_str(msg.scheme);
-            out.push_str("://");
-            out.push_str(&normalized_authority(msg.scheme, msg.authority));
             out.push_str(path);
             if let Some(q) = msg.query {
                 out.push('?');
