@@ -10,6 +10,7 @@ use moat_core::apikey::ApiKey;
 use moat_core::dpop::{self, VerifiedProof};
 use moat_core::{b64, random, totp};
 use moat_store::{
+    Attempt,
     Channel, Credential, Device, DeviceStatus, NewCredential, NewMailboxItem, OtpRecord, StoreError,
 };
 use serde::{Deserialize, Serialize};
@@ -629,17 +630,17 @@ pub async fn confirm(
         )
     };
     let now = state.now();
-    let record = state
+    // One attempt is taken (checked and counted in one statement) before the comparison: of a
+    // burst of guesses at most otp_max_attempts are ever compared.
+    let record = match state
         .store
-        .enrollment_otp(&identity, &req.device_id)
+        .take_otp_attempt(&identity, &req.device_id, state.config.otp_max_attempts)
         .await?
-        .ok_or_else(otp_invalid)?;
-    if record.used_at.is_some() {
-        return Err(otp_invalid());
-    }
-    if record.attempts >= state.config.otp_max_attempts {
-        return Err(locked());
-    }
+    {
+        Attempt::Taken(record) => record,
+        Attempt::Locked => return Err(locked()),
+        Attempt::Missing => return Err(otp_invalid()),
+    };
     if record.expires_at <= now {
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
@@ -658,7 +659,7 @@ pub async fn confirm(
         totp::Hash::Sha1,
     );
     if !moat_core::secret::ct_eq(expected.as_bytes(), req.otp.as_bytes()) {
-        let attempts = state.store.record_otp_failure(&record.id).await?;
+        let attempts = record.attempts;
         tracing::info!(identity = %identity, attempts, "wrong enrollment code");
         if attempts == state.config.otp_max_attempts {
             let event = audit::event(

@@ -37,7 +37,7 @@ pub struct SmsCode {
     pub device: Option<String>,
     /// Password hash waiting for the phone to be confirmed (registration).
     pub pending_password: Option<String>,
-    /// Wrong attempts.
+    /// Attempts taken so far (each compared one code).
     pub attempts: i64,
     /// Creation, Unix seconds.
     pub created_at: i64,
@@ -162,8 +162,17 @@ pub trait AccountStore: Send + Sync + 'static {
     async fn put_sms_code(&self, code: SmsCode, sms: Option<NewSms>, now: i64) -> Result<()>;
     /// The code for `(phone, purpose)`.
     async fn sms_code(&self, phone: &str, purpose: &str) -> Result<Option<SmsCode>>;
-    /// Counts a wrong attempt; returns the attempts after counting.
-    async fn record_sms_code_failure(&self, phone: &str, purpose: &str) -> Result<i64>;
+    /// Takes one of the `max_attempts` attempts at the code for `(phone, purpose)` asked for by
+    /// `device`, in one conditional update: of any number of concurrent callers at most
+    /// `max_attempts` ever get the code (with `attempts` counting theirs) to compare. A code
+    /// asked for by another device is [`crate::Attempt::Missing`] and costs its owner nothing.
+    async fn take_sms_code_attempt(
+        &self,
+        phone: &str,
+        purpose: &str,
+        device: &str,
+        max_attempts: i64,
+    ) -> Result<crate::Attempt<SmsCode>>;
     /// Consumes the registration code (if it is still the one created at `code_created_at`)
     /// and creates the user, in one transaction. Returns `None` if the code was consumed or
     /// replaced meanwhile.

@@ -190,7 +190,7 @@ pub struct MailboxItem {
 }
 
 /// A pending enrollment OTP.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OtpRecord {
     /// Record id.
     pub id: String,
@@ -204,12 +204,23 @@ pub struct OtpRecord {
     pub secret_sealed: Vec<u8>,
     /// TOTP time step the code was issued at.
     pub step: i64,
-    /// Wrong attempts so far.
+    /// Attempts taken so far (each compared one code).
     pub attempts: i64,
     /// Expiry, Unix seconds.
     pub expires_at: i64,
     /// When it was accepted, if it was.
     pub used_at: Option<i64>,
+}
+
+/// The outcome of taking an attempt at a code (an enrollment OTP or an SMS code).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Attempt<T> {
+    /// The attempt was counted; the record carries the count including it.
+    Taken(T),
+    /// Every attempt was already taken: the code is locked.
+    Locked,
+    /// No such code (or it was used).
+    Missing,
 }
 
 /// What a cleanup pass removed.
@@ -283,10 +294,19 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<()>;
     /// The enrollment OTP of `(identity, device_id)`, if any.
     async fn enrollment_otp(&self, identity: &str, device_id: &str) -> Result<Option<OtpRecord>>;
-    /// Counts a wrong attempt; returns the attempts after counting.
-    async fn record_otp_failure(&self, id: &str) -> Result<i64>;
-    /// Marks the OTP used if it is unused, unexpired and not locked (`max_attempts`). Returns
-    /// whether this call consumed it: of concurrent callers, exactly one gets `true`.
+    /// Takes one of the `max_attempts` attempts at the unused enrollment OTP of
+    /// `(identity, device_id)`, in one conditional update: the count is checked and raised by
+    /// the same statement, so of any number of concurrent callers at most `max_attempts` ever
+    /// get the record (with `attempts` counting theirs) and compare a code.
+    async fn take_otp_attempt(
+        &self,
+        identity: &str,
+        device_id: &str,
+        max_attempts: i64,
+    ) -> Result<Attempt<OtpRecord>>;
+    /// Marks the OTP used if it is unused, unexpired and was reached within `max_attempts`
+    /// attempts. Returns whether this call consumed it: of concurrent callers, exactly one gets
+    /// `true`.
     async fn consume_otp(&self, id: &str, now: i64, max_attempts: i64) -> Result<bool>;
 
     /// Removes and returns up to `limit` unexpired built-in items for `identity`, oldest first.

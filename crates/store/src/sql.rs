@@ -37,7 +37,7 @@ macro_rules! sql_backend {
             AuditEvent, AuditQuery, MAX_AUDIT_PAGE, NewAuditEvent, OpsStore, StatDelta, StatRow,
         };
         use $crate::{
-            CleanupReport, Credential, Device, DeviceStatus, MAILBOX_CAP, MAX_PAGE,
+            Attempt, CleanupReport, Credential, Device, DeviceStatus, MAILBOX_CAP, MAX_PAGE,
             Channel, MailboxBuilder, MailboxItem, NewCredential, NewMailboxItem, OtpRecord,
             RemoteItem, Result, Store, StoreError,
         };
@@ -84,6 +84,19 @@ macro_rules! sql_backend {
                 rotated_at: get(row, "rotated_at")?,
                 last_used_at: get(row, "last_used_at")?,
                 revoked_at: get(row, "revoked_at")?,
+            })
+        }
+
+        fn sms_code_from_row(r: &$row) -> Result<SmsCode> {
+            Ok(SmsCode {
+                phone: get(r, "phone")?,
+                purpose: get(r, "purpose")?,
+                code_hash: get(r, "code_hash")?,
+                device: get(r, "device")?,
+                pending_password: get(r, "pending_password")?,
+                attempts: get(r, "attempts")?,
+                created_at: get(r, "created_at")?,
+                expires_at: get(r, "expires_at")?,
             })
         }
 
@@ -368,22 +381,44 @@ macro_rules! sql_backend {
                 row.as_ref().map(otp_from_row).transpose()
             }
 
-            async fn record_otp_failure(&self, id: &str) -> Result<i64> {
+            async fn take_otp_attempt(
+                &self,
+                identity: &str,
+                device_id: &str,
+                max_attempts: i64,
+            ) -> Result<Attempt<OtpRecord>> {
+                // Check and count in one statement: a read, a compare and a separate increment
+                // let a burst of guesses all read the same count and all be compared.
                 let row = sqlx::query(
-                    "UPDATE enrollment_otps SET attempts = attempts + 1 WHERE id = $1 RETURNING attempts",
+                    "UPDATE enrollment_otps SET attempts = attempts + 1 \
+                     WHERE identity = $1 AND device_id = $2 AND used_at IS NULL AND attempts < $3 \
+                     RETURNING id, identity, device_id, platform, secret_sealed, step, attempts, expires_at, used_at",
                 )
-                .bind(id)
+                .bind(identity)
+                .bind(device_id)
+                .bind(max_attempts)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err($map_err)?;
+                if let Some(row) = row {
+                    return Ok(Attempt::Taken(otp_from_row(&row)?));
+                }
+                let locked = sqlx::query(
+                    "SELECT 1 AS one FROM enrollment_otps WHERE identity = $1 AND device_id = $2 AND used_at IS NULL",
+                )
+                .bind(identity)
+                .bind(device_id)
                 .fetch_optional(&self.pool)
                 .await
                 .map_err($map_err)?
-                .ok_or(StoreError::NotFound)?;
-                get(&row, "attempts")
+                .is_some();
+                Ok(if locked { Attempt::Locked } else { Attempt::Missing })
             }
 
             async fn consume_otp(&self, id: &str, now: i64, max_attempts: i64) -> Result<bool> {
                 let done = sqlx::query(
                     "UPDATE enrollment_otps SET used_at = $1 WHERE id = $2 AND used_at IS NULL AND expires_at > $1 \
-                     AND attempts < $3",
+                     AND attempts <= $3",
                 )
                 .bind(now)
                 .bind(id)
@@ -668,32 +703,43 @@ macro_rules! sql_backend {
                 .fetch_optional(&self.pool)
                 .await
                 .map_err($map_err)?;
-                row.map(|r| {
-                    Ok(SmsCode {
-                        phone: get(&r, "phone")?,
-                        purpose: get(&r, "purpose")?,
-                        code_hash: get(&r, "code_hash")?,
-                        device: get(&r, "device")?,
-                        pending_password: get(&r, "pending_password")?,
-                        attempts: get(&r, "attempts")?,
-                        created_at: get(&r, "created_at")?,
-                        expires_at: get(&r, "expires_at")?,
-                    })
-                })
-                .transpose()
+                row.as_ref().map(sms_code_from_row).transpose()
             }
 
-            async fn record_sms_code_failure(&self, phone: &str, purpose: &str) -> Result<i64> {
+            async fn take_sms_code_attempt(
+                &self,
+                phone: &str,
+                purpose: &str,
+                device: &str,
+                max_attempts: i64,
+            ) -> Result<Attempt<SmsCode>> {
+                // Check and count in one statement (see take_otp_attempt).
                 let row = sqlx::query(
-                    "UPDATE sms_codes SET attempts = attempts + 1 WHERE phone = $1 AND purpose = $2 RETURNING attempts",
+                    "UPDATE sms_codes SET attempts = attempts + 1 \
+                     WHERE phone = $1 AND purpose = $2 AND device = $3 AND attempts < $4 \
+                     RETURNING phone, purpose, code_hash, device, pending_password, attempts, created_at, expires_at",
                 )
                 .bind(phone)
                 .bind(purpose)
+                .bind(device)
+                .bind(max_attempts)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err($map_err)?;
+                if let Some(r) = row {
+                    return Ok(Attempt::Taken(sms_code_from_row(&r)?));
+                }
+                let locked = sqlx::query(
+                    "SELECT 1 AS one FROM sms_codes WHERE phone = $1 AND purpose = $2 AND device = $3",
+                )
+                .bind(phone)
+                .bind(purpose)
+                .bind(device)
                 .fetch_optional(&self.pool)
                 .await
                 .map_err($map_err)?
-                .ok_or(StoreError::NotFound)?;
-                get(&row, "attempts")
+                .is_some();
+                Ok(if locked { Attempt::Locked } else { Attempt::Missing })
             }
 
             async fn create_user(

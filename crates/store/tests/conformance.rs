@@ -3,7 +3,9 @@
 
 use moat_store::accounts::{NewSms, RefreshToken, SigningKeyRecord, SmsCode, SmsOutcome};
 use moat_store::attest::AttestKey;
-use moat_store::{Credential, NewCredential, NewMailboxItem, Opened, OtpRecord, Store, StoreError};
+use moat_store::{
+    Attempt, Credential, NewCredential, NewMailboxItem, Opened, OtpRecord, Store, StoreError,
+};
 use uuid::Uuid;
 
 fn credential(identity: &str, device_id: &str, lookup: &str) -> NewCredential {
@@ -163,13 +165,16 @@ async fn otp_attempts_and_single_use(store: &dyn Store) {
         .put_enrollment_otp(otp.clone(), Some(item("o-m", "inst:o", 700)), 100)
         .await
         .expect("put");
-    assert_eq!(store.record_otp_failure("o1").await.expect("fail"), 1);
-    let got = store
-        .enrollment_otp("inst:o", "d")
-        .await
-        .expect("get")
-        .expect("some");
+    let Attempt::Taken(got) = store.take_otp_attempt("inst:o", "d", 5).await.expect("take") else {
+        panic!("an attempt at a fresh code is taken");
+    };
     assert_eq!(got.attempts, 1);
+    assert_eq!(got.id, "o1");
+    assert_eq!(
+        store.take_otp_attempt("inst:o", "other", 5).await.expect("take"),
+        Attempt::Missing,
+        "another device's code is not there"
+    );
     assert!(
         !store.consume_otp("o1", 800, 5).await.expect("expired"),
         "expired code not consumed"
@@ -192,11 +197,26 @@ async fn otp_attempts_and_single_use(store: &dyn Store) {
         .await
         .expect("put");
     for n in 1..=5 {
-        assert_eq!(store.record_otp_failure("o2").await.expect("fail"), n);
+        match store.take_otp_attempt("inst:o", "d", 5).await.expect("take") {
+            Attempt::Taken(r) => assert_eq!(r.attempts, n),
+            other => panic!("attempt {n}: {other:?}"),
+        }
     }
-    assert!(
-        !store.consume_otp("o2", 301, 5).await.expect("locked"),
+    assert_eq!(
+        store.take_otp_attempt("inst:o", "d", 5).await.expect("take"),
+        Attempt::Locked,
         "locked after 5"
+    );
+    assert!(
+        !store.consume_otp("o2", 301, 4).await.expect("locked"),
+        "a code reached after the last attempt is not consumed"
+    );
+    // The fifth attempt may be the right one: it consumes the code.
+    assert!(store.consume_otp("o2", 301, 5).await.expect("fifth"));
+    assert_eq!(
+        store.take_otp_attempt("inst:o", "d", 5).await.expect("take"),
+        Attempt::Missing,
+        "a used code takes no more attempts"
     );
 }
 
@@ -314,6 +334,99 @@ where
     out
 }
 
+/// A burst of concurrent attempts at one code (an enrollment OTP, an SMS code): exactly
+/// `max` are taken, whatever the burst's size, and every other caller sees the lock. A read,
+/// a compare and a separate increment let a burst of 2,000 guesses all be compared.
+async fn code_attempts_hold_under_a_burst(opened: &Opened) {
+    const BURST: usize = 400;
+    let store = &opened.store;
+    store
+        .put_enrollment_otp(
+            OtpRecord {
+                id: "burst".into(),
+                identity: "inst:burst".into(),
+                device_id: "d".into(),
+                platform: None,
+                secret_sealed: vec![7],
+                step: 1,
+                attempts: 0,
+                expires_at: 1_000,
+                used_at: None,
+            },
+            None,
+            10,
+        )
+        .await
+        .expect("put otp");
+    let outcomes = futures_join(BURST, |_| {
+        let store = store.clone();
+        async move {
+            store
+                .take_otp_attempt("inst:burst", "d", 5)
+                .await
+                .expect("take")
+        }
+    })
+    .await;
+    let mut counts: Vec<i64> = outcomes
+        .iter()
+        .filter_map(|o| match o {
+            Attempt::Taken(r) => Some(r.attempts),
+            _ => None,
+        })
+        .collect();
+    counts.sort_unstable();
+    assert_eq!(counts, [1, 2, 3, 4, 5], "each attempt counted once");
+    assert_eq!(
+        outcomes.iter().filter(|o| **o == Attempt::Locked).count(),
+        BURST - 5
+    );
+    let accounts = &opened.accounts;
+    accounts
+        .put_sms_code(
+            SmsCode {
+                phone: "+15550199".into(),
+                purpose: "password_reset".into(),
+                code_hash: vec![4; 32],
+                device: Some("dev".into()),
+                pending_password: None,
+                attempts: 0,
+                created_at: 100,
+                expires_at: 700,
+            },
+            None,
+            100,
+        )
+        .await
+        .expect("put code");
+    let outcomes = futures_join(BURST, |_| {
+        let accounts = accounts.clone();
+        async move {
+            accounts
+                .take_sms_code_attempt("+15550199", "password_reset", "dev", 5)
+                .await
+                .expect("take")
+        }
+    })
+    .await;
+    let mut counts: Vec<i64> = outcomes
+        .iter()
+        .filter_map(|o| match o {
+            Attempt::Taken(c) => Some(c.attempts),
+            _ => None,
+        })
+        .collect();
+    counts.sort_unstable();
+    assert_eq!(counts, [1, 2, 3, 4, 5], "each attempt counted once");
+    assert_eq!(
+        outcomes
+            .iter()
+            .filter(|o| matches!(o, Attempt::Locked))
+            .count(),
+        BURST - 5
+    );
+}
+
 async fn leases_one_holder(opened: &Opened) {
     let store = &opened.store;
     assert!(
@@ -389,13 +502,21 @@ async fn accounts_codes_users_tokens_sms(opened: &Opened) {
         .put_sms_code(code.clone(), Some(sms), 100)
         .await
         .expect("put code");
-    assert_eq!(
+    match accounts
+        .take_sms_code_attempt("+15550100", "register", "dev", 5)
+        .await
+        .expect("take")
+    {
+        Attempt::Taken(c) => assert_eq!(c.attempts, 1),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
         accounts
-            .record_sms_code_failure("+15550100", "register")
+            .take_sms_code_attempt("+15550100", "register", "other-dev", 5)
             .await
-            .expect("fail"),
-        1
-    );
+            .expect("take"),
+        Attempt::Missing
+    ));
     let stored = accounts
         .sms_code("+15550100", "register")
         .await
@@ -823,6 +944,11 @@ macro_rules! conformance {
         async fn concurrent_use_once() {
             let (opened, _guard) = $make;
             super::concurrent_use_once(&opened).await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn code_attempts_hold_under_a_burst() {
+            let (opened, _guard) = $make;
+            super::code_attempts_hold_under_a_burst(&opened).await;
         }
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
         async fn leases_one_holder() {

@@ -16,7 +16,7 @@ use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use moat_core::apikey::{ApiKey, REFRESH_PREFIX};
-use moat_store::StoreError;
+use moat_store::{Attempt, StoreError};
 use moat_store::accounts::{NewSms, SmsCode};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -120,13 +120,20 @@ fn sms_text(state: &AppState, purpose: &str, code: &str) -> String {
     }
 }
 
-/// Stores a new code for `(phone, purpose)` (replacing any) and queues its SMS.
+/// Stores a new code for `(phone, purpose)` (replacing any) and, if `real`, queues its SMS.
+///
+/// A flow that must not send (a reset for a phone without an account, a registration for one
+/// that has one) stores a decoy instead: a random hash no code matches, bound to the device
+/// like a real one. Confirmations then take the same attempts and lock the same way for
+/// every phone, so neither the answers nor the lockout tell which phones have accounts; and
+/// both paths do the same work (code, sealing, one transaction) before answering.
 async fn send_code(
     state: &AppState,
     phone: &Phone,
     purpose: &str,
     device: &str,
     pending_password: Option<String>,
+    real: bool,
 ) -> Result<(), ApiError> {
     let now = state.now();
     let code = codes::generate()?;
@@ -140,19 +147,36 @@ async fn send_code(
         country: phone.region.clone(),
         purpose: purpose.to_owned(),
     };
+    let code_hash = if real {
+        codes::hash(&state.keys.api_key_pepper, &phone.e164, purpose, &code)
+    } else {
+        moat_core::random::secret(32)?.expose().to_vec()
+    };
     let record = SmsCode {
         phone: phone.e164.clone(),
         purpose: purpose.to_owned(),
-        code_hash: codes::hash(&state.keys.api_key_pepper, &phone.e164, purpose, &code),
+        code_hash,
         device: Some(device.to_owned()),
         pending_password,
         attempts: 0,
         created_at: now,
         expires_at: now + state.config.sms.code_ttl,
     };
-    state.accounts.put_sms_code(record, Some(sms), now).await?;
-    state.sms_notify.notify_one();
+    state
+        .accounts
+        .put_sms_code(record, real.then_some(sms), now)
+        .await?;
+    if real {
+        state.sms_notify.notify_one();
+    }
     Ok(())
+}
+
+/// Whether a code for `purpose` goes to `phone` for real: registration only without an
+/// account, reset only with one.
+async fn sends_for_real(state: &AppState, phone: &Phone, purpose: &str) -> Result<bool, ApiError> {
+    let known = state.accounts.user_by_phone(&phone.e164).await?.is_some();
+    Ok(if purpose == REGISTER { !known } else { known })
 }
 
 async fn admit(
@@ -213,19 +237,18 @@ async fn check_code(
             "too many wrong codes; ask for a new one",
         )
     };
-    let code = state
+    // One attempt is taken (checked and counted in one statement) before any comparison, so a
+    // burst of guesses compares at most CODE_MAX_ATTEMPTS of them. A code another device asked
+    // for is "missing" to this one: the right code from elsewhere confirms nothing.
+    let code = match state
         .accounts
-        .sms_code(&phone.e164, purpose)
+        .take_sms_code_attempt(&phone.e164, purpose, device, CODE_MAX_ATTEMPTS)
         .await?
-        .ok_or_else(invalid)?;
-    // The confirmation must come from the device that asked for the code: a code for someone
-    // else's registration cannot confirm it from another phone.
-    if code.device.as_deref() != Some(device) {
-        return Err(invalid());
-    }
-    if code.attempts >= CODE_MAX_ATTEMPTS {
-        return Err(locked());
-    }
+    {
+        Attempt::Taken(code) => code,
+        Attempt::Locked => return Err(locked()),
+        Attempt::Missing => return Err(invalid()),
+    };
     if code.expires_at <= state.now() {
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
@@ -235,11 +258,8 @@ async fn check_code(
     }
     let presented = codes::hash(&state.keys.api_key_pepper, &phone.e164, purpose, otp);
     if !moat_core::secret::ct_eq(&presented, &code.code_hash) {
-        let attempts = state
-            .accounts
-            .record_sms_code_failure(&phone.e164, purpose)
-            .await?;
-        return Err(if attempts >= CODE_MAX_ATTEMPTS {
+        // The last attempt used up: this answer is the lock's, as every later one will be.
+        return Err(if code.attempts >= CODE_MAX_ATTEMPTS {
             locked()
         } else {
             invalid()
@@ -264,9 +284,8 @@ pub async fn register(
     admit(&state, &phone, &device, &ip).await?;
     // Hash before looking the phone up, so both paths cost the same.
     let hash = state.hasher.hash(&req.password).await?;
-    if state.accounts.user_by_phone(&phone.e164).await?.is_none() {
-        send_code(&state, &phone, REGISTER, &device, Some(hash)).await?;
-    }
+    let real = sends_for_real(&state, &phone, REGISTER).await?;
+    send_code(&state, &phone, REGISTER, &device, Some(hash), real).await?;
     Ok(accepted())
 }
 
@@ -344,7 +363,10 @@ pub async fn resend(
         && code.device.as_deref() == Some(device.as_str())
         && code.expires_at > state.now()
     {
-        send_code(&state, &phone, purpose, &device, code.pending_password).await?;
+        // A decoy is renewed as a decoy: resending never reaches a phone the first request
+        // would not have.
+        let real = sends_for_real(&state, &phone, purpose).await?;
+        send_code(&state, &phone, purpose, &device, code.pending_password, real).await?;
     }
     Ok(accepted())
 }
@@ -362,9 +384,8 @@ pub async fn reset(
     let phone = phone::parse(&req.phone)?;
     let device = device_of(&p);
     admit(&state, &phone, &device, &ip).await?;
-    if state.accounts.user_by_phone(&phone.e164).await?.is_some() {
-        send_code(&state, &phone, RESET, &device, None).await?;
-    }
+    let real = sends_for_real(&state, &phone, RESET).await?;
+    send_code(&state, &phone, RESET, &device, None, real).await?;
     Ok(accepted())
 }
 

@@ -6,6 +6,7 @@ mod dashboard;
 mod enroll;
 mod firebase;
 mod gateway;
+mod hardening;
 mod hostile;
 mod interop;
 mod openapi;
