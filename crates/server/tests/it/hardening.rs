@@ -62,6 +62,21 @@ async fn burst(c: &Arc<Client>, path: &'static str, body: Value) -> BTreeMap<(u1
     seen
 }
 
+/// How many guesses the stored code counts. The answers alone cannot show the race: under the
+/// read-compare-increment race a burst of wrong guesses is still answered four `otp_invalid`
+/// and then `otp_locked`, but every guess was compared (the attacker's right code among them
+/// would have won) and counted afterwards.
+async fn compared(server: &TestServer, purpose: &str) -> i64 {
+    server
+        .state
+        .accounts
+        .sms_code(PHONE, purpose)
+        .await
+        .expect("store")
+        .expect("the code")
+        .attempts
+}
+
 fn wrong_for(code: &str) -> &'static str {
     if code == "000000" { "111111" } else { "000000" }
 }
@@ -89,6 +104,11 @@ async fn a_burst_of_guesses_takes_exactly_five_attempts_at_an_sms_code() {
         ((403, "otp_locked".to_owned()), BURST - 4),
     ]);
     assert_eq!(seen, expected, "register/confirm");
+    assert_eq!(
+        compared(&server, "register").await,
+        5,
+        "exactly five guesses were compared"
+    );
     let r = post(&owner, "/api/register/confirm", json!({"phone": PHONE, "otp": code})).await;
     assert_problem(&r, 403, "otp_locked");
 
@@ -110,6 +130,11 @@ async fn a_burst_of_guesses_takes_exactly_five_attempts_at_an_sms_code() {
     )
     .await;
     assert_eq!(seen, expected, "password/reset/confirm");
+    assert_eq!(
+        compared(&server, "password_reset").await,
+        5,
+        "exactly five guesses were compared"
+    );
     let r = post(
         &owner,
         "/api/password/reset/confirm",
@@ -152,6 +177,14 @@ async fn a_burst_of_guesses_takes_exactly_five_attempts_at_an_enrollment_otp() {
         seen,
         BTreeMap::from([("otp_invalid".to_owned(), 4), ("otp_locked".to_owned(), BURST - 4)])
     );
+    let stored = server
+        .state
+        .store
+        .enrollment_otp(&format!("inst:{}", c.thumbprint()), "phone-x")
+        .await
+        .expect("store")
+        .expect("the otp");
+    assert_eq!(stored.attempts, 5, "exactly five guesses were compared");
     let err = c.confirm("phone-x", &code).await.expect_err("locked");
     assert!(
         matches!(&err, moat_client::Error::Problem { status: 403, code, .. } if code == "otp_locked"),
