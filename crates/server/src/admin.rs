@@ -158,6 +158,10 @@ pub async fn sms_outbox(
     State(state): State<AppState>,
     Query(q): Query<SmsQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    state
+        .sms_flows
+        .settled(std::time::Duration::from_secs(2))
+        .await;
     let phone = match q.phone.as_deref() {
         Some(p) => Some(crate::accounts::phone::parse(p)?.e164),
         None => None,
@@ -186,6 +190,10 @@ pub async fn sms_messages(
     State(state): State<AppState>,
     Query(q): Query<SmsQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    state
+        .sms_flows
+        .settled(std::time::Duration::from_secs(2))
+        .await;
     let phone = match q.phone.as_deref() {
         Some(p) => Some(crate::accounts::phone::parse(p)?.e164),
         None => None,

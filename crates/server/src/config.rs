@@ -528,6 +528,12 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Base URL as clients see it (scheme, host, port, no trailing slash).
     pub public_base_url: String,
+    /// The scheme of `public_base_url`: what RFC 9421 `@scheme` and `X-Forwarded-Proto` say,
+    /// whatever the client's request claims.
+    pub public_scheme: &'static str,
+    /// The authority (host and port) of `public_base_url`: what signatures' `@authority`
+    /// is checked against and what upstreams are told the host is, never the client's `Host`.
+    pub public_authority: String,
     /// Data directory (secrets, SQLite file).
     pub data_dir: PathBuf,
     /// Largest request body, bytes.
@@ -1156,6 +1162,15 @@ impl Config {
             },
             issuers,
             listen,
+            public_scheme: if public_base_url.starts_with("https://") {
+                "https"
+            } else {
+                "http"
+            },
+            public_authority: public_base_url
+                .split_once("://")
+                .map(|(_, rest)| rest.split('/').next().unwrap_or(rest).to_ascii_lowercase())
+                .unwrap_or_default(),
             public_base_url,
             data_dir,
             max_body_bytes,

@@ -10,8 +10,8 @@ use moat_core::apikey::ApiKey;
 use moat_core::dpop::{self, VerifiedProof};
 use moat_core::{b64, random, totp};
 use moat_store::{
-    Attempt,
-    Channel, Credential, Device, DeviceStatus, NewCredential, NewMailboxItem, OtpRecord, StoreError,
+    Attempt, Channel, Credential, Device, DeviceStatus, NewCredential, NewMailboxItem, OtpRecord,
+    StoreError,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};

@@ -111,7 +111,20 @@ async fn observe(
     );
     let ip = extract::client_ip(req.headers(), req.extensions(), &state);
     req.extensions_mut().insert(extract::ClientIp(ip));
-    let response = next.run(req).await;
+    // Before any policy runs: a path spelled so that Moat and an upstream would read it
+    // differently is refused, so the policy is always that of the path the upstream serves.
+    let checked = gateway::path::check_target(
+        req.uri().path(),
+        state
+            .gateway
+            .routes
+            .iter()
+            .map(|r| r.config.prefix.as_str()),
+    );
+    let response = match checked {
+        Ok(()) => next.run(req).await,
+        Err(refused) => gateway::refuse(refused.0).into_response(),
+    };
     let status = response.status().as_u16();
     let code = response
         .extensions()
@@ -214,8 +227,14 @@ fn upstream_routes(mut router: Router<AppState>, state: &AppState) -> Router<App
         };
         // `any` is a fallback-style method router, so the policy layer goes on a sub-router
         // holding just this route's two paths.
+        // `prefix/` is a route of its own: the catch-all needs at least one character, and
+        // without it `/events/admin/` fell to the weaker `/events` route.
         let sub = Router::new()
             .route(&cfg.prefix, axum::routing::any(handler.clone()))
+            .route(
+                &format!("{}/", cfg.prefix),
+                axum::routing::any(handler.clone()),
+            )
             .route(
                 &format!("{}/{{*rest}}", cfg.prefix),
                 axum::routing::any(handler),

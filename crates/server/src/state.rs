@@ -137,6 +137,8 @@ pub struct Shared {
     pub sms_sender: Arc<dyn SmsSender>,
     /// Wakes the SMS worker when a message is queued.
     pub sms_notify: Arc<Notify>,
+    /// Account-flow work run after its answer ([`crate::sms::Detached`]).
+    pub sms_flows: Arc<crate::sms::Detached>,
     /// Login attempts, per phone and per IP, checked before any password hash.
     pub login_limiter: Arc<RateLimiter>,
     /// Route rate limits (`[[route]] rate_limit`).
@@ -236,6 +238,7 @@ impl AppState {
             sms_guard,
             sms_sender,
             sms_notify: Arc::new(Notify::new()),
+            sms_flows: Arc::default(),
             login_limiter: Arc::new(RateLimiter::new(redis.as_ref(), "login", 1_000_000)),
             route_limiter: Arc::new(RateLimiter::new(redis.as_ref(), "route", 1_000_000)),
             gateway,

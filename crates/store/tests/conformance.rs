@@ -165,13 +165,20 @@ async fn otp_attempts_and_single_use(store: &dyn Store) {
         .put_enrollment_otp(otp.clone(), Some(item("o-m", "inst:o", 700)), 100)
         .await
         .expect("put");
-    let Attempt::Taken(got) = store.take_otp_attempt("inst:o", "d", 5).await.expect("take") else {
+    let Attempt::Taken(got) = store
+        .take_otp_attempt("inst:o", "d", 5)
+        .await
+        .expect("take")
+    else {
         panic!("an attempt at a fresh code is taken");
     };
     assert_eq!(got.attempts, 1);
     assert_eq!(got.id, "o1");
     assert_eq!(
-        store.take_otp_attempt("inst:o", "other", 5).await.expect("take"),
+        store
+            .take_otp_attempt("inst:o", "other", 5)
+            .await
+            .expect("take"),
         Attempt::Missing,
         "another device's code is not there"
     );
@@ -197,13 +204,20 @@ async fn otp_attempts_and_single_use(store: &dyn Store) {
         .await
         .expect("put");
     for n in 1..=5 {
-        match store.take_otp_attempt("inst:o", "d", 5).await.expect("take") {
+        match store
+            .take_otp_attempt("inst:o", "d", 5)
+            .await
+            .expect("take")
+        {
             Attempt::Taken(r) => assert_eq!(r.attempts, n),
             other => panic!("attempt {n}: {other:?}"),
         }
     }
     assert_eq!(
-        store.take_otp_attempt("inst:o", "d", 5).await.expect("take"),
+        store
+            .take_otp_attempt("inst:o", "d", 5)
+            .await
+            .expect("take"),
         Attempt::Locked,
         "locked after 5"
     );
@@ -214,7 +228,10 @@ async fn otp_attempts_and_single_use(store: &dyn Store) {
     // The fifth attempt may be the right one: it consumes the code.
     assert!(store.consume_otp("o2", 301, 5).await.expect("fifth"));
     assert_eq!(
-        store.take_otp_attempt("inst:o", "d", 5).await.expect("take"),
+        store
+            .take_otp_attempt("inst:o", "d", 5)
+            .await
+            .expect("take"),
         Attempt::Missing,
         "a used code takes no more attempts"
     );

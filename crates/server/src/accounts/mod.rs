@@ -1,10 +1,11 @@
 //! The seed's open account endpoints (PROTOCOL section 6): registration and password reset by
 //! SMS code, resend, tokens (RFC 6749 section 5), `/api/me` and the JWKS.
 //!
-//! Every endpoint that can send an SMS runs the pumping guard first, then does the same work
-//! whether or not the phone is registered (including the password hash on registration), and
-//! answers the same `202`: neither the answer nor a refusal tells a caller which phones have
-//! accounts.
+//! Every endpoint that can send an SMS runs the pumping guard first (and, for registration,
+//! the password hash), answers `202`, and only then looks the phone up and stores a code: a
+//! real one with its SMS, or a decoy no code matches where the flow must not text the phone
+//! ([`crate::sms::Detached`]). Neither the answer, its timing, nor the lockout of later
+//! confirmations tells a caller which phones have accounts.
 
 pub mod codes;
 pub mod password;
@@ -16,8 +17,8 @@ use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use moat_core::apikey::{ApiKey, REFRESH_PREFIX};
-use moat_store::{Attempt, StoreError};
 use moat_store::accounts::{NewSms, SmsCode};
+use moat_store::{Attempt, StoreError};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use utoipa::ToSchema;
@@ -284,8 +285,11 @@ pub async fn register(
     admit(&state, &phone, &device, &ip).await?;
     // Hash before looking the phone up, so both paths cost the same.
     let hash = state.hasher.hash(&req.password).await?;
-    let real = sends_for_real(&state, &phone, REGISTER).await?;
-    send_code(&state, &phone, REGISTER, &device, Some(hash), real).await?;
+    let st = state.clone();
+    state.sms_flows.spawn("register", async move {
+        let real = sends_for_real(&st, &phone, REGISTER).await?;
+        send_code(&st, &phone, REGISTER, &device, Some(hash), real).await
+    });
     Ok(accepted())
 }
 
@@ -359,15 +363,19 @@ pub async fn resend(
     };
     let device = device_of(&p);
     admit(&state, &phone, &device, &ip).await?;
-    if let Some(code) = state.accounts.sms_code(&phone.e164, purpose).await?
-        && code.device.as_deref() == Some(device.as_str())
-        && code.expires_at > state.now()
-    {
-        // A decoy is renewed as a decoy: resending never reaches a phone the first request
-        // would not have.
-        let real = sends_for_real(&state, &phone, purpose).await?;
-        send_code(&state, &phone, purpose, &device, code.pending_password, real).await?;
-    }
+    let st = state.clone();
+    state.sms_flows.spawn("resend_otp", async move {
+        if let Some(code) = st.accounts.sms_code(&phone.e164, purpose).await?
+            && code.device.as_deref() == Some(device.as_str())
+            && code.expires_at > st.now()
+        {
+            // A decoy is renewed as a decoy: resending never reaches a phone the first
+            // request would not have.
+            let real = sends_for_real(&st, &phone, purpose).await?;
+            send_code(&st, &phone, purpose, &device, code.pending_password, real).await?;
+        }
+        Ok(())
+    });
     Ok(accepted())
 }
 
@@ -384,8 +392,11 @@ pub async fn reset(
     let phone = phone::parse(&req.phone)?;
     let device = device_of(&p);
     admit(&state, &phone, &device, &ip).await?;
-    let real = sends_for_real(&state, &phone, RESET).await?;
-    send_code(&state, &phone, RESET, &device, None, real).await?;
+    let st = state.clone();
+    state.sms_flows.spawn("password_reset", async move {
+        let real = sends_for_real(&st, &phone, RESET).await?;
+        send_code(&st, &phone, RESET, &device, None, real).await
+    });
     Ok(accepted())
 }
 

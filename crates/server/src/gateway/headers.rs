@@ -29,39 +29,83 @@ fn connection_named(headers: &HeaderMap) -> impl Iterator<Item = &str> {
         .filter(|n| !n.is_empty())
 }
 
-/// Copies the client's headers for the upstream in one pass, leaving out hop-by-hop headers
-/// (and those `Connection` names), `Host`, `Content-Length`, the identity headers only Moat
-/// sets, the device's credentials (unless `keep_credentials`), and the client's forwarding
-/// headers (unless they came through a trusted proxy).
-pub fn for_upstream(client: &HeaderMap, keep_credentials: bool, trusted_chain: bool) -> HeaderMap {
+/// Method-override headers. Express's method-override, Rails, Symfony, Spring's
+/// HiddenHttpMethodFilter and others let one of these replace the request method, which would
+/// get around a route's `methods`; no client is let to send one upstream.
+fn is_method_override(name: &str) -> bool {
+    matches!(
+        name,
+        "x-http-method-override" | "x-http-method" | "x-method-override"
+    )
+}
+
+/// Whether a client header of this name (lower case, dash-spelled) is one the gateway
+/// removes whatever the route: hop-by-hop, framing, the `moat-` namespace (identity headers
+/// Moat sets, and its credentials unless `keep_credentials`), untrusted forwarding headers,
+/// method overrides, the route's injected secrets (replaced, not merged), and anything
+/// `Connection` names.
+fn refused(
+    name: &HeaderName,
+    keep_credentials: bool,
+    trusted_chain: bool,
+    injected: &[HeaderName],
+    connection: &[&str],
+) -> bool {
+    if is_hop_by_hop(name) || *name == header::HOST || *name == header::CONTENT_LENGTH {
+        return true;
+    }
+    let text = name.as_str();
+    if *name == names::SIGNATURE
+        || *name == names::SIGNATURE_INPUT
+        || *name == names::DPOP
+        || *name == names::MOAT_DEVICE_KEY
+        || *name == names::MOAT_INTEGRITY
+    {
+        return !keep_credentials;
+    }
+    if text.starts_with("moat-") {
+        // Moat-Device, Moat-User and whatever Moat sets later: only Moat speaks in its
+        // namespace.
+        return true;
+    }
+    if *name == names::FORWARDED
+        || *name == names::X_FORWARDED_FOR
+        || *name == names::X_FORWARDED_PROTO
+        || *name == names::X_FORWARDED_HOST
+        || text == "x-real-ip"
+    {
+        return !trusted_chain;
+    }
+    is_method_override(text)
+        || injected.contains(name)
+        || connection.iter().any(|c| c.eq_ignore_ascii_case(text))
+}
+
+/// Copies the client's headers for the upstream in one pass, leaving out those [`refused`]
+/// names.
+///
+/// A name spelled with `_` is judged as its `-` spelling, and dropped (even where that
+/// spelling would be kept) if that spelling is refused: CGI, WSGI, PHP and nginx with
+/// `underscores_in_headers` read `Moat_User` as `Moat-User` and merge the two, so a client's
+/// `Moat_User` would otherwise reach the backend beside (and before) the verified one.
+pub fn for_upstream(
+    client: &HeaderMap,
+    keep_credentials: bool,
+    trusted_chain: bool,
+    injected: &[HeaderName],
+) -> HeaderMap {
     // Allocates nothing when there is no `Connection` header (HTTP/1.1 clients rarely send
     // one; HTTP/2 forbids it).
     let named: Vec<&str> = connection_named(client).collect();
     let mut out = HeaderMap::with_capacity(client.len() + 8);
     for (name, value) in client {
-        let skip = if is_hop_by_hop(name)
-            || *name == header::HOST
-            || *name == header::CONTENT_LENGTH
-            || *name == names::MOAT_DEVICE
-            || *name == names::MOAT_USER
-        {
-            true
-        } else if *name == names::MOAT_DEVICE_KEY
-            || *name == names::SIGNATURE
-            || *name == names::SIGNATURE_INPUT
-            || *name == names::DPOP
-            || *name == names::MOAT_INTEGRITY
-        {
-            !keep_credentials
-        } else if *name == names::FORWARDED
-            || *name == names::X_FORWARDED_FOR
-            || *name == names::X_FORWARDED_PROTO
-            || *name == names::X_FORWARDED_HOST
-            || name.as_str() == "x-real-ip"
-        {
-            !trusted_chain
+        let skip = if name.as_str().contains('_') {
+            let dashed = name.as_str().replace('_', "-");
+            HeaderName::from_bytes(dashed.as_bytes()).map_or(true, |dashed| {
+                refused(&dashed, false, false, injected, &named)
+            })
         } else {
-            named.iter().any(|c| c.eq_ignore_ascii_case(name.as_str()))
+            refused(name, keep_credentials, trusted_chain, injected, &named)
         };
         if !skip {
             out.append(name.clone(), value.clone());

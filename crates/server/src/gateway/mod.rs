@@ -112,6 +112,9 @@ pub struct Upstream {
     base_path: String,
     /// The injected secrets as they could appear in a response, for the leak check.
     secrets: Vec<Vec<u8>>,
+    /// The names of the injected headers: a client's header of one of these names, in any
+    /// spelling, never reaches the upstream beside the injected value.
+    injected_names: Vec<HeaderName>,
 }
 
 type UpstreamClient = hyper_util::client::legacy::Client<
@@ -171,6 +174,7 @@ impl Gateway {
             routes.push(Arc::new(Upstream {
                 config: c.clone(),
                 secrets: secrets_of(&headers, &query),
+                injected_names: headers.iter().map(|(n, _)| n.clone()).collect(),
                 headers,
                 query,
                 scheme,
@@ -221,7 +225,8 @@ impl Gateway {
     }
 }
 
-fn refuse(detail: &str) -> ApiError {
+/// `400 malformed` for a request target the gateway will not forward.
+pub fn refuse(detail: &str) -> ApiError {
     ApiError::malformed(format!("request target refused: {detail}"))
 }
 
@@ -351,17 +356,30 @@ pub async fn forward(
         .extensions
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
         .is_some_and(|c| state.config.trusted_proxies.contains(&c.0.ip()));
-    let mut out = headers::for_upstream(&parts.headers, cfg.forward_credentials, trusted);
-    let proto = if state.config.public_base_url.starts_with("https://") {
-        "https"
-    } else {
-        "http"
-    };
-    let host = parts
-        .headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok());
-    headers::set_forwarded(&mut out, ip.0, proto, host);
+    let mut out = headers::for_upstream(
+        &parts.headers,
+        cfg.forward_credentials,
+        trusted,
+        &route.injected_names,
+    );
+    // The host upstreams are told is the deployment's (server.public_base_url), never the
+    // client's `Host`: a backend that builds links or redirects from it would otherwise
+    // build them to wherever the client said.
+    headers::set_forwarded(
+        &mut out,
+        ip.0,
+        state.config.public_scheme,
+        Some(&state.config.public_authority),
+    );
+    if !route.secrets.is_empty() {
+        // Error and redirect bodies of these routes are searched for the injected secrets,
+        // which cannot be done on compressed bytes: ask for the body as it is. A response
+        // encoded anyway is refused in `respond`, never passed on uninspected.
+        out.insert(
+            header::ACCEPT_ENCODING,
+            HeaderValue::from_static("identity"),
+        );
+    }
     if let Some(p) = principal {
         if let Some(d) = &p.device {
             let mut buf = uuid::Uuid::encode_buffer();
@@ -528,6 +546,21 @@ async fn respond(
     }
     let inspect = !secrets.is_empty()
         && (status.is_redirection() || status.is_client_error() || status.is_server_error());
+    if inspect
+        && headers
+            .get_all(header::CONTENT_ENCODING)
+            .iter()
+            .any(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"))
+    {
+        // Asked for `identity` and got an encoding: its bytes cannot be searched for the
+        // secrets, so they do not go to the client.
+        tracing::warn!(route = %route.config.prefix, status = status.as_u16(), "upstream encoded an error body on a route with secrets; refused");
+        return Err(ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "bad_gateway",
+            "upstream error body was encoded and could not be inspected",
+        ));
+    }
     let body = if inspect {
         let bad = || {
             ApiError::new(

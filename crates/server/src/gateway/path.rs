@@ -8,6 +8,65 @@
 //! `@`/`:` in the first segment tricks are impossible because the authority is never taken
 //! from the client.
 
+/// Checks a request path before any route's policy is chosen, so that the policy is chosen on
+/// the path the upstream will interpret, whatever its spelling:
+/// - `;` anywhere: Tomcat and Spring strip path parameters (`/a;x/..;/admin`) and then
+///   resolve what is left, walking out of a route's base;
+/// - a percent-escape of an unreserved character (`%61` for `a`, `%2E` for `.`): RFC 3986
+///   section 6.2.2.2 makes `/events/%61dmin` and `/events/admin` the same resource, and
+///   upstreams decode it, but a prefix match would not; producers must not send these
+///   (section 2.3), so they are refused rather than decoded, which also leaves the path a
+///   client signed untouched; a `%` not followed by two hex digits, which upstreams read
+///   differently, too;
+/// - a path that spells a gateway route's prefix in another case (`/events/ADMIN/x` beside a
+///   route `/events/admin`): matching is case-sensitive as RFC 3986 says, but a
+///   case-insensitive backend (IIS, some Spring and Express set-ups) would serve the
+///   protected prefix under a weaker route's policy.
+///
+/// # Errors
+/// [`Refused`] naming the rule.
+pub fn check_target<'a>(
+    path: &str,
+    prefixes: impl IntoIterator<Item = &'a str>,
+) -> Result<(), Refused> {
+    let bytes = path.as_bytes();
+    if bytes.iter().any(|&b| b == b';' || b == b'%') {
+        if bytes.contains(&b';') {
+            return Err(Refused("`;` path parameter in path"));
+        }
+        for (i, _) in path.match_indices('%') {
+            let hex = |j: usize| {
+                bytes
+                    .get(j)
+                    .and_then(|b| char::from(*b).to_digit(16))
+                    .and_then(|d| u8::try_from(d).ok())
+            };
+            let (Some(hi), Some(lo)) = (hex(i + 1), hex(i + 2)) else {
+                return Err(Refused("malformed percent-escape in path"));
+            };
+            let decoded = hi << 4 | lo;
+            if decoded.is_ascii_alphanumeric() || matches!(decoded, b'-' | b'.' | b'_' | b'~') {
+                return Err(Refused(
+                    "percent-escaped unreserved character in path (send it unescaped)",
+                ));
+            }
+        }
+    }
+    for prefix in prefixes {
+        let n = prefix.len();
+        if let Some(head) = path.get(..n)
+            && (path.len() == n || bytes[n] == b'/')
+            && head != prefix
+            && head.eq_ignore_ascii_case(prefix)
+        {
+            return Err(Refused(
+                "path differs from a route prefix only in letter case",
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Why a path was refused.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Refused(pub &'static str);
@@ -56,6 +115,46 @@ pub fn check_rest(rest: &str) -> Result<(), Refused> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn targets_spelled_to_dodge_a_prefix_are_refused() {
+        let prefixes = ["/events", "/events/admin"];
+        for ok in [
+            "/events",
+            "/events/",
+            "/events/admin",
+            "/events/admin/",
+            "/events/admin/x",
+            "/events/x%20y",
+            "/events/%E2%82%AC",
+            "/events/a%2Fb",
+            "/eventsADMIN",
+            "/v1/device",
+        ] {
+            assert_eq!(check_target(ok, prefixes), Ok(()), "{ok}");
+        }
+        for bad in [
+            "/events/%61dmin/x",
+            "/events/%41dmin",
+            "/events/admin%2e/x",
+            "/events/%2e%2e/x",
+            "/events/%7e",
+            "/events/%5f",
+            "/events/%zz",
+            "/events/%4",
+            "/events/%",
+            "/events/ADMIN/x",
+            "/events/Admin",
+            "/EVENTS/admin/x",
+            "/Events",
+            "/events/admin;x/y",
+            "/events/..;/admin",
+            "/events/.;/admin",
+            "/events;/admin",
+        ] {
+            assert!(check_target(bad, prefixes).is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn refuses_traversal_and_smuggling() {

@@ -348,17 +348,11 @@ async fn verify_signature(
         .ok_or_else(|| sig_error("keyid parameter missing"))?;
     let (device, key, via) = key_for(state, keyid).await?;
 
-    let authority = parts
-        .headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| parts.uri.authority().map(|a| a.as_str()))
-        .ok_or_else(|| ApiError::malformed("request has no Host"))?;
-    let scheme = if state.config.public_base_url.starts_with("https://") {
-        "https"
-    } else {
-        "http"
-    };
+    // `@authority` and `@scheme` are the deployment's own (server.public_base_url), as DPoP's
+    // `htu` is: taken from the client's `Host`, a request signed for another deployment would
+    // replay here.
+    let authority = state.config.public_authority.as_str();
+    let scheme = state.config.public_scheme;
     let msg = Message {
         method: parts.method.as_str(),
         scheme,
@@ -385,7 +379,20 @@ async fn verify_signature(
             "signed before the server's replay memory begins; sign again",
         ));
     }
-    sig.verify(&msg, &key)?;
+    if let Err(e) = sig.verify(&msg, &key) {
+        let host = parts
+            .headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok());
+        if let Some(host) = host.filter(|h| !h.eq_ignore_ascii_case(authority)) {
+            // The likely cause, said plainly: a client signing the URL it called.
+            return Err(sig_error(&format!(
+                "signature does not verify; it may cover `{host}`, but this server's \
+                 authority is `{authority}` (server.public_base_url)"
+            )));
+        }
+        return Err(e.into());
+    }
     *proven = Some(device.id);
     if device.status == DeviceStatus::Revoked {
         return Err(ApiError::revoked());
