@@ -30,6 +30,11 @@ pub const DEFAULT_DPOP_SKEW: i64 = 60;
 pub const DEFAULT_CLEANUP_INTERVAL: u64 = 300;
 /// Default dormancy before a device is removed, days.
 pub const DEFAULT_DORMANT_DAYS: i64 = 90;
+/// Enrollments one client IP may make per hour. High enough for a carrier-grade NAT's
+/// installs at a busy hour (enrollment happens once per install), low enough that one host
+/// cannot mint the thousands of devices (each with a fresh per-device SMS budget) a pumping
+/// run wants.
+pub const DEFAULT_ENROLL_PER_IP_HOUR: i64 = 120;
 /// Default `audit.retention_days`.
 pub const DEFAULT_AUDIT_RETENTION_DAYS: i64 = 90;
 /// Default number of pre-generated RSA keys.
@@ -117,6 +122,7 @@ pub struct RawCache {
 #[serde(deny_unknown_fields)]
 #[allow(missing_docs)]
 pub struct RawAttestation {
+    pub enabled: Option<bool>,
     pub play_integrity: Option<PlayIntegrityConfig>,
     pub app_attest: Option<AppAttestConfig>,
     pub firebase_app_check: Option<AppCheckConfig>,
@@ -279,6 +285,7 @@ pub struct RawEnrollment {
     pub mailbox_ttl: Option<i64>,
     pub otp_max_attempts: Option<i64>,
     pub rsa_pool_size: Option<usize>,
+    pub per_ip_hour: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -571,6 +578,8 @@ pub struct Config {
     pub mailbox_ttl: i64,
     /// Wrong enrollment-code attempts before the enrollment locks.
     pub otp_max_attempts: i64,
+    /// Enrollments (`POST /v1/enroll`) one client IP may make per hour.
+    pub enroll_per_ip_hour: u32,
     /// Pre-generated RSA keys kept ready (otp mode).
     pub rsa_pool_size: usize,
     /// Integrity secret, if set in configuration (else generated into the data dir).
@@ -601,6 +610,9 @@ pub struct Config {
     pub accounts: AccountsConfig,
     /// External token issuers.
     pub issuers: Vec<crate::issuers::IssuerConfig>,
+    /// `attestation.enabled`: the account endpoints' default policy adds `integrity`
+    /// (PROTOCOL section 6).
+    pub attestation_enabled: bool,
     /// Platform attestation settings.
     pub play_integrity: Option<PlayIntegrityConfig>,
     /// App Attest settings.
@@ -1002,6 +1014,12 @@ impl Config {
             5,
             "enrollment.otp_max_attempts",
         );
+        let enroll_per_ip_hour = u32::try_from(positive(
+            raw.enrollment.per_ip_hour,
+            DEFAULT_ENROLL_PER_IP_HOUR,
+            "enrollment.per_ip_hour",
+        ))
+        .unwrap_or(u32::MAX);
         let integrity_ttl = positive(raw.integrity.ttl, 300, "integrity.ttl");
         let dormant_days = positive(
             raw.cleanup.dormant_days,
@@ -1138,6 +1156,7 @@ impl Config {
         }
         Ok(Self {
             device_cache_ttl_ms: raw.cache.device_ttl_ms.unwrap_or(1000).min(60_000),
+            attestation_enabled: raw.attestation.enabled.unwrap_or(false),
             play_integrity: raw.attestation.play_integrity,
             app_attest: raw.attestation.app_attest,
             app_check: raw.attestation.firebase_app_check,
@@ -1190,6 +1209,7 @@ impl Config {
             otp_ttl,
             mailbox_ttl,
             otp_max_attempts,
+            enroll_per_ip_hour,
             rsa_pool_size,
             integrity_secret,
             integrity_ttl,
@@ -1210,12 +1230,16 @@ impl Config {
             .and_then(|r| r.rate_limit)
     }
 
-    /// The policy of a built-in protected endpoint.
+    /// The policy of a built-in protected endpoint: its `[[route]] path` entry, else the
+    /// default (PROTOCOL section 6): `user` for `/api/me`; `device` elsewhere, plus
+    /// `integrity` on the account endpoints when `attestation.enabled`.
     pub fn policy(&self, path: &str) -> Vec<Requirement> {
         self.routes.iter().find(|r| r.path == path).map_or_else(
             || {
                 if path == "/api/me" {
                     vec![Requirement::User]
+                } else if self.attestation_enabled && path.starts_with("/api/") {
+                    vec![Requirement::Device, Requirement::Integrity]
                 } else {
                     vec![Requirement::Device]
                 }

@@ -463,7 +463,8 @@ fn issued(result: Result<Device, StoreError>) -> Result<Device, ApiError> {
 #[utoipa::path(post, path = "/v1/enroll", request_body = EnrollRequest,
     responses((status = 200, body = EnrollResponse), (status = 401, description = "identity_invalid or replay_detected"),
               (status = 403, description = "device_revoked"), (status = 409, description = "conflict: a concurrent enrollment of this device"),
-              (status = 422, description = "validation")))]
+              (status = 422, description = "validation"),
+              (status = 429, description = "rate_limited: too many enrollments from this client IP (enrollment.per_ip_hour)")))]
 pub async fn enroll(
     State(state): State<AppState>,
     method: Method,
@@ -473,6 +474,25 @@ pub async fn enroll(
 ) -> Result<Json<EnrollResponse>, ApiError> {
     validate_device_id(&req.device_id)?;
     validate_platform(req.platform.as_deref())?;
+    // Per client IP, before the identity proof is verified: enrollment is open, and each
+    // enrollment is a device with budgets of its own (SMS among them).
+    let now_ms = state.now().saturating_mul(1000);
+    let quota = crate::ratelimit::Quota::per_hour(state.config.enroll_per_ip_hour);
+    let mut key = String::with_capacity(48);
+    key.push_str("enroll\0");
+    key.push_str(&ip.to_string());
+    match state.enroll_limiter.check(now_ms, &[(key, quota)]).await {
+        Ok(()) => {}
+        Err(crate::ratelimit::Refusal::Limited { retry_after, .. }) => {
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "too many enrollments from this address; try again later",
+            )
+            .retry_after(retry_after));
+        }
+        Err(crate::ratelimit::Refusal::Unavailable) => return Err(ApiError::unavailable()),
+    }
     let who = identify(
         &state,
         &headers,

@@ -141,6 +141,8 @@ pub struct Shared {
     pub sms_flows: Arc<crate::sms::Detached>,
     /// Login attempts, per phone and per IP, checked before any password hash.
     pub login_limiter: Arc<RateLimiter>,
+    /// Enrollments per client IP (`enrollment.per_ip_hour`), shared through Redis when set.
+    pub enroll_limiter: Arc<RateLimiter>,
     /// Route rate limits (`[[route]] rate_limit`).
     pub route_limiter: Arc<RateLimiter>,
     /// The gateway (upstream routes).
@@ -240,6 +242,7 @@ impl AppState {
             sms_notify: Arc::new(Notify::new()),
             sms_flows: Arc::default(),
             login_limiter: Arc::new(RateLimiter::new(redis.as_ref(), "login", 1_000_000)),
+            enroll_limiter: Arc::new(RateLimiter::new(redis.as_ref(), "enroll", 1_000_000)),
             route_limiter: Arc::new(RateLimiter::new(redis.as_ref(), "route", 1_000_000)),
             gateway,
             attest,

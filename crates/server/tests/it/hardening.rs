@@ -788,3 +788,80 @@ async fn a_signature_for_another_authority_is_refused() {
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     server.stop().await;
 }
+
+/// `/v1/enroll` has a per-IP limit of its own: a burst of 300 enrollments from one address
+/// (each a fresh identity, as a script mints them) gets exactly the configured number of
+/// devices; before it, every one was enrolled, each with a fresh per-device SMS budget.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn enrollment_is_limited_per_ip_exactly_under_a_burst() {
+    let server = TestServer::start_enrolling("dynamic", "per_ip_hour = 7", "").await;
+    let start = Arc::new(tokio::sync::Barrier::new(BURST));
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..BURST {
+        let mut c = server.device();
+        let start = start.clone();
+        tasks.spawn(async move {
+            start.wait().await;
+            match c.enroll(&format!("script-{i}"), None).await {
+                Ok(_) => "enrolled".to_owned(),
+                Err(moat_client::Error::Problem { status, code, .. }) => format!("{status} {code}"),
+                Err(e) => panic!("{e}"),
+            }
+        });
+    }
+    let mut seen = BTreeMap::new();
+    while let Some(r) = tasks.join_next().await {
+        *seen.entry(r.expect("task")).or_insert(0) += 1;
+    }
+    assert_eq!(
+        seen,
+        BTreeMap::from([
+            ("enrolled".to_owned(), 7),
+            ("429 rate_limited".to_owned(), BURST - 7)
+        ])
+    );
+    // The budget refills over the hour: one more after 1/7 of it.
+    server.advance(3600 / 7 + 1);
+    let mut c = server.device();
+    c.enroll("later", None).await.expect("enrolled after the refill");
+    server.stop().await;
+}
+
+/// With `attestation.enabled`, the account endpoints require an integrity token by default
+/// (PROTOCOL section 6); a `[[route]] path` entry still overrides; `/api/me` keeps `user`.
+#[tokio::test]
+async fn attestation_enabled_makes_integrity_the_account_default() {
+    let server = TestServer::start_with("dynamic", "[attestation]\nenabled = true\n").await;
+    let c = server.enrolled("phone-1").await;
+    for path in [
+        "/api/register",
+        "/api/register/confirm",
+        "/api/resend_otp",
+        "/api/password/reset",
+        "/api/password/reset/confirm",
+    ] {
+        let r = post(&c, path, json!({"phone": PHONE})).await;
+        assert_problem(&r, 401, "integrity_invalid");
+    }
+    let r = c
+        .call_form("/api/token", &[("grant_type", "password")], opts())
+        .await
+        .expect("token");
+    assert_problem(&r, 401, "integrity_invalid");
+    // Device-only endpoints are unchanged.
+    let r = c.call(Method::GET, "/v1/device", None, opts()).await.expect("device");
+    assert_eq!(r.status, 200);
+    server.stop().await;
+
+    let server = TestServer::start_with(
+        "dynamic",
+        "[attestation]\nenabled = true\n[[route]]\npath = \"/api/register\"\nrequire = [\"device\"]\n",
+    )
+    .await;
+    let c = server.enrolled("phone-1").await;
+    let r = post(&c, "/api/register", json!({"phone": PHONE, "password": PASSWORD})).await;
+    assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));
+    let r = post(&c, "/api/password/reset", json!({"phone": PHONE})).await;
+    assert_problem(&r, 401, "integrity_invalid");
+    server.stop().await;
+}
