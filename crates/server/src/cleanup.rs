@@ -1,6 +1,8 @@
 //! The cleanup job: removes expired mailbox items, expired or used enrollment codes, dormant
 //! devices and expired replay entries (seed 000: "a periodic job to clean up dormant API
-//! keys", "delete expired and used OTPs").
+//! keys", "delete expired and used OTPs"). Revoked devices are not removed for dormancy: they
+//! stay, without their credential, for `cleanup.revocation_retention_days`, so that their
+//! re-enrollment stays refused (see `moat_store::Store::cleanup`).
 
 use std::future::Future;
 
@@ -66,9 +68,14 @@ async fn purge_remote(state: &AppState, now: i64) -> Result<u64, moat_store::Sto
 pub async fn run_once(state: &AppState) -> Result<Removed, moat_store::StoreError> {
     let now = state.now();
     state.usage.flush(&*state.store).await;
-    let dormant_before = now - state.config.dormant_days * 86_400;
+    let dormant_before = now.saturating_sub(state.config.dormant_days.saturating_mul(86_400));
+    let revoked_before =
+        now.saturating_sub(state.config.revocation_retention_days.saturating_mul(86_400));
     let remote_items = purge_remote(state, now).await?;
-    let store = state.store.cleanup(now, dormant_before).await?;
+    let store = state
+        .store
+        .cleanup(now, dormant_before, revoked_before)
+        .await?;
     // Sent and failed SMS stay a week for the operator to look at.
     let account_rows = state
         .accounts
@@ -84,6 +91,8 @@ pub async fn run_once(state: &AppState) -> Result<Removed, moat_store::StoreErro
         ("mailbox_items", store.mailbox_items),
         ("enrollment_otps", store.otps),
         ("dormant_devices", store.dormant_devices),
+        ("revoked_credentials", store.revoked_credentials),
+        ("expired_revocations", store.expired_revocations),
         ("account_rows", account_rows),
         ("remote_items", remote_items),
         ("audit_rows", audit_rows),
@@ -99,6 +108,8 @@ pub async fn run_once(state: &AppState) -> Result<Removed, moat_store::StoreErro
         mailbox_items = store.mailbox_items,
         enrollment_otps = store.otps,
         dormant_devices = store.dormant_devices,
+        revoked_credentials = store.revoked_credentials,
+        expired_revocations = store.expired_revocations,
         replay_entries,
         account_rows,
         remote_items,

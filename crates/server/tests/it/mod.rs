@@ -6,6 +6,7 @@ mod dashboard;
 mod enroll;
 mod firebase;
 mod gateway;
+mod hardening_ops;
 mod hostile;
 mod interop;
 mod openapi;
