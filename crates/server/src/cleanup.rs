@@ -133,6 +133,7 @@ async fn purge_memory(state: &AppState, now: i64) -> usize {
     state.challenges.purge(now);
     state.login_limiter.purge(now.saturating_mul(1000));
     state.route_limiter.purge(now.saturating_mul(1000));
+    state.audit.flush_denied(now, false).await;
     replay_entries
 }
 
@@ -199,6 +200,7 @@ pub async fn run_periodic(state: AppState, shutdown: impl Future<Output = ()>) {
                 if let Err(e) = state.stats.flush().await {
                     tracing::warn!(error = %e, "could not write dashboard counters; kept for the next flush");
                 }
+                state.audit.flush_denied(state.now(), false).await;
             }
             _ = probe.tick() => probe_store(&state).await,
             _ = reload.tick() => {
@@ -217,6 +219,8 @@ pub async fn run_periodic(state: AppState, shutdown: impl Future<Output = ()>) {
     if let Err(e) = state.stats.flush().await {
         tracing::warn!(error = %e, "could not write dashboard counters at shutdown");
     }
+    // Windows still open are summarised now, or their counts would be lost.
+    state.audit.flush_denied(state.now(), true).await;
 }
 
 /// How often the store's round trip is measured when idle.

@@ -113,3 +113,75 @@ async fn a_revoked_device_stays_revoked_after_the_dormancy_cleanup() {
     assert!(r.status == 401 || r.status == 403, "{}", r.status);
     server.stop().await;
 }
+
+/// The `admin.denied` events, newest first.
+async fn denied_events(server: &TestServer) -> Vec<serde_json::Value> {
+    admin_get(server, "/admin/v1/audit?kind=admin.denied&limit=500").await["events"]
+        .as_array()
+        .expect("events")
+        .clone()
+}
+
+#[tokio::test]
+async fn a_flood_of_unauthenticated_admin_calls_writes_a_bounded_audit_trail() {
+    let server = TestServer::start("dynamic").await;
+    // 300 at once, each with a long client-chosen path.
+    let long_id = "x".repeat(4000);
+    let calls = (0..300).map(|i| {
+        let url = format!("{}/admin/v1/devices/{long_id}{i}/revoke", server.admin);
+        async move {
+            http()
+                .post(url)
+                .bearer_auth("not-the-token")
+                .send()
+                .await
+                .expect("send")
+                .status()
+        }
+    });
+    let statuses = futures::future::join_all(calls).await;
+    assert!(statuses.iter().all(|s| *s == 401), "{statuses:?}");
+
+    // One address, one window: the first call in full, the others only counted so far.
+    let events = denied_events(&server).await;
+    assert_eq!(events.len(), 1, "admin.denied rows after the flood");
+    let first = &events[0];
+    assert_eq!(first["ip"], "127.0.0.1");
+    assert_eq!(first["detail"]["method"], "POST");
+    let path = first["detail"]["path"].as_str().expect("path");
+    assert!(
+        path.starts_with("/admin/v1/devices/xxx") && path.len() <= 128 + '…'.len_utf8(),
+        "the client-chosen path is cut: {} bytes",
+        path.len()
+    );
+
+    // Once the window has ended, one summary row counts the rest.
+    server.advance(moat_server::audit::DENIED_WINDOW + 1);
+    moat_server::cleanup::run_once(&server.state)
+        .await
+        .expect("cleanup");
+    let events = denied_events(&server).await;
+    assert_eq!(events.len(), 2, "admin.denied rows once the window has ended");
+    assert_eq!(events[0]["detail"]["repeats"], 299);
+    assert_eq!(events[0]["ip"], "127.0.0.1");
+
+    // Every call is counted.
+    let metrics = http()
+        .get(format!("{}/metrics", server.admin))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.lines().any(|l| l == "moat_admin_denied_total 300"),
+        "{}",
+        metrics
+            .lines()
+            .filter(|l| l.contains("admin_denied"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    server.stop().await;
+}
