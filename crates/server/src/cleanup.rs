@@ -191,6 +191,10 @@ pub async fn run_periodic(state: AppState, shutdown: impl Future<Output = ()>) {
     stats.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut probe = tokio::time::interval(PROBE_EVERY);
     probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Sizes were loaded at start.
+    let decoy_every = crate::attest::challenge::DECOY_RELOAD;
+    let mut decoys = tokio::time::interval_at(tokio::time::Instant::now() + decoy_every, decoy_every);
+    decoys.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -203,6 +207,11 @@ pub async fn run_periodic(state: AppState, shutdown: impl Future<Output = ()>) {
                 state.audit.flush_denied(state.now(), false).await;
             }
             _ = probe.tick() => probe_store(&state).await,
+            _ = decoys.tick() => {
+                if let Err(e) = state.decoys.reload(&*state.attest).await {
+                    tracing::warn!(error = %e, "could not reload registered package sizes; keeping the last ones");
+                }
+            }
             _ = reload.tick() => {
                 if let Err(e) = state.tokens.reload(&*state.accounts, &state.keys, state.now()).await {
                     tracing::warn!(code = e.code(), "could not reload token signing keys");

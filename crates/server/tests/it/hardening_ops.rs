@@ -127,10 +127,13 @@ async fn a_flood_of_unauthenticated_admin_calls_writes_a_bounded_audit_trail() {
     let server = TestServer::start("dynamic").await;
     // 300 at once, each with a long client-chosen path.
     let long_id = "x".repeat(4000);
+    // One client (building one loads the root certificates: 300 would take seconds).
+    let client = http();
     let calls = (0..300).map(|i| {
         let url = format!("{}/admin/v1/devices/{long_id}{i}/revoke", server.admin);
+        let client = client.clone();
         async move {
-            http()
+            client
                 .post(url)
                 .bearer_auth("not-the-token")
                 .send()
@@ -182,6 +185,100 @@ async fn a_flood_of_unauthenticated_admin_calls_writes_a_bounded_audit_trail() {
             .filter(|l| l.contains("admin_denied"))
             .collect::<Vec<_>>()
             .join("\n")
+    );
+    server.stop().await;
+}
+
+/// `(offset, length)` ranges of one challenge for `app` / `version`.
+async fn challenge_ranges(c: &moat_client::Client, app: &str, version: &str) -> Vec<(u64, u64)> {
+    let r = c
+        .call(
+            http::Method::POST,
+            "/v1/attest/challenge",
+            Some(&serde_json::json!({"app_id": app, "version": version})),
+            opts(),
+        )
+        .await
+        .expect("challenge");
+    assert_eq!(r.status, 200);
+    let body: serde_json::Value = r.json().expect("json");
+    let keys: Vec<&String> = body.as_object().expect("object").keys().collect();
+    assert_eq!(keys, ["challenge_id", "expires_in", "nonce", "ranges"]);
+    body["ranges"]
+        .as_array()
+        .expect("ranges")
+        .iter()
+        .map(|r| {
+            (
+                r[0].as_u64().expect("offset"),
+                r[1].as_u64().expect("length"),
+            )
+        })
+        .collect()
+}
+
+/// The attacker's statistic: the largest offset + length over challenges, which approaches
+/// the package size.
+fn reach(challenges: &[Vec<(u64, u64)>]) -> u64 {
+    challenges
+        .iter()
+        .flatten()
+        .map(|(o, l)| o + l)
+        .max()
+        .expect("ranges")
+}
+
+#[tokio::test]
+async fn challenge_ranges_do_not_tell_registered_apps_from_others() {
+    let server = TestServer::start("dynamic").await;
+    // Two registered packages an order of magnitude apart.
+    const SIZES: [u64; 2] = [300_000, 3_000_000];
+    for (app, size) in [("com.example.small", SIZES[0]), ("com.example.large", SIZES[1])] {
+        let package: Vec<u8> = (0..size).map(|i| (i * 7 % 251) as u8).collect();
+        let r = http()
+            .put(format!("{}/admin/v1/apps/{app}/2.0.0", server.admin))
+            .bearer_auth(ADMIN_TOKEN)
+            .body(package)
+            .send()
+            .await
+            .expect("register");
+        assert_eq!(r.status(), 200);
+    }
+    let c = server.enrolled("probe").await;
+
+    let mut known = Vec::new();
+    let mut unknown = Vec::new();
+    for _ in 0..30 {
+        known.push(challenge_ranges(&c, "com.example.small", "2.0.0").await);
+        unknown.push(challenge_ranges(&c, "com.example.unregistered", "2.0.0").await);
+    }
+    // Same shape: eight ranges of one length, for both.
+    for ranges in known.iter().chain(&unknown) {
+        assert_eq!(ranges.len(), 8);
+        assert!(ranges.iter().all(|(_, l)| *l == 4096), "{ranges:?}");
+    }
+    let real = reach(&known);
+    assert!(real <= SIZES[0] && real > SIZES[0] * 9 / 10, "{real}");
+    // The statistic does not separate them: the decoy's reach is within a factor of two of
+    // a registered package's size (before, it was 24 MiB whatever was registered).
+    let decoy = reach(&unknown);
+    assert!(
+        SIZES.iter().any(|n| (n / 2..=n * 2).contains(&decoy)),
+        "registered {SIZES:?}, unregistered reaches {decoy}"
+    );
+    // Repeated challenges for the unknown app are consistent with one fixed size: each one
+    // reaches past an eighth of the largest reach (eight uniform ranges all fall below an
+    // eighth of a fixed size once in 16 million), which sizes drawn anew per challenge from
+    // the two registered ones, an order of magnitude apart, would break.
+    for ranges in &unknown {
+        let own = reach(std::slice::from_ref(ranges));
+        assert!(own > decoy / 8, "{own} against {decoy}: {ranges:?}");
+    }
+    // And the two halves reach the same size within 10 %.
+    let (first, second) = (reach(&unknown[..15]), reach(&unknown[15..]));
+    assert!(
+        first.abs_diff(second) * 10 <= first.max(second),
+        "{first} vs {second}"
     );
     server.stop().await;
 }
