@@ -131,7 +131,10 @@ impl DeniedCalls {
     /// Counts a call from `ip` at `now`. Returns whether to write it in full (it opens a
     /// window), and the summaries of windows that have ended.
     fn note(&self, ip: IpAddr, now: i64) -> (bool, Vec<Summary>) {
-        let mut map = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut map = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut ended = Vec::new();
         if !map.contains_key(&Some(ip)) && map.len() >= DENIED_ADDRESSES {
             ended = Self::take_ended(&mut map, now, false);
@@ -171,11 +174,7 @@ impl DeniedCalls {
 
     /// Removes the windows that have ended by `now` (with `all`, every window), returning the
     /// summaries to write.
-    fn take_ended(
-        map: &mut HashMap<Option<IpAddr>, Window>,
-        now: i64,
-        all: bool,
-    ) -> Vec<Summary> {
+    fn take_ended(map: &mut HashMap<Option<IpAddr>, Window>, now: i64, all: bool) -> Vec<Summary> {
         let mut ended = Vec::new();
         map.retain(|ip, w| {
             let open = !all && now < w.since.saturating_add(DENIED_WINDOW);
@@ -220,8 +219,12 @@ impl AuditLog {
                 "method": client_text(method),
                 "path": client_text(path),
             });
-            self.record(event(now, kind::ADMIN_DENIED, "unknown").ip(ip).detail(&detail))
-                .await;
+            self.record(
+                event(now, kind::ADMIN_DENIED, "unknown")
+                    .ip(ip)
+                    .detail(&detail),
+            )
+            .await;
         }
     }
 
@@ -309,7 +312,10 @@ mod tests {
         let (first, ended) = denied.note(ip, 160);
         assert!(first);
         assert_eq!(
-            ended.iter().map(|s| (s.since, s.repeats)).collect::<Vec<_>>(),
+            ended
+                .iter()
+                .map(|s| (s.since, s.repeats))
+                .collect::<Vec<_>>(),
             [(100, 1)]
         );
     }

@@ -69,8 +69,12 @@ pub async fn run_once(state: &AppState) -> Result<Removed, moat_store::StoreErro
     let now = state.now();
     state.usage.flush(&*state.store).await;
     let dormant_before = now.saturating_sub(state.config.dormant_days.saturating_mul(86_400));
-    let revoked_before =
-        now.saturating_sub(state.config.revocation_retention_days.saturating_mul(86_400));
+    let revoked_before = now.saturating_sub(
+        state
+            .config
+            .revocation_retention_days
+            .saturating_mul(86_400),
+    );
     let remote_items = purge_remote(state, now).await?;
     let store = state
         .store
@@ -193,7 +197,8 @@ pub async fn run_periodic(state: AppState, shutdown: impl Future<Output = ()>) {
     probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // Sizes were loaded at start.
     let decoy_every = crate::attest::challenge::DECOY_RELOAD;
-    let mut decoys = tokio::time::interval_at(tokio::time::Instant::now() + decoy_every, decoy_every);
+    let mut decoys =
+        tokio::time::interval_at(tokio::time::Instant::now() + decoy_every, decoy_every);
     decoys.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(shutdown);
     loop {

@@ -111,7 +111,10 @@ pub fn prepare_dir(dir: &Path) -> Result<(), SecretsError> {
     }
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
-        return Err(SecretsError::DirPermissions { path: shown(), mode });
+        return Err(SecretsError::DirPermissions {
+            path: shown(),
+            mode,
+        });
     }
     Ok(())
 }

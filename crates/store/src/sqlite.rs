@@ -101,8 +101,8 @@ impl SqliteStore {
     /// # Errors
     /// [`StoreError`] if the file cannot be opened or a migration fails.
     pub async fn open(url: &str, options: &SqliteOptions) -> Result<Self> {
-        let connect = SqliteConnectOptions::from_str(url)
-            .map_err(|e| StoreError::Backend(Box::new(e)))?;
+        let connect =
+            SqliteConnectOptions::from_str(url).map_err(|e| StoreError::Backend(Box::new(e)))?;
         if !(url.contains(":memory:") || url.contains("mode=memory")) {
             create_private(connect.get_filename())?;
         }

@@ -265,7 +265,11 @@ async fn revocation_outlives_dormancy_cleanup(store: &dyn Store) {
     // Not dormant yet: nothing changes.
     let report = store.cleanup(30, 5, 0).await.expect("cleanup");
     assert_eq!(
-        (report.dormant_devices, report.revoked_credentials, report.expired_revocations),
+        (
+            report.dormant_devices,
+            report.revoked_credentials,
+            report.expired_revocations
+        ),
         (0, 0, 0)
     );
     assert!(
@@ -278,7 +282,11 @@ async fn revocation_outlives_dormancy_cleanup(store: &dyn Store) {
     // Long dormant, within the tombstones' retention: the row stays without its credential.
     let report = store.cleanup(10_000, 5_000, 0).await.expect("cleanup");
     assert_eq!(
-        (report.dormant_devices, report.revoked_credentials, report.expired_revocations),
+        (
+            report.dormant_devices,
+            report.revoked_credentials,
+            report.expired_revocations
+        ),
         (0, 1, 0)
     );
     let tombstone = store

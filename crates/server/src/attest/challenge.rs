@@ -167,7 +167,11 @@ fn jump(mut key: u64, buckets: usize) -> usize {
         b = j;
         key = key.wrapping_mul(2_862_933_555_777_941_757).wrapping_add(1);
         // The algorithm's own floating-point step: j = (b + 1) * 2^31 / ((key >> 33) + 1).
-        #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        #[allow(
+            clippy::cast_precision_loss,
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss
+        )]
         let next = ((b + 1) as f64 * ((1u64 << 31) as f64 / ((key >> 33) + 1) as f64)) as u64;
         j = next;
     }
@@ -301,8 +305,9 @@ mod tests {
         let other = DecoySizes::new(&[8; 32]);
         *other.sizes.write().expect("lock") = vec![50_000, 5_000_000];
         assert!(
-            (0..50).any(|i| other.size_for("x", &i.to_string())
-                != decoys.size_for("x", &i.to_string()))
+            (0..50).any(
+                |i| other.size_for("x", &i.to_string()) != decoys.size_for("x", &i.to_string())
+            )
         );
     }
 }

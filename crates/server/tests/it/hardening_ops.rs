@@ -67,7 +67,12 @@ async fn the_data_directory_and_every_file_in_it_are_private() {
     let mut seen = Vec::new();
     for entry in std::fs::read_dir(&data).expect("list") {
         let path = entry.expect("entry").path();
-        seen.push(path.file_name().expect("name").to_string_lossy().into_owned());
+        seen.push(
+            path.file_name()
+                .expect("name")
+                .to_string_lossy()
+                .into_owned(),
+        );
         let mode = mode_of(&path);
         assert_eq!(mode, 0o600, "{} is {mode:03o}", path.display());
     }
@@ -164,7 +169,11 @@ async fn a_flood_of_unauthenticated_admin_calls_writes_a_bounded_audit_trail() {
         .await
         .expect("cleanup");
     let events = denied_events(&server).await;
-    assert_eq!(events.len(), 2, "admin.denied rows once the window has ended");
+    assert_eq!(
+        events.len(),
+        2,
+        "admin.denied rows once the window has ended"
+    );
     assert_eq!(events[0]["detail"]["repeats"], 299);
     assert_eq!(events[0]["ip"], "127.0.0.1");
 
@@ -233,7 +242,10 @@ async fn challenge_ranges_do_not_tell_registered_apps_from_others() {
     let server = TestServer::start("dynamic").await;
     // Two registered packages an order of magnitude apart.
     const SIZES: [u64; 2] = [300_000, 3_000_000];
-    for (app, size) in [("com.example.small", SIZES[0]), ("com.example.large", SIZES[1])] {
+    for (app, size) in [
+        ("com.example.small", SIZES[0]),
+        ("com.example.large", SIZES[1]),
+    ] {
         let package: Vec<u8> = (0..size).map(|i| (i * 7 % 251) as u8).collect();
         let r = http()
             .put(format!("{}/admin/v1/apps/{app}/2.0.0", server.admin))
