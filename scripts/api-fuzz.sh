@@ -94,7 +94,8 @@ failed=0
 started=$(date +%s)
 for mode in $modes; do
     dir="$work/$mode"
-    mkdir -p "$dir/data" "$dir/report"
+    mkdir -p "$dir/report"
+    mkdir -m 700 "$dir/data"
     port=$(free_port)
     admin_port=$(free_port)
     base="http://127.0.0.1:$port"

@@ -237,16 +237,21 @@ async fn execute(command: AdminCommand, state: &moat_server::AppState, json: boo
                 "mailbox_items": removed.store.mailbox_items,
                 "enrollment_otps": removed.store.otps,
                 "dormant_devices": removed.store.dormant_devices,
+                "revoked_credentials": removed.store.revoked_credentials,
+                "expired_revocations": removed.store.expired_revocations,
                 "remote_items": removed.remote_items,
                 "account_rows": removed.account_rows,
             });
             emit(json, &value, || {
                 format!(
                     "removed {} expired mailbox items, {} enrollment codes, {} dormant devices, \
+                     {} credentials of dormant revoked devices, {} revocations past their retention, \
                      {} remote mailbox items, {} expired SMS codes, refresh tokens and old SMS",
                     removed.store.mailbox_items,
                     removed.store.otps,
                     removed.store.dormant_devices,
+                    removed.store.revoked_credentials,
+                    removed.store.expired_revocations,
                     removed.remote_items,
                     removed.account_rows,
                 )

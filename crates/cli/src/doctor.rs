@@ -323,9 +323,9 @@ fn check_data_dir(dir: &Path) -> Outcome {
             if mode & 0o077 == 0 {
                 ok(format!("{shown}: writable, mode {mode:03o}"))
             } else {
-                warn(format!(
-                    "{shown}: writable, but mode {mode:03o} lets group or others in (the server \
-                     creates it 0700; chmod 700 it)"
+                fail(format!(
+                    "{shown}: mode {mode:03o} lets group or others in; the server refuses to \
+                     start with it (chmod 700 it)"
                 ))
             }
         }

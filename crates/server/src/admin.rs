@@ -269,6 +269,14 @@ pub async fn register_app(
     Ok(Json(release))
 }
 
+/// Unknown apps' challenge sizes are drawn from the registered ones: take a change into
+/// account now on this instance (the others reload within `DECOY_RELOAD`).
+async fn reload_decoys(state: &AppState) {
+    if let Err(e) = state.decoys.reload(&*state.attest).await {
+        tracing::warn!(error = %e, "could not reload registered package sizes; the periodic reload retries");
+    }
+}
+
 /// Registers a package (shared by the HTTP endpoint and the CLI).
 ///
 /// # Errors
@@ -299,6 +307,7 @@ pub async fn register(
             other => other.into(),
         })?;
     tracing::info!(app_id, version, size = r.size, "app package registered");
+    reload_decoys(state).await;
     Ok(
         serde_json::json!({"app_id": r.app_id, "version": r.version, "sha256": moat_core::b64::url_encode(&r.sha256), "size": r.size, "status": r.status}),
     )
@@ -315,6 +324,7 @@ pub async fn retire_app(
     if !state.attest.retire_release(&app_id, &version).await? {
         return Err(ApiError::not_found());
     }
+    reload_decoys(&state).await;
     Ok(Json(
         serde_json::json!({"app_id": app_id, "version": version, "status": "retired"}),
     ))

@@ -1,6 +1,8 @@
 //! The cleanup job: removes expired mailbox items, expired or used enrollment codes, dormant
 //! devices and expired replay entries (seed 000: "a periodic job to clean up dormant API
-//! keys", "delete expired and used OTPs").
+//! keys", "delete expired and used OTPs"). Revoked devices are not removed for dormancy: they
+//! stay, without their credential, for `cleanup.revocation_retention_days`, so that their
+//! re-enrollment stays refused (see `moat_store::Store::cleanup`).
 
 use std::future::Future;
 
@@ -66,9 +68,18 @@ async fn purge_remote(state: &AppState, now: i64) -> Result<u64, moat_store::Sto
 pub async fn run_once(state: &AppState) -> Result<Removed, moat_store::StoreError> {
     let now = state.now();
     state.usage.flush(&*state.store).await;
-    let dormant_before = now - state.config.dormant_days * 86_400;
+    let dormant_before = now.saturating_sub(state.config.dormant_days.saturating_mul(86_400));
+    let revoked_before = now.saturating_sub(
+        state
+            .config
+            .revocation_retention_days
+            .saturating_mul(86_400),
+    );
     let remote_items = purge_remote(state, now).await?;
-    let store = state.store.cleanup(now, dormant_before).await?;
+    let store = state
+        .store
+        .cleanup(now, dormant_before, revoked_before)
+        .await?;
     // Sent and failed SMS stay a week for the operator to look at.
     let account_rows = state
         .accounts
@@ -84,6 +95,8 @@ pub async fn run_once(state: &AppState) -> Result<Removed, moat_store::StoreErro
         ("mailbox_items", store.mailbox_items),
         ("enrollment_otps", store.otps),
         ("dormant_devices", store.dormant_devices),
+        ("revoked_credentials", store.revoked_credentials),
+        ("expired_revocations", store.expired_revocations),
         ("account_rows", account_rows),
         ("remote_items", remote_items),
         ("audit_rows", audit_rows),
@@ -99,6 +112,8 @@ pub async fn run_once(state: &AppState) -> Result<Removed, moat_store::StoreErro
         mailbox_items = store.mailbox_items,
         enrollment_otps = store.otps,
         dormant_devices = store.dormant_devices,
+        revoked_credentials = store.revoked_credentials,
+        expired_revocations = store.expired_revocations,
         replay_entries,
         account_rows,
         remote_items,
@@ -122,6 +137,7 @@ async fn purge_memory(state: &AppState, now: i64) -> usize {
     state.challenges.purge(now);
     state.login_limiter.purge(now.saturating_mul(1000));
     state.route_limiter.purge(now.saturating_mul(1000));
+    state.audit.flush_denied(now, false).await;
     replay_entries
 }
 
@@ -179,6 +195,11 @@ pub async fn run_periodic(state: AppState, shutdown: impl Future<Output = ()>) {
     stats.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut probe = tokio::time::interval(PROBE_EVERY);
     probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Sizes were loaded at start.
+    let decoy_every = crate::attest::challenge::DECOY_RELOAD;
+    let mut decoys =
+        tokio::time::interval_at(tokio::time::Instant::now() + decoy_every, decoy_every);
+    decoys.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -188,8 +209,14 @@ pub async fn run_periodic(state: AppState, shutdown: impl Future<Output = ()>) {
                 if let Err(e) = state.stats.flush().await {
                     tracing::warn!(error = %e, "could not write dashboard counters; kept for the next flush");
                 }
+                state.audit.flush_denied(state.now(), false).await;
             }
             _ = probe.tick() => probe_store(&state).await,
+            _ = decoys.tick() => {
+                if let Err(e) = state.decoys.reload(&*state.attest).await {
+                    tracing::warn!(error = %e, "could not reload registered package sizes; keeping the last ones");
+                }
+            }
             _ = reload.tick() => {
                 if let Err(e) = state.tokens.reload(&*state.accounts, &state.keys, state.now()).await {
                     tracing::warn!(code = e.code(), "could not reload token signing keys");
@@ -206,6 +233,8 @@ pub async fn run_periodic(state: AppState, shutdown: impl Future<Output = ()>) {
     if let Err(e) = state.stats.flush().await {
         tracing::warn!(error = %e, "could not write dashboard counters at shutdown");
     }
+    // Windows still open are summarised now, or their counts would be lost.
+    state.audit.flush_denied(state.now(), true).await;
 }
 
 /// How often the store's round trip is measured when idle.

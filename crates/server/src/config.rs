@@ -35,6 +35,9 @@ pub const DEFAULT_DORMANT_DAYS: i64 = 90;
 /// cannot mint the thousands of devices (each with a fresh per-device SMS budget) a pumping
 /// run wants.
 pub const DEFAULT_ENROLL_PER_IP_HOUR: i64 = 120;
+/// Default `cleanup.revocation_retention_days`: how long a revoked device's tombstone keeps
+/// refusing its re-enrollment.
+pub const DEFAULT_REVOCATION_RETENTION_DAYS: i64 = 365;
 /// Default `audit.retention_days`.
 pub const DEFAULT_AUDIT_RETENTION_DAYS: i64 = 90;
 /// Default number of pre-generated RSA keys.
@@ -380,6 +383,7 @@ pub struct RawSms {
 pub struct RawCleanup {
     pub interval: Option<u64>,
     pub dormant_days: Option<i64>,
+    pub revocation_retention_days: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -590,6 +594,9 @@ pub struct Config {
     pub cleanup_interval: Duration,
     /// Days without use before a device is removed.
     pub dormant_days: i64,
+    /// Days a revoked device's row is kept after its revocation (and its dormancy), refusing
+    /// re-enrollment of its identity and device id.
+    pub revocation_retention_days: i64,
     /// Days the audit log and the dashboard's daily counters are kept.
     pub audit_retention_days: i64,
     /// Accepted skew of signature `created`, seconds.
@@ -1026,6 +1033,11 @@ impl Config {
             DEFAULT_DORMANT_DAYS,
             "cleanup.dormant_days",
         );
+        let revocation_retention_days = positive(
+            raw.cleanup.revocation_retention_days,
+            DEFAULT_REVOCATION_RETENTION_DAYS,
+            "cleanup.revocation_retention_days",
+        );
         let audit_retention_days = positive(
             raw.audit.retention_days,
             DEFAULT_AUDIT_RETENTION_DAYS,
@@ -1215,6 +1227,7 @@ impl Config {
             integrity_ttl,
             cleanup_interval: Duration::from_secs(cleanup_interval),
             dormant_days,
+            revocation_retention_days,
             audit_retention_days,
             signature_max_skew,
             dpop_max_skew,

@@ -545,6 +545,11 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> Result<AppSta
         )
         .await
         .map_err(|e| ServerError::Setup(format!("loading integrity secrets: {}", e.code())))?;
+    state
+        .decoys
+        .reload(&*state.attest)
+        .await
+        .map_err(|e| ServerError::Setup(format!("loading registered package sizes: {e}")))?;
     Ok(state)
 }
 

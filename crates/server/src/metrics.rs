@@ -103,6 +103,8 @@ pub struct Metrics {
     pub audit_events: Counter,
     /// Audit events that could not be written (also logged).
     pub audit_failures: Counter,
+    /// Admin API calls without the right token, every one (the audit log summarises them).
+    pub admin_denied: Counter,
 }
 
 /// Buckets from 10 µs to about 5 s.
@@ -136,6 +138,7 @@ impl Metrics {
             redis_latency: latency(),
             audit_events: Counter::default(),
             audit_failures: Counter::default(),
+            admin_denied: Counter::default(),
         };
         registry.register(
             "http_requests",
@@ -204,6 +207,11 @@ impl Metrics {
             "audit_write_failures",
             "Audit events the store did not take (each is also logged)",
             m.audit_failures.clone(),
+        );
+        registry.register(
+            "admin_denied",
+            "Admin API calls without the right token (the audit log keeps one in full per address and minute)",
+            m.admin_denied.clone(),
         );
         Self { registry, ..m }
     }

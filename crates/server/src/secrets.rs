@@ -4,9 +4,14 @@
 //! rest), the integrity secret, the admin token and the static key. Values set in the
 //! configuration take precedence over the file; the data key can only come from the file,
 //! because changing it would make every sealed value unreadable.
+//!
+//! The data directory also holds the SQLite database (phones, password hashes, the audit log),
+//! whose files SQLite creates with the mode of the database file: the directory is the one
+//! gate that covers all of them, whatever mode a file was given. So Moat creates it 0700 and
+//! refuses to start with one that group or others can enter or list.
 
 use std::io::Write as _;
-use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::Path;
 
 use moat_core::{b64, random};
@@ -47,6 +52,20 @@ pub enum SecretsError {
     /// The file is readable by others.
     #[error("secrets file {0} is readable by group or others (chmod 600 it)")]
     Permissions(String),
+    /// The data directory can be reached by group or others.
+    #[error(
+        "data directory {path} has mode {mode:03o}: group or others can reach the database and \
+         secrets in it (chmod 700 {path})"
+    )]
+    DirPermissions {
+        /// The directory.
+        path: String,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// The data directory path names something that is not a directory.
+    #[error("data directory {0} is not a directory")]
+    NotADirectory(String),
     /// RNG failure.
     #[error("random generator failed")]
     Random,
@@ -62,20 +81,55 @@ fn generate() -> Result<Secrets, SecretsError> {
     })
 }
 
+/// Creates the data directory (and missing parents) 0700 if it does not exist; refuses one
+/// that group or others can reach.
+///
+/// Created with its mode in the one `mkdir` call, not chmod-ed after, so it is never open,
+/// even for an instant. An existing directory is not tightened behind the operator's back:
+/// its mode may be deliberate (a backup group), and the refusal says how to fix it.
+///
+/// # Errors
+/// [`SecretsError::DirPermissions`] for a directory group or others can reach,
+/// [`SecretsError::NotADirectory`], or [`SecretsError::Io`].
+pub fn prepare_dir(dir: &Path) -> Result<(), SecretsError> {
+    let shown = || dir.display().to_string();
+    // `recursive` also accepts a directory another instance created a moment ago.
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|source| SecretsError::Io {
+            path: shown(),
+            source,
+        })?;
+    let meta = std::fs::metadata(dir).map_err(|source| SecretsError::Io {
+        path: shown(),
+        source,
+    })?;
+    if !meta.is_dir() {
+        return Err(SecretsError::NotADirectory(shown()));
+    }
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(SecretsError::DirPermissions {
+            path: shown(),
+            mode,
+        });
+    }
+    Ok(())
+}
+
 /// Loads the secrets from `dir`, creating the directory and file on first start.
 ///
 /// # Errors
 /// [`SecretsError`] if the file cannot be read or written, is invalid, or is readable by
-/// group or others.
+/// group or others, or if the directory can be reached by them (see [`prepare_dir`]).
 pub fn load_or_create(dir: &Path) -> Result<Secrets, SecretsError> {
     let io = |path: &Path| {
         let path = path.display().to_string();
         move |source| SecretsError::Io { path, source }
     };
-    if !dir.exists() {
-        std::fs::create_dir_all(dir).map_err(io(dir))?;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io(dir))?;
-    }
+    prepare_dir(dir)?;
     let path = dir.join(FILE);
     match std::fs::read(&path) {
         Ok(mut bytes) => {

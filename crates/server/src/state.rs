@@ -153,6 +153,8 @@ pub struct Shared {
     pub integrity: Arc<crate::attest::integrity::IntegrityService>,
     /// Pending attestation challenges.
     pub challenges: Arc<crate::attest::challenge::Challenges>,
+    /// Made-up package sizes for challenges of unregistered apps.
+    pub decoys: Arc<crate::attest::challenge::DecoySizes>,
     /// Platform attestation verifiers.
     pub platforms: Arc<crate::attest::platform::Platforms>,
     /// Firebase identity and delivery (`[firebase]`).
@@ -251,6 +253,9 @@ impl AppState {
                 config.integrity_ttl,
             )),
             challenges: Arc::new(crate::attest::challenge::Challenges::new(redis.clone())),
+            decoys: Arc::new(crate::attest::challenge::DecoySizes::new(
+                keys.data_key_bytes(),
+            )),
             instance: moat_core::random::token(12).map_err(|e| ApiError::internal(&e))?,
             firebase,
             redis,

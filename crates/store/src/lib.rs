@@ -55,7 +55,7 @@ pub enum DeviceStatus {
     /// Its credential is accepted.
     Active,
     /// Revoked by an operator: refused, and re-enrollment of the same identity and
-    /// `device_id` is refused too.
+    /// `device_id` is refused too, for as long as the row is kept (see [`Store::cleanup`]).
     Revoked,
 }
 
@@ -230,8 +230,13 @@ pub struct CleanupReport {
     pub mailbox_items: u64,
     /// Expired or used enrollment OTPs.
     pub otps: u64,
-    /// Devices unused since the dormancy cut-off.
+    /// Active devices unused since the dormancy cut-off.
     pub dormant_devices: u64,
+    /// Revoked devices unused since the dormancy cut-off whose credential columns were
+    /// dropped (their rows stay, as tombstones).
+    pub revoked_credentials: u64,
+    /// Revoked devices whose tombstone outlived its retention, deleted.
+    pub expired_revocations: u64,
 }
 
 /// Builds the mailbox item for a credential once the device row is written (so the item can
@@ -324,9 +329,22 @@ pub trait Store: Send + Sync + 'static {
     /// Removes one mailbox item row; false if it did not exist.
     async fn remove_mailbox_item(&self, id: &str) -> Result<bool>;
 
-    /// Deletes expired built-in mailbox items, expired or used OTPs, and devices not used
-    /// since `dormant_before`. Items of other channels are left to [`Self::expired_items`].
-    async fn cleanup(&self, now: i64, dormant_before: i64) -> Result<CleanupReport>;
+    /// Deletes expired built-in mailbox items, expired or used OTPs, and active devices not
+    /// used since `dormant_before`. Items of other channels are left to
+    /// [`Self::expired_items`].
+    ///
+    /// A revoked device is not deleted for dormancy: its row is the tombstone that keeps
+    /// [`Self::issue_credential`] refusing its identity and `device_id`, and deleting it would
+    /// let the revoked installation enroll again. Once unused since `dormant_before` it only
+    /// loses its credential columns (nothing left in it can authenticate or be unsealed); it is
+    /// deleted once also revoked before `revoked_before`, the tombstones' retention, so the
+    /// table stays bounded by the revocations of that period.
+    async fn cleanup(
+        &self,
+        now: i64,
+        dormant_before: i64,
+        revoked_before: i64,
+    ) -> Result<CleanupReport>;
 
     /// Takes the lease `name` for `holder` until `until` if it is free, expired, or held by
     /// `holder` already (a renewal). Returns whether `holder` now holds it: of instances asking

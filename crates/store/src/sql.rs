@@ -462,8 +462,39 @@ macro_rules! sql_backend {
                 Ok(items)
             }
 
-            async fn cleanup(&self, now: i64, dormant_before: i64) -> Result<CleanupReport> {
+            async fn cleanup(
+                &self,
+                now: i64,
+                dormant_before: i64,
+                revoked_before: i64,
+            ) -> Result<CleanupReport> {
+                // Revoked rows are the tombstones that refuse re-enrollment (see the trait):
+                // past dormancy they lose their credential, past the retention they go.
+                let revoked_credentials = sqlx::query(
+                    "UPDATE devices SET key_lookup = NULL, key_hash = NULL, client_id = NULL, \
+                     hmac_secret_sealed = NULL, rsa_kid = NULL, rsa_private_sealed = NULL, signing_jwk = NULL \
+                     WHERE status = 'revoked' AND last_used_at < $1 AND (key_lookup IS NOT NULL \
+                     OR key_hash IS NOT NULL OR client_id IS NOT NULL OR hmac_secret_sealed IS NOT NULL \
+                     OR rsa_kid IS NOT NULL OR rsa_private_sealed IS NOT NULL OR signing_jwk IS NOT NULL)",
+                )
+                .bind(dormant_before)
+                .execute(&self.pool)
+                .await
+                .map_err($map_err)?
+                .rows_affected();
+                let expired_revocations = sqlx::query(
+                    "DELETE FROM devices WHERE status = 'revoked' AND last_used_at < $1 \
+                     AND COALESCE(revoked_at, last_used_at) < $2",
+                )
+                .bind(dormant_before)
+                .bind(revoked_before)
+                .execute(&self.pool)
+                .await
+                .map_err($map_err)?
+                .rows_affected();
                 Ok(CleanupReport {
+                    revoked_credentials,
+                    expired_revocations,
                     mailbox_items: self
                         .execute_one(
                             "DELETE FROM mailbox_items WHERE expires_at <= $1 AND channel = 'builtin'",
@@ -477,7 +508,10 @@ macro_rules! sql_backend {
                         )
                         .await?,
                     dormant_devices: self
-                        .execute_one("DELETE FROM devices WHERE last_used_at < $1", dormant_before)
+                        .execute_one(
+                            "DELETE FROM devices WHERE last_used_at < $1 AND status = 'active'",
+                            dormant_before,
+                        )
                         .await?,
                 })
             }

@@ -101,8 +101,12 @@ impl SqliteStore {
     /// # Errors
     /// [`StoreError`] if the file cannot be opened or a migration fails.
     pub async fn open(url: &str, options: &SqliteOptions) -> Result<Self> {
-        let connect = SqliteConnectOptions::from_str(url)
-            .map_err(|e| StoreError::Backend(Box::new(e)))?
+        let connect =
+            SqliteConnectOptions::from_str(url).map_err(|e| StoreError::Backend(Box::new(e)))?;
+        if !(url.contains(":memory:") || url.contains("mode=memory")) {
+            create_private(connect.get_filename())?;
+        }
+        let connect = connect
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
@@ -131,6 +135,48 @@ impl SqliteStore {
             .map_err(|e| StoreError::Backend(Box::new(e)))?;
         Ok(Self { pool })
     }
+}
+
+/// Creates the database file 0600 if it does not exist yet, and narrows an existing database,
+/// `-wal` or `-shm` file that group or others can read to 0600.
+///
+/// SQLite creates a new database 0644 (less the umask), and gives its `-wal` and `-shm` files
+/// the database file's mode: a file made here first, 0600, makes all three private. An empty
+/// file is a valid empty database. Existing files are narrowed rather than refused: they are
+/// Moat's own, and earlier versions let SQLite create them 0644.
+fn create_private(path: &std::path::Path) -> Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    let backend = |e: std::io::Error| StoreError::Backend(Box::new(e));
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(backend(e)),
+    }
+    for suffix in ["", "-wal", "-shm"] {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        let file = std::path::Path::new(&name);
+        let mode = match std::fs::metadata(file) {
+            Ok(meta) => meta.permissions().mode() & 0o777,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(backend(e)),
+        };
+        if mode & 0o077 != 0 {
+            std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600))
+                .map_err(backend)?;
+            tracing::warn!(
+                path = %file.display(),
+                was = %format_args!("{mode:03o}"),
+                "database file was readable by group or others; narrowed to 0600"
+            );
+        }
+    }
+    Ok(())
 }
 
 impl SqliteStore {

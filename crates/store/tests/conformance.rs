@@ -255,7 +255,7 @@ async fn cleanup_removes_what_it_should(store: &dyn Store) {
         .await
         .expect("issue");
     store.touch_devices(&[]).await.expect("empty touch");
-    let report = store.cleanup(100, 500).await.expect("cleanup");
+    let report = store.cleanup(100, 500, 0).await.expect("cleanup");
     assert_eq!(report.mailbox_items, 1);
     assert_eq!(report.dormant_devices, 1);
     assert!(
@@ -285,12 +285,92 @@ async fn cleanup_removes_what_it_should(store: &dyn Store) {
     );
     assert_eq!(
         store
-            .cleanup(100, 1500)
+            .cleanup(100, 1500, 0)
             .await
             .expect("cleanup")
             .dormant_devices,
         0
     );
+}
+
+async fn revocation_outlives_dormancy_cleanup(store: &dyn Store) {
+    let device = store
+        .issue_credential(credential("inst:t", "d1", "t1"), None, 10)
+        .await
+        .expect("issue");
+    assert!(store.revoke_device(device.id, 20).await.expect("revoke"));
+    // Not dormant yet: nothing changes.
+    let report = store.cleanup(30, 5, 0).await.expect("cleanup");
+    assert_eq!(
+        (
+            report.dormant_devices,
+            report.revoked_credentials,
+            report.expired_revocations
+        ),
+        (0, 0, 0)
+    );
+    assert!(
+        store
+            .device_by_key_lookup("t1")
+            .await
+            .expect("get")
+            .is_some()
+    );
+    // Long dormant, within the tombstones' retention: the row stays without its credential.
+    let report = store.cleanup(10_000, 5_000, 0).await.expect("cleanup");
+    assert_eq!(
+        (
+            report.dormant_devices,
+            report.revoked_credentials,
+            report.expired_revocations
+        ),
+        (0, 1, 0)
+    );
+    let tombstone = store
+        .device(device.id)
+        .await
+        .expect("get")
+        .expect("the revoked row outlives the dormancy cleanup");
+    assert_eq!(tombstone.status, moat_store::DeviceStatus::Revoked);
+    assert_eq!(tombstone.revoked_at, Some(20));
+    let c = &tombstone.credential;
+    assert!(
+        c.key_lookup.is_none()
+            && c.key_hash.is_none()
+            && c.client_id.is_none()
+            && c.hmac_secret_sealed.is_none()
+            && c.rsa_kid.is_none()
+            && c.rsa_private_sealed.is_none()
+            && c.signing_jwk.is_none(),
+        "no key material is kept: {c:?}"
+    );
+    assert!(
+        store
+            .device_by_key_lookup("t1")
+            .await
+            .expect("get")
+            .is_none()
+    );
+    // The same identity and device id still cannot enroll again.
+    let err = store
+        .issue_credential(credential("inst:t", "d1", "t2"), None, 10_001)
+        .await
+        .expect_err("still revoked");
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    // A second pass finds nothing more to do.
+    let report = store.cleanup(10_002, 5_000, 0).await.expect("cleanup");
+    assert_eq!(
+        (report.revoked_credentials, report.expired_revocations),
+        (0, 0)
+    );
+    // Past the retention the tombstone goes, and with it the refusal.
+    let report = store.cleanup(10_003, 5_000, 21).await.expect("cleanup");
+    assert_eq!(report.expired_revocations, 1);
+    assert!(store.device(device.id).await.expect("get").is_none());
+    store
+        .issue_credential(credential("inst:t", "d1", "t3"), None, 10_004)
+        .await
+        .expect("enrolls again once the tombstone has expired");
 }
 
 async fn concurrent_use_once(opened: &Opened) {
@@ -792,7 +872,7 @@ async fn remote_items_are_indexed_not_served(opened: &Opened) {
     // Cleanup leaves index rows to the job that deletes the remote items first.
     assert_eq!(
         store
-            .cleanup(1_000, 0)
+            .cleanup(1_000, 0, 0)
             .await
             .expect("cleanup")
             .mailbox_items,
@@ -956,6 +1036,11 @@ macro_rules! conformance {
         async fn cleanup_removes_what_it_should() {
             let (opened, _guard) = $make;
             super::cleanup_removes_what_it_should(&*opened.store).await;
+        }
+        #[tokio::test]
+        async fn revocation_outlives_dormancy_cleanup() {
+            let (opened, _guard) = $make;
+            super::revocation_outlives_dormancy_cleanup(&*opened.store).await;
         }
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
         async fn concurrent_use_once() {

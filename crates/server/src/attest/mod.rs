@@ -82,10 +82,11 @@ pub async fn challenge(
     let device = device_of(&p)?;
     let release = state.attest.release(&req.app_id, &req.version).await?;
     let known = release.as_ref().is_some_and(|r| r.status == "active");
-    // Unknown apps get a challenge of the same shape over a made-up size; they will fail.
+    // Unknown apps get a challenge of the same shape over a made-up size drawn from the
+    // registered ones (see `challenge::DecoySizes`); they will fail.
     let size = match &release {
         Some(r) if known => u64::try_from(r.size).unwrap_or(0),
-        _ => challenge::DECOY_SIZE,
+        _ => state.decoys.size_for(&req.app_id, &req.version),
     };
     let now = state.now();
     let c = Challenge {

@@ -7,6 +7,7 @@ mod enroll;
 mod firebase;
 mod gateway;
 mod hardening;
+mod hardening_ops;
 mod hostile;
 mod interop;
 mod openapi;
