@@ -515,19 +515,11 @@ pub async fn token(
                 burst: 30,
                 period: std::time::Duration::from_secs(60),
             };
-            state
-                .login_limiter
-                .check(
-                    now.saturating_mul(1000),
-                    &[
-                        (format!("login\0{}", phone.e164), per_minute),
-                        (format!("loginip\0{}", ip.0), per_ip),
-                    ],
-                )
-                .await
-                .map_err(limited)?;
             // Failed logins are counted per phone whether or not it has an account, so being
-            // slowed and locked looks the same for both: a lock reveals nothing.
+            // slowed and locked looks the same for both: a lock reveals nothing. Each attempt
+            // reserves a failure before its password is checked, and a right password gives
+            // it back: guesses arriving together cannot all pass a look taken before any of
+            // them had failed, so no more than `login_lock_after` are ever checked.
             let c = &state.config.accounts;
             let failures = Quota {
                 burst: u32::try_from(c.login_lock_after).unwrap_or(10),
@@ -538,7 +530,14 @@ pub async fn token(
             let fail_key = format!("loginfail\0{}", phone.e164);
             state
                 .login_limiter
-                .peek(now.saturating_mul(1000), &fail_key, failures)
+                .check(
+                    now.saturating_mul(1000),
+                    &[
+                        (format!("login\0{}", phone.e164), per_minute),
+                        (format!("loginip\0{}", ip.0), per_ip),
+                        (fail_key.clone(), failures),
+                    ],
+                )
                 .await
                 .map_err(limited)?;
             let user = state.accounts.user_by_phone(&phone.e164).await?;
@@ -550,10 +549,6 @@ pub async fn token(
                 && !locked;
             let user_id = user.as_ref().map(|u| u.id);
             let Some(user) = user.filter(|_| ok) else {
-                let _ = state
-                    .login_limiter
-                    .check(now.saturating_mul(1000), &[(fail_key, failures)])
-                    .await;
                 if let Some(id) = user_id {
                     let count = state
                         .accounts
@@ -576,6 +571,14 @@ pub async fn token(
                 }
                 return Err(invalid_grant("invalid username or password"));
             };
+            if state
+                .login_limiter
+                .refund(now.saturating_mul(1000), &fail_key, failures)
+                .await
+                .is_err()
+            {
+                tracing::warn!(user = %user.id, "could not give back a successful login's reserved failure");
+            }
             state.accounts.clear_login_failures(user.id).await?;
             let family = Uuid::new_v4().to_string();
             token_response(&state, user.id, &device, &family).await
