@@ -512,8 +512,18 @@ async fn accounts_codes_users_tokens_sms(opened: &Opened) {
             .await
             .expect("insert");
     }
-    assert!(accounts.use_refresh_token("r1", 200).await.expect("use"));
-    assert!(!accounts.use_refresh_token("r1", 201).await.expect("reuse"));
+    assert!(
+        accounts
+            .rotate_refresh_token("r1", 200, None)
+            .await
+            .expect("use")
+    );
+    assert!(
+        !accounts
+            .rotate_refresh_token("r1", 201, None)
+            .await
+            .expect("reuse")
+    );
     assert_eq!(
         accounts
             .refresh_token("r1")

@@ -433,18 +433,14 @@ fn limited(refusal: Refusal) -> ApiError {
     }
 }
 
-async fn token_response(
+/// The token answer: a new access token for `user` on `device`, and `refresh` (stored).
+fn token_response(
     state: &AppState,
     user: Uuid,
     device: &str,
-    family: &str,
+    refresh: String,
 ) -> Result<Response, ApiError> {
-    let now = state.now();
-    let access = state.tokens.issue_access(user, device, now)?;
-    let refresh = state
-        .tokens
-        .issue_refresh(&*state.accounts, &state.keys, user, device, family, now)
-        .await?;
+    let access = state.tokens.issue_access(user, device, state.now())?;
     let body = json!({
         "access_token": access,
         "token_type": "Bearer",
@@ -581,7 +577,18 @@ pub async fn token(
             }
             state.accounts.clear_login_failures(user.id).await?;
             let family = Uuid::new_v4().to_string();
-            token_response(&state, user.id, &device, &family).await
+            let refresh = state
+                .tokens
+                .issue_refresh(
+                    &*state.accounts,
+                    &state.keys,
+                    user.id,
+                    &device,
+                    &family,
+                    now,
+                )
+                .await?;
+            token_response(&state, user.id, &device, refresh)
         }
         "refresh_token" => {
             let text = req
@@ -597,10 +604,26 @@ pub async fn token(
             if !presented.matches(&state.keys.api_key_pepper, &record.hash) {
                 return Err(invalid_grant("invalid refresh token"));
             }
+            // The successor is made before the token is spent and stored with it in one
+            // transaction: a concurrent presenter of the same token that finds it spent finds
+            // the successor already in the family, and its reuse revokes both. (Stored
+            // separately, the successor could land after that revocation and stay live.)
+            let (next, next_text) = if record.expires_at > now && record.device == device {
+                Some(state.tokens.new_refresh(
+                    &state.keys,
+                    record.user_id,
+                    &device,
+                    &record.family,
+                    now,
+                )?)
+            } else {
+                None
+            }
+            .unzip();
             if record.status != "active"
                 || !state
                     .accounts
-                    .use_refresh_token(&record.lookup, now)
+                    .rotate_refresh_token(&record.lookup, now, next)
                     .await?
             {
                 // A used token presented again: someone holds a copy. Revoke the whole login.
@@ -624,7 +647,9 @@ pub async fn token(
                 state.accounts.revoke_refresh_family(&record.family).await?;
                 return Err(invalid_grant("refresh token belongs to another device"));
             }
-            token_response(&state, record.user_id, &device, &record.family).await
+            let next_text =
+                next_text.ok_or_else(|| ApiError::internal(&"refresh token not rotated"))?;
+            token_response(&state, record.user_id, &device, next_text)
         }
         _ => Err(ApiError::new(
             StatusCode::BAD_REQUEST,
