@@ -357,8 +357,10 @@ async fn login_rate_limits_hold_exactly_in_a_burst() {
     let responses = burst(&http, requests).await;
     assert_exactly(&responses, 400, 5, (429, "rate_limited"));
     server.stop().await;
-    // Per client IP: thirty a minute, whatever the phones (on a server of its own: the budget
-    // refills one every two seconds).
+    // Per client IP: thirty a minute, whatever the phones (on a server of its own). This budget
+    // gives one back every two seconds, so if the burst's admissions spread over more than
+    // that (a loaded machine) one more per two seconds may rightly pass; the burst's whole
+    // time, password checks included, bounds that spread.
     let server = TestServer::start("dynamic").await;
     let c = server.enrolled("phone-1").await;
     let http = burst_client(&server.base, BURST).await;
@@ -367,8 +369,15 @@ async fn login_rate_limits_hold_exactly_in_a_burst() {
         .iter()
         .map(|p| prepared_form(&http, &c, &login_form(p, "some password")))
         .collect();
+    let started = std::time::Instant::now();
     let responses = burst(&http, requests).await;
-    assert_exactly(&responses, 400, 30, (429, "rate_limited"));
+    let refilled = (started.elapsed().as_secs() / 2) as usize;
+    let passed = statuses(&responses).get(&400).copied().unwrap_or(0);
+    assert!(
+        (30..=30 + refilled).contains(&passed),
+        "30 (+{refilled} refilled at most) of {BURST} must pass: {passed}"
+    );
+    assert_exactly(&responses, 400, passed, (429, "rate_limited"));
     server.stop().await;
 }
 
@@ -547,7 +556,7 @@ async fn an_app_attest_counter_value_is_accepted_once_in_a_burst() {
             "challenge_id": ch["challenge_id"],
             "platform": "app_attest",
             "key_id": moat_core::b64::url_encode(key_id.as_ref()),
-            "assertion": moat_core::b64::url_encode(&assertion(&key, &app_id, 1, &ch)),
+            "assertion": moat_core::b64::url_encode(assertion(&key, &app_id, 1, &ch)),
         });
         requests.push(prepared(
             &http,
