@@ -28,6 +28,8 @@ struct Instance {
 struct Cluster {
     instances: Vec<Instance>,
     port: u16,
+    /// The instances' store URL.
+    store_url: String,
     pg: Postgres,
     redis: Redis,
     _dir: tempfile::TempDir,
@@ -101,11 +103,26 @@ fn spawn(dir: &Path, ip: &str, port: u16, i: usize) -> Instance {
     instance
 }
 
-fn write_config(dir: &Path, pg: &str, redis: &str, port: u16, mode: &str, extra: &str) {
+/// Deadlines of the store and Redis calls, milliseconds: short, so that the fault tests see
+/// an outage quickly.
+const TIMEOUTS: (u64, u64) = (1000, 500);
+/// Deadlines for the burst test: hundreds of requests in flight on a shared 2-core machine
+/// can keep a call waiting longer than [`TIMEOUTS`] allow, which would be a `503`, not a limit
+/// giving way.
+const BURST_TIMEOUTS: (u64, u64) = (10_000, 10_000);
+
+fn write_config(
+    dir: &Path,
+    (pg, redis): (&str, &str),
+    port: u16,
+    mode: &str,
+    extra: &str,
+    (store_ms, redis_ms): (u64, u64),
+) {
     let config = format!(
         "[server]\npublic_base_url = \"http://{HOST}:{port}\"\ndata_dir = \"{data}\"\n\
-         [admin]\ntoken = \"{ADMIN_TOKEN}\"\n[store]\nurl = \"{pg}\"\ntimeout_ms = 1000\n\
-         [redis]\nurl = \"{redis}\"\ntimeout_ms = 500\n[enrollment]\nmode = \"{mode}\"\nrsa_pool_size = 2\n{extra}",
+         [admin]\ntoken = \"{ADMIN_TOKEN}\"\n[store]\nurl = \"{pg}\"\ntimeout_ms = {store_ms}\n\
+         [redis]\nurl = \"{redis}\"\ntimeout_ms = {redis_ms}\n[enrollment]\nmode = \"{mode}\"\nrsa_pool_size = 2\n{extra}",
         data = dir.join("data").display(),
     );
     std::fs::write(dir.join("moat.toml"), config).expect("write config");
@@ -115,14 +132,28 @@ impl Cluster {
     /// PostgreSQL, Redis and `n` instances sharing them (and one secrets file, as copies of
     /// it would be on separate machines).
     fn start(n: usize, mode: &str, extra: &str) -> Self {
+        Self::start_timed(n, mode, extra, TIMEOUTS)
+    }
+
+    /// As [`Self::start`], with these `(store, redis)` call deadlines.
+    fn start_timed(n: usize, mode: &str, extra: &str, timeouts: (u64, u64)) -> Self {
         let dir = tempfile::tempdir().expect("tmp");
         let pg = Postgres::start();
         let redis = Redis::start();
         let port = free_port();
-        write_config(dir.path(), &pg.database(), &redis.url(), port, mode, extra);
+        let store_url = pg.database();
+        write_config(
+            dir.path(),
+            (&store_url, &redis.url()),
+            port,
+            mode,
+            extra,
+            timeouts,
+        );
         let mut cluster = Self {
             instances: Vec::new(),
             port,
+            store_url,
             pg,
             redis,
             _dir: dir,
@@ -658,4 +689,548 @@ async fn challenges_and_sms_budgets_are_shared_by_all_instances() {
             (429, Some("sms_blocked".to_owned()))
         ]
     );
+}
+
+/// Requests in one burst, split evenly over the instances.
+const BURST: usize = 300;
+
+impl Cluster {
+    /// One HTTP client per instance, each with `BURST` connections opened ahead (warmed on
+    /// `/healthz`), so a burst's requests leave together.
+    async fn burst_clients(&self) -> Vec<reqwest::Client> {
+        let mut clients = Vec::new();
+        for i in 0..self.instances.len() {
+            let addr = format!("{}:{}", self.instances[i].ip, self.port)
+                .parse()
+                .expect("addr");
+            let http = reqwest::Client::builder()
+                .resolve(HOST, addr)
+                .pool_max_idle_per_host(BURST)
+                .timeout(Duration::from_secs(60))
+                .build()
+                .expect("client");
+            let warm = (0..BURST)
+                .map(|_| {
+                    http.get(format!("{}/healthz", self.base()))
+                        .build()
+                        .expect("request")
+                })
+                .collect();
+            for r in burst(std::slice::from_ref(&http), warm).await {
+                assert_eq!(r.status, 200, "warm-up");
+            }
+            clients.push(http);
+        }
+        clients
+    }
+}
+
+/// Sends every request at once (released together by a barrier), request `k` to instance
+/// `k % clients.len()`; the responses in order.
+async fn burst(
+    clients: &[reqwest::Client],
+    requests: Vec<reqwest::Request>,
+) -> Vec<moat_client::Response> {
+    let barrier = Arc::new(tokio::sync::Barrier::new(requests.len()));
+    let tasks: Vec<_> = requests
+        .into_iter()
+        .enumerate()
+        .map(|(k, request)| {
+            let http = clients[k % clients.len()].clone();
+            let barrier = barrier.clone();
+            tokio::spawn(async move {
+                barrier.wait().await;
+                let r = http.execute(request).await.expect("send");
+                moat_client::Response {
+                    status: r.status().as_u16(),
+                    headers: r.headers().clone(),
+                    body: r.bytes().await.expect("body").to_vec(),
+                }
+            })
+        })
+        .collect();
+    let mut out = Vec::with_capacity(tasks.len());
+    for t in tasks {
+        out.push(t.await.expect("task"));
+    }
+    out
+}
+
+/// A protected request prepared by `c` (signed, with its nonce, if `c` signs).
+fn prepared(
+    c: &Client,
+    method: Method,
+    path: &str,
+    payload: moat_client::Payload<'_>,
+    options: &CallOptions,
+) -> reqwest::Request {
+    let (url, headers, body) = c
+        .prepare_payload(&method, path, payload, options)
+        .expect("prepare");
+    let mut request = reqwest::Request::new(method, url);
+    *request.headers_mut() = headers;
+    *request.body_mut() = body.map(reqwest::Body::from);
+    request
+}
+
+fn json_of(v: &serde_json::Value) -> moat_client::Payload<'_> {
+    moat_client::Payload::Json(v)
+}
+
+/// Asserts that exactly `ok` responses have status `ok_status` and that every other one is
+/// the problem `code`.
+#[track_caller]
+fn assert_exactly(responses: &[moat_client::Response], ok_status: u16, ok: usize, code: &str) {
+    let mut seen = std::collections::BTreeMap::new();
+    for r in responses {
+        *seen.entry(r.status).or_insert(0) += 1;
+    }
+    assert_eq!(
+        responses.iter().filter(|r| r.status == ok_status).count(),
+        ok,
+        "{ok} of {} must pass: {seen:?}",
+        responses.len()
+    );
+    for r in responses.iter().filter(|r| r.status != ok_status) {
+        assert_eq!(
+            r.problem_code().as_deref(),
+            Some(code),
+            "{seen:?}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+    }
+}
+
+fn token_field(r: &moat_client::Response, name: &str) -> String {
+    r.json().expect("json")[name]
+        .as_str()
+        .expect(name)
+        .to_owned()
+}
+
+/// An App Attest assertion by `key` with `counter` over `challenge`'s nonce: the CBOR map
+/// `{"signature", "authenticatorData"}`, written by hand.
+fn assertion(
+    key: &aws_lc_rs::signature::EcdsaKeyPair,
+    app_id: &str,
+    counter: u32,
+    challenge: &serde_json::Value,
+) -> Vec<u8> {
+    use aws_lc_rs::digest::{SHA256, digest};
+    let nonce =
+        moat_core::b64::url_decode(challenge["nonce"].as_str().expect("nonce")).expect("b64");
+    let mut auth = digest(&SHA256, app_id.as_bytes()).as_ref().to_vec();
+    auth.push(0x01);
+    auth.extend_from_slice(&counter.to_be_bytes());
+    let mut signed = auth.clone();
+    signed.extend_from_slice(digest(&SHA256, &nonce).as_ref());
+    let signature = key
+        .sign(
+            &aws_lc_rs::rand::SystemRandom::new(),
+            digest(&SHA256, &signed).as_ref(),
+        )
+        .expect("sign");
+    let mut out = vec![0xa2];
+    for (name, bytes) in [
+        ("signature", signature.as_ref()),
+        ("authenticatorData", auth.as_slice()),
+    ] {
+        out.push(0x60 | u8::try_from(name.len()).expect("short"));
+        out.extend_from_slice(name.as_bytes());
+        out.push(0x58);
+        out.push(u8::try_from(bytes.len()).expect("short"));
+        out.extend_from_slice(bytes);
+    }
+    out
+}
+
+/// Every shared once-only or counted state, under bursts of `BURST` requests split over two
+/// instances: the limit holds exactly for the pair as it does for one. (One cluster for all:
+/// starting one costs more than the bursts.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn once_only_and_counted_states_hold_exactly_across_two_instances_under_bursts() {
+    let (team, bundle) = ("ABCDE12345", "com.example.burst");
+    let cluster = Cluster::start_timed(
+        2,
+        "dynamic",
+        &format!(
+            "[accounts]\nlogin_per_minute = 1000\nlogin_lock_after = 10\n\
+             [sms]\nper_device_hour = 1000\nper_ip_hour = 1000\nper_country_hour = 1000\nglobal_hour = 10\n\
+             [attestation.app_attest]\nteam_id = \"{team}\"\nbundle_id = \"{bundle}\"\nenvironment = \"any\"\n\
+             [[route]]\npath = \"/v1/device\"\nrequire = [\"device\", \"integrity\"]\n\
+             [[route]]\npath = \"/v1/device/echo\"\nrequire = [\"device\"]\n\
+             rate_limit = {{ key = \"device\", per_second = 0.001, burst = 7 }}\n"
+        ),
+        BURST_TIMEOUTS,
+    );
+    let started = Instant::now();
+    let http = cluster.burst_clients().await;
+    let none = CallOptions::default();
+    let mut c = cluster.device(0);
+    c.enroll_and_fetch("phone-1", None).await.expect("enroll");
+
+    // Signature nonce: one request signed with the installation key, sent BURST times.
+    let installation = CallOptions {
+        auth: moat_client::Auth::InstallationSignature,
+        ..CallOptions::default()
+    };
+    let body = serde_json::json!({"transfer": 100});
+    let one = prepared(
+        &c,
+        Method::POST,
+        "/v1/device/echo",
+        json_of(&body),
+        &installation,
+    );
+    let requests = (0..BURST)
+        .map(|_| one.try_clone().expect("clone"))
+        .collect();
+    assert_exactly(&burst(&http, requests).await, 200, 1, "replay_detected");
+
+    // Route rate limit (7 per device, refilling one per 1000 s), from a fresh device.
+    let mut d = cluster.device(1);
+    d.enroll_and_fetch("phone-2", None).await.expect("enroll");
+    let requests = (0..BURST)
+        .map(|_| prepared(&d, Method::POST, "/v1/device/echo", json_of(&body), &none))
+        .collect();
+    assert_exactly(&burst(&http, requests).await, 200, 7, "rate_limited");
+
+    // DPoP jti: one proof, BURST enrollments: one happens.
+    let mut e = cluster.device(0);
+    let proof = e.dpop(&Method::POST, "/v1/enroll").expect("proof");
+    let requests = (0..BURST)
+        .map(|i| {
+            let mut r = reqwest::Request::new(
+                Method::POST,
+                format!("{}/v1/enroll", cluster.base())
+                    .parse()
+                    .expect("url"),
+            );
+            r.headers_mut()
+                .insert("dpop", proof.parse().expect("header"));
+            r.headers_mut()
+                .insert("content-type", "application/json".parse().expect("header"));
+            *r.body_mut() = Some(
+                serde_json::json!({"device_id": format!("e-{i}")})
+                    .to_string()
+                    .into(),
+            );
+            r
+        })
+        .collect();
+    assert_exactly(&burst(&http, requests).await, 200, 1, "replay_detected");
+
+    // Mailbox read-once: sixteen items for that identity (the one enrollment above and
+    // fifteen more, through both instances), BURST readers, each with its own proof.
+    for i in 0..15 {
+        e.set_http_client(cluster.via(i % 2));
+        e.enroll(&format!("e-more-{i}"), None)
+            .await
+            .expect("enroll");
+    }
+    let requests = (0..BURST)
+        .map(|_| {
+            let mut r = reqwest::Request::new(
+                Method::GET,
+                format!("{}/v1/mailbox", cluster.base())
+                    .parse()
+                    .expect("url"),
+            );
+            let proof = e.dpop(&Method::GET, "/v1/mailbox").expect("proof");
+            r.headers_mut()
+                .insert("dpop", proof.parse().expect("header"));
+            r
+        })
+        .collect();
+    let responses = burst(&http, requests).await;
+    assert!(
+        responses.iter().all(|r| r.status == 200),
+        "every reader is answered"
+    );
+    let mut ids: Vec<String> = responses
+        .iter()
+        .flat_map(|r| {
+            r.json().expect("json")["items"]
+                .as_array()
+                .expect("items")
+                .clone()
+        })
+        .map(|item| item["id"].as_str().expect("id").to_owned())
+        .collect();
+    ids.sort();
+    let handed_out = ids.len();
+    ids.dedup();
+    assert_eq!(
+        (handed_out, ids.len()),
+        (16, 16),
+        "sixteen items, each once"
+    );
+
+    // SMS budget: the global one (10 an hour) binds; one SMS goes to the user registered here,
+    // so a burst to BURST distinct phones gets exactly nine more.
+    let phone = "+14155552671";
+    let password = "correct horse battery staple";
+    let r = c
+        .call(
+            Method::POST,
+            "/api/register",
+            Some(&serde_json::json!({"phone": phone, "password": password})),
+            none.clone(),
+        )
+        .await
+        .expect("register");
+    assert_eq!(r.status, 202);
+    let outbox: serde_json::Value = cluster
+        .admin(1, Method::GET, "/admin/v1/sms/outbox?phone=%2B14155552671")
+        .await
+        .json()
+        .await
+        .expect("json");
+    let text = outbox["messages"][0]["body"].as_str().expect("an SMS");
+    let code = text
+        .split(|ch: char| !ch.is_ascii_digit())
+        .find(|w| w.len() == 6)
+        .expect("code");
+    c.set_http_client(cluster.via(1));
+    let r = c
+        .call(
+            Method::POST,
+            "/api/register/confirm",
+            Some(&serde_json::json!({"phone": phone, "otp": code})),
+            none.clone(),
+        )
+        .await
+        .expect("confirm");
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    let requests = (0..BURST)
+        .map(|i| {
+            let body = serde_json::json!({"phone": format!("+1415555{:04}", 3000 + i)});
+            prepared(
+                &d,
+                Method::POST,
+                "/api/password/reset",
+                json_of(&body),
+                &none,
+            )
+        })
+        .collect();
+    assert_exactly(&burst(&http, requests).await, 202, 9, "sms_blocked");
+
+    // Logins: a right password gives back the failure its attempt reserved (eleven pass, one
+    // more than the lockout allows failures), each starting a token family.
+    let login = [
+        ("grant_type", "password"),
+        ("username", phone),
+        ("password", password),
+    ];
+    let mut families = Vec::new();
+    for i in 0..11 {
+        c.set_http_client(cluster.via(i % 2));
+        let r = c
+            .call_form("/api/token", &login, none.clone())
+            .await
+            .expect("login");
+        assert_eq!(
+            r.status,
+            200,
+            "login {i}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        families.push(token_field(&r, "refresh_token"));
+    }
+
+    // Refresh rotation: one token presented BURST times, once; its reuse revokes the token the
+    // rotation issued. Then ten families whose token is presented twice at once, once on each
+    // instance: each rotates once and keeps no live token.
+    let form = |t: &str| {
+        [("grant_type", "refresh_token"), ("refresh_token", t)].map(|(k, v)| (k, v.to_owned()))
+    };
+    let refresh = |t: &str| {
+        let pairs = form(t);
+        let pairs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        prepared(
+            &c,
+            Method::POST,
+            "/api/token",
+            moat_client::Payload::Form(&pairs),
+            &none,
+        )
+    };
+    let one = refresh(&families[0]);
+    let requests = (0..BURST)
+        .map(|_| one.try_clone().expect("clone"))
+        .collect();
+    let responses = burst(&http, requests).await;
+    assert_exactly(&responses, 200, 1, "token_invalid");
+    let next = token_field(
+        responses.iter().find(|r| r.status == 200).expect("winner"),
+        "refresh_token",
+    );
+    let requests = families[1..]
+        .iter()
+        .flat_map(|t| {
+            let one = refresh(t);
+            [one.try_clone().expect("clone"), one]
+        })
+        .collect();
+    let responses = burst(&http, requests).await;
+    let mut winners = vec![next];
+    for pair in responses.chunks(2) {
+        assert_exactly(pair, 200, 1, "token_invalid");
+        winners.push(token_field(
+            pair.iter().find(|r| r.status == 200).expect("winner"),
+            "refresh_token",
+        ));
+    }
+    let requests = winners.iter().map(|t| refresh(t)).collect();
+    assert_exactly(&burst(&http, requests).await, 200, 0, "token_invalid");
+
+    // Lockout: BURST wrong passwords at once, exactly ten checked; then the right one is
+    // refused too.
+    let requests = (0..BURST)
+        .map(|i| {
+            let wrong = format!("wrong password {i}");
+            let pairs = [
+                ("grant_type", "password"),
+                ("username", phone),
+                ("password", wrong.as_str()),
+            ];
+            prepared(
+                &c,
+                Method::POST,
+                "/api/token",
+                moat_client::Payload::Form(&pairs),
+                &none,
+            )
+        })
+        .collect();
+    assert_exactly(&burst(&http, requests).await, 400, 10, "rate_limited");
+    let r = c
+        .call_form("/api/token", &login, none.clone())
+        .await
+        .expect("login");
+    assert_eq!(r.status, 429);
+
+    // Attestation challenge: one challenge (issued by A), its answer sent BURST times; one
+    // genuine integrity token among the answers (the route requiring one tells).
+    let package: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+    let registered = reqwest::Client::new()
+        .put(format!(
+            "http://127.0.0.1:{}/admin/v1/apps/app/1",
+            cluster.instances[0].admin
+        ))
+        .bearer_auth(ADMIN_TOKEN)
+        .body(package.clone())
+        .send()
+        .await
+        .expect("register");
+    assert_eq!(registered.status(), 200);
+    c.set_http_client(cluster.via(0));
+    let challenge = |app: &str| {
+        let body = serde_json::json!({"app_id": app, "version": "1"});
+        prepared(
+            &c,
+            Method::POST,
+            "/v1/attest/challenge",
+            json_of(&body),
+            &none,
+        )
+    };
+    let ch = burst(&http, vec![challenge("app")]).await[0]
+        .json()
+        .expect("json");
+    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    ctx.update(&moat_core::b64::url_decode(ch["nonce"].as_str().expect("nonce")).expect("b64"));
+    for r in ch["ranges"].as_array().expect("ranges") {
+        let (o, l) = (
+            usize::try_from(r[0].as_u64().expect("o")).expect("o"),
+            usize::try_from(r[1].as_u64().expect("l")).expect("l"),
+        );
+        ctx.update(&package[o..o + l]);
+    }
+    let answer = serde_json::json!({
+        "challenge_id": ch["challenge_id"],
+        "measurement": moat_core::b64::url_encode(ctx.finish().as_ref()),
+    });
+    let requests = (0..BURST)
+        .map(|_| prepared(&c, Method::POST, "/v1/attest", json_of(&answer), &none))
+        .collect();
+    let tokens = burst(&http, requests).await;
+    let genuine = |tokens: Vec<moat_client::Response>| {
+        tokens
+            .iter()
+            .map(|r| {
+                assert_eq!(r.status, 200, "always 200");
+                let options = CallOptions {
+                    headers: vec![("moat-integrity".into(), token_field(r, "integrity_token"))],
+                    ..CallOptions::default()
+                };
+                prepared(
+                    &c,
+                    Method::GET,
+                    "/v1/device",
+                    moat_client::Payload::None,
+                    &options,
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_exactly(
+        &burst(&http, genuine(tokens)).await,
+        200,
+        1,
+        "integrity_invalid",
+    );
+
+    // App Attest counter: a key attested by this device (stored as an attestation stores it),
+    // BURST assertions with counter 1, each answering its own challenge: one passes.
+    let rng = aws_lc_rs::rand::SystemRandom::new();
+    let alg = &aws_lc_rs::signature::ECDSA_P256_SHA256_ASN1_SIGNING;
+    let pkcs8 = aws_lc_rs::signature::EcdsaKeyPair::generate_pkcs8(alg, &rng).expect("key");
+    let key = aws_lc_rs::signature::EcdsaKeyPair::from_pkcs8(alg, pkcs8.as_ref()).expect("key");
+    use aws_lc_rs::signature::KeyPair as _;
+    let key_id = moat_core::b64::url_encode(
+        aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, key.public_key().as_ref()).as_ref(),
+    );
+    let store = moat_store::open(&cluster.store_url, &moat_store::PoolOptions::default())
+        .await
+        .expect("store");
+    store
+        .attest
+        .put_attest_key(
+            moat_store::attest::AttestKey {
+                key_id: key_id.clone(),
+                device: device_uuid(&c),
+                public_key: key.public_key().as_ref().to_vec(),
+                counter: 0,
+                environment: "production".into(),
+            },
+            0,
+        )
+        .await
+        .expect("put key");
+    let challenges = burst(&http, (0..BURST).map(|_| challenge(bundle)).collect()).await;
+    let app_id = format!("{team}.{bundle}");
+    let requests = challenges
+        .iter()
+        .map(|r| {
+            assert_eq!(r.status, 200);
+            let ch = r.json().expect("json");
+            let body = serde_json::json!({
+                "challenge_id": ch["challenge_id"],
+                "platform": "app_attest",
+                "key_id": key_id,
+                "assertion": moat_core::b64::url_encode(assertion(&key, &app_id, 1, &ch)),
+            });
+            prepared(&c, Method::POST, "/v1/attest", json_of(&body), &none)
+        })
+        .collect();
+    let tokens = burst(&http, requests).await;
+    assert_exactly(
+        &burst(&http, genuine(tokens)).await,
+        200,
+        1,
+        "integrity_invalid",
+    );
+    eprintln!("bursts across two instances took {:?}", started.elapsed());
 }

@@ -76,12 +76,23 @@ local headroom = interval * burst - (tats[1] - now)
 return {1, math.floor(headroom / interval), 0}
 ";
 
+/// Gives back one request on a GCRA key: its arrival time moves back one emission interval
+/// (ARGV[1], µs). A key that expired meanwhile has nothing to give back; `DECRBY` keeps the
+/// key's expiry.
+const GCRA_REFUND: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  redis.call('DECRBY', KEYS[1], ARGV[1])
+end
+return 0
+";
+
 /// Moat's connection to Redis.
 pub struct Redis {
     conn: ConnectionManager,
     timeout: Duration,
     prefix: String,
     gcra: redis::Script,
+    gcra_refund: redis::Script,
     latency: std::sync::OnceLock<prometheus_client::metrics::histogram::Histogram>,
 }
 
@@ -111,6 +122,7 @@ impl Redis {
             timeout: config.timeout,
             prefix: config.prefix.clone(),
             gcra: redis::Script::new(GCRA),
+            gcra_refund: redis::Script::new(GCRA_REFUND),
             latency: std::sync::OnceLock::new(),
         })
     }
@@ -241,5 +253,21 @@ impl Redis {
                 .map_or_else(String::new, |(k, _)| k.clone()),
             retry_after: crate::ratelimit::retry_after(wait),
         })
+    }
+
+    /// Gives back one request charged on `key` of limiter `name` (see
+    /// [`crate::ratelimit::Limiter::refund`]).
+    ///
+    /// # Errors
+    /// [`Refusal::Unavailable`] if Redis cannot answer.
+    pub async fn gcra_refund(&self, name: &str, key: &str, quota: Quota) -> Result<(), Refusal> {
+        let mut invocation = self.gcra_refund.prepare_invoke();
+        invocation
+            .key(self.key(name, key.as_bytes()))
+            .arg(quota.interval_us());
+        self.run(async |c| invocation.invoke_async::<i64>(c).await)
+            .await
+            .map(|_| ())
+            .map_err(|Unavailable| Refusal::Unavailable)
     }
 }

@@ -140,6 +140,10 @@ impl Limiter {
 
     /// Whether one more request on `key` would be allowed now, without counting it.
     ///
+    /// A peek and a later check are two steps: requests arriving together all pass the peek.
+    /// To bound work that may or may not count, reserve with [`Self::check`] first and
+    /// [`Self::refund`] the requests that turn out not to count.
+    ///
     /// # Errors
     /// [`Refusal::Limited`] with the wait.
     pub fn peek(&self, now_ms: i64, key: &str, quota: Quota) -> Result<(), Refusal> {
@@ -164,6 +168,19 @@ impl Limiter {
         let interval = quota.interval_us();
         let headroom = interval.saturating_mul(i64::from(quota.burst)) - (tat - now_us);
         Ok(u32::try_from(headroom / interval).unwrap_or(0))
+    }
+
+    /// Gives back one request counted on `key` by a check whose request, it turned out, must
+    /// not count (a reservation made before the outcome was known).
+    pub fn refund(&self, now_ms: i64, key: &str, quota: Quota) {
+        let now_us = now_ms.saturating_mul(1000);
+        let mut tats = self.lock();
+        if let Some(tat) = tats.get_mut(key) {
+            *tat = tat.saturating_sub(quota.interval_us());
+            if *tat <= now_us {
+                tats.remove(key);
+            }
+        }
     }
 
     /// Drops keys whose budgets are full again.
@@ -244,6 +261,20 @@ impl RateLimiter {
             Self::Redis { redis, name } => {
                 Box::pin(redis.gcra(name, &[(key.to_owned(), quota)], true)).await
             }
+        }
+    }
+
+    /// See [`Limiter::refund`].
+    ///
+    /// # Errors
+    /// [`Refusal::Unavailable`] if Redis cannot answer (the request stays counted).
+    pub async fn refund(&self, now_ms: i64, key: &str, quota: Quota) -> Result<(), Refusal> {
+        match self {
+            Self::Memory(l) => {
+                l.refund(now_ms, key, quota);
+                Ok(())
+            }
+            Self::Redis { redis, name } => Box::pin(redis.gcra_refund(name, key, quota)).await,
         }
     }
 
@@ -329,6 +360,22 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn a_refund_gives_back_one_request() {
+        let l = Limiter::new(100);
+        let q = Quota::per_hour(2);
+        l.check(0, &[("k".into(), q)]).expect("1");
+        l.check(0, &[("k".into(), q)]).expect("2");
+        assert!(l.check(0, &[("k".into(), q)]).is_err());
+        l.refund(0, "k", q);
+        l.check(0, &[("k".into(), q)]).expect("the refunded one");
+        assert!(l.check(0, &[("k".into(), q)]).is_err());
+        l.refund(0, "unknown", q);
+        l.refund(0, "k", q);
+        l.refund(0, "k", q);
+        assert_eq!(l.purge(0), 0, "a fully refunded key is dropped");
     }
 
     #[test]

@@ -296,20 +296,36 @@ impl TokenService {
         family: &str,
         now: i64,
     ) -> Result<String, ApiError> {
+        let (record, text) = self.new_refresh(keys, user, device, family, now)?;
+        store.insert_refresh_token(record).await?;
+        Ok(text)
+    }
+
+    /// A new refresh token of `family`, not stored yet (a rotation stores it together with
+    /// spending its predecessor): its record and its text.
+    ///
+    /// # Errors
+    /// If the random generator fails.
+    pub fn new_refresh(
+        &self,
+        keys: &Keys,
+        user: Uuid,
+        device: &str,
+        family: &str,
+        now: i64,
+    ) -> Result<(RefreshToken, String), ApiError> {
         let (token, text) = ApiKey::generate_with_prefix(REFRESH_PREFIX)?;
-        store
-            .insert_refresh_token(RefreshToken {
-                lookup: token.lookup.clone(),
-                hash: token.hash(&keys.api_key_pepper).to_vec(),
-                family: family.to_owned(),
-                user_id: user,
-                device: device.to_owned(),
-                status: "active".into(),
-                created_at: now,
-                expires_at: now + self.refresh_ttl,
-            })
-            .await?;
-        Ok(String::from_utf8_lossy(text.expose()).into_owned())
+        let record = RefreshToken {
+            lookup: token.lookup.clone(),
+            hash: token.hash(&keys.api_key_pepper).to_vec(),
+            family: family.to_owned(),
+            user_id: user,
+            device: device.to_owned(),
+            status: "active".into(),
+            created_at: now,
+            expires_at: now + self.refresh_ttl,
+        };
+        Ok((record, String::from_utf8_lossy(text.expose()).into_owned()))
     }
 }
 

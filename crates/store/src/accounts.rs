@@ -223,8 +223,16 @@ pub trait AccountStore: Send + Sync + 'static {
     async fn insert_refresh_token(&self, token: RefreshToken) -> Result<()>;
     /// The refresh token with this lookup id.
     async fn refresh_token(&self, lookup: &str) -> Result<Option<RefreshToken>>;
-    /// Marks an active token used; false if it was not active (reuse or race).
-    async fn use_refresh_token(&self, lookup: &str, now: i64) -> Result<bool>;
+    /// Marks an active token used and stores its successor `next` (if any), in one
+    /// transaction; false, and nothing stored, if it was not active (reuse or race). Whoever
+    /// then finds the token used finds its successor already stored, so revoking the family
+    /// reaches it.
+    async fn rotate_refresh_token(
+        &self,
+        lookup: &str,
+        now: i64,
+        next: Option<RefreshToken>,
+    ) -> Result<bool>;
     /// Revokes every token of a family; returns how many were active.
     async fn revoke_refresh_family(&self, family: &str) -> Result<u64>;
 

@@ -644,6 +644,24 @@ macro_rules! sql_backend {
             Ok(done.rows_affected() == 1)
         }
 
+        /// The statement storing a refresh token.
+        fn insert_refresh(
+            t: &RefreshToken,
+        ) -> sqlx::query::Query<'_, $db, <$db as sqlx::Database>::Arguments> {
+            sqlx::query(
+                "INSERT INTO refresh_tokens (lookup, hash, family, user_id, device, status, created_at, expires_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            )
+            .bind(&t.lookup)
+            .bind(&t.hash)
+            .bind(&t.family)
+            .bind(t.user_id.to_string())
+            .bind(&t.device)
+            .bind(&t.status)
+            .bind(t.created_at)
+            .bind(t.expires_at)
+        }
+
         /// Retires the current key of `table` and inserts `new` as the current one.
         async fn rotate_key(
             pool: &sqlx::Pool<$db>,
@@ -938,21 +956,10 @@ macro_rules! sql_backend {
             }
 
             async fn insert_refresh_token(&self, t: RefreshToken) -> Result<()> {
-                sqlx::query(
-                    "INSERT INTO refresh_tokens (lookup, hash, family, user_id, device, status, created_at, expires_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                )
-                .bind(&t.lookup)
-                .bind(&t.hash)
-                .bind(&t.family)
-                .bind(t.user_id.to_string())
-                .bind(&t.device)
-                .bind(&t.status)
-                .bind(t.created_at)
-                .bind(t.expires_at)
-                .execute(&self.pool)
-                .await
-                .map_err($map_err)?;
+                insert_refresh(&t)
+                    .execute(&self.pool)
+                    .await
+                    .map_err($map_err)?;
                 Ok(())
             }
 
@@ -968,16 +975,33 @@ macro_rules! sql_backend {
                 row.as_ref().map(refresh).transpose()
             }
 
-            async fn use_refresh_token(&self, lookup: &str, now: i64) -> Result<bool> {
+            async fn rotate_refresh_token(
+                &self,
+                lookup: &str,
+                now: i64,
+                next: Option<RefreshToken>,
+            ) -> Result<bool> {
+                // The conditional update comes first: it holds the old row until the commit,
+                // so a concurrent presenter of the same token waits for it (PostgreSQL) or for
+                // the write lock (SQLite), and then sees the token used and its successor
+                // stored.
+                let mut tx = self.pool.begin().await.map_err($map_err)?;
                 let done = sqlx::query(
                     "UPDATE refresh_tokens SET status = 'used', used_at = $1 WHERE lookup = $2 AND status = 'active'",
                 )
                 .bind(now)
                 .bind(lookup)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await
                 .map_err($map_err)?;
-                Ok(done.rows_affected() == 1)
+                if done.rows_affected() != 1 {
+                    return Ok(false);
+                }
+                if let Some(t) = &next {
+                    insert_refresh(t).execute(&mut *tx).await.map_err($map_err)?;
+                }
+                tx.commit().await.map_err($map_err)?;
+                Ok(true)
             }
 
             async fn revoke_refresh_family(&self, family: &str) -> Result<u64> {

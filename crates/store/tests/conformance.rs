@@ -730,8 +730,18 @@ async fn accounts_codes_users_tokens_sms(opened: &Opened) {
             .await
             .expect("insert");
     }
-    assert!(accounts.use_refresh_token("r1", 200).await.expect("use"));
-    assert!(!accounts.use_refresh_token("r1", 201).await.expect("reuse"));
+    assert!(
+        accounts
+            .rotate_refresh_token("r1", 200, None)
+            .await
+            .expect("use")
+    );
+    assert!(
+        !accounts
+            .rotate_refresh_token("r1", 201, None)
+            .await
+            .expect("reuse")
+    );
     assert_eq!(
         accounts
             .refresh_token("r1")
@@ -1015,6 +1025,232 @@ async fn audit_log_and_daily_stats(opened: &Opened) {
     assert!(ops.stats("enroll", 0, 100).await.expect("stats").is_empty());
 }
 
+/// Concurrent callers in the burst tests: as many as the HTTP bursts send at once.
+const CALLERS: usize = 300;
+
+/// A refresh token of family `family`.
+fn refresh_token(lookup: &str, family: &str, user_id: Uuid) -> RefreshToken {
+    RefreshToken {
+        lookup: lookup.into(),
+        hash: vec![5; 32],
+        family: family.into(),
+        user_id,
+        device: "dev".into(),
+        status: "active".into(),
+        created_at: 100,
+        expires_at: 1000,
+    }
+}
+
+/// Each once-only operation of the store, by [`CALLERS`] callers at once: one of them wins, or
+/// each item goes to one of them.
+async fn once_only_under_bursts(opened: &Opened) {
+    // A refresh token rotated by every caller, each with its own successor: one rotation, and
+    // only its successor is stored.
+    let accounts = &opened.accounts;
+    let user = Uuid::new_v4();
+    accounts
+        .insert_refresh_token(refresh_token("burst", "burst-fam", user))
+        .await
+        .expect("insert");
+    let wins = futures_join(CALLERS, |i| {
+        let accounts = accounts.clone();
+        async move {
+            let next = refresh_token(&format!("burst-next-{i}"), "burst-fam", user);
+            accounts
+                .rotate_refresh_token("burst", 200, Some(next))
+                .await
+                .expect("rotate")
+        }
+    })
+    .await;
+    let winners: Vec<usize> = (0..CALLERS).filter(|i| wins[*i]).collect();
+    assert_eq!(winners.len(), 1, "one rotation: {winners:?}");
+    for i in 0..CALLERS {
+        let stored = accounts
+            .refresh_token(&format!("burst-next-{i}"))
+            .await
+            .expect("get");
+        assert_eq!(stored.is_some(), i == winners[0], "successor {i}");
+    }
+    assert_eq!(
+        accounts
+            .revoke_refresh_family("burst-fam")
+            .await
+            .expect("revoke"),
+        1,
+        "the family holds the one successor"
+    );
+
+    // An App Attest counter moved from 0 by every caller: once.
+    let attest = &opened.attest;
+    attest
+        .put_attest_key(
+            AttestKey {
+                key_id: "burst-key".into(),
+                device: "dev".into(),
+                public_key: vec![4; 65],
+                counter: 0,
+                environment: "production".into(),
+            },
+            100,
+        )
+        .await
+        .expect("put key");
+    let wins = futures_join(CALLERS, |i| {
+        let attest = attest.clone();
+        async move {
+            attest
+                .advance_attest_counter("burst-key", 0, 1 + (i % 3) as i64)
+                .await
+                .expect("advance")
+        }
+    })
+    .await;
+    assert_eq!(wins.iter().filter(|w| **w).count(), 1, "counter moved once");
+
+    // Sixteen mailbox items (the cap) read by every caller: each handed out once.
+    let store = &opened.store;
+    for n in 0..16 {
+        store
+            .put_mailbox_item(item(&format!("burst-box-{n}"), "inst:burst", 1_000), 10 + n)
+            .await
+            .expect("put");
+    }
+    let taken = futures_join(CALLERS, |_| {
+        let store = store.clone();
+        async move {
+            store
+                .take_mailbox("inst:burst", 30, 16)
+                .await
+                .expect("take")
+        }
+    })
+    .await;
+    let mut ids: Vec<String> = taken.into_iter().flatten().map(|i| i.id).collect();
+    ids.sort();
+    let before = ids.len();
+    ids.dedup();
+    assert_eq!((before, ids.len()), (16, 16), "sixteen items, each once");
+
+    // The cleanup lease asked for by every caller at once: one holder.
+    let wins = futures_join(CALLERS, |i| {
+        let store = store.clone();
+        async move {
+            store
+                .acquire_lease("burst", &format!("h{i}"), 300, 360)
+                .await
+                .expect("lease")
+        }
+    })
+    .await;
+    assert_eq!(wins.iter().filter(|w| **w).count(), 1, "one holder");
+
+    // Queued SMS claimed by every caller at once: each message is claimed (sent) once.
+    for n in 0..CALLERS {
+        let code = SmsCode {
+            phone: format!("+1555020{n:04}"),
+            purpose: "register".into(),
+            code_hash: vec![1],
+            device: None,
+            pending_password: None,
+            attempts: 0,
+            created_at: 100,
+            expires_at: 400,
+        };
+        let sms = NewSms {
+            id: format!("burst-sms-{n:04}"),
+            sender: "outbox".into(),
+            phone: code.phone.clone(),
+            country: "US".into(),
+            purpose: "register".into(),
+            body_sealed: vec![9],
+        };
+        accounts
+            .put_sms_code(code, Some(sms), 100)
+            .await
+            .expect("queue");
+    }
+    let claimed = futures_join(CALLERS, |_| {
+        let accounts = accounts.clone();
+        async move { accounts.claim_due_sms(200, 32).await.expect("claim") }
+    })
+    .await;
+    let mut ids: Vec<String> = claimed.into_iter().flatten().map(|m| m.id).collect();
+    // Callers that found the due messages taken come back empty; the rest are claimed after.
+    loop {
+        let more = accounts.claim_due_sms(200, 32).await.expect("claim");
+        if more.is_empty() {
+            break;
+        }
+        ids.extend(more.into_iter().map(|m| m.id));
+    }
+    ids.sort();
+    let before = ids.len();
+    ids.dedup();
+    assert_eq!((before, ids.len()), (CALLERS, CALLERS), "each message once");
+}
+
+/// Counters of the store, by [`CALLERS`] callers at once: every count is seen once and none is
+/// lost.
+async fn counters_under_bursts(opened: &Opened) {
+    // Failed logins of one user: the counts returned are 1..=CALLERS, each once.
+    let accounts = &opened.accounts;
+    let code = SmsCode {
+        phone: "+15550199".into(),
+        purpose: "register".into(),
+        code_hash: vec![1],
+        device: None,
+        pending_password: None,
+        attempts: 0,
+        created_at: 100,
+        expires_at: 400,
+    };
+    accounts.put_sms_code(code, None, 100).await.expect("code");
+    let user = accounts
+        .create_user("+15550199", 100, Uuid::new_v4(), "h", 110)
+        .await
+        .expect("create")
+        .expect("created");
+    let mut counts = futures_join(CALLERS, |_| {
+        let accounts = accounts.clone();
+        async move {
+            accounts
+                .record_login_failure(user.id, 200, 10, 900)
+                .await
+                .expect("count")
+        }
+    })
+    .await;
+    counts.sort_unstable();
+    assert_eq!(counts, (1..=CALLERS as i64).collect::<Vec<_>>());
+    let user = accounts.user(user.id).await.expect("get").expect("user");
+    assert_eq!(
+        (user.failed_logins, user.locked_until),
+        (CALLERS as i64, 1100)
+    );
+
+    // A daily counter added to by every caller: the sum.
+    let ops = &opened.ops;
+    futures_join(CALLERS, |_| {
+        let ops = ops.clone();
+        async move {
+            ops.add_stats(&[moat_store::ops::StatDelta {
+                day: 20,
+                metric: "sms".into(),
+                label: "sent".into(),
+                value: 1,
+            }])
+            .await
+            .expect("add")
+        }
+    })
+    .await;
+    let rows = ops.stats("sms", 20, 20).await.expect("stats");
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].value, CALLERS as i64);
+}
+
 macro_rules! conformance {
     ($make:expr) => {
         #[tokio::test]
@@ -1051,6 +1287,16 @@ macro_rules! conformance {
         async fn code_attempts_hold_under_a_burst() {
             let (opened, _guard) = $make;
             super::code_attempts_hold_under_a_burst(&opened).await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn once_only_under_bursts() {
+            let (opened, _guard) = $make;
+            super::once_only_under_bursts(&opened).await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn counters_under_bursts() {
+            let (opened, _guard) = $make;
+            super::counters_under_bursts(&opened).await;
         }
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
         async fn leases_one_holder() {

@@ -465,18 +465,14 @@ fn limited(refusal: Refusal) -> ApiError {
     }
 }
 
-async fn token_response(
+/// The token answer: a new access token for `user` on `device`, and `refresh` (stored).
+fn token_response(
     state: &AppState,
     user: Uuid,
     device: &str,
-    family: &str,
+    refresh: String,
 ) -> Result<Response, ApiError> {
-    let now = state.now();
-    let access = state.tokens.issue_access(user, device, now)?;
-    let refresh = state
-        .tokens
-        .issue_refresh(&*state.accounts, &state.keys, user, device, family, now)
-        .await?;
+    let access = state.tokens.issue_access(user, device, state.now())?;
     let body = json!({
         "access_token": access,
         "token_type": "Bearer",
@@ -547,19 +543,11 @@ pub async fn token(
                 burst: 30,
                 period: std::time::Duration::from_secs(60),
             };
-            state
-                .login_limiter
-                .check(
-                    now.saturating_mul(1000),
-                    &[
-                        (format!("login\0{}", phone.e164), per_minute),
-                        (format!("loginip\0{}", ip.0), per_ip),
-                    ],
-                )
-                .await
-                .map_err(limited)?;
             // Failed logins are counted per phone whether or not it has an account, so being
-            // slowed and locked looks the same for both: a lock reveals nothing.
+            // slowed and locked looks the same for both: a lock reveals nothing. Each attempt
+            // reserves a failure before its password is checked, and a right password gives
+            // it back: guesses arriving together cannot all pass a look taken before any of
+            // them had failed, so no more than `login_lock_after` are ever checked.
             let c = &state.config.accounts;
             let failures = Quota {
                 burst: u32::try_from(c.login_lock_after).unwrap_or(10),
@@ -570,7 +558,14 @@ pub async fn token(
             let fail_key = format!("loginfail\0{}", phone.e164);
             state
                 .login_limiter
-                .peek(now.saturating_mul(1000), &fail_key, failures)
+                .check(
+                    now.saturating_mul(1000),
+                    &[
+                        (format!("login\0{}", phone.e164), per_minute),
+                        (format!("loginip\0{}", ip.0), per_ip),
+                        (fail_key.clone(), failures),
+                    ],
+                )
                 .await
                 .map_err(limited)?;
             let user = state.accounts.user_by_phone(&phone.e164).await?;
@@ -582,10 +577,6 @@ pub async fn token(
                 && !locked;
             let user_id = user.as_ref().map(|u| u.id);
             let Some(user) = user.filter(|_| ok) else {
-                let _ = state
-                    .login_limiter
-                    .check(now.saturating_mul(1000), &[(fail_key, failures)])
-                    .await;
                 if let Some(id) = user_id {
                     let count = state
                         .accounts
@@ -608,9 +599,28 @@ pub async fn token(
                 }
                 return Err(invalid_grant("invalid username or password"));
             };
+            if state
+                .login_limiter
+                .refund(now.saturating_mul(1000), &fail_key, failures)
+                .await
+                .is_err()
+            {
+                tracing::warn!(user = %user.id, "could not give back a successful login's reserved failure");
+            }
             state.accounts.clear_login_failures(user.id).await?;
             let family = Uuid::new_v4().to_string();
-            token_response(&state, user.id, &device, &family).await
+            let refresh = state
+                .tokens
+                .issue_refresh(
+                    &*state.accounts,
+                    &state.keys,
+                    user.id,
+                    &device,
+                    &family,
+                    now,
+                )
+                .await?;
+            token_response(&state, user.id, &device, refresh)
         }
         "refresh_token" => {
             let text = req
@@ -626,10 +636,26 @@ pub async fn token(
             if !presented.matches(&state.keys.api_key_pepper, &record.hash) {
                 return Err(invalid_grant("invalid refresh token"));
             }
+            // The successor is made before the token is spent and stored with it in one
+            // transaction: a concurrent presenter of the same token that finds it spent finds
+            // the successor already in the family, and its reuse revokes both. (Stored
+            // separately, the successor could land after that revocation and stay live.)
+            let (next, next_text) = if record.expires_at > now && record.device == device {
+                Some(state.tokens.new_refresh(
+                    &state.keys,
+                    record.user_id,
+                    &device,
+                    &record.family,
+                    now,
+                )?)
+            } else {
+                None
+            }
+            .unzip();
             if record.status != "active"
                 || !state
                     .accounts
-                    .use_refresh_token(&record.lookup, now)
+                    .rotate_refresh_token(&record.lookup, now, next)
                     .await?
             {
                 // A used token presented again: someone holds a copy. Revoke the whole login.
@@ -653,7 +679,9 @@ pub async fn token(
                 state.accounts.revoke_refresh_family(&record.family).await?;
                 return Err(invalid_grant("refresh token belongs to another device"));
             }
-            token_response(&state, record.user_id, &device, &record.family).await
+            let next_text =
+                next_text.ok_or_else(|| ApiError::internal(&"refresh token not rotated"))?;
+            token_response(&state, record.user_id, &device, next_text)
         }
         _ => Err(ApiError::new(
             StatusCode::BAD_REQUEST,

@@ -2,6 +2,7 @@ mod accounts;
 mod admin;
 mod attacks;
 mod attest;
+mod bursts;
 mod dashboard;
 mod enroll;
 mod firebase;

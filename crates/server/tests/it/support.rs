@@ -300,3 +300,99 @@ pub async fn dashboard_traffic(server: &TestServer, a: &Client, revoked: &Client
     }
     panic!("the SMS was not sent within 5 s");
 }
+
+/// Requests in one burst: at least this many, all sent at the same moment.
+pub const BURST: usize = 300;
+
+/// An HTTP client for bursts of `n` requests to `base`: it opens `n` connections ahead of time
+/// (each answers `GET /healthz` once, all at once), so that the burst reuses them and its
+/// requests leave together rather than one connection setup after another.
+pub async fn burst_client(base: &str, n: usize) -> reqwest::Client {
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(n)
+        .timeout(std::time::Duration::from_secs(60))
+        .build()
+        .expect("client");
+    let warm: Vec<reqwest::Request> = (0..n)
+        .map(|_| {
+            http.get(format!("{base}/healthz"))
+                .build()
+                .expect("request")
+        })
+        .collect();
+    for r in burst(&http, warm).await {
+        assert_eq!(r.status, 200, "warm-up");
+    }
+    http
+}
+
+/// Sends every request at once (each from its own task, released together by a barrier) and
+/// returns the responses in the order of `requests`.
+pub async fn burst(
+    http: &reqwest::Client,
+    requests: Vec<reqwest::Request>,
+) -> Vec<moat_client::Response> {
+    let barrier = Arc::new(tokio::sync::Barrier::new(requests.len()));
+    let tasks: Vec<_> = requests
+        .into_iter()
+        .map(|request| {
+            let (http, barrier) = (http.clone(), barrier.clone());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                read(http.execute(request).await.expect("send")).await
+            })
+        })
+        .collect();
+    let mut out = Vec::with_capacity(tasks.len());
+    for t in tasks {
+        out.push(t.await.expect("task"));
+    }
+    out
+}
+
+/// A protected request prepared by `c` (signed, with its nonce, if `c` signs), ready to send.
+pub fn prepared(
+    http: &reqwest::Client,
+    c: &Client,
+    method: http::Method,
+    path: &str,
+    body: Option<&serde_json::Value>,
+    options: &CallOptions,
+) -> reqwest::Request {
+    let (url, headers, body) = c.prepare(&method, path, body, options).expect("prepare");
+    let mut request = http.request(method, url).headers(headers);
+    if let Some(body) = body {
+        request = request.body(body);
+    }
+    request.build().expect("request")
+}
+
+/// How many responses had each status.
+pub fn statuses(responses: &[moat_client::Response]) -> std::collections::BTreeMap<u16, usize> {
+    let mut out = std::collections::BTreeMap::new();
+    for r in responses {
+        *out.entry(r.status).or_insert(0) += 1;
+    }
+    out
+}
+
+/// Asserts that exactly `ok` responses have status `ok_status` and that every other one is the
+/// refusal `(status, code)`.
+#[track_caller]
+pub fn assert_exactly(
+    responses: &[moat_client::Response],
+    ok_status: u16,
+    ok: usize,
+    refused: (u16, &str),
+) {
+    let seen = statuses(responses);
+    assert_eq!(
+        seen.get(&ok_status).copied().unwrap_or(0),
+        ok,
+        "{ok} of {} must pass: {seen:?}",
+        responses.len()
+    );
+    for r in responses.iter().filter(|r| r.status != ok_status) {
+        assert_problem(r, refused.0, refused.1);
+    }
+}
