@@ -854,7 +854,7 @@ async fn once_only_and_counted_states_hold_exactly_across_two_instances_under_bu
         2,
         "dynamic",
         &format!(
-            "[accounts]\nlogin_per_minute = 1000\nlogin_lock_after = 10\n\
+            "per_ip_hour = 100000\n[accounts]\nlogin_per_minute = 1000\nlogin_lock_after = 10\n\
              [sms]\nper_device_hour = 1000\nper_ip_hour = 1000\nper_country_hour = 1000\nglobal_hour = 10\n\
              [attestation.app_attest]\nteam_id = \"{team}\"\nbundle_id = \"{bundle}\"\nenvironment = \"any\"\n\
              [[route]]\npath = \"/v1/device\"\nrequire = [\"device\", \"integrity\"]\n\
@@ -1233,4 +1233,141 @@ async fn once_only_and_counted_states_hold_exactly_across_two_instances_under_bu
         "integrity_invalid",
     );
     eprintln!("bursts across two instances took {:?}", started.elapsed());
+}
+
+/// A DPoP-proved `POST` of `body` to `path` (the enrollment endpoints), ready to send.
+fn dpop_post(
+    cluster: &Cluster,
+    c: &Client,
+    path: &str,
+    body: serde_json::Value,
+) -> reqwest::Request {
+    let mut r = reqwest::Request::new(
+        Method::POST,
+        format!("{}{path}", cluster.base()).parse().expect("url"),
+    );
+    let proof = c.dpop(&Method::POST, path).expect("proof");
+    r.headers_mut()
+        .insert("dpop", proof.parse().expect("header"));
+    r.headers_mut()
+        .insert("content-type", "application/json".parse().expect("header"));
+    *r.body_mut() = Some(body.to_string().into());
+    r
+}
+
+/// The code attempt locks (an SMS code, an enrollment OTP) and the per-IP enrollment limit,
+/// each under a burst of 300 split over two instances sharing PostgreSQL and Redis: exactly
+/// five guesses are compared, exactly `per_ip_hour` devices are enrolled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn code_attempts_and_the_enrollment_limit_hold_across_two_instances_under_bursts() {
+    const PER_IP: usize = 12;
+    let cluster = Cluster::start_timed(
+        2,
+        "otp",
+        &format!("per_ip_hour = {PER_IP}\n"),
+        BURST_TIMEOUTS,
+    );
+    let http = cluster.burst_clients().await;
+    let none = CallOptions::default();
+
+    // Enrollment OTP: 300 wrong codes with their own proofs; 4 `otp_invalid`, then locked.
+    let mut x = cluster.device(0);
+    x.enroll("phone-x", None).await.expect("enroll");
+    let code = x.mailbox().await.expect("mailbox")[0]["code"]
+        .as_str()
+        .expect("code")
+        .to_owned();
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    let requests = (0..BURST)
+        .map(|_| {
+            dpop_post(
+                &cluster,
+                &x,
+                "/v1/enroll/confirm",
+                serde_json::json!({"device_id": "phone-x", "otp": wrong}),
+            )
+        })
+        .collect();
+    assert_exactly(&burst(&http, requests).await, 401, 4, "otp_locked");
+    let err = x.confirm("phone-x", &code).await.expect_err("locked");
+    assert!(
+        matches!(&err, moat_client::Error::Problem { status: 403, code, .. } if code == "otp_locked"),
+        "{err}"
+    );
+
+    // SMS code of a registration: 300 wrong guesses, signed, from its device.
+    let mut c = cluster.device(1);
+    c.enroll_and_fetch("phone-c", None).await.expect("enroll");
+    let phone = "+14155552671";
+    let r = c
+        .call(
+            Method::POST,
+            "/api/register",
+            Some(&serde_json::json!({"phone": phone, "password": "correct horse battery"})),
+            none.clone(),
+        )
+        .await
+        .expect("register");
+    assert_eq!(r.status, 202);
+    let outbox: serde_json::Value = cluster
+        .admin(0, Method::GET, "/admin/v1/sms/outbox?phone=%2B14155552671")
+        .await
+        .json()
+        .await
+        .expect("json");
+    let text = outbox["messages"][0]["body"]
+        .as_str()
+        .expect("an SMS")
+        .to_owned();
+    let code = text
+        .split(|ch: char| !ch.is_ascii_digit())
+        .find(|w| w.len() == 6)
+        .expect("code")
+        .to_owned();
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    let body = serde_json::json!({"phone": phone, "otp": wrong});
+    let requests = (0..BURST)
+        .map(|_| {
+            prepared(
+                &c,
+                Method::POST,
+                "/api/register/confirm",
+                json_of(&body),
+                &none,
+            )
+        })
+        .collect();
+    assert_exactly(&burst(&http, requests).await, 401, 4, "otp_locked");
+    let r = c
+        .call(
+            Method::POST,
+            "/api/register/confirm",
+            Some(&serde_json::json!({"phone": phone, "otp": code})),
+            none.clone(),
+        )
+        .await
+        .expect("confirm");
+    assert_eq!(r.problem_code().as_deref(), Some("otp_locked"));
+
+    // Enrollments from one client IP: two were made above; 300 fresh identities at once get
+    // exactly the rest of the budget, whichever instance they reach.
+    let scripts: Vec<Client> = (0..BURST).map(|i| cluster.device(i % 2)).collect();
+    let requests = scripts
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            dpop_post(
+                &cluster,
+                s,
+                "/v1/enroll",
+                serde_json::json!({"device_id": format!("script-{i}")}),
+            )
+        })
+        .collect();
+    assert_exactly(
+        &burst(&http, requests).await,
+        200,
+        PER_IP - 2,
+        "rate_limited",
+    );
 }

@@ -399,6 +399,7 @@ async fn reset_timing_does_not_reveal_registered_phones() {
     };
     let (k, u) = (median(&mut known_t), median(&mut unknown_t));
     let ratio = k.max(u) / k.min(u);
+    eprintln!("reset timing: known {k:.6}s vs unknown {u:.6}s");
     assert!(ratio < 1.3, "known {k:.6}s vs unknown {u:.6}s");
     server.stop().await;
 }
@@ -482,9 +483,9 @@ async fn nested_gateway() -> (
         "[[route]]\nprefix = \"/events\"\nupstream = \"{up}/up/events\"\nrequire = [\"device\"]\n\
          [[route]]\nprefix = \"/events/admin\"\nupstream = \"{up}/up/events/admin\"\nrequire = [\"signature\"]\n\
          [[route]]\nprefix = \"/maps\"\nupstream = \"{up}/up/maps\"\nrequire = [\"device\"]\n\
-         inject_headers = {{ \"X-Api-Key\" = \"file:{}\" }}\n\
+         inject_headers = {{ \"X-Api-Key\" = \"file:{s}\" }}\ninject_query = {{ \"key\" = \"file:{s}\" }}\n\
          [[route]]\nprefix = \"/ro\"\nupstream = \"{up}/up/ro\"\nrequire = [\"device\"]\nmethods = [\"GET\"]\n",
-        secret.display()
+        s = secret.display()
     );
     (TestServer::start_with("dynamic", &extra).await, seen, dir)
 }
@@ -715,6 +716,31 @@ async fn spoofing_headers_are_dropped_and_the_forwarded_host_is_ours() {
         .collect();
     assert_eq!(keys.len(), 1, "{keys:?}");
     assert_eq!(keys[0].1, SECRET);
+    // The injected query parameter: a client's `KEY` (ASP.NET reads names case-insensitively)
+    // or `%6Bey` does not sit beside it, and `;` (a separator to some parsers) is refused.
+    let r = http()
+        .get(format!(
+            "{}/maps/ok?KEY=mine&%6Bey=mine&Key=mine&x=1",
+            server.base
+        ))
+        .header("moat-device-key", api_key(&c))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 200);
+    let uri = seen.lock().expect("lock").last().expect("seen").uri.clone();
+    let query = uri.split_once('?').expect("query").1.to_owned();
+    assert!(!query.to_ascii_lowercase().contains("mine"), "{query}");
+    assert_eq!(query.matches(SECRET).count(), 1, "{query}");
+    let before = seen.lock().expect("lock").len();
+    let r = http()
+        .get(format!("{}/maps/ok?x=1;key=mine", server.base))
+        .header("moat-device-key", api_key(&c))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 400);
+    assert_eq!(seen.lock().expect("lock").len(), before, "not forwarded");
     server.stop().await;
 }
 
@@ -823,7 +849,9 @@ async fn enrollment_is_limited_per_ip_exactly_under_a_burst() {
     // The budget refills over the hour: one more after 1/7 of it.
     server.advance(3600 / 7 + 1);
     let mut c = server.device();
-    c.enroll("later", None).await.expect("enrolled after the refill");
+    c.enroll("later", None)
+        .await
+        .expect("enrolled after the refill");
     server.stop().await;
 }
 
@@ -849,7 +877,10 @@ async fn attestation_enabled_makes_integrity_the_account_default() {
         .expect("token");
     assert_problem(&r, 401, "integrity_invalid");
     // Device-only endpoints are unchanged.
-    let r = c.call(Method::GET, "/v1/device", None, opts()).await.expect("device");
+    let r = c
+        .call(Method::GET, "/v1/device", None, opts())
+        .await
+        .expect("device");
     assert_eq!(r.status, 200);
     server.stop().await;
 
@@ -859,7 +890,12 @@ async fn attestation_enabled_makes_integrity_the_account_default() {
     )
     .await;
     let c = server.enrolled("phone-1").await;
-    let r = post(&c, "/api/register", json!({"phone": PHONE, "password": PASSWORD})).await;
+    let r = post(
+        &c,
+        "/api/register",
+        json!({"phone": PHONE, "password": PASSWORD}),
+    )
+    .await;
     assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));
     let r = post(&c, "/api/password/reset", json!({"phone": PHONE})).await;
     assert_problem(&r, 401, "integrity_invalid");
