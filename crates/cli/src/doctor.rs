@@ -192,6 +192,11 @@ pub async fn run(args: Args) -> ExitCode {
         );
     }
     let (listen, admin_listen) = (config.listen, config.admin_listen);
+    let outcome = check_public_url(&config);
+    add(
+        "public_base_url".into(),
+        spawn(limit, std::future::ready(outcome)),
+    );
     add(
         "listen".into(),
         spawn_blocking(limit, move || check_listen(listen)),
@@ -847,6 +852,47 @@ fn check_tls(cert_path: &Path, key_path: &Path) -> Outcome {
             date(not_after)
         ))
     }
+}
+
+/// Whether `server.public_base_url` is a URL clients can use to reach this listener. Every
+/// DPoP `htu` and signature authority is checked against it, so a mismatch refuses every
+/// enrollment while the server looks healthy.
+fn check_public_url(config: &moat_server::Config) -> Outcome {
+    let url = &config.public_base_url;
+    if config.tls.is_some() && config.public_scheme == "http" {
+        return fail(format!(
+            "{url} is http://, but the public listener speaks TLS: clients call https://, and every enrollment would be refused (`htu does not match`); set server.public_base_url to https://…"
+        ));
+    }
+    if config.tls.is_none() && config.public_scheme == "https" {
+        return warn(format!(
+            "{url} is https:// and the public listener speaks plain HTTP: right only behind a TLS-terminating proxy"
+        ));
+    }
+    let authority = &config.public_authority;
+    let port = authority
+        .rsplit_once(':')
+        .and_then(|(_, p)| p.parse::<u16>().ok())
+        .unwrap_or(if config.public_scheme == "https" {
+            443
+        } else {
+            80
+        });
+    let host = authority
+        .rsplit_once(':')
+        .map_or(authority.as_str(), |(h, _)| h);
+    let local = matches!(host, "127.0.0.1" | "localhost" | "[::1]");
+    if local && port != config.listen.port() {
+        return warn(format!(
+            "{url} names port {port} on this machine, but server.listen is {}: clients must call exactly public_base_url",
+            config.listen
+        ));
+    }
+    ok(format!(
+        "clients must call {url} exactly (DPoP htu and signatures are checked against it; an Android emulator reaches the host as 10.0.2.2, which needs public_base_url = \"{}://10.0.2.2:{}\")",
+        config.public_scheme,
+        config.listen.port()
+    ))
 }
 
 fn check_listen(addr: SocketAddr) -> Outcome {

@@ -299,9 +299,13 @@ fn main() -> ExitCode {
 
 fn load_config(path: Option<&Path>) -> Result<Config> {
     let text = match path {
-        Some(p) => {
-            Some(std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?)
-        }
+        Some(p) => Some(std::fs::read_to_string(p).map_err(|e| {
+            // A configuration problem (exit 64), said plainly.
+            moat_server::config::ConfigError(vec![format!(
+                "--config {}: cannot read the file ({e})",
+                p.display()
+            )])
+        })?),
         None => None,
     };
     Ok(Config::load(text.as_deref(), &moat_server::config::Env)?)

@@ -409,6 +409,8 @@ pub struct RawRoute {
     pub timeout: Option<u64>,
     pub forward_credentials: Option<bool>,
     pub sign_upstream: Option<bool>,
+    pub max_body_bytes: Option<usize>,
+    pub pass_server_header: Option<bool>,
 }
 
 /// Enrollment mode (seed 000 sections 3.1-3.3).
@@ -663,11 +665,24 @@ impl Config {
                 .map_err(|e| ConfigError(vec![format!("config file: {e}")]))?,
             None => toml::Table::new(),
         };
-        overlay_env(&mut table, env)?;
-        let raw: RawConfig = toml::Value::Table(table)
-            .try_into()
-            .map_err(|e: toml::de::Error| ConfigError(vec![e.to_string()]))?;
-        Self::from_raw(raw)
+        let mut errors = match overlay_env(&mut table, env) {
+            Ok(()) => Vec::new(),
+            Err(ConfigError(e)) => e,
+        };
+        let raw = match deserialize_all(table, &mut errors) {
+            Some(raw) => raw,
+            None => return Err(ConfigError(errors)),
+        };
+        // Every problem at once: those of the file's shape (each offending key set aside so
+        // the rest can be checked), then those of its values.
+        match Self::from_raw(raw) {
+            Ok(config) if errors.is_empty() => Ok(config),
+            Ok(_) => Err(ConfigError(errors)),
+            Err(ConfigError(more)) => {
+                errors.extend(more);
+                Err(ConfigError(errors))
+            }
+        }
     }
 
     /// Validates a raw configuration.
@@ -686,10 +701,22 @@ impl Config {
         let listen = addr(raw.server.listen, DEFAULT_LISTEN, "server.listen");
         let admin_listen = addr(raw.admin.listen, DEFAULT_ADMIN_LISTEN, "admin.listen");
 
+        if listen == admin_listen {
+            errors.push(format!(
+                "admin.listen: `{admin_listen}` is server.listen's address too; the admin listener needs an address of its own"
+            ));
+        }
+        // With TLS on the public listener, clients call https://: a default of http:// would
+        // make every DPoP `htu` and signature authority check fail.
+        let default_scheme = if raw.server.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         let public_base_url = raw
             .server
             .public_base_url
-            .unwrap_or_else(|| format!("http://{listen}"))
+            .unwrap_or_else(|| format!("{default_scheme}://{listen}"))
             .trim_end_matches('/')
             .to_owned();
         if !(public_base_url.starts_with("http://") || public_base_url.starts_with("https://"))
@@ -829,6 +856,20 @@ impl Config {
             global_hour: raw.sms.global_hour.unwrap_or(defaults.global_hour),
             allowed_countries: raw.sms.allowed_countries.clone().unwrap_or_default(),
         };
+        for code in &limits.allowed_countries {
+            // ISO 3166 alpha-2, as phone numbers are attributed: `USA` or `us` would refuse
+            // every number of the country meant.
+            if code.len() != 2
+                || !code.bytes().all(|b| b.is_ascii_uppercase())
+                || phonenumber::metadata::DATABASE
+                    .by_id(code.as_str())
+                    .is_none()
+            {
+                errors.push(format!(
+                    "sms.allowed_countries: `{code}` is not an ISO 3166 two-letter country code (like \"US\", \"GB\")"
+                ));
+            }
+        }
         for (name, v) in [
             ("per_phone_hour", limits.per_phone_hour),
             ("per_device_hour", limits.per_device_hour),
@@ -1111,8 +1152,10 @@ impl Config {
             };
             match (r.path, r.prefix, r.upstream) {
                 (Some(path), None, None) => {
-                    if r.inject_headers.is_some() || r.inject_query.is_some() || r.methods.is_some() || r.timeout.is_some() {
-                        errors.push(format!("route[{i}]: inject_*, methods and timeout need an upstream route"));
+                    if r.inject_headers.is_some() || r.inject_query.is_some() || r.methods.is_some() || r.timeout.is_some()
+                        || r.max_body_bytes.is_some() || r.pass_server_header.is_some()
+                    {
+                        errors.push(format!("route[{i}]: inject_*, methods, timeout, max_body_bytes and pass_server_header need an upstream route"));
                     }
                     if !PROTECTED_ENDPOINTS.contains(&path.as_str()) {
                         errors.push(format!(
@@ -1127,8 +1170,15 @@ impl Config {
                     routes.push(RoutePolicy { path, require, rate_limit });
                 }
                 (None, Some(prefix), Some(upstream)) => {
+                    if r.max_body_bytes.is_some_and(|n| n == 0 || n > 64 * 1024 * 1024) {
+                        errors.push(format!("route[{i}].max_body_bytes: must be between 1 and 64 MiB"));
+                    }
                     match parse_upstream(i, prefix, &upstream, require, rate_limit, r.methods, r.inject_headers, r.inject_query, r.timeout, r.forward_credentials, r.sign_upstream) {
-                        Ok(u) => upstreams.push(u),
+                        Ok(mut u) => {
+                            u.max_body_bytes = r.max_body_bytes;
+                            u.pass_server_header = r.pass_server_header.unwrap_or(false);
+                            upstreams.push(u);
+                        }
                         Err(mut e) => errors.append(&mut e),
                     }
                 }
@@ -1403,9 +1453,199 @@ fn parse_upstream(
             timeout: Duration::from_secs(timeout.unwrap_or(30).clamp(1, 300)),
             forward_credentials: forward_credentials.unwrap_or(false),
             sign: sign.unwrap_or(false),
+            max_body_bytes: None,
+            pass_server_header: false,
         }),
         _ => Err(errors),
     }
+}
+
+/// Deserializes `table`, collecting every type error instead of stopping at the first: the
+/// key an error names is removed (its default then applies) and the rest tried again. Each
+/// error is said in words a user knows, not Rust type names. `None` if an error names no key.
+fn deserialize_all(mut table: toml::Table, errors: &mut Vec<String>) -> Option<RawConfig> {
+    // Bounded: each round removes one key, and a file has finitely many.
+    for _ in 0..256 {
+        let e = match toml::Value::Table(table.clone()).try_into::<RawConfig>() {
+            Ok(raw) => return Some(raw),
+            Err(e) => e,
+        };
+        let text = e.to_string();
+        let key = text
+            .rsplit_once("in `")
+            .and_then(|(_, k)| k.split('`').next())
+            .map(str::to_owned);
+        let message = text.lines().next().unwrap_or("").trim();
+        // An unknown key is reported against its section: set aside the key, not the section.
+        let key = match message
+            .strip_prefix("unknown field `")
+            .and_then(|r| r.split('`').next())
+        {
+            Some(field) => key
+                .map(|k| format!("{k}.{field}"))
+                .or(Some(field.to_owned())),
+            None => key,
+        };
+        let located = key.as_deref().and_then(|k| locate(&table, k, &text));
+        match located {
+            Some((shown, path)) if remove_path(&mut table, &path) => {
+                errors.push(format!("{shown}: {}", humanize(&shown, message)));
+            }
+            _ => {
+                errors.push(humanize("", message));
+                return None;
+            }
+        }
+    }
+    errors.push("too many errors in the configuration".into());
+    None
+}
+
+/// One step of a key's path: a table key or an array index.
+#[derive(Clone, Debug)]
+enum Step {
+    Key(String),
+    Index(usize),
+}
+
+/// The path of the value the deserializer's error `text` is about, from its dotted `key`,
+/// and that key as a user writes it (`route[1].timeout`). The deserializer names an array of
+/// tables without the index (`route.timeout`), so for an array each element is tried: the
+/// one whose removal changes the error is the one at fault.
+fn locate(table: &toml::Table, key: &str, text: &str) -> Option<(String, Vec<Step>)> {
+    fn walk<'a>(table: &'a toml::Table, path: &[Step]) -> Option<&'a toml::Value> {
+        let mut value: Option<&toml::Value> = None;
+        for step in path {
+            value = match (value, step) {
+                (None, Step::Key(k)) => table.get(k),
+                (Some(toml::Value::Table(t)), Step::Key(k)) => t.get(k),
+                (Some(toml::Value::Array(a)), Step::Index(i)) => a.get(*i),
+                _ => None,
+            };
+            value?;
+        }
+        value
+    }
+    let mut path = Vec::new();
+    let mut shown = String::new();
+    for part in key.split('.') {
+        if let Some(toml::Value::Array(items)) = walk(table, &path)
+            && part.parse::<usize>().is_err()
+        {
+            let index = (0..items.len()).find(|&i| {
+                let mut trial = path.clone();
+                trial.push(Step::Index(i));
+                trial.push(Step::Key(part.to_owned()));
+                let mut copy = table.clone();
+                remove_path(&mut copy, &trial)
+                    && toml::Value::Table(copy)
+                        .try_into::<RawConfig>()
+                        .map_or_else(|e| e.to_string() != text, |_| true)
+            })?;
+            path.push(Step::Index(index));
+            shown.push_str(&format!("[{index}]"));
+        }
+        if !shown.is_empty() {
+            shown.push('.');
+        }
+        shown.push_str(part);
+        path.push(Step::Key(part.to_owned()));
+    }
+    Some((shown, path))
+}
+
+/// Removes the value at `path` from `table`. Whether it was there.
+fn remove_path(table: &mut toml::Table, path: &[Step]) -> bool {
+    let Some((last, parents)) = path.split_last() else {
+        return false;
+    };
+    let mut value: Option<&mut toml::Value> = None;
+    for step in parents {
+        let next = match (value, step) {
+            (None, Step::Key(k)) => table.get_mut(k),
+            (Some(toml::Value::Table(t)), Step::Key(k)) => t.get_mut(k),
+            (Some(toml::Value::Array(a)), Step::Index(i)) => a.get_mut(*i),
+            _ => None,
+        };
+        match next {
+            Some(v) => value = Some(v),
+            None => return false,
+        }
+    }
+    match (value, last) {
+        (None, Step::Key(k)) => table.remove(k).is_some(),
+        (Some(toml::Value::Table(t)), Step::Key(k)) => t.remove(k).is_some(),
+        _ => false,
+    }
+}
+
+/// A deserializer's message in a user's words: "expected u64" becomes "expected a whole
+/// number of seconds", with the unit read from the key's name.
+fn humanize(key: &str, message: &str) -> String {
+    let unit = if key.ends_with("_bytes") {
+        " of bytes"
+    } else if key.ends_with("_ms") {
+        " of milliseconds"
+    } else if key.ends_with("_days") {
+        " of days"
+    } else if key.ends_with("_hour") {
+        " (per hour)"
+    } else if [
+        "timeout",
+        "ttl",
+        "cooldown",
+        "interval",
+        "window",
+        "block_for",
+        "_seconds",
+    ]
+    .iter()
+    .any(|s| key.ends_with(s))
+    {
+        " of seconds"
+    } else {
+        ""
+    };
+    let whole = format!("a whole number{unit}");
+    let mut out = message.to_owned();
+    for (rust, words) in [
+        ("expected usize", format!("expected {whole}")),
+        ("expected u64", format!("expected {whole}")),
+        ("expected u32", format!("expected {whole}")),
+        ("expected u16", format!("expected {whole}")),
+        ("expected i64", format!("expected {whole}")),
+        ("expected i32", format!("expected {whole}")),
+        ("expected f64", "expected a number".to_owned()),
+        ("expected a boolean", "expected true or false".to_owned()),
+        (
+            "expected a sequence",
+            "expected a list, like [\"a\", \"b\"]".to_owned(),
+        ),
+        ("expected a string", "expected text in quotes".to_owned()),
+    ] {
+        if let Some(at) = out.find(rust) {
+            out.replace_range(at..at + rust.len(), &words);
+        }
+    }
+    // "invalid type: string \"1MB\", expected …" → "expected …, got the text \"1MB\"".
+    if let Some(rest) = out.strip_prefix("invalid type: ")
+        && let Some((got, expected)) = rest.split_once(", ")
+    {
+        let got = got
+            .replacen("string ", "the text ", 1)
+            .replacen("integer ", "the number ", 1)
+            .replacen("floating point ", "the number ", 1)
+            .replacen("boolean ", "", 1)
+            .replace("sequence", "a list")
+            .replace("map", "a table");
+        return format!("{expected}, got {got}");
+    }
+    if let Some(rest) = out.strip_prefix("invalid value: ")
+        && let Some((got, expected)) = rest.split_once(", ")
+    {
+        return format!("{expected}, got {}", got.replacen("integer ", "", 1));
+    }
+    out.replace("unknown field", "unknown key")
 }
 
 fn overlay_env(table: &mut toml::Table, env: &dyn Source) -> Result<(), ConfigError> {
@@ -1486,6 +1726,58 @@ mod tests {
         assert_eq!(err.0.len(), 3, "{err}");
         let typo = Config::load(Some("[server]\nlisen = \"x\"\n"), &env(&[])).expect_err("typo");
         assert!(typo.to_string().contains("lisen"), "{typo}");
+    }
+
+    /// Type errors of the file and the environment are all reported, with value errors, in
+    /// words a user knows; before, the first type error stopped everything, as `expected
+    /// usize`.
+    #[test]
+    fn type_errors_of_file_and_environment_are_reported_together_in_words() {
+        let file = "[server]\nmax_body_bytes = \"1MB\"\nlisten = 5\nbogus = 1\n\
+                    [[route]]\npath = \"/v1/device\"\nrequire = [\"device\"]\n\
+                    [[route]]\nprefix = \"/x\"\nupstream = \"http://a\"\nrequire = [\"device\"]\ntimeout = \"slow\"\n\
+                    [sms]\nallowed_countries = [\"USA\", \"us\", \"GB\"]\n[enrollment]\nmode = \"magic\"\n";
+        let err = Config::load(
+            Some(file),
+            &env(&[("MOAT_SERVER__HEADER_TIMEOUT", "\"soon\"")]),
+        )
+        .expect_err("invalid");
+        let all = err.to_string();
+        for expected in [
+            "server.max_body_bytes: expected a whole number of bytes, got the text \"1MB\"",
+            "server.listen: expected text in quotes, got the number `5`",
+            "server.bogus: unknown key `bogus`",
+            "route[1].timeout: expected a whole number of seconds, got the text \"slow\"",
+            "server.header_timeout: expected a whole number of seconds, got the text \"soon\"",
+            "sms.allowed_countries: `USA` is not an ISO 3166 two-letter country code",
+            "sms.allowed_countries: `us` is not an ISO 3166 two-letter country code",
+            "enrollment.mode",
+        ] {
+            assert!(all.contains(expected), "missing {expected:?} in:\n{all}");
+        }
+        assert!(!all.contains("`GB`"), "{all}");
+        assert!(!all.contains("usize") && !all.contains("u64"), "{all}");
+        assert_eq!(err.0.len(), 8, "{all}");
+    }
+
+    #[test]
+    fn admin_listen_must_differ_and_tls_defaults_to_https() {
+        let err = Config::load(
+            Some("[server]\nlisten = \"127.0.0.1:9000\"\n[admin]\nlisten = \"127.0.0.1:9000\"\n"),
+            &env(&[]),
+        )
+        .expect_err("same address");
+        assert!(err.to_string().contains("admin.listen"), "{err}");
+        let c = Config::load(
+            Some("[server]\nlisten = \"127.0.0.1:8443\"\n[server.tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\n"),
+            &env(&[]),
+        )
+        .expect("tls");
+        assert_eq!(c.public_base_url, "https://127.0.0.1:8443");
+        assert_eq!(
+            (c.public_scheme, c.public_authority.as_str()),
+            ("https", "127.0.0.1:8443")
+        );
     }
 
     #[test]

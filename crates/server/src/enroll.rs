@@ -136,6 +136,12 @@ pub async fn installation_identity(
         moat_core::Error::Malformed(_) | moat_core::Error::Unsupported(_) => {
             ApiError::identity(format!("DPoP proof rejected: {e}"))
         }
+        // The URL a proof must name is public (server.public_base_url): saying it turns a
+        // client configured with `localhost` for `127.0.0.1`, or an emulator's `10.0.2.2`,
+        // from a dead end into a one-line fix.
+        moat_core::Error::IdentityInvalid(why) if why.contains("htu") => ApiError::identity(
+            format!("{why}: this server expects `{url}` (server.public_base_url)"),
+        ),
         other => ApiError::from(other),
     })?;
     if verified.iat < state.replay.horizon() {

@@ -192,7 +192,9 @@ impl IntoResponse for ApiError {
         for (name, value) in self.headers {
             headers.insert(name, value);
         }
-        if self.status == StatusCode::UNAUTHORIZED {
+        if self.status == StatusCode::UNAUTHORIZED
+            && !headers.contains_key(header::WWW_AUTHENTICATE)
+        {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Moat"));
         }
         response

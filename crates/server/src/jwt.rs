@@ -8,6 +8,9 @@ use std::collections::HashMap;
 use jsonwebtoken::{Algorithm, DecodingKey, Header, Validation};
 use serde::de::DeserializeOwned;
 
+/// Why a validly signed token past its `exp` is refused.
+pub const EXPIRED: &str = "token expired";
+
 /// Claims every token Moat issues carries.
 pub trait Expiring {
     /// `exp`, Unix seconds.
@@ -48,11 +51,16 @@ pub fn verify_issued<C: DeserializeOwned + Expiring>(
     validation.set_issuer(&[issuer]);
     validation.set_required_spec_claims(&["exp", "iss", "sub"]);
     validation.leeway = 0;
+    // jsonwebtoken checks the signature before the claims, so "expired" is only ever said of
+    // a token this server signed: an app can tell a token to refresh from a forged one.
     let claims = jsonwebtoken::decode::<C>(token, key, &validation)
-        .map_err(|_| "token rejected")?
+        .map_err(|e| match e.kind() {
+            jsonwebtoken::errors::ErrorKind::ExpiredSignature => EXPIRED,
+            _ => "token rejected",
+        })?
         .claims;
     if claims.exp() <= now {
-        return Err("token expired");
+        return Err(EXPIRED);
     }
     Ok(claims)
 }

@@ -131,6 +131,13 @@ async fn observe(
         .get::<error::ProblemCode>()
         .map(|c| c.0);
     state.metrics.request(route, status, code);
+    if let Some(code) = code
+        && response.status().is_client_error()
+    {
+        // In the request's span (method, path, request id): an operator can find why a
+        // client was refused from the id it reports.
+        tracing::info!(status, code, "request refused");
+    }
     if matches!(status, 401 | 403 | 429) {
         let now = state.now();
         state
@@ -217,7 +224,8 @@ fn upstream_routes(mut router: Router<AppState>, state: &AppState) -> Router<App
             Arc::from(cfg.require.clone()),
             cfg.rate_limit,
             Arc::from(cfg.prefix.as_str()),
-        );
+        )
+        .with_body_limit(cfg.max_body_bytes.unwrap_or(state.config.max_body_bytes));
         let (gateway, route) = (state.gateway.clone(), route.clone());
         let handler = move |State(st): State<AppState>,
                             ip: extract::ClientIp,

@@ -38,3 +38,5 @@ pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-h
 pub static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 /// `Proxy-Connection` (hop-by-hop, non-standard).
 pub static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+/// `X-Powered-By` (an upstream's framework, removed from gateway responses).
+pub static X_POWERED_BY: HeaderName = HeaderName::from_static("x-powered-by");

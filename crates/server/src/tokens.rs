@@ -275,6 +275,20 @@ impl TokenService {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         crate::jwt::verify_issued(token, Algorithm::ES256, &set.decoding, &self.issuer, now)
             .map_err(|why| {
+                if why == crate::jwt::EXPIRED {
+                    // RFC 6750 section 3.1 (PROTOCOL section 1): the app should refresh.
+                    return ApiError::new(
+                        axum::http::StatusCode::UNAUTHORIZED,
+                        "token_expired",
+                        "the access token has expired; refresh it",
+                    )
+                    .with_header(
+                        "www-authenticate",
+                        axum::http::HeaderValue::from_static(
+                            "Bearer error=\"invalid_token\", error_description=\"The access token expired\"",
+                        ),
+                    );
+                }
                 ApiError::new(
                     axum::http::StatusCode::UNAUTHORIZED,
                     "token_invalid",

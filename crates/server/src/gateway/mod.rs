@@ -97,6 +97,12 @@ pub struct UpstreamConfig {
     pub forward_credentials: bool,
     /// Sign forwarded requests with the gateway key.
     pub sign: bool,
+    /// The route's own body limit (`max_body_bytes`), else `server.max_body_bytes`.
+    pub max_body_bytes: Option<usize>,
+    /// Pass the upstream's `Server` and `X-Powered-By` headers to the client
+    /// (`pass_server_header`); by default they are removed, as they tell an attacker what
+    /// runs behind the gateway.
+    pub pass_server_header: bool,
 }
 
 /// An upstream route ready to serve (secrets resolved).
@@ -298,11 +304,21 @@ pub async fn forward(
     if let Some(methods) = &cfg.methods
         && !methods.contains(&parts.method)
     {
-        return Err(ApiError::new(
+        // RFC 9110 section 15.5.6: a 405 lists the methods the target allows.
+        let allow = methods
+            .iter()
+            .map(Method::as_str)
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut refused = ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",
             "method not allowed on this route",
-        ));
+        );
+        if let Ok(v) = HeaderValue::from_str(&allow) {
+            refused = refused.with_header("allow", v);
+        }
+        return Err(refused);
     }
     // An absolute-form target (`GET http://other/ HTTP/1.1`) would let a client name its own
     // upstream; HTTP/2 always carries scheme and authority, which Moat ignores.
@@ -410,9 +426,10 @@ pub async fn forward(
             HeaderValue::from_bytes(value.expose()).map_err(|e| ApiError::internal(&e))?,
         );
     }
-    let body: Bytes = axum::body::to_bytes(body, state.config.max_body_bytes)
+    let limit = cfg.max_body_bytes.unwrap_or(state.config.max_body_bytes);
+    let body: Bytes = axum::body::to_bytes(body, limit)
         .await
-        .map_err(|_| ApiError::too_large(state.config.max_body_bytes))?;
+        .map_err(|_| ApiError::too_large(limit))?;
     if cfg.sign {
         let target = Target {
             scheme: route.scheme.as_str(),
@@ -541,6 +558,10 @@ async fn respond(
     let mut headers = head.headers;
     headers::strip_hop_by_hop(&mut headers);
     headers.remove(header::CONTENT_LENGTH);
+    if !route.config.pass_server_header {
+        headers.remove(header::SERVER);
+        headers.remove(&names::X_POWERED_BY);
+    }
     let secrets = &route.secrets;
     if !secrets.is_empty() {
         let leaking: Vec<HeaderName> = headers

@@ -118,9 +118,18 @@ pub struct Protect {
     limit: Option<(RateKey, Quota, HeaderValue)>,
     /// The route's name in rate-limit keys and logs.
     pub route: Arc<str>,
+    /// Largest request body, bytes: the route's own limit or `server.max_body_bytes`.
+    body_limit: usize,
 }
 
 impl Protect {
+    /// The same policy with its own body limit (a gateway route's `max_body_bytes`).
+    #[must_use]
+    pub fn with_body_limit(mut self, limit: usize) -> Self {
+        self.body_limit = limit;
+        self
+    }
+
     /// The policy of `route`: every requirement in `policy`, then `rate_limit`.
     pub fn new(
         state: AppState,
@@ -140,6 +149,7 @@ impl Protect {
             (rl.key, quota, policy)
         });
         Self {
+            body_limit: state.config.max_body_bytes,
             state,
             policy,
             limit,
@@ -713,7 +723,7 @@ async fn checked(
     let state = &p.state;
     let (mut parts, body) = req.into_parts();
     refuse_repeated_credentials(&parts)?;
-    let body = body_bytes(body, state.config.max_body_bytes).await?;
+    let body = body_bytes(body, p.body_limit).await?;
     let now = state.now();
     let signed = parts.headers.contains_key(&names::SIGNATURE_INPUT)
         || parts.headers.contains_key(&names::SIGNATURE);

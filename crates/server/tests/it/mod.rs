@@ -6,6 +6,7 @@ mod bursts;
 mod dashboard;
 mod enroll;
 mod firebase;
+mod first_hour;
 mod gateway;
 mod hardening;
 mod hardening_ops;
