@@ -1,5 +1,10 @@
 //! Daily counters behind the admin dashboard: enrollments by mode, attestation results, SMS
-//! sent and blocked with their estimated cost, and refusals by device and by IP.
+//! sent and blocked with their estimated cost, refusals by device, by IP and by reason (problem
+//! code), and per route: requests, refusals and latency.
+//!
+//! Days are UTC days. Labels on the request path are bounded and allocation-free: route
+//! templates (interned by [`crate::metrics::Metrics::route`]) and problem codes are
+//! `&'static str`, so counting a request is one short lock and a map update.
 //!
 //! Counting is in memory (a map update under a short lock); a task adds the counts to the
 //! store every [`FLUSH_EVERY`] with one upsert per counter, so every instance's counts land
@@ -7,6 +12,7 @@
 //! A crash loses at most one interval of counts; these are statistics, the audit log is the
 //! record.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -34,15 +40,64 @@ pub mod metric {
     pub const REFUSED_IP: &str = "refused_ip";
     /// Refusals by device uuid, where the request named one.
     pub const REFUSED_DEVICE: &str = "refused_device";
+    /// Refusals (401, 403, 429) by problem code: `device_revoked`, `signature_invalid`,
+    /// `replay_detected`, `rate_limited`, `sms_blocked`, …
+    pub const REFUSED_CODE: &str = "refused_code";
+    /// Public requests by route template (`/v1/device`, `/events/{*rest}`, `unmatched`).
+    pub const ROUTE_REQUESTS: &str = "route_requests";
+    /// Refusals (401, 403, 429) by route template.
+    pub const ROUTE_REFUSED: &str = "route_refused";
+    /// Summed response time in microseconds (to the response head) by route template.
+    pub const ROUTE_LATENCY_US: &str = "route_latency_us";
 }
 
-type Key = (i64, &'static str, String);
+/// Response-time buckets per route, in milliseconds (upper bounds; the last is unbounded):
+/// each request counts in exactly one, under the metric name beside its bound.
+pub const LATENCY_BUCKETS_MS: [(u64, &str); 12] = [
+    (1, "route_ms_le_1"),
+    (2, "route_ms_le_2"),
+    (5, "route_ms_le_5"),
+    (10, "route_ms_le_10"),
+    (25, "route_ms_le_25"),
+    (50, "route_ms_le_50"),
+    (100, "route_ms_le_100"),
+    (250, "route_ms_le_250"),
+    (500, "route_ms_le_500"),
+    (1000, "route_ms_le_1000"),
+    (2500, "route_ms_le_2500"),
+    (u64::MAX, "route_ms_le_inf"),
+];
+
+/// The bucket metric for a response time.
+pub fn latency_bucket(micros: u64) -> &'static str {
+    LATENCY_BUCKETS_MS
+        .iter()
+        .find(|(ms, _)| micros <= ms.saturating_mul(1000))
+        .map_or("route_ms_le_inf", |(_, name)| name)
+}
+
+/// What the dashboard calls a refusal: the request was turned away for who sent it or how
+/// (401, 403, 429), not for a typo in it.
+pub fn is_refusal(status: u16) -> bool {
+    matches!(status, 401 | 403 | 429)
+}
+
+type Key = (i64, &'static str, Cow<'static, str>);
 
 /// Pending counts.
 pub struct DailyStats {
     store: Arc<dyn OpsStore>,
     pending: Mutex<HashMap<Key, i64>>,
     flushing: tokio::sync::Mutex<()>,
+}
+
+/// Adds `n` under `key`; a new key only while fewer than [`MAX_PENDING`] are held.
+fn bump(pending: &mut HashMap<Key, i64>, key: Key, n: i64) {
+    if let Some(v) = pending.get_mut(&key) {
+        *v = v.saturating_add(n);
+    } else if pending.len() < MAX_PENDING {
+        pending.insert(key, n);
+    }
 }
 
 /// The UTC day of a Unix time.
@@ -66,11 +121,38 @@ impl DailyStats {
             .pending
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let key = (day_of(now), metric, label.to_owned());
-        if let Some(v) = pending.get_mut(&key) {
-            *v += n;
-        } else if pending.len() < MAX_PENDING {
-            pending.insert(key, n);
+        bump(
+            &mut pending,
+            (day_of(now), metric, Cow::Owned(label.to_owned())),
+            n,
+        );
+    }
+
+    /// Counts one public response of `route`: the request, its time in one latency bucket and
+    /// in the route's sum, and if it was refused, the refusal by route and by `code`. One lock,
+    /// and no allocation once the day's keys exist.
+    pub fn request(&self, now: i64, route: &'static str, micros: u64, refused: Option<&'static str>) {
+        let day = day_of(now);
+        let route = Cow::Borrowed(route);
+        let mut pending = self
+            .pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let micros = i64::try_from(micros).unwrap_or(i64::MAX);
+        bump(&mut pending, (day, metric::ROUTE_REQUESTS, route.clone()), 1);
+        bump(&mut pending, (day, metric::ROUTE_LATENCY_US, route.clone()), micros);
+        bump(
+            &mut pending,
+            (day, latency_bucket(micros.unsigned_abs()), route.clone()),
+            1,
+        );
+        if let Some(code) = refused {
+            bump(&mut pending, (day, metric::ROUTE_REFUSED, route), 1);
+            bump(
+                &mut pending,
+                (day, metric::REFUSED_CODE, Cow::Borrowed(code)),
+                1,
+            );
         }
     }
 
@@ -93,7 +175,7 @@ impl DailyStats {
                 .map(|((day, metric, label), value)| StatDelta {
                     day: *day,
                     metric: (*metric).to_owned(),
-                    label: label.clone(),
+                    label: label.to_string(),
                     value: *value,
                 })
                 .collect();
