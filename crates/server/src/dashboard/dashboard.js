@@ -45,7 +45,32 @@ function svg(tag, attrs) {
 
 // Fixed colours where a label means good or bad.
 const MEANING = { pass: "#17a589", fail: "#c0392b", sent: "#2f6fde", blocked: "#e0a100", failed: "#c0392b" };
-const colour = (label, j) => MEANING[label] || COLORS[j % COLORS.length];
+const colour = (label, j) => MEANING[label] || REASONS[label]?.[1] || COLORS[j % COLORS.length];
+
+// Refusal reasons (Moat's problem codes) in words, each in a fixed colour so a reason looks
+// the same on every day and in every range. Codes not listed here are shown as they are.
+const REASONS = {
+  device_revoked: ["Revoked device", "#6c3483"],
+  credential_invalid: ["Unknown or bad credential", "#1f618d"],
+  signature_invalid: ["Bad signature", "#d35400"],
+  signature_expired: ["Signature too old or too new", "#a04000"],
+  digest_mismatch: ["Body does not match its digest", "#dc7633"],
+  replay_detected: ["Replay", "#922b21"],
+  rate_limited: ["Rate limited", "#b7950b"],
+  sms_blocked: ["SMS blocked", "#e0a100"],
+  integrity_invalid: ["Integrity check failed", "#117a65"],
+  identity_invalid: ["Bad identity proof", "#5d6d7e"],
+  token_invalid: ["Bad or expired token", "#2e4053"],
+  otp_invalid: ["Wrong code", "#7b7d7d"],
+  otp_locked: ["Code attempts locked", "#4a235a"],
+};
+
+// "2026-03-01T12:34:56Z" → "2026-03-01 12:34:56": the page states once that times are UTC.
+function utc(iso) {
+  if (!iso) return "";
+  const d = new Date(iso);
+  return Number.isNaN(d.getTime()) ? String(iso) : d.toISOString().slice(0, 19).replace("T", " ");
+}
 
 // A stacked bar chart: one bar per date, one segment per label.
 function barChart(container, dates, points, order) {
@@ -151,9 +176,37 @@ async function loadStats() {
   $("t-sent").textContent = t.sms_sent;
   $("t-blocked").textContent = t.sms_blocked;
   $("t-spend").textContent = `${t.sms_estimated_spend.toFixed(2)} ${t.currency}`;
+  $("t-refused").textContent = t.refusals;
   barChart($("c-enroll"), s.dates, s.enrollments);
   barChart($("c-attest"), s.dates, s.attestations, ["pass", "fail"]);
   barChart($("c-sms"), s.dates, s.sms, ["sent", "blocked", "failed"]);
+  barChart($("c-refusals"), s.dates, s.refusals);
+  const byReason = new Map();
+  for (const p of s.refusals) byReason.set(p.label, (byReason.get(p.label) || 0) + p.value);
+  const reasons = [...byReason].sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]));
+  fillTable($("reasons"), reasons, ([code, count]) => {
+    const tr = el("tr");
+    tr.dataset.code = code;
+    const name = el("td");
+    const swatch = el("i", null, "swatch");
+    swatch.style.background = colour(code, 0);
+    name.append(swatch, REASONS[code]?.[0] || code);
+    const share = t.refusals ? `${((count * 100) / t.refusals).toFixed(1)}%` : "–";
+    tr.append(name, el("td", code, "mono"), el("td", count, "num count"), el("td", share, "num"));
+    return tr;
+  });
+  fillTable($("routes"), s.routes, (r) => {
+    const tr = el("tr");
+    tr.dataset.route = r.route;
+    const pct = r.requests ? `${((r.refused * 100) / r.requests).toFixed(1)}%` : "–";
+    const p95 = r.p95_ms_at_most === null ? "> 2.5 s" : `≤ ${r.p95_ms_at_most} ms`;
+    tr.append(
+      el("td", r.route, "mono route"), el("td", r.upstream || "Moat", r.upstream ? "mono" : "kind"),
+      el("td", r.requests, "num requests"), el("td", r.refused, "num refused"), el("td", pct, "num"),
+      el("td", `${r.mean_ms.toFixed(1)} ms`, "num mean"), el("td", p95, "num p95"),
+    );
+    return tr;
+  });
   fillTable($("top-devices"), s.top_refused_devices, (r) => {
     const tr = el("tr");
     tr.append(el("td", r.key, "mono"), el("td", r.count));
@@ -164,7 +217,7 @@ async function loadStats() {
     tr.append(el("td", r.key, "mono"), el("td", r.count));
     return tr;
   });
-  $("status").textContent = `${s.from} to ${s.to} (UTC), updated ${new Date().toLocaleTimeString()}`;
+  $("status").textContent = `${s.from} to ${s.to} (${s.time_zone} days), updated ${utc(s.generated_at)} ${s.time_zone}`;
 }
 
 async function search() {
@@ -179,7 +232,7 @@ async function search() {
     if (d.status === "active") action.appendChild(revokeButton(d.id));
     tr.append(
       el("td", d.id, "mono"), el("td", d.device_id), el("td", d.mode), el("td", d.platform || ""),
-      el("td", d.status, "status"), el("td", d.last_used_at), action,
+      el("td", d.status, "status"), el("td", utc(d.last_used_at)), action,
     );
     return tr;
   });
@@ -189,7 +242,7 @@ async function loadAudit() {
   const { events } = await api("/admin/v1/audit?limit=20");
   fillTable($("audit"), events, (e) => {
     const tr = el("tr");
-    tr.append(el("td", e.at), el("td", e.kind), el("td", e.actor, "mono"),
+    tr.append(el("td", utc(e.at)), el("td", e.kind), el("td", e.actor, "mono"),
       el("td", e.subject || "", "mono"), el("td", e.ip || "", "mono"));
     return tr;
   });
