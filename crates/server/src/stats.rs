@@ -194,3 +194,29 @@ impl DailyStats {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_response_time_falls_in_one_bucket_by_its_upper_bound() {
+        assert_eq!(latency_bucket(0), "route_ms_le_1");
+        assert_eq!(latency_bucket(1_000), "route_ms_le_1");
+        assert_eq!(latency_bucket(1_001), "route_ms_le_2");
+        assert_eq!(latency_bucket(30_000), "route_ms_le_50");
+        assert_eq!(latency_bucket(2_500_000), "route_ms_le_2500");
+        assert_eq!(latency_bucket(2_500_001), "route_ms_le_inf");
+        assert_eq!(latency_bucket(u64::MAX), "route_ms_le_inf");
+    }
+
+    #[test]
+    fn refusals_are_401_403_and_429() {
+        for status in [401, 403, 429] {
+            assert!(is_refusal(status));
+        }
+        for status in [200, 400, 404, 422, 500, 503] {
+            assert!(!is_refusal(status));
+        }
+    }
+}
