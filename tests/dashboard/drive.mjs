@@ -59,11 +59,14 @@ try {
     const counts = {}, names = {};
     for (const tr of document.querySelectorAll("#reasons tbody tr[data-code]")) {
       counts[tr.dataset.code] = tr.querySelector("td.count").textContent;
-      names[tr.dataset.code] = tr.cells[0].textContent;
+      names[tr.dataset.code] = tr.querySelector("span.name").textContent;
     }
     return { counts, names };
   }));
   seen.refusal_bars = await page.locator("#c-refusals svg rect").count();
+  seen.hourly_bars = await page.locator("#c-refusals-hourly svg rect").count();
+  seen.hourly_titles = await page.locator("#c-refusals-hourly svg rect title").allTextContents();
+  seen.hourly_ticks = await page.locator("#c-refusals-hourly svg text").allTextContents();
   // Per route: the cells of each row.
   seen.routes = await page.evaluate(() => {
     const out = {};

@@ -434,7 +434,8 @@ pub struct StatsRange {
 
 /// `GET /admin/v1/stats?days=14`: the dashboard's figures, per UTC day (oldest first) and
 /// in total: enrollments by mode/channel, attestation pass/fail, SMS sent/blocked/failed and
-/// estimated spend, refusals by reason (problem code), the ten devices and IPs refused most,
+/// estimated spend, refusals by reason (problem code) per day and over the last 24 hours
+/// per hour, the ten devices and IPs refused most,
 /// and per route (gateway routes grouped by upstream) requests, refusals and latency. Every
 /// date and time in it is UTC.
 ///
@@ -481,6 +482,7 @@ pub async fn stats(
     };
     let refused = rows(metric::REFUSED_CODE).await?;
     let routes = route_table(&state, from, today).await?;
+    let (hours, hourly) = last_day_by_hour(&state).await?;
     let top_devices = top(state
         .ops
         .top_stats(metric::REFUSED_DEVICE, from, today, 10)
@@ -502,6 +504,8 @@ pub async fn stats(
         "attestations": series(&attest),
         "sms": series(&sms),
         "refusals": series(&refused),
+        "hours": hours,
+        "refusals_hourly": hourly,
         "routes": routes,
         "time_zone": "UTC",
         "generated_at": rfc3339(state.now()),
@@ -520,6 +524,27 @@ pub async fn stats(
         "top_refused_devices": top_devices,
         "top_refused_ips": top_ips,
     })))
+}
+
+/// The last 24 UTC hours (oldest first, the current one last, each as
+/// `YYYY-MM-DDTHH:00Z`) and the refusals by reason in each.
+async fn last_day_by_hour(
+    state: &AppState,
+) -> Result<(Vec<String>, Vec<serde_json::Value>), ApiError> {
+    use crate::stats::HOURLY_REFUSALS;
+    let now_hour = state.now().div_euclid(3_600);
+    let mut hours = Vec::with_capacity(24);
+    let mut points = Vec::new();
+    for hour in now_hour - 23..=now_hour {
+        let (day, of_day) = (hour.div_euclid(24), hour.rem_euclid(24));
+        let name = format!("{}:00Z", &rfc3339(hour * 3_600)[..13]);
+        let metric = HOURLY_REFUSALS[usize::try_from(of_day).unwrap_or(0)];
+        for r in state.ops.stats(metric, day, day).await? {
+            points.push(serde_json::json!({"date": name, "label": r.label, "value": r.value}));
+        }
+        hours.push(name);
+    }
+    Ok((hours, points))
 }
 
 /// One row of the dashboard's route table.

@@ -68,6 +68,22 @@ pub const LATENCY_BUCKETS_MS: [(u64, &str); 12] = [
     (u64::MAX, "route_ms_le_inf"),
 ];
 
+/// Refusals by problem code within one UTC hour of the day: the metric of hour `h` is
+/// `HOURLY_REFUSALS[h]`, its label the code, its day the UTC day. The dashboard's last 24
+/// hours come from these.
+pub const HOURLY_REFUSALS: [&str; 24] = [
+    "refused_h00", "refused_h01", "refused_h02", "refused_h03", "refused_h04", "refused_h05",
+    "refused_h06", "refused_h07", "refused_h08", "refused_h09", "refused_h10", "refused_h11",
+    "refused_h12", "refused_h13", "refused_h14", "refused_h15", "refused_h16", "refused_h17",
+    "refused_h18", "refused_h19", "refused_h20", "refused_h21", "refused_h22", "refused_h23",
+];
+
+/// The metric counting refusals in the UTC hour of `unix`.
+pub fn hourly_refusals(unix: i64) -> &'static str {
+    let hour = usize::try_from(unix.rem_euclid(86_400) / 3_600).unwrap_or(0);
+    HOURLY_REFUSALS[hour % 24]
+}
+
 /// The bucket metric for a response time.
 pub fn latency_bucket(micros: u64) -> &'static str {
     LATENCY_BUCKETS_MS
@@ -153,6 +169,11 @@ impl DailyStats {
                 (day, metric::REFUSED_CODE, Cow::Borrowed(code)),
                 1,
             );
+            bump(
+                &mut pending,
+                (day, hourly_refusals(now), Cow::Borrowed(code)),
+                1,
+            );
         }
     }
 
@@ -208,6 +229,15 @@ mod tests {
         assert_eq!(latency_bucket(2_500_000), "route_ms_le_2500");
         assert_eq!(latency_bucket(2_500_001), "route_ms_le_inf");
         assert_eq!(latency_bucket(u64::MAX), "route_ms_le_inf");
+    }
+
+    #[test]
+    fn each_utc_hour_has_its_metric() {
+        assert_eq!(hourly_refusals(0), "refused_h00");
+        assert_eq!(hourly_refusals(3_599), "refused_h00");
+        assert_eq!(hourly_refusals(3_600), "refused_h01");
+        assert_eq!(hourly_refusals(86_399), "refused_h23");
+        assert_eq!(hourly_refusals(-1), "refused_h23");
     }
 
     #[test]

@@ -72,8 +72,9 @@ function utc(iso) {
   return Number.isNaN(d.getTime()) ? String(iso) : d.toISOString().slice(0, 19).replace("T", " ");
 }
 
-// A stacked bar chart: one bar per date, one segment per label.
-function barChart(container, dates, points, order) {
+// A stacked bar chart: one bar per date (or hour), one segment per label. `tick` writes an
+// x-axis label.
+function barChart(container, dates, points, order, tick = (d) => d.slice(5)) {
   container.replaceChildren();
   const labels = order
     ? order.filter((l) => points.some((p) => p.label === l))
@@ -109,9 +110,13 @@ function barChart(container, dates, points, order) {
       rect.appendChild(title);
       chart.appendChild(rect);
     });
-    if (i === 0 || i === dates.length - 1 || dates.length <= 7) {
-      const t = svg("text", { x: left + i * slot + slot / 2, y: H - 6, "text-anchor": "middle" });
-      t.textContent = date.slice(5);
+    if (i === 0 || i === dates.length - 1 || dates.length <= 7 || (dates.length === 24 && i % 6 === 0)) {
+      // The last of many ticks ends at its slot's right edge, so it is not cut off.
+      const end = i === dates.length - 1 && dates.length > 7;
+      const t = svg("text", {
+        x: left + i * slot + (end ? slot : slot / 2), y: H - 6, "text-anchor": end ? "end" : "middle",
+      });
+      t.textContent = tick(date);
       chart.appendChild(t);
     }
   });
@@ -181,6 +186,7 @@ async function loadStats() {
   barChart($("c-attest"), s.dates, s.attestations, ["pass", "fail"]);
   barChart($("c-sms"), s.dates, s.sms, ["sent", "blocked", "failed"]);
   barChart($("c-refusals"), s.dates, s.refusals);
+  barChart($("c-refusals-hourly"), s.hours, s.refusals_hourly, null, (h) => h.slice(11, 16));
   const byReason = new Map();
   for (const p of s.refusals) byReason.set(p.label, (byReason.get(p.label) || 0) + p.value);
   const reasons = [...byReason].sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]));
@@ -190,9 +196,9 @@ async function loadStats() {
     const name = el("td");
     const swatch = el("i", null, "swatch");
     swatch.style.background = colour(code, 0);
-    name.append(swatch, REASONS[code]?.[0] || code);
+    name.append(swatch, el("span", REASONS[code]?.[0] || code, "name"), el("span", code, "mono code"));
     const share = t.refusals ? `${((count * 100) / t.refusals).toFixed(1)}%` : "–";
-    tr.append(name, el("td", code, "mono"), el("td", count, "num count"), el("td", share, "num"));
+    tr.append(name, el("td", count, "num count"), el("td", share, "num"));
     return tr;
   });
   fillTable($("routes"), s.routes, (r) => {

@@ -230,6 +230,30 @@ async fn the_dashboard_shows_real_traffic_and_revokes_in_chromium() {
         titles_of(&seen).iter().any(|t| t.ends_with("device_revoked: 4")),
         "{seen}"
     );
+    // The last 24 hours by hour: the same refusals, each code's segments adding up to its
+    // count (all in the current hour, unless the test ran across an hour's end), and the
+    // last bar is the current hour.
+    let mut by_code: std::collections::BTreeMap<String, i64> = Default::default();
+    for title in seen["hourly_titles"].as_array().expect("titles") {
+        let (_, label) = title.as_str().expect("title").split_once(' ').expect("hour label");
+        let (code, n) = label.rsplit_once(": ").expect("code: n");
+        *by_code.entry(code.to_owned()).or_default() += n.parse::<i64>().expect("n");
+    }
+    assert_eq!(
+        serde_json::to_value(&by_code).expect("json"),
+        json!({
+            "device_revoked": 4, "credential_invalid": 2, "sms_blocked": 1,
+            "signature_invalid": 1, "replay_detected": 1, "rate_limited": 1,
+        }),
+        "{seen}"
+    );
+    assert!(seen["hourly_bars"].as_u64().is_some_and(|n| n >= 6), "{seen}");
+    let hour = stats["hours"][23].as_str().expect("hour");
+    assert_eq!(
+        seen["hourly_ticks"].as_array().expect("ticks").last(),
+        Some(&json!(hour[11..16])),
+        "{seen}"
+    );
     // Per route: requests, refusals and a latency figure; the upstream route in one row,
     // named with its upstream, and slower than the upstream's 30 ms on the calls it passed.
     let route = |r: &str| seen["routes"][r].clone();

@@ -297,6 +297,19 @@ async fn dashboard_stats_count_enrollments_attestations_sms_and_refusals() {
             ("sms_blocked".to_owned(), 1)
         ]
     );
+    // The same refusals in the last 24 hours by hour (in the current one, unless the test
+    // ran across an hour's end).
+    let hours = stats["hours"].as_array().expect("hours");
+    assert_eq!(hours.len(), 24);
+    assert!(hours.iter().all(|h| h.as_str().is_some_and(|h| h.ends_with(":00Z"))));
+    let hourly: i64 = stats["refusals_hourly"]
+        .as_array()
+        .expect("hourly")
+        .iter()
+        .inspect(|p| assert!(hours.contains(&p["date"]), "{p}"))
+        .map(|p| p["value"].as_i64().expect("value"))
+        .sum();
+    assert_eq!(hourly, 5, "{stats}");
     let route = |name: &str| {
         stats["routes"]
             .as_array()
