@@ -592,7 +592,9 @@ async fn route_table(
     let rows = |name| state.ops.stats(name, from, today);
     add(rows(metric::ROUTE_REQUESTS).await?, &|t, v| t.requests += v);
     add(rows(metric::ROUTE_REFUSED).await?, &|t, v| t.refused += v);
-    add(rows(metric::ROUTE_LATENCY_US).await?, &|t, v| t.latency_us += v);
+    add(rows(metric::ROUTE_LATENCY_US).await?, &|t, v| {
+        t.latency_us += v
+    });
     for (i, (_, name)) in LATENCY_BUCKETS_MS.iter().enumerate() {
         add(rows(name).await?, &|t, v| t.buckets[i] += v);
     }

@@ -72,10 +72,30 @@ pub const LATENCY_BUCKETS_MS: [(u64, &str); 12] = [
 /// `HOURLY_REFUSALS[h]`, its label the code, its day the UTC day. The dashboard's last 24
 /// hours come from these.
 pub const HOURLY_REFUSALS: [&str; 24] = [
-    "refused_h00", "refused_h01", "refused_h02", "refused_h03", "refused_h04", "refused_h05",
-    "refused_h06", "refused_h07", "refused_h08", "refused_h09", "refused_h10", "refused_h11",
-    "refused_h12", "refused_h13", "refused_h14", "refused_h15", "refused_h16", "refused_h17",
-    "refused_h18", "refused_h19", "refused_h20", "refused_h21", "refused_h22", "refused_h23",
+    "refused_h00",
+    "refused_h01",
+    "refused_h02",
+    "refused_h03",
+    "refused_h04",
+    "refused_h05",
+    "refused_h06",
+    "refused_h07",
+    "refused_h08",
+    "refused_h09",
+    "refused_h10",
+    "refused_h11",
+    "refused_h12",
+    "refused_h13",
+    "refused_h14",
+    "refused_h15",
+    "refused_h16",
+    "refused_h17",
+    "refused_h18",
+    "refused_h19",
+    "refused_h20",
+    "refused_h21",
+    "refused_h22",
+    "refused_h23",
 ];
 
 /// The metric counting refusals in the UTC hour of `unix`.
@@ -116,6 +136,14 @@ fn bump(pending: &mut HashMap<Key, i64>, key: Key, n: i64) {
     }
 }
 
+/// Adds `n` under a key whose label is one of a bounded set (a route pattern, a problem
+/// code): always kept, so a flood of refusals from many addresses filling [`MAX_PENDING`]
+/// with IP labels cannot hide the per-route and per-reason counts of that very flood.
+fn bump_bounded(pending: &mut HashMap<Key, i64>, key: Key, n: i64) {
+    let v = pending.entry(key).or_insert(0);
+    *v = v.saturating_add(n);
+}
+
 /// The UTC day of a Unix time.
 pub fn day_of(unix: i64) -> i64 {
     unix.div_euclid(86_400)
@@ -147,7 +175,13 @@ impl DailyStats {
     /// Counts one public response of `route`: the request, its time in one latency bucket and
     /// in the route's sum, and if it was refused, the refusal by route and by `code`. One lock,
     /// and no allocation once the day's keys exist.
-    pub fn request(&self, now: i64, route: &'static str, micros: u64, refused: Option<&'static str>) {
+    pub fn request(
+        &self,
+        now: i64,
+        route: &'static str,
+        micros: u64,
+        refused: Option<&'static str>,
+    ) {
         let day = day_of(now);
         let route = Cow::Borrowed(route);
         let mut pending = self
@@ -155,21 +189,29 @@ impl DailyStats {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let micros = i64::try_from(micros).unwrap_or(i64::MAX);
-        bump(&mut pending, (day, metric::ROUTE_REQUESTS, route.clone()), 1);
-        bump(&mut pending, (day, metric::ROUTE_LATENCY_US, route.clone()), micros);
-        bump(
+        bump_bounded(
+            &mut pending,
+            (day, metric::ROUTE_REQUESTS, route.clone()),
+            1,
+        );
+        bump_bounded(
+            &mut pending,
+            (day, metric::ROUTE_LATENCY_US, route.clone()),
+            micros,
+        );
+        bump_bounded(
             &mut pending,
             (day, latency_bucket(micros.unsigned_abs()), route.clone()),
             1,
         );
         if let Some(code) = refused {
-            bump(&mut pending, (day, metric::ROUTE_REFUSED, route), 1);
-            bump(
+            bump_bounded(&mut pending, (day, metric::ROUTE_REFUSED, route), 1);
+            bump_bounded(
                 &mut pending,
                 (day, metric::REFUSED_CODE, Cow::Borrowed(code)),
                 1,
             );
-            bump(
+            bump_bounded(
                 &mut pending,
                 (day, hourly_refusals(now), Cow::Borrowed(code)),
                 1,

@@ -166,8 +166,15 @@ async fn the_dashboard_shows_real_traffic_and_revokes_in_chromium() {
         .find(|r| r["route"] == "/events")
         .expect("the upstream route, its three patterns in one row");
     assert_eq!(events["kind"], "upstream");
-    assert_eq!(events["upstream"], up.as_str(), "the upstream's origin, no path");
-    assert!(!routes.iter().any(|r| r["route"] == "/events/{*rest}"), "{stats}");
+    assert_eq!(
+        events["upstream"],
+        up.as_str(),
+        "the upstream's origin, no path"
+    );
+    assert!(
+        !routes.iter().any(|r| r["route"] == "/events/{*rest}"),
+        "{stats}"
+    );
 
     let dir = tempfile::tempdir().expect("tempdir");
     let shot = dir.path().join("dashboard.png");
@@ -227,7 +234,9 @@ async fn the_dashboard_shows_real_traffic_and_revokes_in_chromium() {
     // Today's refusal bars: one segment per reason.
     assert_eq!(seen["refusal_bars"], 6, "{seen}");
     assert!(
-        titles_of(&seen).iter().any(|t| t.ends_with("device_revoked: 4")),
+        titles_of(&seen)
+            .iter()
+            .any(|t| t.ends_with("device_revoked: 4")),
         "{seen}"
     );
     // The last 24 hours by hour: the same refusals, each code's segments adding up to its
@@ -235,7 +244,11 @@ async fn the_dashboard_shows_real_traffic_and_revokes_in_chromium() {
     // last bar is the current hour.
     let mut by_code: std::collections::BTreeMap<String, i64> = Default::default();
     for title in seen["hourly_titles"].as_array().expect("titles") {
-        let (_, label) = title.as_str().expect("title").split_once(' ').expect("hour label");
+        let (_, label) = title
+            .as_str()
+            .expect("title")
+            .split_once(' ')
+            .expect("hour label");
         let (code, n) = label.rsplit_once(": ").expect("code: n");
         *by_code.entry(code.to_owned()).or_default() += n.parse::<i64>().expect("n");
     }
@@ -247,7 +260,10 @@ async fn the_dashboard_shows_real_traffic_and_revokes_in_chromium() {
         }),
         "{seen}"
     );
-    assert!(seen["hourly_bars"].as_u64().is_some_and(|n| n >= 6), "{seen}");
+    assert!(
+        seen["hourly_bars"].as_u64().is_some_and(|n| n >= 6),
+        "{seen}"
+    );
     let hour = stats["hours"][23].as_str().expect("hour");
     assert_eq!(
         seen["hourly_ticks"].as_array().expect("ticks").last(),
@@ -265,7 +281,10 @@ async fn the_dashboard_shows_real_traffic_and_revokes_in_chromium() {
         .and_then(|m| m.strip_suffix(" ms"))
         .and_then(|m| m.parse().ok())
         .expect("a mean latency in ms");
-    assert!(mean >= 20.0, "two of three calls waited 30 ms upstream: {mean}");
+    assert!(
+        mean >= 20.0,
+        "two of three calls waited 30 ms upstream: {mean}"
+    );
     assert!(
         route("/events")["p95"]
             .as_str()

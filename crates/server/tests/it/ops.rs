@@ -301,7 +301,11 @@ async fn dashboard_stats_count_enrollments_attestations_sms_and_refusals() {
     // ran across an hour's end).
     let hours = stats["hours"].as_array().expect("hours");
     assert_eq!(hours.len(), 24);
-    assert!(hours.iter().all(|h| h.as_str().is_some_and(|h| h.ends_with(":00Z"))));
+    assert!(
+        hours
+            .iter()
+            .all(|h| h.as_str().is_some_and(|h| h.ends_with(":00Z")))
+    );
     let hourly: i64 = stats["refusals_hourly"]
         .as_array()
         .expect("hourly")
