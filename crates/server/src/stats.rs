@@ -282,6 +282,70 @@ mod tests {
         assert_eq!(hourly_refusals(-1), "refused_h23");
     }
 
+    #[tokio::test]
+    async fn route_and_reason_counts_survive_a_full_pending_map_and_reach_the_store() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}/stats.db", dir.path().display());
+        let opened = moat_store::open(&url, &moat_store::PoolOptions::default())
+            .await
+            .expect("store");
+        let stats = DailyStats::new(opened.ops.clone());
+        let now = 86_400 * 20_000 + 3_600 * 5 + 10;
+        // A flood of refusals from as many addresses as the map holds.
+        for i in 0..MAX_PENDING {
+            stats.add(
+                now,
+                metric::REFUSED_IP,
+                &format!("10.0.{}.{}", i / 256, i % 256),
+                1,
+            );
+        }
+        stats.add(now, metric::REFUSED_IP, "192.0.2.1", 1);
+        stats.request(now, "/v1/device", 1_500, Some("device_revoked"));
+        stats.request(now, "/v1/device", 30_000, None);
+        stats.flush().await.expect("flush");
+        let day = day_of(now);
+        let rows = |m: &'static str| {
+            let ops = opened.ops.clone();
+            async move {
+                ops.stats(m, day, day)
+                    .await
+                    .expect("rows")
+                    .into_iter()
+                    .map(|r| (r.label, r.value))
+                    .collect::<Vec<_>>()
+            }
+        };
+        let device = || vec![("/v1/device".to_owned(), 2)];
+        assert_eq!(rows(metric::ROUTE_REQUESTS).await, device());
+        assert_eq!(
+            rows(metric::ROUTE_REFUSED).await,
+            vec![("/v1/device".to_owned(), 1)]
+        );
+        assert_eq!(
+            rows(metric::ROUTE_LATENCY_US).await,
+            vec![("/v1/device".to_owned(), 31_500)]
+        );
+        assert_eq!(
+            rows("route_ms_le_2").await,
+            vec![("/v1/device".to_owned(), 1)]
+        );
+        assert_eq!(
+            rows("route_ms_le_50").await,
+            vec![("/v1/device".to_owned(), 1)]
+        );
+        let code = || vec![("device_revoked".to_owned(), 1)];
+        assert_eq!(rows(metric::REFUSED_CODE).await, code());
+        assert_eq!(rows("refused_h05").await, code());
+        // The one address past the bound waited (the store answers the top labels only).
+        let top = opened
+            .ops
+            .top_stats(metric::REFUSED_IP, day, day, 100_000)
+            .await
+            .expect("top");
+        assert!(!top.iter().any(|(ip, _)| ip == "192.0.2.1"));
+    }
+
     #[test]
     fn refusals_are_401_403_and_429() {
         for status in [401, 403, 429] {
