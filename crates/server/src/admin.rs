@@ -558,8 +558,9 @@ struct RouteTotals {
 
 /// Requests, refusals and latency per route over the days, busiest first. The three router
 /// patterns of a gateway route (`/events`, `/events/`, `/events/{*rest}`) are one row, named
-/// by its prefix and its upstream's origin. Latency: the mean, and the upper bound of the
-/// bucket holding the 95th percentile (`null` when beyond the last bound).
+/// by its prefix and its upstream's origin, and is listed even without traffic. Latency: the
+/// mean, and the upper bound of the bucket holding the 95th percentile (`null` when beyond
+/// the last bound); both `null` for a route without requests.
 async fn route_table(
     state: &AppState,
     from: i64,
@@ -598,13 +599,23 @@ async fn route_table(
     for (i, (_, name)) in LATENCY_BUCKETS_MS.iter().enumerate() {
         add(rows(name).await?, &|t, v| t.buckets[i] += v);
     }
-    let mut table: Vec<_> = table.into_iter().filter(|(_, t)| t.requests > 0).collect();
+    // Every gateway route has its row, so an upstream that gets nothing shows as such.
+    for route in &state.gateway.routes {
+        let cfg = &route.config;
+        let origin = cfg.upstream.origin().ascii_serialization();
+        table.entry((cfg.prefix.clone(), Some(origin))).or_default();
+    }
+    let mut table: Vec<_> = table
+        .into_iter()
+        .filter(|((_, upstream), t)| t.requests > 0 || upstream.is_some())
+        .collect();
     table.sort_by(|a, b| b.1.requests.cmp(&a.1.requests).then(a.0.cmp(&b.0)));
     Ok(table
         .into_iter()
         .map(|((route, upstream), t)| {
             #[allow(clippy::cast_precision_loss)]
-            let mean_ms = t.latency_us as f64 / t.requests as f64 / 1000.0;
+            let mean_ms = (t.requests > 0)
+                .then(|| (t.latency_us as f64 / t.requests as f64 / 10.0).round() / 100.0);
             // The smallest bound under which at least 95 % of the requests fall.
             let needed = (t.requests * 95 + 99) / 100;
             let mut seen = 0;
@@ -622,8 +633,8 @@ async fn route_table(
                 "upstream": upstream,
                 "requests": t.requests,
                 "refused": t.refused,
-                "mean_ms": (mean_ms * 100.0).round() / 100.0,
-                "p95_ms_at_most": p95,
+                "mean_ms": mean_ms,
+                "p95_ms_at_most": if t.requests > 0 { p95 } else { None },
             })
         })
         .collect())

@@ -205,11 +205,13 @@ async function loadStats() {
     const tr = el("tr");
     tr.dataset.route = r.route;
     const pct = r.requests ? `${((r.refused * 100) / r.requests).toFixed(1)}%` : "–";
-    const p95 = r.p95_ms_at_most === null ? "> 2.5 s" : `≤ ${r.p95_ms_at_most} ms`;
+    const none = !r.requests;
+    const p95 = none ? "–" : r.p95_ms_at_most === null ? "> 2.5 s" : `≤ ${r.p95_ms_at_most} ms`;
+    const mean = none ? "–" : `${r.mean_ms.toFixed(1)} ms`;
     tr.append(
       el("td", r.route, "mono route"), el("td", r.upstream || "Moat", r.upstream ? "mono" : "kind"),
       el("td", r.requests, "num requests"), el("td", r.refused, "num refused"), el("td", pct, "num"),
-      el("td", `${r.mean_ms.toFixed(1)} ms`, "num mean"), el("td", p95, "num p95"),
+      el("td", mean, "num mean"), el("td", p95, "num p95"),
     );
     return tr;
   });

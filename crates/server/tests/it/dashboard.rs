@@ -142,7 +142,8 @@ async fn the_dashboard_shows_real_traffic_and_revokes_in_chromium() {
         "dynamic",
         &format!(
             "[[route]]\nprefix = \"/events\"\nupstream = \"{up}/base\"\nrequire = [\"device\"]\n\
-             rate_limit = {{ key = \"device\", per_second = 1, burst = 2 }}\n"
+             rate_limit = {{ key = \"device\", per_second = 1, burst = 2 }}\n\
+             [[route]]\nprefix = \"/quiet\"\nupstream = \"{up}/quiet\"\nrequire = [\"device\"]\n"
         ),
     )
     .await;
@@ -296,11 +297,19 @@ async fn the_dashboard_shows_real_traffic_and_revokes_in_chromium() {
     assert_eq!(route("/v1/device/echo")["upstream"], "Moat", "{seen}");
     assert_eq!(route("/api/register")["refused"], "1", "{seen}");
     assert_eq!(route("/v1/device")["refused"], "7", "{seen}");
-    for r in seen["routes"].as_object().expect("routes").values() {
-        assert!(
-            r["mean"].as_str().is_some_and(|m| m.ends_with(" ms")),
-            "{seen}"
-        );
+    // A gateway route nobody called is listed, without a latency.
+    assert_eq!(
+        route("/quiet"),
+        json!({"upstream": up, "requests": "0", "refused": "0", "share": "–", "mean": "–", "p95": "–"}),
+        "{seen}"
+    );
+    for (name, r) in seen["routes"].as_object().expect("routes") {
+        if name != "/quiet" {
+            assert!(
+                r["mean"].as_str().is_some_and(|m| m.ends_with(" ms")),
+                "{seen}"
+            );
+        }
     }
     // One time zone, stated, and every time on the page written in it.
     assert_eq!(seen["time_zone"], "All times UTC");
