@@ -45,7 +45,7 @@ function svg(tag, attrs) {
 
 // Fixed colours where a label means good or bad.
 const MEANING = { pass: "#17a589", fail: "#c0392b", sent: "#2f6fde", blocked: "#e0a100", failed: "#c0392b" };
-const colour = (label, j) => MEANING[label] || REASONS[label]?.[1] || COLORS[j % COLORS.length];
+const colour = (label, j) => MEANING[label] || COLORS[j % COLORS.length];
 
 // Refusal reasons (Moat's problem codes) in words, each in a fixed colour so a reason looks
 // the same on every day and in every range. Codes not listed here are shown as they are.
@@ -65,6 +65,15 @@ const REASONS = {
   otp_locked: ["Code attempts locked", "#4a235a"],
 };
 
+// A reason's colour: its own, or for a code not listed one picked by its spelling, so it is the
+// same in both charts and the table whatever else is shown beside it.
+function reasonColour(code) {
+  if (REASONS[code]) return REASONS[code][1];
+  let h = 0;
+  for (const c of code) h = (h * 31 + c.charCodeAt(0)) >>> 0;
+  return COLORS[h % COLORS.length];
+}
+
 // "2026-03-01T12:34:56Z" → "2026-03-01 12:34:56": the page states once that times are UTC.
 function utc(iso) {
   if (!iso) return "";
@@ -74,7 +83,7 @@ function utc(iso) {
 
 // A stacked bar chart: one bar per date (or hour), one segment per label. `tick` writes an
 // x-axis label.
-function barChart(container, dates, points, order, tick = (d) => d.slice(5)) {
+function barChart(container, dates, points, order, tick = (d) => d.slice(5), colourOf = colour) {
   container.replaceChildren();
   const labels = order
     ? order.filter((l) => points.some((p) => p.label === l))
@@ -103,7 +112,7 @@ function barChart(container, dates, points, order, tick = (d) => d.slice(5)) {
       y -= h;
       const rect = svg("rect", {
         x: left + i * slot + (slot - barW) / 2, y, width: barW, height: h,
-        fill: colour(label, j), "data-label": label, "data-date": date,
+        fill: colourOf(label, j), "data-label": label, "data-date": date,
       });
       const title = svg("title", {});
       title.textContent = `${date} ${label}: ${v}`;
@@ -125,7 +134,7 @@ function barChart(container, dates, points, order, tick = (d) => d.slice(5)) {
   labels.forEach((label, j) => {
     const item = el("span");
     const swatch = el("i");
-    swatch.style.background = colour(label, j);
+    swatch.style.background = colourOf(label, j);
     item.append(swatch, label);
     legend.appendChild(item);
   });
@@ -185,8 +194,8 @@ async function loadStats() {
   barChart($("c-enroll"), s.dates, s.enrollments);
   barChart($("c-attest"), s.dates, s.attestations, ["pass", "fail"]);
   barChart($("c-sms"), s.dates, s.sms, ["sent", "blocked", "failed"]);
-  barChart($("c-refusals"), s.dates, s.refusals);
-  barChart($("c-refusals-hourly"), s.hours, s.refusals_hourly, null, (h) => h.slice(11, 16));
+  barChart($("c-refusals"), s.dates, s.refusals, null, undefined, reasonColour);
+  barChart($("c-refusals-hourly"), s.hours, s.refusals_hourly, null, (h) => h.slice(11, 16), reasonColour);
   const byReason = new Map();
   for (const p of s.refusals) byReason.set(p.label, (byReason.get(p.label) || 0) + p.value);
   const reasons = [...byReason].sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]));
@@ -195,7 +204,7 @@ async function loadStats() {
     tr.dataset.code = code;
     const name = el("td");
     const swatch = el("i", null, "swatch");
-    swatch.style.background = colour(code, 0);
+    swatch.style.background = reasonColour(code);
     name.append(swatch, el("span", REASONS[code]?.[0] || code, "name"), el("span", code, "mono code"));
     const share = t.refusals ? `${((count * 100) / t.refusals).toFixed(1)}%` : "–";
     tr.append(name, el("td", count, "num count"), el("td", share, "num"));
