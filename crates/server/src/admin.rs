@@ -434,10 +434,10 @@ pub struct StatsRange {
 
 /// `GET /admin/v1/stats?days=14`: the dashboard's figures, per UTC day (oldest first) and
 /// in total: enrollments by mode/channel, attestation pass/fail, SMS sent/blocked/failed and
-/// estimated spend, refusals by reason (problem code) per day and over the last 24 hours
-/// per hour, the ten devices and IPs refused most,
-/// and per route (gateway routes grouped by upstream) requests, refusals and latency. Every
-/// date and time in it is UTC.
+/// estimated spend, refusals by reason (problem code) per day and, over the last 24 hours,
+/// per hour, the ten devices and IPs refused most, and per route (a gateway route's patterns
+/// in one row, with its upstream) requests, refusals and latency. Every date and time in it
+/// is UTC.
 ///
 /// # Errors
 /// `422` for a bad range, `503` when the store is down.
