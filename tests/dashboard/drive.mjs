@@ -44,13 +44,44 @@ try {
   await page.waitForFunction(() => document.getElementById("t-enroll").textContent !== "–");
   await page.waitForSelector("#c-enroll svg rect");
   await page.waitForSelector("#audit tbody tr");
+  await page.waitForSelector("#reasons tbody tr[data-code]");
+  await page.waitForSelector("#routes tbody tr[data-route]");
   seen.tiles = {
     enrollments: await page.textContent("#t-enroll"),
     pass_rate: await page.textContent("#t-pass"),
     sms_sent: await page.textContent("#t-sent"),
     sms_blocked: await page.textContent("#t-blocked"),
     spend: await page.textContent("#t-spend"),
+    refused: await page.textContent("#t-refused"),
   };
+  // Refusals by reason: code → count and code → name, as the table shows them.
+  ({ counts: seen.reasons, names: seen.reason_names } = await page.evaluate(() => {
+    const counts = {}, names = {};
+    for (const tr of document.querySelectorAll("#reasons tbody tr[data-code]")) {
+      counts[tr.dataset.code] = tr.querySelector("td.count").textContent;
+      names[tr.dataset.code] = tr.querySelector("span.name").textContent;
+    }
+    return { counts, names };
+  }));
+  seen.refusal_bars = await page.locator("#c-refusals svg rect").count();
+  seen.hourly_bars = await page.locator("#c-refusals-hourly svg rect").count();
+  seen.hourly_titles = await page.locator("#c-refusals-hourly svg rect title").allTextContents();
+  seen.hourly_ticks = await page.locator("#c-refusals-hourly svg text").allTextContents();
+  // Per route: the cells of each row.
+  seen.routes = await page.evaluate(() => {
+    const out = {};
+    for (const tr of document.querySelectorAll("#routes tbody tr[data-route]")) {
+      const c = tr.cells;
+      out[tr.dataset.route] = {
+        upstream: c[1].textContent, requests: c[2].textContent, refused: c[3].textContent,
+        share: c[4].textContent, mean: c[5].textContent, p95: c[6].textContent,
+      };
+    }
+    return out;
+  });
+  seen.time_zone = await page.textContent("#tz");
+  seen.status_line = await page.textContent("#status");
+  seen.audit_times = await page.locator("#audit tbody tr td:nth-child(1)").allTextContents();
   seen.bars = {
     enroll: await page.locator("#c-enroll svg rect").count(),
     attest: await page.locator("#c-attest svg rect").count(),
@@ -60,13 +91,17 @@ try {
   seen.top_devices = await page.locator("#top-devices tbody td.mono").allTextContents();
   seen.top_ips = await page.locator("#top-ips tbody td.mono").allTextContents();
   seen.audit_kinds = await page.locator("#audit tbody tr td:nth-child(2)").allTextContents();
-  await page.screenshot({ path: screenshot, fullPage: false });
+  await page.screenshot({ path: screenshot, fullPage: true });
 
   // Search for the device and revoke it: the first click only arms the button.
   await page.fill("#q", device);
   await page.click("#search-form button[type=submit]");
   const row = page.locator(`#devices tbody tr[data-device="${device}"]`);
   await row.waitFor();
+  // The latest-devices list shown at sign-in holds the device too: wait for the search's
+  // answer to replace it (a timeout here leaves the count for the test to report).
+  await page.waitForFunction(() => document.querySelectorAll("#devices tbody tr").length === 1,
+    null, { timeout: 5000 }).catch(() => {});
   seen.search_rows = await page.locator("#devices tbody tr").count();
   const revoke = row.locator("button");
   await revoke.click();

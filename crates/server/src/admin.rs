@@ -1,5 +1,7 @@
 //! The admin listener (PROTOCOL section 7): device listing and revocation, cleanup on demand.
 
+use std::collections::HashMap;
+
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use moat_store::{Device, MAX_PAGE};
@@ -432,7 +434,10 @@ pub struct StatsRange {
 
 /// `GET /admin/v1/stats?days=14`: the dashboard's figures, per UTC day (oldest first) and
 /// in total: enrollments by mode/channel, attestation pass/fail, SMS sent/blocked/failed and
-/// estimated spend, and the ten devices and IPs refused most.
+/// estimated spend, refusals by reason (problem code) per day and, over the last 24 hours,
+/// per hour, the ten devices and IPs refused most, and per route (a gateway route's patterns
+/// in one row, with its upstream) requests, refusals and latency. Every date and time in it
+/// is UTC.
 ///
 /// # Errors
 /// `422` for a bad range, `503` when the store is down.
@@ -475,6 +480,9 @@ pub async fn stats(
             .map(|(key, count)| serde_json::json!({"key": key, "count": count}))
             .collect()
     };
+    let refused = rows(metric::REFUSED_CODE).await?;
+    let routes = route_table(&state, from, today).await?;
+    let (hours, hourly) = last_day_by_hour(&state).await?;
     let top_devices = top(state
         .ops
         .top_stats(metric::REFUSED_DEVICE, from, today, 10)
@@ -495,7 +503,14 @@ pub async fn stats(
         "enrollments": series(&enroll),
         "attestations": series(&attest),
         "sms": series(&sms),
+        "refusals": series(&refused),
+        "hours": hours,
+        "refusals_hourly": hourly,
+        "routes": routes,
+        "time_zone": "UTC",
+        "generated_at": rfc3339(state.now()),
         "totals": {
+            "refusals": total(&refused, None),
             "enrollments": total(&enroll, None),
             "attestation_pass": pass,
             "attestation_fail": fail,
@@ -509,4 +524,118 @@ pub async fn stats(
         "top_refused_devices": top_devices,
         "top_refused_ips": top_ips,
     })))
+}
+
+/// The last 24 UTC hours (oldest first, the current one last, each as
+/// `YYYY-MM-DDTHH:00Z`) and the refusals by reason in each.
+async fn last_day_by_hour(
+    state: &AppState,
+) -> Result<(Vec<String>, Vec<serde_json::Value>), ApiError> {
+    use crate::stats::HOURLY_REFUSALS;
+    let now_hour = state.now().div_euclid(3_600);
+    let mut hours = Vec::with_capacity(24);
+    let mut points = Vec::new();
+    for hour in now_hour - 23..=now_hour {
+        let (day, of_day) = (hour.div_euclid(24), hour.rem_euclid(24));
+        let name = format!("{}:00Z", &rfc3339(hour * 3_600)[..13]);
+        let metric = HOURLY_REFUSALS[usize::try_from(of_day).unwrap_or(0)];
+        for r in state.ops.stats(metric, day, day).await? {
+            points.push(serde_json::json!({"date": name, "label": r.label, "value": r.value}));
+        }
+        hours.push(name);
+    }
+    Ok((hours, points))
+}
+
+/// One row of the dashboard's route table.
+#[derive(Default)]
+struct RouteTotals {
+    requests: i64,
+    refused: i64,
+    latency_us: i64,
+    buckets: [i64; crate::stats::LATENCY_BUCKETS_MS.len()],
+}
+
+/// Requests, refusals and latency per route over the days, busiest first. The three router
+/// patterns of a gateway route (`/events`, `/events/`, `/events/{*rest}`) are one row, named
+/// by its prefix and its upstream's origin, and is listed even without traffic. Latency: the
+/// mean, and the upper bound of the bucket holding the 95th percentile (`null` when beyond
+/// the last bound); both `null` for a route without requests.
+async fn route_table(
+    state: &AppState,
+    from: i64,
+    today: i64,
+) -> Result<Vec<serde_json::Value>, ApiError> {
+    use crate::stats::{LATENCY_BUCKETS_MS, metric};
+    // Route pattern → (row name, upstream origin).
+    let mut upstreams: HashMap<String, (String, String)> = HashMap::new();
+    for route in &state.gateway.routes {
+        let cfg = &route.config;
+        let origin = cfg.upstream.origin().ascii_serialization();
+        for pattern in [
+            cfg.prefix.clone(),
+            format!("{}/", cfg.prefix),
+            format!("{}/{{*rest}}", cfg.prefix),
+        ] {
+            upstreams.insert(pattern, (cfg.prefix.clone(), origin.clone()));
+        }
+    }
+    let mut table: HashMap<(String, Option<String>), RouteTotals> = HashMap::new();
+    let mut add = |rows: Vec<moat_store::ops::StatRow>, into: &dyn Fn(&mut RouteTotals, i64)| {
+        for r in rows {
+            let key = match upstreams.get(&r.label) {
+                Some((prefix, origin)) => (prefix.clone(), Some(origin.clone())),
+                None => (r.label, None),
+            };
+            into(table.entry(key).or_default(), r.value);
+        }
+    };
+    let rows = |name| state.ops.stats(name, from, today);
+    add(rows(metric::ROUTE_REQUESTS).await?, &|t, v| t.requests += v);
+    add(rows(metric::ROUTE_REFUSED).await?, &|t, v| t.refused += v);
+    add(rows(metric::ROUTE_LATENCY_US).await?, &|t, v| {
+        t.latency_us += v
+    });
+    for (i, (_, name)) in LATENCY_BUCKETS_MS.iter().enumerate() {
+        add(rows(name).await?, &|t, v| t.buckets[i] += v);
+    }
+    // Every gateway route has its row, so an upstream that gets nothing shows as such.
+    for route in &state.gateway.routes {
+        let cfg = &route.config;
+        let origin = cfg.upstream.origin().ascii_serialization();
+        table.entry((cfg.prefix.clone(), Some(origin))).or_default();
+    }
+    let mut table: Vec<_> = table
+        .into_iter()
+        .filter(|((_, upstream), t)| t.requests > 0 || upstream.is_some())
+        .collect();
+    table.sort_by(|a, b| b.1.requests.cmp(&a.1.requests).then(a.0.cmp(&b.0)));
+    Ok(table
+        .into_iter()
+        .map(|((route, upstream), t)| {
+            #[allow(clippy::cast_precision_loss)]
+            let mean_ms = (t.requests > 0)
+                .then(|| (t.latency_us as f64 / t.requests as f64 / 10.0).round() / 100.0);
+            // The smallest bound under which at least 95 % of the requests fall.
+            let needed = (t.requests * 95 + 99) / 100;
+            let mut seen = 0;
+            let p95 = LATENCY_BUCKETS_MS
+                .iter()
+                .zip(t.buckets)
+                .find(|(_, n)| {
+                    seen += n;
+                    seen >= needed
+                })
+                .and_then(|((ms, _), _)| (*ms != u64::MAX).then_some(*ms));
+            serde_json::json!({
+                "route": route,
+                "kind": if upstream.is_some() { "upstream" } else { "api" },
+                "upstream": upstream,
+                "requests": t.requests,
+                "refused": t.refused,
+                "mean_ms": mean_ms,
+                "p95_ms_at_most": if t.requests > 0 { p95 } else { None },
+            })
+        })
+        .collect())
 }

@@ -97,13 +97,16 @@ async fn readyz(State(state): State<AppState>) -> Result<impl IntoResponse, ApiE
     Ok(axum::Json(serde_json::json!({"status": "ready"})))
 }
 
-/// Counts every public response by route and status (and problem code), and refusals by
-/// client IP and proven device for the dashboard.
+/// Counts every public response by route and status (and problem code), and for the
+/// dashboard: requests, latency and refusals per route, refusals by reason (problem code),
+/// by client IP and by proven device. A refusal is Moat's own 401, 403 or 429 problem
+/// response; an upstream's answer passed through is traffic, not a refusal.
 async fn observe(
     State(state): State<AppState>,
     mut req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
+    let started = std::time::Instant::now();
     let route = state.metrics.route(
         req.extensions()
             .get::<axum::extract::MatchedPath>()
@@ -138,8 +141,11 @@ async fn observe(
         // client was refused from the id it reports.
         tracing::info!(status, code, "request refused");
     }
-    if matches!(status, 401 | 403 | 429) {
-        let now = state.now();
+    let refused = code.filter(|_| stats::is_refusal(status));
+    let now = state.now();
+    let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+    state.stats.request(now, route, micros, refused);
+    if refused.is_some() {
         state
             .stats
             .add(now, stats::metric::REFUSED_IP, &ip.to_string(), 1);

@@ -47,8 +47,43 @@ function svg(tag, attrs) {
 const MEANING = { pass: "#17a589", fail: "#c0392b", sent: "#2f6fde", blocked: "#e0a100", failed: "#c0392b" };
 const colour = (label, j) => MEANING[label] || COLORS[j % COLORS.length];
 
-// A stacked bar chart: one bar per date, one segment per label.
-function barChart(container, dates, points, order) {
+// Refusal reasons (Moat's problem codes) in words, each in a fixed colour so a reason looks
+// the same on every day and in every range. Codes not listed here are shown as they are.
+const REASONS = {
+  device_revoked: ["Revoked device", "#6c3483"],
+  credential_invalid: ["Unknown or bad credential", "#1f618d"],
+  signature_invalid: ["Bad signature", "#d35400"],
+  signature_expired: ["Signature too old or too new", "#a04000"],
+  digest_mismatch: ["Body does not match its digest", "#dc7633"],
+  replay_detected: ["Replay", "#922b21"],
+  rate_limited: ["Rate limited", "#b7950b"],
+  sms_blocked: ["SMS blocked", "#e0a100"],
+  integrity_invalid: ["Integrity check failed", "#117a65"],
+  identity_invalid: ["Bad identity proof", "#5d6d7e"],
+  token_invalid: ["Bad or expired token", "#2e4053"],
+  otp_invalid: ["Wrong code", "#7b7d7d"],
+  otp_locked: ["Code attempts locked", "#4a235a"],
+};
+
+// A reason's colour: its own, or for a code not listed one picked by its spelling, so it is the
+// same in both charts and the table whatever else is shown beside it.
+function reasonColour(code) {
+  if (REASONS[code]) return REASONS[code][1];
+  let h = 0;
+  for (const c of code) h = (h * 31 + c.charCodeAt(0)) >>> 0;
+  return COLORS[h % COLORS.length];
+}
+
+// "2026-03-01T12:34:56Z" → "2026-03-01 12:34:56": the page states once that times are UTC.
+function utc(iso) {
+  if (!iso) return "";
+  const d = new Date(iso);
+  return Number.isNaN(d.getTime()) ? String(iso) : d.toISOString().slice(0, 19).replace("T", " ");
+}
+
+// A stacked bar chart: one bar per date (or hour), one segment per label. `tick` writes an
+// x-axis label.
+function barChart(container, dates, points, order, tick = (d) => d.slice(5), colourOf = colour) {
   container.replaceChildren();
   const labels = order
     ? order.filter((l) => points.some((p) => p.label === l))
@@ -77,16 +112,20 @@ function barChart(container, dates, points, order) {
       y -= h;
       const rect = svg("rect", {
         x: left + i * slot + (slot - barW) / 2, y, width: barW, height: h,
-        fill: colour(label, j), "data-label": label, "data-date": date,
+        fill: colourOf(label, j), "data-label": label, "data-date": date,
       });
       const title = svg("title", {});
       title.textContent = `${date} ${label}: ${v}`;
       rect.appendChild(title);
       chart.appendChild(rect);
     });
-    if (i === 0 || i === dates.length - 1 || dates.length <= 7) {
-      const t = svg("text", { x: left + i * slot + slot / 2, y: H - 6, "text-anchor": "middle" });
-      t.textContent = date.slice(5);
+    if (i === 0 || i === dates.length - 1 || dates.length <= 7 || (dates.length === 24 && i % 6 === 0)) {
+      // The last of many ticks ends at its slot's right edge, so it is not cut off.
+      const end = i === dates.length - 1 && dates.length > 7;
+      const t = svg("text", {
+        x: left + i * slot + (end ? slot : slot / 2), y: H - 6, "text-anchor": end ? "end" : "middle",
+      });
+      t.textContent = tick(date);
       chart.appendChild(t);
     }
   });
@@ -95,7 +134,7 @@ function barChart(container, dates, points, order) {
   labels.forEach((label, j) => {
     const item = el("span");
     const swatch = el("i");
-    swatch.style.background = colour(label, j);
+    swatch.style.background = colourOf(label, j);
     item.append(swatch, label);
     legend.appendChild(item);
   });
@@ -151,9 +190,40 @@ async function loadStats() {
   $("t-sent").textContent = t.sms_sent;
   $("t-blocked").textContent = t.sms_blocked;
   $("t-spend").textContent = `${t.sms_estimated_spend.toFixed(2)} ${t.currency}`;
+  $("t-refused").textContent = t.refusals;
   barChart($("c-enroll"), s.dates, s.enrollments);
   barChart($("c-attest"), s.dates, s.attestations, ["pass", "fail"]);
   barChart($("c-sms"), s.dates, s.sms, ["sent", "blocked", "failed"]);
+  barChart($("c-refusals"), s.dates, s.refusals, null, undefined, reasonColour);
+  barChart($("c-refusals-hourly"), s.hours, s.refusals_hourly, null, (h) => h.slice(11, 16), reasonColour);
+  const byReason = new Map();
+  for (const p of s.refusals) byReason.set(p.label, (byReason.get(p.label) || 0) + p.value);
+  const reasons = [...byReason].sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]));
+  fillTable($("reasons"), reasons, ([code, count]) => {
+    const tr = el("tr");
+    tr.dataset.code = code;
+    const name = el("td");
+    const swatch = el("i", null, "swatch");
+    swatch.style.background = reasonColour(code);
+    name.append(swatch, el("span", REASONS[code]?.[0] || code, "name"), el("span", code, "mono code"));
+    const share = t.refusals ? `${((count * 100) / t.refusals).toFixed(1)}%` : "–";
+    tr.append(name, el("td", count, "num count"), el("td", share, "num"));
+    return tr;
+  });
+  fillTable($("routes"), s.routes, (r) => {
+    const tr = el("tr");
+    tr.dataset.route = r.route;
+    const pct = r.requests ? `${((r.refused * 100) / r.requests).toFixed(1)}%` : "–";
+    const none = !r.requests;
+    const p95 = none ? "–" : r.p95_ms_at_most === null ? "> 2.5 s" : `≤ ${r.p95_ms_at_most} ms`;
+    const mean = none ? "–" : `${r.mean_ms.toFixed(1)} ms`;
+    tr.append(
+      el("td", r.route, "mono route"), el("td", r.upstream || "Moat", r.upstream ? "mono" : "kind"),
+      el("td", r.requests, "num requests"), el("td", r.refused, "num refused"), el("td", pct, "num"),
+      el("td", mean, "num mean"), el("td", p95, "num p95"),
+    );
+    return tr;
+  });
   fillTable($("top-devices"), s.top_refused_devices, (r) => {
     const tr = el("tr");
     tr.append(el("td", r.key, "mono"), el("td", r.count));
@@ -164,7 +234,7 @@ async function loadStats() {
     tr.append(el("td", r.key, "mono"), el("td", r.count));
     return tr;
   });
-  $("status").textContent = `${s.from} to ${s.to} (UTC), updated ${new Date().toLocaleTimeString()}`;
+  $("status").textContent = `${s.from} to ${s.to} (${s.time_zone} days), updated ${utc(s.generated_at)} ${s.time_zone}`;
 }
 
 async function search() {
@@ -179,7 +249,7 @@ async function search() {
     if (d.status === "active") action.appendChild(revokeButton(d.id));
     tr.append(
       el("td", d.id, "mono"), el("td", d.device_id), el("td", d.mode), el("td", d.platform || ""),
-      el("td", d.status, "status"), el("td", d.last_used_at), action,
+      el("td", d.status, "status"), el("td", utc(d.last_used_at)), action,
     );
     return tr;
   });
@@ -189,7 +259,7 @@ async function loadAudit() {
   const { events } = await api("/admin/v1/audit?limit=20");
   fillTable($("audit"), events, (e) => {
     const tr = el("tr");
-    tr.append(el("td", e.at), el("td", e.kind), el("td", e.actor, "mono"),
+    tr.append(el("td", utc(e.at)), el("td", e.kind), el("td", e.actor, "mono"),
       el("td", e.subject || "", "mono"), el("td", e.ip || "", "mono"));
     return tr;
   });

@@ -780,3 +780,48 @@ async fn route_rate_limits_hold_exactly_in_a_burst() {
     );
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_route_and_reason_counters_count_every_request_of_a_burst() {
+    let server = TestServer::start("dynamic").await;
+    // The warm-up is BURST health checks at once, then BURST refusals at once.
+    let http = burst_client(&server.base, BURST).await;
+    let requests = (0..BURST)
+        .map(|_| {
+            http.get(format!("{}/v1/device", server.base))
+                .header("moat-device-key", "mk_nope_nope")
+                .build()
+                .expect("request")
+        })
+        .collect();
+    for r in burst(&http, requests).await {
+        assert_eq!(r.status, 401);
+    }
+    let stats = admin_get(&server, "/admin/v1/stats?days=1").await;
+    let route = |name: &str| {
+        stats["routes"]
+            .as_array()
+            .expect("routes")
+            .iter()
+            .find(|r| r["route"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("{name} in {stats}"))
+    };
+    assert_eq!(route("/healthz")["requests"], BURST, "{stats}");
+    assert_eq!(route("/healthz")["refused"], 0, "{stats}");
+    assert_eq!(route("/v1/device")["requests"], BURST, "{stats}");
+    assert_eq!(route("/v1/device")["refused"], BURST, "{stats}");
+    assert_eq!(stats["totals"]["refusals"], BURST, "{stats}");
+    assert_eq!(
+        stats["refusals"][0]["label"], "credential_invalid",
+        "{stats}"
+    );
+    let hourly: u64 = stats["refusals_hourly"]
+        .as_array()
+        .expect("hourly")
+        .iter()
+        .map(|p| p["value"].as_u64().expect("value"))
+        .sum();
+    assert_eq!(hourly, BURST as u64, "{stats}");
+    server.stop().await;
+}

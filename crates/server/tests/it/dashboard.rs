@@ -1,13 +1,25 @@
 //! The admin dashboard end to end in headless Chromium (Debian's `chromium`, driven by
 //! Playwright from `tests/dashboard/drive.mjs`): sign-in, figures and charts drawn from real
-//! traffic, search and revoke, and a screenshot that is decoded and checked.
+//! traffic (refusals by reason, traffic and latency per route and upstream), search and
+//! revoke, and a screenshot that is decoded and checked.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use http::Method;
+use http::{HeaderMap, Method};
+use moat_client::{Auth, CallOptions, Client};
 use serde_json::{Value, json};
 
 use super::support::*;
+
+fn titles_of(seen: &Value) -> Vec<&str> {
+    seen["bar_titles"]
+        .as_array()
+        .expect("titles")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect()
+}
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -50,6 +62,73 @@ fn count_colour(png_path: &Path, rgb: [u8; 3]) -> (u32, u32, usize, usize) {
     (info.width, info.height, matching, distinct.len())
 }
 
+/// An upstream that answers every request after 30 ms.
+async fn slow_upstream() -> String {
+    let app = axum::Router::new().fallback(|| async {
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        axum::Json(json!({"ok": true}))
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
+    format!("http://{addr}")
+}
+
+async fn send(method: Method, url: &str, headers: &HeaderMap, body: Option<Vec<u8>>) -> u16 {
+    let mut req = http().request(method, url).headers(headers.clone());
+    if let Some(b) = body {
+        req = req.body(b);
+    }
+    req.send().await.expect("send").status().as_u16()
+}
+
+/// Refusals with known codes beyond [`dashboard_traffic`]'s, and gateway traffic: two calls
+/// with a made-up key (`credential_invalid`), one signature over another query
+/// (`signature_invalid`), one signed request sent twice (`replay_detected`), and three calls
+/// to the rate-limited `/events` upstream route (burst 2: the third is `rate_limited`).
+async fn refusal_traffic(server: &TestServer, a: &Client) {
+    for _ in 0..2 {
+        let r = http()
+            .get(format!("{}/v1/device", server.base))
+            .header("moat-device-key", "mk_nope_nope")
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(r.status(), 401);
+    }
+    let signed = CallOptions {
+        auth: Auth::InstallationSignature,
+        ..opts()
+    };
+    let (_, headers, _) = a
+        .prepare(&Method::GET, "/v1/device?page=1", None, &signed)
+        .expect("prepare");
+    let url = format!("{}/v1/device", server.base);
+    assert_eq!(send(Method::GET, &url, &headers, None).await, 401);
+    let (url, headers, body) = a
+        .prepare(
+            &Method::POST,
+            "/v1/device/echo",
+            Some(&json!({"n": 1})),
+            &signed,
+        )
+        .expect("prepare");
+    assert_eq!(
+        send(Method::POST, url.as_str(), &headers, body.clone()).await,
+        200
+    );
+    assert_eq!(send(Method::POST, url.as_str(), &headers, body).await, 401);
+    for expected in [200, 200, 429] {
+        let r = a
+            .call(Method::GET, "/events/today", None, opts())
+            .await
+            .expect("gateway");
+        assert_eq!(r.status, expected, "{}", String::from_utf8_lossy(&r.body));
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_shows_real_traffic_and_revokes_in_chromium() {
     let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
@@ -58,7 +137,16 @@ async fn the_dashboard_shows_real_traffic_and_revokes_in_chromium() {
         "headless Chromium is needed at {chromium} (Debian package `chromium`; .ci/run installs it)"
     );
     let script = tokio::task::spawn_blocking(playwright).await.expect("npm");
-    let server = TestServer::start("dynamic").await;
+    let up = slow_upstream().await;
+    let server = TestServer::start_with(
+        "dynamic",
+        &format!(
+            "[[route]]\nprefix = \"/events\"\nupstream = \"{up}/base\"\nrequire = [\"device\"]\n\
+             rate_limit = {{ key = \"device\", per_second = 1, burst = 2 }}\n\
+             [[route]]\nprefix = \"/quiet\"\nupstream = \"{up}/quiet\"\nrequire = [\"device\"]\n"
+        ),
+    )
+    .await;
     let a = server.enrolled("dash-a").await;
     let b = server.enrolled("dash-b").await;
     let target = server.enrolled("dash-target").await;
@@ -66,6 +154,28 @@ async fn the_dashboard_shows_real_traffic_and_revokes_in_chromium() {
     // A failed attestation, an SMS sent and one blocked by the cooldown; device b revoked
     // through the API, then still calling: the most refused device.
     dashboard_traffic(&server, &a, &b, 4).await;
+    refusal_traffic(&server, &a).await;
+    let id_a = device_of(&a);
+
+    // What the API says, to compare with what the page shows.
+    let stats = admin_get(&server, "/admin/v1/stats?days=14").await;
+    assert_eq!(stats["time_zone"], "UTC");
+    assert_eq!(stats["totals"]["refusals"], 10, "{stats}");
+    let routes = stats["routes"].as_array().expect("routes");
+    let events = routes
+        .iter()
+        .find(|r| r["route"] == "/events")
+        .expect("the upstream route, its three patterns in one row");
+    assert_eq!(events["kind"], "upstream");
+    assert_eq!(
+        events["upstream"],
+        up.as_str(),
+        "the upstream's origin, no path"
+    );
+    assert!(
+        !routes.iter().any(|r| r["route"] == "/events/{*rest}"),
+        "{stats}"
+    );
 
     let dir = tempfile::tempdir().expect("tempdir");
     let shot = dir.path().join("dashboard.png");
@@ -108,27 +218,128 @@ async fn the_dashboard_shows_real_traffic_and_revokes_in_chromium() {
     assert_eq!(seen["app_visible_after_wrong_token"], false);
     assert_eq!(
         seen["tiles"],
-        json!({"enrollments": "3", "pass_rate": "0.0%", "sms_sent": "1", "sms_blocked": "1", "spend": "0.05 USD"}),
+        json!({"enrollments": "3", "pass_rate": "0.0%", "sms_sent": "1", "sms_blocked": "1", "spend": "0.05 USD", "refused": "10"}),
         "{seen}"
     );
+    // Refusals by reason: every refusal the traffic made, under its code, with its count.
+    assert_eq!(
+        seen["reasons"],
+        json!({
+            "device_revoked": "4", "credential_invalid": "2", "sms_blocked": "1",
+            "signature_invalid": "1", "replay_detected": "1", "rate_limited": "1",
+        }),
+        "{seen}"
+    );
+    assert_eq!(seen["reason_names"]["device_revoked"], "Revoked device");
+    assert_eq!(seen["reason_names"]["replay_detected"], "Replay");
+    // Today's refusal bars: one segment per reason.
+    assert_eq!(seen["refusal_bars"], 6, "{seen}");
+    assert!(
+        titles_of(&seen)
+            .iter()
+            .any(|t| t.ends_with("device_revoked: 4")),
+        "{seen}"
+    );
+    // The last 24 hours by hour: the same refusals, each code's segments adding up to its
+    // count (all in the current hour, unless the test ran across an hour's end), and the
+    // last bar is the current hour.
+    let mut by_code: std::collections::BTreeMap<String, i64> = Default::default();
+    for title in seen["hourly_titles"].as_array().expect("titles") {
+        let (_, label) = title
+            .as_str()
+            .expect("title")
+            .split_once(' ')
+            .expect("hour label");
+        let (code, n) = label.rsplit_once(": ").expect("code: n");
+        *by_code.entry(code.to_owned()).or_default() += n.parse::<i64>().expect("n");
+    }
+    assert_eq!(
+        serde_json::to_value(&by_code).expect("json"),
+        json!({
+            "device_revoked": 4, "credential_invalid": 2, "sms_blocked": 1,
+            "signature_invalid": 1, "replay_detected": 1, "rate_limited": 1,
+        }),
+        "{seen}"
+    );
+    assert!(
+        seen["hourly_bars"].as_u64().is_some_and(|n| n >= 6),
+        "{seen}"
+    );
+    let hour = stats["hours"][23].as_str().expect("hour");
+    assert_eq!(
+        seen["hourly_ticks"].as_array().expect("ticks").last(),
+        Some(&json!(hour[11..16])),
+        "{seen}"
+    );
+    // Per route: requests, refusals and a latency figure; the upstream route in one row,
+    // named with its upstream, and slower than the upstream's 30 ms on the calls it passed.
+    let route = |r: &str| seen["routes"][r].clone();
+    assert_eq!(route("/events")["requests"], "3", "{seen}");
+    assert_eq!(route("/events")["refused"], "1", "{seen}");
+    assert_eq!(route("/events")["upstream"], up.as_str(), "{seen}");
+    let mean: f64 = route("/events")["mean"]
+        .as_str()
+        .and_then(|m| m.strip_suffix(" ms"))
+        .and_then(|m| m.parse().ok())
+        .expect("a mean latency in ms");
+    assert!(
+        mean >= 20.0,
+        "two of three calls waited 30 ms upstream: {mean}"
+    );
+    assert!(
+        route("/events")["p95"]
+            .as_str()
+            .is_some_and(|p| p.starts_with("≤ ") || p == "> 2.5 s"),
+        "{seen}"
+    );
+    assert_eq!(route("/v1/device/echo")["requests"], "2", "{seen}");
+    assert_eq!(route("/v1/device/echo")["refused"], "1", "{seen}");
+    assert_eq!(route("/v1/device/echo")["upstream"], "Moat", "{seen}");
+    assert_eq!(route("/api/register")["refused"], "1", "{seen}");
+    assert_eq!(route("/v1/device")["refused"], "7", "{seen}");
+    // A gateway route nobody called is listed, without a latency.
+    assert_eq!(
+        route("/quiet"),
+        json!({"upstream": up, "requests": "0", "refused": "0", "share": "–", "mean": "–", "p95": "–"}),
+        "{seen}"
+    );
+    for (name, r) in seen["routes"].as_object().expect("routes") {
+        if name != "/quiet" {
+            assert!(
+                r["mean"].as_str().is_some_and(|m| m.ends_with(" ms")),
+                "{seen}"
+            );
+        }
+    }
+    // One time zone, stated, and every time on the page written in it.
+    assert_eq!(seen["time_zone"], "All times UTC");
+    assert!(
+        seen["status_line"]
+            .as_str()
+            .is_some_and(|s| s.contains("(UTC days)") && s.ends_with(" UTC")),
+        "{seen}"
+    );
+    for when in seen["audit_times"].as_array().expect("times") {
+        let when = when.as_str().expect("text");
+        assert!(
+            when.len() == 19 && when.as_bytes()[10] == b' ' && !when.contains('T'),
+            "{when}"
+        );
+    }
     // Today's bars: one enrollment series, one attestation series, SMS sent and blocked.
     assert_eq!(
         seen["bars"],
         json!({"enroll": 1, "attest": 1, "sms": 2}),
         "{seen}"
     );
-    let titles: Vec<&str> = seen["bar_titles"]
-        .as_array()
-        .expect("titles")
-        .iter()
-        .filter_map(Value::as_str)
-        .collect();
+    let titles = titles_of(&seen);
     assert!(
         titles.iter().any(|t| t.ends_with("dynamic/builtin: 3")),
         "{titles:?}"
     );
     assert!(titles.iter().any(|t| t.ends_with("fail: 1")), "{titles:?}");
-    assert_eq!(seen["top_devices"], json!([id_b]), "{seen}");
+    // b kept calling after its revocation; a was refused a replay and a rate limit.
+    assert_eq!(seen["top_devices"], json!([id_b, id_a]), "{seen}");
     assert_eq!(seen["top_ips"], json!(["127.0.0.1"]), "{seen}");
     let kinds = seen["audit_kinds"].as_array().expect("kinds");
     assert!(kinds.contains(&json!("device.revoked")), "{seen}");
@@ -150,7 +361,15 @@ async fn the_dashboard_shows_real_traffic_and_revokes_in_chromium() {
     // else on the page): the failed attestation in red, the blocked SMS in amber.
     let (width, height, red, distinct) = count_colour(&shot, [0xc0, 0x39, 0x2b]);
     let (_, _, amber, _) = count_colour(&shot, [0xe0, 0xa1, 0x00]);
-    assert_eq!((width, height), (1280, 1000));
+    // The whole page, so the refusal and route panels below the fold are in it too.
+    assert_eq!(width, 1280);
+    assert!(height > 1000, "{height}");
+    // The revoked device's refusals in their colour (used for nothing else).
+    let (_, _, purple, _) = count_colour(&shot, [0x6c, 0x34, 0x83]);
+    assert!(
+        purple > 500,
+        "refusal bar not in the screenshot ({purple} pixels)"
+    );
     assert!(
         red > 500,
         "attestation bar not in the screenshot ({red} pixels)"

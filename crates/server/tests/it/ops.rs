@@ -274,9 +274,69 @@ async fn dashboard_stats_count_enrollments_attestations_sms_and_refusals() {
         stats["top_refused_ips"],
         json!([{"key": "127.0.0.1", "count": 5}])
     );
+    // Refusals by reason, and per route.
+    assert_eq!(t["refusals"], 5, "{stats}");
+    let mut reasons: Vec<(String, i64)> = stats["refusals"]
+        .as_array()
+        .expect("refusals")
+        .iter()
+        .map(|p| {
+            assert_eq!(p["date"], today);
+            (
+                p["label"].as_str().expect("label").to_owned(),
+                p["value"].as_i64().expect("value"),
+            )
+        })
+        .collect();
+    reasons.sort();
+    assert_eq!(
+        reasons,
+        [
+            ("credential_invalid".to_owned(), 1),
+            ("device_revoked".to_owned(), 3),
+            ("sms_blocked".to_owned(), 1)
+        ]
+    );
+    // The same refusals in the last 24 hours by hour (in the current one, unless the test
+    // ran across an hour's end).
+    let hours = stats["hours"].as_array().expect("hours");
+    assert_eq!(hours.len(), 24);
+    assert!(
+        hours
+            .iter()
+            .all(|h| h.as_str().is_some_and(|h| h.ends_with(":00Z")))
+    );
+    let hourly: i64 = stats["refusals_hourly"]
+        .as_array()
+        .expect("hourly")
+        .iter()
+        .inspect(|p| assert!(hours.contains(&p["date"]), "{p}"))
+        .map(|p| p["value"].as_i64().expect("value"))
+        .sum();
+    assert_eq!(hourly, 5, "{stats}");
+    let route = |name: &str| {
+        stats["routes"]
+            .as_array()
+            .expect("routes")
+            .iter()
+            .find(|r| r["route"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("{name} in {stats}"))
+    };
+    let device = route("/v1/device");
+    assert_eq!(
+        (&device["kind"], &device["requests"], &device["refused"]),
+        (&json!("api"), &json!(4), &json!(4)),
+        "{stats}"
+    );
+    assert!(device["mean_ms"].as_f64().is_some_and(|m| m >= 0.0));
+    assert!(device["p95_ms_at_most"].as_u64().is_some(), "{stats}");
+    assert_eq!(route("/api/register")["refused"], 1);
+    assert_eq!(route("/v1/attest")["refused"], 0);
     // The counters are in the store: another flush adds nothing twice.
     let again = admin_get(&server, "/admin/v1/stats?days=7").await;
     assert_eq!(again["totals"], stats["totals"]);
+    assert_eq!(again["refusals"], stats["refusals"]);
     server.stop().await;
 }
 
