@@ -1052,3 +1052,44 @@ async fn device(command: DeviceCommand, path: &Path) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every argument and command says what it is for in `--help` (clap lists the values
+    /// of enumerated ones, such as `--platform`).
+    #[test]
+    fn every_argument_has_help() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                if sub.get_about().is_none() && sub.get_name() != "help" {
+                    missing.push(format!("{path} {} (the command)", sub.get_name()));
+                }
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "moat", &mut missing);
+        assert!(missing.is_empty(), "without help text: {missing:?}");
+    }
+
+    #[test]
+    fn store_urls_are_logged_without_their_password() {
+        assert_eq!(
+            display_store_url("postgres://moat:s3cret@db:5432/moat?sslmode=require"),
+            "postgres://moat:***@db:5432/moat?sslmode=require"
+        );
+        assert_eq!(
+            display_store_url("sqlite://./moat-data/moat.db"),
+            "sqlite://./moat-data/moat.db"
+        );
+        assert!(!display_store_url("postgres://moat:s3c%ret@@db/moat").contains("s3c"));
+    }
+}
