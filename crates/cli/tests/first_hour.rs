@@ -340,3 +340,60 @@ fn the_example_configuration_passes_doctor() {
         }
     }
 }
+
+/// The README's commands are what CI runs (scripts/readme-check.sh runs the blocks marked
+/// `<!-- ci: … -->`): every `cargo run` names the binary (the workspace has several), the
+/// quick start is the two marked commands, and no command block of the quick start or the
+/// walkthrough escapes the check.
+#[test]
+fn the_readme_commands_name_the_binary_and_are_all_checked() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let readme = std::fs::read_to_string(root.join("README.md")).expect("README.md");
+    for line in readme.lines().filter(|l| l.contains("cargo run")) {
+        assert!(
+            line.contains("--bin ") || line.contains(" -p "),
+            "`cargo run` cannot tell which binary: {line}"
+        );
+    }
+    let start = readme.find("## Quick start").expect("a quick start");
+    let end = readme
+        .find("## Tests, fuzzing and benchmarks")
+        .expect("a tests section after the walkthrough");
+    let checked = &readme[start..end];
+    let lines: Vec<&str> = checked.lines().collect();
+    let mut marks = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        if line.starts_with("```sh") {
+            let above = lines[..i]
+                .iter()
+                .rev()
+                .take_while(|l| l.starts_with("<!-- ci:"))
+                .last()
+                .unwrap_or_else(|| panic!("unchecked block in the walkthrough: {}", lines[i + 1]));
+            marks.push(*above);
+        }
+    }
+    let quick_start = &checked[..checked.find("## Walkthrough").expect("walkthrough")];
+    assert_eq!(
+        quick_start.matches("```sh").count(),
+        2,
+        "the quick start is two commands"
+    );
+    assert_eq!(marks[0], "<!-- ci: serve -->");
+    assert_eq!(marks[1], "<!-- ci: test -->");
+    let ci = std::fs::read_to_string(root.join(".ci/run")).expect(".ci/run");
+    assert!(ci.contains("cargo test --workspace --locked"));
+    assert!(quick_start.contains("\ncargo test --workspace --locked\n"));
+    assert!(
+        ci.contains("scripts/readme-check.sh"),
+        ".ci/run runs the check"
+    );
+    let gitignore = std::fs::read_to_string(root.join(".gitignore")).expect(".gitignore");
+    for written in [
+        "/moat-data",
+        "/moat-device.json",
+        "/moat-device.session.json",
+    ] {
+        assert!(gitignore.lines().any(|l| l == written), "{written} ignored");
+    }
+}
