@@ -984,7 +984,19 @@ async fn device(command: DeviceCommand, path: &Path) -> Result<()> {
                 .await?;
             }
             eprintln!("HTTP {}", response.status);
-            println!("{}", String::from_utf8_lossy(&response.body));
+            // The body as it came (it need not be text), and a reader that stops early
+            // (`| head`) is not an error.
+            let mut stdout = std::io::stdout().lock();
+            match stdout
+                .write_all(&response.body)
+                .and_then(|()| stdout.write_all(b"\n"))
+                .and_then(|()| stdout.flush())
+            {
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                    return Err(e).context("writing the response");
+                }
+                _ => {}
+            }
             if response.status >= 400 {
                 bail!("the server answered {}", response.status);
             }
