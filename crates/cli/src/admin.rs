@@ -72,6 +72,7 @@ pub enum AdminCommand {
         /// Only events older than this event id (paging).
         #[arg(long)]
         before: Option<String>,
+        /// Most events to print.
         #[arg(long, default_value_t = 50)]
         limit: u32,
     },
@@ -92,10 +93,13 @@ pub enum AdminCommand {
 pub enum AppCommand {
     /// Store a genuine package (APK/IPA bytes) for measurement.
     Register {
+        /// The app's package name or bundle id (the challenge's `app_id`).
         #[arg(long)]
         app_id: String,
+        /// The app version this package is.
         #[arg(long)]
         version: String,
+        /// The package file (APK or IPA).
         #[arg(long)]
         file: PathBuf,
     },
@@ -103,8 +107,10 @@ pub enum AppCommand {
     List,
     /// Stop accepting a package.
     Retire {
+        /// The app's package name or bundle id.
         #[arg(long)]
         app_id: String,
+        /// The version to stop accepting.
         #[arg(long)]
         version: String,
     },
@@ -125,6 +131,7 @@ pub enum SmsCommand {
         /// Only this phone (E.164).
         #[arg(long)]
         phone: Option<String>,
+        /// Most messages to print.
         #[arg(long, default_value_t = 20)]
         limit: u32,
     },
@@ -140,8 +147,10 @@ pub enum KeysCommand {
 pub enum DevicesCommand {
     /// List devices, newest first.
     List {
+        /// Most devices to print (at most 500).
         #[arg(long, default_value_t = 100)]
         limit: u32,
+        /// Devices to skip first (paging).
         #[arg(long, default_value_t = 0)]
         offset: u32,
     },

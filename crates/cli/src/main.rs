@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use anyhow::{Context as _, Result, bail};
 use clap::{CommandFactory as _, Parser, Subcommand, ValueEnum};
-use moat_client::{Auth, CallOptions, Client, Credential, DeviceState};
+use moat_client::{Auth, CallOptions, Client, Credential, DeviceState, Payload, Response};
 use moat_server::Config;
 use moat_server::clock::SystemClock;
 
@@ -183,14 +183,16 @@ enum DeviceCommand {
     /// Enroll: make (or reuse) the installation key, enroll, read the mailbox, confirm the
     /// code in otp mode, and save the credential.
     Enroll {
-        /// Server base URL, as the app would use it.
+        /// Server base URL, as the app would use it (the server's `public_base_url`, e.g.
+        /// `http://127.0.0.1:8080`); without a scheme, `http://` is assumed.
         #[arg(long)]
         server: String,
         /// The app's device id (default: a random one, kept in the state file).
         #[arg(long)]
         device_id: Option<String>,
-        #[arg(long, default_value = "other")]
-        platform: String,
+        /// The platform the device reports at enrollment.
+        #[arg(long, value_enum, default_value_t = Platform::Other)]
+        platform: Platform,
         /// Trust only a server whose key has this pin (`sha256/<base64>`, as printed by
         /// `moat tls self-signed`); repeatable.
         #[arg(long = "pin")]
@@ -214,29 +216,115 @@ enum DeviceCommand {
         firebase_mailbox_root: String,
     },
     /// Call a protected endpoint with the saved credential.
+    ///
+    /// Prints `HTTP <status>` on standard error and the response body on standard output;
+    /// exits 1 when the status is 400 or above.
     Call {
+        /// HTTP method (GET, POST, PUT, PATCH, DELETE, ...).
         method: String,
+        /// Path and query on the enrolled server, e.g. `/v1/device`.
         path: String,
-        /// JSON body.
-        #[arg(long)]
+        /// JSON body: the text itself, `@FILE` to read it from a file, or `@-` from standard
+        /// input.
+        #[arg(long, short = 'd', conflicts_with = "form")]
         data: Option<String>,
-        /// Encrypt the body as a JWE with the device's encryption key (otp mode).
+        /// A form field `NAME=VALUE` of an `application/x-www-form-urlencoded` body
+        /// (e.g. for `/api/token`); repeatable.
+        #[arg(long, value_name = "NAME=VALUE", value_parser = parse_form)]
+        form: Vec<(String, String)>,
+        /// An extra request header `NAME: VALUE`; repeatable. A signature covers
+        /// `Authorization` when it is sent.
+        #[arg(long, short = 'H', value_name = "NAME: VALUE", value_parser = parse_header)]
+        header: Vec<(String, String)>,
+        /// Send the access token of `moat device login` as `Authorization: Bearer`,
+        /// refreshing it first when it has expired.
         #[arg(long)]
+        user: bool,
+        /// Encrypt the body as a JWE with the device's encryption key (otp mode).
+        #[arg(long, requires = "data")]
         encrypt: bool,
+        /// How the call proves the device: `auto` uses the credential the device holds.
         #[arg(long, value_enum, default_value_t = AuthArg::Auto)]
         auth: AuthArg,
     },
+    /// Log a user in (`POST /api/token`, password grant) and keep the session (access and
+    /// refresh token) in `<state>.session.json` beside the device state, 0600.
+    Login {
+        /// The user's phone number, as registered (E.164, e.g. `+14155552671`).
+        #[arg(long)]
+        phone: String,
+        /// The password. Prefer `--password-stdin` or the environment variable: a command
+        /// line is visible to other local users.
+        #[arg(
+            long,
+            env = "MOAT_PASSWORD",
+            hide_env_values = true,
+            conflicts_with = "password_stdin"
+        )]
+        password: Option<String>,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Forget the user session of `moat device login` (the server-side refresh token stays
+    /// valid until it expires or is used).
+    Logout,
     /// Show the saved state (no secrets).
     Show,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
 enum AuthArg {
+    /// The credential the device holds: HMAC signature (otp mode), else the API key.
     Auto,
+    /// The API key in `Moat-Device-Key`.
     Key,
+    /// An RFC 9421 HMAC signature with the client credential (otp mode).
     Hmac,
+    /// An RFC 9421 ECDSA signature with the installation key.
     Installation,
+    /// No device credential.
     None,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Platform {
+    /// An Android app.
+    Android,
+    /// An iOS app.
+    Ios,
+    /// Anything else (a script, a desktop app).
+    Other,
+}
+
+impl Platform {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Android => "android",
+            Self::Ios => "ios",
+            Self::Other => "other",
+        }
+    }
+}
+
+fn parse_header(s: &str) -> Result<(String, String), String> {
+    let (name, value) = s
+        .split_once(':')
+        .ok_or_else(|| format!("`{s}` is not `NAME: VALUE`"))?;
+    let name = name.trim();
+    http::HeaderName::from_bytes(name.as_bytes())
+        .map_err(|_| format!("`{name}` is not a header name"))?;
+    let value = value.trim();
+    http::HeaderValue::from_str(value)
+        .map_err(|_| format!("the value of `{name}` is not a header value"))?;
+    Ok((name.to_owned(), value.to_owned()))
+}
+
+fn parse_form(s: &str) -> Result<(String, String), String> {
+    let (name, value) = s
+        .split_once('=')
+        .ok_or_else(|| format!("`{s}` is not `NAME=VALUE`"))?;
+    Ok((name.to_owned(), value.to_owned()))
 }
 
 fn main() -> ExitCode {
@@ -252,8 +340,17 @@ fn main() -> ExitCode {
         }
     };
     if let Command::Completions { shell } = cli.command {
-        clap_complete::generate(shell, &mut Cli::command(), "moat", &mut std::io::stdout());
-        return ExitCode::SUCCESS;
+        // Written whole and by hand: `moat completions bash | head -1` closes the pipe early,
+        // and a reader that has seen enough is not an error (print! would panic on it).
+        let mut script = Vec::new();
+        clap_complete::generate(shell, &mut Cli::command(), "moat", &mut script);
+        return match std::io::stdout().write_all(&script) {
+            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                eprintln!("error: writing the completion script: {e}");
+                ExitCode::from(1)
+            }
+            _ => ExitCode::SUCCESS,
+        };
     }
     // The audit is CPU-bound (rayon); it needs no async runtime.
     if let Command::Audit(args) = &cli.command {
@@ -284,7 +381,7 @@ fn main() -> ExitCode {
     match runtime.block_on(dispatch(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_text(&e));
             if e.downcast_ref::<moat_server::config::ConfigError>()
                 .is_some()
                 || e.downcast_ref::<admin::UsageError>().is_some()
@@ -295,6 +392,31 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// The error and its causes on one line, each message once: the SDK's and reqwest's errors
+/// repeat their source in their own text, so `{:#}` said "connection refused" three times.
+/// A failed connection gets a hint, because that is nearly always a server not running.
+fn error_text(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let part = cause.to_string();
+        if text.contains(&part) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&part);
+    }
+    let connect = e.chain().any(|c| {
+        c.downcast_ref::<reqwest::Error>()
+            .is_some_and(reqwest::Error::is_connect)
+    });
+    if connect {
+        text.push_str("\n(is `moat serve` running, and is --server the URL it listens on?)");
+    }
+    text
 }
 
 fn load_config(path: Option<&Path>) -> Result<Config> {
@@ -314,12 +436,41 @@ fn load_config(path: Option<&Path>) -> Result<Config> {
 fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colour only for a person at a terminal: escape codes in a journal, a file or a pipe
+    // are noise (and NO_COLOR asks for none anywhere).
+    use std::io::IsTerminal as _;
+    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// The store URL fit for a log line: a PostgreSQL password is replaced by `***`.
+fn display_store_url(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            if parsed.set_password(Some("***")).is_ok() {
+                parsed.to_string()
+            } else {
+                "(a URL with a password that cannot be shown)".to_owned()
+            }
+        }
+        Ok(_) => url.to_owned(),
+        // Not a URL the parser takes: hide whatever could be credentials.
+        Err(_) => match url.split_once("://") {
+            Some((scheme, rest)) if rest.contains('@') => {
+                format!(
+                    "{scheme}://***@{}",
+                    rest.rsplit('@').next().unwrap_or_default()
+                )
+            }
+            _ => url.to_owned(),
+        },
     }
 }
 
@@ -347,6 +498,15 @@ async fn dispatch(cli: Cli) -> Result<()> {
         Command::Serve { config, log_format } => {
             init_tracing(log_format);
             let config = load_config(config.as_deref())?;
+            // Which store this is, first: an operator looking for their data (or wondering
+            // why it is empty) should not have to work out the defaults.
+            tracing::info!(
+                store = %display_store_url(&config.store_url),
+                data_dir = %std::path::absolute(&config.data_dir)
+                    .unwrap_or_else(|_| config.data_dir.clone())
+                    .display(),
+                "opening the store"
+            );
             let public = tokio::net::TcpListener::bind(config.listen)
                 .await
                 .with_context(|| format!("binding {}", config.listen))?;
@@ -493,7 +653,11 @@ fn self_signed(out: &Path, hosts: Vec<String>) -> Result<()> {
 }
 
 fn save(path: &Path, state: &DeviceState) -> Result<()> {
-    let text = serde_json::to_vec_pretty(state)?;
+    save_private(path, &serde_json::to_vec_pretty(state)?)
+}
+
+/// Writes `text` to `path`, 0600, replacing it atomically.
+fn save_private(path: &Path, text: &[u8]) -> Result<()> {
     let tmp = path.with_extension("tmp");
     let _ = std::fs::remove_file(&tmp);
     let mut file = std::fs::OpenOptions::new()
@@ -502,7 +666,7 @@ fn save(path: &Path, state: &DeviceState) -> Result<()> {
         .mode(0o600)
         .open(&tmp)
         .with_context(|| format!("writing {}", tmp.display()))?;
-    file.write_all(&text)?;
+    file.write_all(text)?;
     file.sync_all()?;
     std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
     Ok(())
@@ -539,6 +703,153 @@ fn describe(c: &Client) -> serde_json::Value {
     })
 }
 
+/// `--server` as the SDK takes it: a bare `host:port` (what a listen address looks like)
+/// means plain HTTP, which is what `moat serve` speaks without `[server.tls]`.
+fn server_url(server: &str) -> String {
+    if server.contains("://") {
+        server.to_owned()
+    } else {
+        let url = format!("http://{server}");
+        eprintln!("--server has no scheme: using {url}");
+        url
+    }
+}
+
+fn load_device(path: &Path) -> Result<DeviceState> {
+    load(path)?.with_context(|| {
+        format!(
+            "no device state at {}; run `moat device enroll` first",
+            path.display()
+        )
+    })
+}
+
+/// `--data`: the text itself, `@FILE`, or `@-` for standard input (as curl takes it).
+fn read_data(text: &str) -> Result<Vec<u8>> {
+    match text.strip_prefix('@') {
+        Some("-") => {
+            let mut bytes = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::stdin(), &mut bytes)
+                .context("reading --data from standard input")?;
+            Ok(bytes)
+        }
+        Some(file) => std::fs::read(file).with_context(|| format!("reading --data from {file}")),
+        None => Ok(text.as_bytes().to_vec()),
+    }
+}
+
+/// The user session `moat device login` keeps beside the device state.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Session {
+    access_token: String,
+    refresh_token: String,
+    /// Unix time the access token expires.
+    expires_at: i64,
+}
+
+/// `moat-device.json` → `moat-device.session.json`: beside the device whose credential the
+/// tokens are bound to (`cnf`), so another `--state` never sends them.
+fn session_path(state: &Path) -> PathBuf {
+    let stem = state.file_stem().map_or_else(
+        || "moat-device".to_owned(),
+        |s| s.to_string_lossy().into_owned(),
+    );
+    state.with_file_name(format!("{stem}.session.json"))
+}
+
+fn load_session(path: &Path) -> Result<Option<Session>> {
+    match std::fs::read(path) {
+        Ok(bytes) => {
+            Ok(Some(serde_json::from_slice(&bytes).with_context(|| {
+                format!("{} is not a session file", path.display())
+            })?))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+/// A session from a token response (RFC 6749 section 5.1); `previous` keeps the refresh
+/// token when the server did not rotate it.
+fn session_from(response: &Response, previous: Option<&Session>) -> Result<Session> {
+    if response.status != 200 {
+        bail!(
+            "the server answered {}: {}",
+            response.status,
+            String::from_utf8_lossy(&response.body)
+        );
+    }
+    let v = response.json()?;
+    let access_token = v["access_token"]
+        .as_str()
+        .context("the token response has no access_token")?
+        .to_owned();
+    let refresh_token = match (v["refresh_token"].as_str(), previous) {
+        (Some(r), _) => r.to_owned(),
+        (None, Some(p)) => p.refresh_token.clone(),
+        (None, None) => bail!("the token response has no refresh_token"),
+    };
+    let expires_in = v["expires_in"].as_i64().unwrap_or(0);
+    Ok(Session {
+        access_token,
+        refresh_token,
+        expires_at: moat_client::unix_now() + expires_in,
+    })
+}
+
+/// Trades the refresh token for new tokens and saves them at once: the old refresh token is
+/// spent, and presenting it again would revoke the whole family.
+async fn refresh(client: &Client, session: &mut Session, path: &Path) -> Result<()> {
+    let response = client
+        .call_form(
+            "/api/token",
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", &session.refresh_token),
+            ],
+            CallOptions::default(),
+        )
+        .await?;
+    let renewed = session_from(&response, Some(session))
+        .context("refreshing the user session (run `moat device login` again)")?;
+    save_private(path, &serde_json::to_vec_pretty(&renewed)?)?;
+    eprintln!("refreshed the user session");
+    *session = renewed;
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)] // one call's parts, sent twice at most
+async fn send(
+    client: &Client,
+    method: &http::Method,
+    target: &str,
+    payload: Payload<'_>,
+    headers: &[(String, String)],
+    session: Option<&Session>,
+    auth: Auth,
+    encrypt: bool,
+) -> Result<Response> {
+    let mut headers = headers.to_vec();
+    if let Some(session) = session {
+        headers.push((
+            "authorization".to_owned(),
+            format!("Bearer {}", session.access_token),
+        ));
+    }
+    Ok(client
+        .call_payload(
+            method.clone(),
+            target,
+            payload,
+            CallOptions {
+                auth,
+                encrypt,
+                headers,
+            },
+        )
+        .await?)
+}
+
 async fn device(command: DeviceCommand, path: &Path) -> Result<()> {
     match command {
         DeviceCommand::Enroll {
@@ -552,6 +863,8 @@ async fn device(command: DeviceCommand, path: &Path) -> Result<()> {
             firebase_database_url,
             firebase_mailbox_root,
         } => {
+            let server = server_url(&server);
+            let platform = platform.as_str();
             let mut client = match load(path)? {
                 Some(mut state)
                     if state.server.trim_end_matches('/') == server.trim_end_matches('/') =>
@@ -581,7 +894,7 @@ async fn device(command: DeviceCommand, path: &Path) -> Result<()> {
                     .context("signing in to Firebase")?;
                 eprintln!("signed in to Firebase as uid {}", user.uid);
                 client
-                    .enroll_and_fetch_firebase(&app, &user, &device_id, Some(&platform))
+                    .enroll_and_fetch_firebase(&app, &user, &device_id, Some(platform))
                     .await?;
                 save(path, &client.state())?;
                 let mut shown = describe(&client);
@@ -589,7 +902,7 @@ async fn device(command: DeviceCommand, path: &Path) -> Result<()> {
                 println!("{}", serde_json::to_string_pretty(&shown)?);
                 return Ok(());
             }
-            client.enroll_and_fetch(&device_id, Some(&platform)).await?;
+            client.enroll_and_fetch(&device_id, Some(platform)).await?;
             save(path, &client.state())?;
             println!("{}", serde_json::to_string_pretty(&describe(&client))?);
         }
@@ -597,21 +910,18 @@ async fn device(command: DeviceCommand, path: &Path) -> Result<()> {
             method,
             path: target,
             data,
+            form,
+            header,
+            user,
             encrypt,
             auth,
         } => {
-            let state = load(path)?.with_context(|| {
-                format!(
-                    "no device state at {}; run `moat device enroll` first",
-                    path.display()
-                )
-            })?;
-            let client = Client::from_state(&state)?;
+            let client = Client::from_state(&load_device(path)?)?;
             let method = http::Method::from_bytes(method.to_ascii_uppercase().as_bytes())
                 .context("invalid method")?;
             let body = match data {
                 Some(text) => Some(
-                    serde_json::from_str::<serde_json::Value>(&text)
+                    serde_json::from_slice::<serde_json::Value>(&read_data(&text)?)
                         .context("--data is not JSON")?,
                 ),
                 None => None,
@@ -623,22 +933,128 @@ async fn device(command: DeviceCommand, path: &Path) -> Result<()> {
                 AuthArg::Installation => Auth::InstallationSignature,
                 AuthArg::None => Auth::None,
             };
-            let response = client
-                .call(
-                    method,
+            let form: Vec<(&str, &str)> =
+                form.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            let payload = match &body {
+                Some(v) => Payload::Json(v),
+                None if !form.is_empty() => Payload::Form(&form),
+                None => Payload::None,
+            };
+            let session_path = session_path(path);
+            let mut session = if user {
+                let mut session = load_session(&session_path)?.with_context(|| {
+                    format!(
+                        "no user session at {}; run `moat device login` first",
+                        session_path.display()
+                    )
+                })?;
+                if session.expires_at <= moat_client::unix_now() + 10 {
+                    refresh(&client, &mut session, &session_path).await?;
+                }
+                Some(session)
+            } else {
+                None
+            };
+            let mut response = send(
+                &client,
+                &method,
+                &target,
+                payload,
+                &header,
+                session.as_ref(),
+                auth,
+                encrypt,
+            )
+            .await?;
+            // Expired early (a clock ahead of ours, or a shorter lifetime than it said):
+            // refresh once and send again; a 401 means the server did nothing with the call.
+            if let Some(session) = session.as_mut()
+                && response.status == 401
+                && response
+                    .problem_code()
+                    .is_some_and(|c| c == "token_expired")
+            {
+                refresh(&client, session, &session_path).await?;
+                response = send(
+                    &client,
+                    &method,
                     &target,
-                    body.as_ref(),
-                    CallOptions {
-                        auth,
-                        encrypt,
-                        ..CallOptions::default()
-                    },
+                    payload,
+                    &header,
+                    Some(session),
+                    auth,
+                    encrypt,
                 )
                 .await?;
+            }
             eprintln!("HTTP {}", response.status);
-            println!("{}", String::from_utf8_lossy(&response.body));
+            // The body as it came (it need not be text), and a reader that stops early
+            // (`| head`) is not an error.
+            let mut stdout = std::io::stdout().lock();
+            match stdout
+                .write_all(&response.body)
+                .and_then(|()| stdout.write_all(b"\n"))
+                .and_then(|()| stdout.flush())
+            {
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                    return Err(e).context("writing the response");
+                }
+                _ => {}
+            }
             if response.status >= 400 {
                 bail!("the server answered {}", response.status);
+            }
+        }
+        DeviceCommand::Login {
+            phone,
+            password,
+            password_stdin,
+        } => {
+            let client = Client::from_state(&load_device(path)?)?;
+            let password = match password {
+                Some(p) if !password_stdin => zeroize::Zeroizing::new(p),
+                _ if password_stdin => {
+                    let mut line = zeroize::Zeroizing::new(String::new());
+                    std::io::stdin()
+                        .read_line(&mut line)
+                        .context("reading the password from standard input")?;
+                    zeroize::Zeroizing::new(line.trim_end_matches(['\r', '\n']).to_owned())
+                }
+                _ => bail!("give the password with --password-stdin or MOAT_PASSWORD"),
+            };
+            let response = client
+                .call_form(
+                    "/api/token",
+                    &[
+                        ("grant_type", "password"),
+                        ("username", &phone),
+                        ("password", &password),
+                    ],
+                    CallOptions::default(),
+                )
+                .await?;
+            let session = session_from(&response, None)?;
+            let session_path = session_path(path);
+            save_private(&session_path, &serde_json::to_vec_pretty(&session)?)?;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&serde_json::json!({
+                    "logged_in": phone,
+                    "session": session_path.display().to_string(),
+                    "expires_in": session.expires_at - moat_client::unix_now(),
+                }))?
+            );
+        }
+        DeviceCommand::Logout => {
+            let session_path = session_path(path);
+            match std::fs::remove_file(&session_path) {
+                Ok(()) => eprintln!("removed {}", session_path.display()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    eprintln!("no session at {}", session_path.display());
+                }
+                Err(e) => {
+                    return Err(e).with_context(|| format!("removing {}", session_path.display()));
+                }
             }
         }
         DeviceCommand::Show => {
@@ -651,4 +1067,45 @@ async fn device(command: DeviceCommand, path: &Path) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every argument and command says what it is for in `--help` (clap lists the values
+    /// of enumerated ones, such as `--platform`).
+    #[test]
+    fn every_argument_has_help() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                if sub.get_about().is_none() && sub.get_name() != "help" {
+                    missing.push(format!("{path} {} (the command)", sub.get_name()));
+                }
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "moat", &mut missing);
+        assert!(missing.is_empty(), "without help text: {missing:?}");
+    }
+
+    #[test]
+    fn store_urls_are_logged_without_their_password() {
+        assert_eq!(
+            display_store_url("postgres://moat:s3cret@db:5432/moat?sslmode=require"),
+            "postgres://moat:***@db:5432/moat?sslmode=require"
+        );
+        assert_eq!(
+            display_store_url("sqlite://./moat-data/moat.db"),
+            "sqlite://./moat-data/moat.db"
+        );
+        assert!(!display_store_url("postgres://moat:s3c%ret@@db/moat").contains("s3c"));
+    }
 }

@@ -744,6 +744,27 @@ impl Client {
         Ok((url, headers, body))
     }
 
+    /// Calls a protected endpoint with any payload (JSON, form or none) and returns the
+    /// response whatever its status.
+    ///
+    /// # Errors
+    /// As [`Self::call`].
+    pub async fn call_payload(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        payload: Payload<'_>,
+        options: CallOptions,
+    ) -> Result<Response> {
+        let (url, headers, body) =
+            self.prepare_payload(&method, path_and_query, payload, &options)?;
+        let mut request = self.http.request(method, url).headers(headers);
+        if let Some(body) = body {
+            request = request.body(body);
+        }
+        Self::read(request.send().await?).await
+    }
+
     /// Posts a form (e.g. to the RFC 6749 token endpoint) with the device credential.
     ///
     /// # Errors
