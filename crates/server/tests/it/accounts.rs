@@ -5,54 +5,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use http::Method;
-use moat_client::{CallOptions, Client, Response};
+use moat_client::{Client, Response};
 use serde_json::{Value, json};
 
 use super::support::*;
 
 const PHONE: &str = "+14155552671";
 const PASSWORD: &str = "correct horse battery";
-
-async fn post(c: &Client, path: &str, body: Value) -> Response {
-    c.call(Method::POST, path, Some(&body), opts())
-        .await
-        .expect("call")
-}
-
-fn bearer(token: &str) -> CallOptions {
-    CallOptions {
-        headers: vec![("authorization".into(), format!("Bearer {token}"))],
-        ..opts()
-    }
-}
-
-async fn outbox(server: &TestServer, phone: &str) -> Vec<Value> {
-    let r = http()
-        .get(format!(
-            "{}/admin/v1/sms/outbox?phone={}",
-            server.admin,
-            phone.replace('+', "%2B")
-        ))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .expect("outbox");
-    assert_eq!(r.status(), 200);
-    let v: Value = r.json().await.expect("json");
-    v["messages"].as_array().expect("messages").clone()
-}
-
-async fn latest_code(server: &TestServer, phone: &str) -> String {
-    let messages = outbox(server, phone).await;
-    let body = messages.first().expect("an SMS")["body"]
-        .as_str()
-        .expect("body")
-        .to_owned();
-    body.split(|c: char| !c.is_ascii_digit())
-        .find(|w| w.len() == 6)
-        .expect("6-digit code")
-        .to_owned()
-}
 
 /// Waits until the worker has handled every queued SMS; returns (sent, failed, total).
 async fn drained(server: &TestServer) -> (usize, usize, usize) {
@@ -74,28 +33,6 @@ async fn drained(server: &TestServer) -> (usize, usize, usize) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("SMS queue did not drain");
-}
-
-async fn register(server: &TestServer, c: &Client, phone: &str, password: &str) -> String {
-    let r = post(
-        c,
-        "/api/register",
-        json!({"phone": phone, "password": password}),
-    )
-    .await;
-    assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));
-    let code = latest_code(server, phone).await;
-    let r = post(
-        c,
-        "/api/register/confirm",
-        json!({"phone": phone, "otp": code}),
-    )
-    .await;
-    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
-    r.json().expect("json")["user_id"]
-        .as_str()
-        .expect("user id")
-        .to_owned()
 }
 
 async fn login(c: &Client, phone: &str, password: &str) -> Response {
@@ -413,7 +350,7 @@ async fn access_token_is_bound_to_the_device_that_logged_in() {
         .expect("r")
         .to_owned();
     assert_problem(&refresh(&b, &refresh_token).await, 400, "token_invalid");
-    // Expired.
+    // Expired: said as such, so the app refreshes (it::first_hour an_expired_access_token_says_so).
     server.advance(901);
     let mut a = a;
     a.set_clock_offset(901);
@@ -421,7 +358,7 @@ async fn access_token_is_bound_to_the_device_that_logged_in() {
         .call(Method::GET, "/api/me", None, bearer(&access))
         .await
         .expect("call");
-    assert_problem(&r, 401, "token_invalid");
+    assert_problem(&r, 401, "token_expired");
     server.stop().await;
 }
 

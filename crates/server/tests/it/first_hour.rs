@@ -2,43 +2,13 @@
 //! as such, a URL mismatch that names the URL, and the gateway's 405, `Server` and body limit.
 
 use http::Method;
-use moat_client::{CallOptions, Client, Response};
-use serde_json::{Value, json};
+use moat_client::{CallOptions, Client};
+use serde_json::json;
 
 use super::support::*;
 
 const PHONE: &str = "+14155552671";
 const PASSWORD: &str = "correct horse battery";
-
-async fn post(c: &Client, path: &str, body: Value) -> Response {
-    c.call(Method::POST, path, Some(&body), opts())
-        .await
-        .expect("call")
-}
-
-async fn latest_code(server: &TestServer, phone: &str) -> String {
-    let v: Value = http()
-        .get(format!(
-            "{}/admin/v1/sms/outbox?phone={}",
-            server.admin,
-            phone.replace('+', "%2B")
-        ))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .expect("outbox")
-        .json()
-        .await
-        .expect("json");
-    let body = v["messages"][0]["body"]
-        .as_str()
-        .expect("an SMS")
-        .to_owned();
-    body.split(|c: char| !c.is_ascii_digit())
-        .find(|w| w.len() == 6)
-        .expect("6-digit code")
-        .to_owned()
-}
 
 /// An access token past its `exp` answers `401 token_expired` with RFC 6750's
 /// `WWW-Authenticate: Bearer error="invalid_token"` (PROTOCOL section 1), so an app knows to

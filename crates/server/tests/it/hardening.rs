@@ -16,36 +16,6 @@ const PASSWORD: &str = "correct horse battery";
 /// Concurrent guesses per burst: far past the five attempts a code allows.
 const BURST: usize = 300;
 
-async fn post(c: &Client, path: &str, body: Value) -> Response {
-    c.call(Method::POST, path, Some(&body), opts())
-        .await
-        .expect("call")
-}
-
-async fn latest_code(server: &TestServer, phone: &str) -> String {
-    let v: Value = http()
-        .get(format!(
-            "{}/admin/v1/sms/outbox?phone={}",
-            server.admin,
-            phone.replace('+', "%2B")
-        ))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .expect("outbox")
-        .json()
-        .await
-        .expect("json");
-    let body = v["messages"][0]["body"]
-        .as_str()
-        .expect("an SMS")
-        .to_owned();
-    body.split(|c: char| !c.is_ascii_digit())
-        .find(|w| w.len() == 6)
-        .expect("6-digit code")
-        .to_owned()
-}
-
 /// Fires `BURST` copies of one POST at once; returns how many got each (status, code).
 async fn burst(c: &Arc<Client>, path: &'static str, body: Value) -> BTreeMap<(u16, String), usize> {
     let start = Arc::new(tokio::sync::Barrier::new(BURST));
@@ -243,21 +213,7 @@ fn answer(r: &Response) -> (u16, String, Vec<(String, String)>) {
 async fn the_lockout_does_not_reveal_registered_phones() {
     let server = TestServer::start("dynamic").await;
     let owner = server.enrolled("phone-owner").await;
-    let r = post(
-        &owner,
-        "/api/register",
-        json!({"phone": PHONE, "password": PASSWORD}),
-    )
-    .await;
-    assert_eq!(r.status, 202);
-    let code = latest_code(&server, PHONE).await;
-    let r = post(
-        &owner,
-        "/api/register/confirm",
-        json!({"phone": PHONE, "otp": code}),
-    )
-    .await;
-    assert_eq!(r.status, 201);
+    register(&server, &owner, PHONE, PASSWORD).await;
     let unknown = "+14155552672";
     server.advance(31);
     for (n, (start, confirm, extra)) in [
@@ -354,21 +310,7 @@ async fn reset_timing_does_not_reveal_registered_phones() {
     )
     .await;
     let owner = server.enrolled("phone-owner").await;
-    let r = post(
-        &owner,
-        "/api/register",
-        json!({"phone": PHONE, "password": PASSWORD}),
-    )
-    .await;
-    assert_eq!(r.status, 202);
-    let code = latest_code(&server, PHONE).await;
-    let r = post(
-        &owner,
-        "/api/register/confirm",
-        json!({"phone": PHONE, "otp": code}),
-    )
-    .await;
-    assert_eq!(r.status, 201);
+    register(&server, &owner, PHONE, PASSWORD).await;
     let unknown = "+14155552672";
     server.advance(31);
     let mut known_t = Vec::new();

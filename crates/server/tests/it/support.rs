@@ -2,9 +2,11 @@
 
 use std::sync::Arc;
 
-use moat_client::{CallOptions, Client};
+use http::Method;
+use moat_client::{CallOptions, Client, Response};
 use moat_server::clock::ManualClock;
 use moat_server::{AppState, Config};
+use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdefghijkl";
@@ -395,4 +397,72 @@ pub fn assert_exactly(
     for r in responses.iter().filter(|r| r.status != ok_status) {
         assert_problem(r, refused.0, refused.1);
     }
+}
+
+/// A `POST` of JSON by the device.
+pub async fn post(c: &Client, path: &str, body: Value) -> Response {
+    c.call(Method::POST, path, Some(&body), opts())
+        .await
+        .expect("call")
+}
+
+/// Call options with a bearer token.
+pub fn bearer(token: &str) -> CallOptions {
+    CallOptions {
+        headers: vec![("authorization".into(), format!("Bearer {token}"))],
+        ..opts()
+    }
+}
+
+/// The outbox sender's messages to `phone`, newest first.
+pub async fn outbox(server: &TestServer, phone: &str) -> Vec<Value> {
+    let r = http()
+        .get(format!(
+            "{}/admin/v1/sms/outbox?phone={}",
+            server.admin,
+            phone.replace('+', "%2B")
+        ))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .expect("outbox");
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.expect("json");
+    v["messages"].as_array().expect("messages").clone()
+}
+
+/// The 6-digit code of the newest SMS to `phone`.
+pub async fn latest_code(server: &TestServer, phone: &str) -> String {
+    let messages = outbox(server, phone).await;
+    let body = messages.first().expect("an SMS")["body"]
+        .as_str()
+        .expect("body")
+        .to_owned();
+    body.split(|c: char| !c.is_ascii_digit())
+        .find(|w| w.len() == 6)
+        .expect("6-digit code")
+        .to_owned()
+}
+
+/// Registers `phone` from device `c` (code read from the outbox); the new user's id.
+pub async fn register(server: &TestServer, c: &Client, phone: &str, password: &str) -> String {
+    let r = post(
+        c,
+        "/api/register",
+        json!({"phone": phone, "password": password}),
+    )
+    .await;
+    assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));
+    let code = latest_code(server, phone).await;
+    let r = post(
+        c,
+        "/api/register/confirm",
+        json!({"phone": phone, "otp": code}),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    r.json().expect("json")["user_id"]
+        .as_str()
+        .expect("user id")
+        .to_owned()
 }
