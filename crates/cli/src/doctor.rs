@@ -377,7 +377,10 @@ fn read_secrets(dir: &Path) -> Result<Option<(moat_server::secrets::Secrets, u32
     let secrets = parsed.map_err(|_| {
         format!("{shown} is not a valid secrets file; the server refuses to start with it")
     })?;
-    if moat_core::b64::url_decode(&secrets.data_key).map(|k| k.len()) != Ok(32) {
+    // Empty when `server.data_key` gives the key (PROTOCOL section 11).
+    if !secrets.data_key.is_empty()
+        && moat_core::b64::url_decode(&secrets.data_key).map(|k| k.len()) != Ok(32)
+    {
         return Err(format!(
             "{shown}: data_key is not 32 bytes of base64url; the server refuses to start with it"
         ));

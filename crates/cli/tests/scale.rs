@@ -1516,6 +1516,29 @@ async fn instances_with_the_data_key_from_the_environment_start_together_and_agr
             "enrolled on {from}, used on {to}"
         );
     }
+    // An operator's machine: the configuration and the data key, no data directory. The
+    // admin command reads the store and writes nothing locally.
+    let operator = root.path().join("operator");
+    write_own_config(&operator, &store, port, Some("env:MOAT_TEST_DATA_KEY"));
+    let out = Command::new(env!("CARGO_BIN_EXE_moat"))
+        .args([
+            "admin",
+            "--config",
+            "moat.toml",
+            "devices",
+            "list",
+            "--json",
+        ])
+        .current_dir(&operator)
+        .env("MOAT_TEST_DATA_KEY", DATA_KEY)
+        .output()
+        .expect("moat admin");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("store postgres://"), "{err}");
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(list["devices"].as_array().map(Vec::len), Some(2), "{list}");
+    assert!(!operator.join("data").exists(), "nothing written locally");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

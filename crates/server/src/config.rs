@@ -723,13 +723,12 @@ impl Config {
             ));
         }
         // Several instances (PROTOCOL section 11): the data key as a secret reference.
-        if let Some(reference) = &raw.server.data_key {
-            if !(reference.starts_with("env:") || reference.starts_with("file:")) {
-                errors.push(
-                    "server.data_key: must be a reference (env:NAME or file:PATH), not the key"
-                        .into(),
-                );
-            }
+        if let Some(reference) = &raw.server.data_key
+            && !(reference.starts_with("env:") || reference.starts_with("file:"))
+        {
+            errors.push(
+                "server.data_key: must be a reference (env:NAME or file:PATH), not the key".into(),
+            );
         }
         let store_pool = moat_store::PoolOptions {
             max_connections: raw.store.max_connections.unwrap_or(8),

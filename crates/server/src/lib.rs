@@ -596,7 +596,9 @@ pub async fn build_state_for(
     let shown = moat_store::shown_url(&config.store_url);
     let dir = config.data_dir.clone();
     let secrets_path = dir.join(secrets::FILE);
-    if purpose == (Purpose::Admin { create: false }) {
+    // An admin command that may not create anything writes nothing into the data dir.
+    let read_only = purpose == (Purpose::Admin { create: false });
+    if read_only {
         if !moat_store::exists(&config.store_url).await? {
             return Err(ServerError::Missing(format!(
                 "there is no store at {shown}: nothing was created (pass --config with the \
@@ -634,7 +636,9 @@ pub async fn build_state_for(
         .transpose()?;
     // The data directory first (the SQLite store lives in it), then the store: no key is
     // generated before the store has been looked at.
-    secrets::prepare_dir(&dir)?;
+    if !read_only || dir.exists() {
+        secrets::prepare_dir(&dir)?;
+    }
     let opened = moat_store::open(&config.store_url, &config.store_pool).await?;
     let holder = moat_core::random::token(12)
         .map_err(|_| ServerError::Setup("random generator failed".into()))?;
@@ -658,17 +662,19 @@ pub async fn build_state_for(
     }
     let built = async {
         let sealed = sealed_sample(&opened).await?;
-        let (secrets, created) =
-            if configured.is_some() || sealed.is_none() || secrets_path.exists() {
-                secrets::load_or_create_with(&dir, configured.is_none())?
-            } else {
-                return Err(ServerError::DataKey(format!(
-                    "the store at {shown} already holds sealed data, and this instance has no data \
+        let (secrets, created) = if read_only && !secrets_path.exists() {
+            // `server.data_key` is set (checked above): the file's other values are not used.
+            (secrets::unsaved()?, false)
+        } else if configured.is_some() || sealed.is_none() || secrets_path.exists() {
+            secrets::load_or_create_with(&dir, configured.is_none())?
+        } else {
+            return Err(ServerError::DataKey(format!(
+                "the store at {shown} already holds sealed data, and this instance has no data \
                  key (server.data_key is not set and there is no {}); it will not generate a \
                  second key for that store: {DATA_KEY_HELP}",
-                    secrets_path.display()
-                )));
-            };
+                secrets_path.display()
+            )));
+        };
         let (data_key, source) = match configured {
             Some(key) => (
                 key,
@@ -695,14 +701,14 @@ pub async fn build_state_for(
         };
         let id = secrets::data_key_id(data_key.expose());
         let keys = state::Keys::new(&data_key, &secrets, &config)?;
-        if let Some((kid, sealed)) = &sealed {
-            if keys.data.open(kid.as_bytes(), sealed).is_err() {
-                return Err(ServerError::DataKey(format!(
-                    "the store at {shown} holds data sealed with another data key than this \
-                     instance's ({id}, from {source}); this instance will not start with it: \
-                     {DATA_KEY_HELP}"
-                )));
-            }
+        if let Some((kid, sealed)) = &sealed
+            && keys.data.open(kid.as_bytes(), sealed).is_err()
+        {
+            return Err(ServerError::DataKey(format!(
+                "the store at {shown} holds data sealed with another data key than this \
+                 instance's ({id}, from {source}); this instance will not start with it: \
+                 {DATA_KEY_HELP}"
+            )));
         }
         tracing::info!(data_key = %id, source = %source, store = %shown, "data key");
         let redis = match &config.redis {

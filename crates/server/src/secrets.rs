@@ -214,6 +214,15 @@ pub fn load_or_create_with(
     }
 }
 
+/// Secrets made for this process only, without a data key and never written: for an admin
+/// command given `server.data_key` where there is no secrets file (it uses none of them).
+///
+/// # Errors
+/// [`SecretsError::Random`].
+pub fn unsaved() -> Result<Secrets, SecretsError> {
+    generate(false)
+}
+
 /// [`load_or_create_with`] a data key: the secrets alone.
 ///
 /// # Errors
