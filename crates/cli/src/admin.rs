@@ -78,8 +78,8 @@ pub enum AdminCommand {
         limit: u32,
     },
     /// Copy a deployment's data from SQLite to an empty PostgreSQL database, in one
-    /// transaction (stop the servers first; then point store.url at the new database and copy
-    /// the secrets file to every instance).
+    /// transaction (stop the servers first; then point store.url at the new database and give
+    /// every instance the old secrets file's data key as `server.data_key`).
     Migrate {
         /// Source, `sqlite://path/to/moat.db`.
         #[arg(long)]
@@ -979,7 +979,9 @@ async fn migrate(from: &str, to: &str, json: bool) -> Result<()> {
     let copied = copied.context("migrating (nothing was committed)")?;
     let total: u64 = copied.iter().map(|c| c.rows).sum();
     let seconds = started.elapsed().as_secs_f64();
-    let hint = "now set store.url to the new database and copy the secrets file to every instance";
+    let hint = "now set store.url to the new database, and give every instance this deployment's \
+                data key: server.data_key = \"env:…\" holding the data_key of the old secrets \
+                file (or a copy of that file)";
     if json {
         eprintln!("copied {total} rows in {seconds:.1} s; {hint}");
     }

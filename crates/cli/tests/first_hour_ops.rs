@@ -190,6 +190,34 @@ fn admin_url_lists_and_revokes_through_a_running_server() {
     ));
     assert_eq!(audit["events"][0]["subject"], device.as_str());
     assert_eq!(audit["events"][0]["actor"], "admin");
+    // A file of ids, through the same call.
+    let second = ok(&run(
+        dir.path(),
+        &[
+            "device",
+            "--state",
+            "second.json",
+            "enroll",
+            "--server",
+            &server.base,
+        ],
+    ))["credential"]["device"]
+        .as_str()
+        .expect("device")
+        .to_owned();
+    std::fs::write(
+        elsewhere.path().join("ids.txt"),
+        format!("{second}\n0190b6c2-7c4e-7a3b-9f00-000000000002\n"),
+    )
+    .expect("ids");
+    let report = ok(&admin(
+        &["devices", "revoke", "--file", "ids.txt", "--json"],
+        &token,
+    ));
+    assert_eq!(
+        (report["revoked"].as_u64(), report["not_found"].as_u64()),
+        (Some(1), Some(1))
+    );
     let unknown = admin(
         &["devices", "revoke", "0190b6c2-7c4e-7a3b-9f00-000000000001"],
         &token,

@@ -1619,3 +1619,48 @@ async fn an_instance_without_the_data_key_of_a_sealed_store_exits_saying_how_to_
     // The first instance serves on.
     assert!(ready(admin));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_without_a_data_key_started_together_on_an_empty_store_never_diverge() {
+    let root = tempfile::tempdir().expect("tmp");
+    let pg = Postgres::start();
+    let store = pg.database();
+    let port = free_port();
+    let dirs: Vec<_> = (0..2).map(|i| root.path().join(format!("i{i}"))).collect();
+    for d in &dirs {
+        write_own_config(d, &store, port, None);
+    }
+    // Each would generate its own key into its own data dir: one does, under the store's
+    // init lease, and the other finds the first's sealed keys and exits without a key.
+    let (c0, a0) = start_own(&dirs[0], "127.0.0.1", port, None);
+    let (c1, a1) = start_own(&dirs[1], "127.0.0.2", port, None);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut children = Killed(vec![c0, c1]);
+    let (serving, exited) = loop {
+        let up = [ready(a0), ready(a1)];
+        let down: Vec<bool> = children
+            .0
+            .iter_mut()
+            .map(|c| c.try_wait().ok().flatten().is_some())
+            .collect();
+        if (up[0] && down[1]) || (up[1] && down[0]) {
+            break if up[0] { (0, 1) } else { (1, 0) };
+        }
+        assert!(
+            !(down[0] && down[1]),
+            "both exited: {} / {}",
+            std::fs::read_to_string(dirs[0].join("serve.log")).unwrap_or_default(),
+            std::fs::read_to_string(dirs[1].join("serve.log")).unwrap_or_default()
+        );
+        assert!(!(up[0] && up[1]), "both serve, each with its own data key");
+        assert!(Instant::now() < deadline, "neither settled");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let log = std::fs::read_to_string(dirs[exited].join("serve.log")).unwrap_or_default();
+    assert!(
+        log.contains("already holds sealed data") && log.contains("server.data_key"),
+        "{log}"
+    );
+    assert!(!dirs[exited].join("data/secrets.json").exists());
+    assert!(dirs[serving].join("data/secrets.json").exists());
+}
