@@ -137,6 +137,12 @@ pub async fn run(args: Args) -> ExitCode {
         "secrets".into(),
         spawn_blocking(limit, move || check_secrets_file(&dir)),
     );
+    if let Some(reference) = config.data_key.clone() {
+        add(
+            "server.data_key".into(),
+            spawn_blocking(limit, move || check_data_key(&reference)),
+        );
+    }
     let url = config.store_url.clone();
     add("store".into(), spawn(limit, check_store(url)));
     if let Some(redis) = config.redis.clone() {
@@ -397,6 +403,18 @@ fn check_secrets_file(dir: &Path) -> Outcome {
             path.display()
         )),
         Err(e) => fail(e),
+    }
+}
+
+/// `server.data_key` (PROTOCOL section 11): it resolves to a 32-byte key; shown by its
+/// public id, which every instance of one store must share.
+fn check_data_key(reference: &str) -> Outcome {
+    match moat_server::configured_data_key(reference) {
+        Ok(key) => ok(format!(
+            "{reference}: a 32-byte key, id {} (the same on every instance of the store)",
+            moat_server::secrets::data_key_id(key.expose())
+        )),
+        Err(e) => fail(e.to_string()),
     }
 }
 

@@ -242,3 +242,52 @@ fn admin_url_lists_and_revokes_through_a_running_server() {
     assert_eq!(missing.status.code(), Some(64));
     assert!(!elsewhere.path().join("moat-data").exists());
 }
+
+#[test]
+fn doctor_checks_the_data_key_reference_without_showing_the_key() {
+    let dir = tempfile::tempdir().expect("tmp");
+    std::fs::write(
+        dir.path().join("moat.toml"),
+        "[server]\ndata_key = \"env:FIRST_HOUR_DATA_KEY\"\n",
+    )
+    .expect("config");
+    let key = "8J2Q7kHh3n4bXo6yS0m1aZc9fVqLrT5uWpEiKdGjNsA";
+    let doctor = |value: Option<&str>| {
+        let mut cmd = moat();
+        cmd.args(["doctor", "--config", "moat.toml", "--json"])
+            .current_dir(dir.path())
+            .env("MOAT_SERVER__LISTEN", format!("127.0.0.1:{}", free_port()))
+            .env("MOAT_ADMIN__LISTEN", format!("127.0.0.1:{}", free_port()))
+            .env_remove("FIRST_HOUR_DATA_KEY");
+        if let Some(value) = value {
+            cmd.env("FIRST_HOUR_DATA_KEY", value);
+        }
+        let out = cmd.output().expect("doctor");
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        let check = report["checks"]
+            .as_array()
+            .expect("checks")
+            .iter()
+            .find(|c| c["name"] == "server.data_key")
+            .cloned()
+            .expect("a server.data_key check");
+        (check, String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let (unset, _) = doctor(None);
+    assert_eq!(unset["status"], "fail", "{unset}");
+    assert!(
+        unset["detail"]
+            .as_str()
+            .unwrap_or("")
+            .contains("FIRST_HOUR_DATA_KEY")
+    );
+    let (short, _) = doctor(Some("c2hvcnQ"));
+    assert_eq!(short["status"], "fail", "{short}");
+    let (good, all) = doctor(Some(key));
+    assert_eq!(good["status"], "ok", "{good}");
+    assert!(
+        good["detail"].as_str().unwrap_or("").contains("dk_"),
+        "{good}"
+    );
+    assert!(!all.contains(key), "the key itself is never shown");
+}

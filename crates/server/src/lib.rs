@@ -542,7 +542,11 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> Result<AppSta
 }
 
 /// Resolves `server.data_key`: base64url (padding allowed) of 32 bytes.
-fn configured_data_key(reference: &str) -> Result<moat_core::secret::SecretBytes, ServerError> {
+///
+/// # Errors
+/// [`ServerError::DataKey`] naming the reference (never the value) when it cannot be read or
+/// is not a 32-byte key.
+pub fn configured_data_key(reference: &str) -> Result<moat_core::secret::SecretBytes, ServerError> {
     let text = secret_ref::resolve(reference)
         .map_err(|e| ServerError::DataKey(format!("server.data_key: {e}")))?;
     let trimmed = String::from_utf8_lossy(text.expose())
