@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
 use clap::Subcommand;
+use moat_server::admin::DeviceView;
 use moat_server::clock::SystemClock;
 use serde_json::json;
 
@@ -434,14 +435,12 @@ struct Kid {
     kid: String,
 }
 
-use moat_server::admin::DeviceView;
-
 /// Revokes one device; `None` when there is no such device.
 async fn revoke_one(backend: &Backend, id: uuid::Uuid) -> Result<Option<DeviceView>> {
     let outcome = match backend {
         Backend::Store(state) => moat_server::admin::revoke(state, id, "cli")
             .await
-            .map_err(|e| anyhow::Error::from(Refused::from(e))),
+            .map_err(refused),
         Backend::Api(api) => {
             let id = id.to_string();
             api.call(
