@@ -1,4 +1,6 @@
-//! `moat admin …`: operator commands run against the server's configuration and store.
+//! `moat admin …`: operator commands run against the server's configuration and store, or
+//! (with `--admin-url`) through a running instance's admin API. Both paths call the same
+//! function of `moat_server::admin` for each operation.
 //!
 //! Every command that prints something prints text for people by default and JSON with the
 //! global `--json` flag (stdout either way; progress and hints go to stderr).
@@ -10,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
 use clap::Subcommand;
-use moat_server::clock::{SystemClock, rfc3339};
+use moat_server::admin::DeviceView;
+use moat_server::clock::SystemClock;
 use serde_json::json;
 
 /// A problem with the command's arguments or input files: `moat` exits 64 (EX_USAGE).
@@ -77,8 +80,8 @@ pub enum AdminCommand {
         limit: u32,
     },
     /// Copy a deployment's data from SQLite to an empty PostgreSQL database, in one
-    /// transaction (stop the servers first; then point store.url at the new database and copy
-    /// the secrets file to every instance).
+    /// transaction (stop the servers first; then point store.url at the new database and give
+    /// every instance the old secrets file's data key as `server.data_key`).
     Migrate {
         /// Source, `sqlite://path/to/moat.db`.
         #[arg(long)]
@@ -167,11 +170,154 @@ pub enum DevicesCommand {
     },
 }
 
+/// How `moat admin` reaches the deployment: its store (the default, found through the
+/// configuration), or a running instance's admin API.
+#[derive(clap::Args, Debug, Default)]
+pub struct Connection {
+    /// Create the store (and its secrets) when there is none, instead of refusing.
+    #[arg(long, global = true, conflicts_with = "admin_url")]
+    pub create: bool,
+    /// Drive a running deployment through its admin API (e.g. `http://10.0.0.5:9091`)
+    /// instead of opening its store: the same operations, run by the server.
+    #[arg(long, global = true, value_name = "URL")]
+    pub admin_url: Option<String>,
+    /// The admin API's bearer token (`admin.token`), for --admin-url.
+    #[arg(
+        long,
+        global = true,
+        env = "MOAT_ADMIN_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub admin_token: Option<String>,
+}
+
+/// Where the operations run: on the store, in this process, or on a server through its
+/// admin API. Either way one function of `moat_server::admin` does each operation.
+enum Backend {
+    Store(moat_server::AppState),
+    Api(Api),
+}
+
+/// A running instance's admin API.
+struct Api {
+    base: reqwest::Url,
+    token: String,
+    http: reqwest::Client,
+}
+
+/// A refusal of the admin API (or of the same operation run on the store).
+#[derive(Debug)]
+struct Refused {
+    status: u16,
+    message: String,
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Refused {}
+
+impl From<moat_server::error::ApiError> for Refused {
+    fn from(e: moat_server::error::ApiError) -> Self {
+        Self {
+            status: e.status().as_u16(),
+            message: format!("{}: {}", e.code(), e.detail()),
+        }
+    }
+}
+
+impl Api {
+    fn new(url: &str, token: String) -> Result<Self> {
+        let mut base =
+            reqwest::Url::parse(url).map_err(|e| UsageError(format!("--admin-url {url}: {e}")))?;
+        if !matches!(base.scheme(), "http" | "https") {
+            return Err(UsageError(format!("--admin-url {url}: not an http(s) URL")).into());
+        }
+        if !base.path().ends_with('/') {
+            let path = format!("{}/", base.path());
+            base.set_path(&path);
+        }
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()?;
+        Ok(Self { base, token, http })
+    }
+
+    /// `segments` under the base URL, each percent-encoded as one path segment.
+    fn url(&self, segments: &[&str]) -> reqwest::Url {
+        let mut url = self.base.clone();
+        if let Ok(mut path) = url.path_segments_mut() {
+            path.pop_if_empty().extend(segments);
+        }
+        url
+    }
+
+    async fn call<T: serde::de::DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        segments: &[&str],
+        query: &[(&str, String)],
+        body: Option<Vec<u8>>,
+    ) -> Result<T> {
+        let mut url = self.url(segments);
+        if !query.is_empty() {
+            url.query_pairs_mut()
+                .extend_pairs(query.iter().map(|(k, v)| (*k, v.as_str())));
+        }
+        let mut request = self
+            .http
+            .request(method, url.clone())
+            .bearer_auth(&self.token);
+        if let Some(body) = body {
+            request = request.body(body);
+        }
+        let response = request
+            .send()
+            .await
+            .with_context(|| format!("calling the admin API at {}", self.base))?;
+        let status = response.status();
+        let bytes = response.bytes().await?;
+        if !status.is_success() {
+            let problem: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+            let message = match (problem["code"].as_str(), problem["detail"].as_str()) {
+                _ if status == reqwest::StatusCode::UNAUTHORIZED => format!(
+                    "the admin API at {} refused the token (401): check --admin-token / \
+                     MOAT_ADMIN_TOKEN",
+                    self.base
+                ),
+                (Some(code), Some(detail)) => format!("{code}: {detail}"),
+                _ => format!("the admin API answered {status}"),
+            };
+            return Err(Refused {
+                status: status.as_u16(),
+                message,
+            }
+            .into());
+        }
+        serde_json::from_slice(&bytes)
+            .with_context(|| format!("the admin API's answer to {url} is not what was expected"))
+    }
+}
+
 /// Runs an admin command. `config` is the server's configuration file, `json` the output
-/// format.
-pub async fn run(command: AdminCommand, config: Option<&Path>, json: bool) -> Result<()> {
+/// format, `connection` says whether to open the store or call an admin API.
+pub async fn run(
+    command: AdminCommand,
+    config: Option<&Path>,
+    json: bool,
+    connection: &Connection,
+) -> Result<()> {
     // Migrating opens both stores itself; it needs no configuration.
     if let AdminCommand::Migrate { from, to } = &command {
+        if connection.admin_url.is_some() {
+            return Err(
+                UsageError("migrate works on the stores, not through --admin-url".into()).into(),
+            );
+        }
         return migrate(from, to, json).await;
     }
     // Check input files before the store is opened (and the data directory created): a bad
@@ -184,12 +330,63 @@ pub async fn run(command: AdminCommand, config: Option<&Path>, json: bool) -> Re
         } => Some(read_ids(file)?),
         _ => None,
     };
-    let config = crate::load_config(config)?;
-    let state = moat_server::build_state(config, Arc::new(SystemClock)).await?;
+    let backend = match &connection.admin_url {
+        Some(url) => {
+            if config.is_some() {
+                return Err(UsageError(
+                    "--config and --admin-url: the one names a store to open, the other a \
+                     server to ask; give one"
+                        .into(),
+                )
+                .into());
+            }
+            let token = connection
+                .admin_token
+                .clone()
+                .filter(|t| !t.is_empty())
+                .ok_or_else(|| {
+                    UsageError(
+                        "--admin-url needs the admin token: --admin-token or MOAT_ADMIN_TOKEN"
+                            .into(),
+                    )
+                })?;
+            let api = Api::new(url, token)?;
+            eprintln!("moat admin: admin API at {}", api.base);
+            Backend::Api(api)
+        }
+        None => Backend::Store(open_store(config, connection.create).await?),
+    };
     if let Some(ids) = revoke_ids {
-        return revoke_many(&state, &ids, json).await;
+        return revoke_many(&backend, &ids, json).await;
     }
-    execute(command, &state, json).await
+    execute(command, &backend, json).await
+}
+
+/// Opens the store the configuration names, saying on stderr which configuration and store
+/// it is. Refuses (exit 64) when there is no store, unless `create`.
+async fn open_store(config: Option<&Path>, create: bool) -> Result<moat_server::AppState> {
+    let label = config.map_or_else(
+        || "embedded defaults (no --config)".to_owned(),
+        |p| p.display().to_string(),
+    );
+    let loaded = crate::load_config(config)?;
+    eprintln!(
+        "moat admin: configuration {label}; store {}; data dir {}",
+        moat_store::shown_url(&loaded.store_url),
+        loaded.data_dir.display()
+    );
+    moat_server::build_state_for(
+        loaded,
+        Arc::new(SystemClock),
+        moat_server::Purpose::Admin { create },
+    )
+    .await
+    .map_err(|e| match e {
+        moat_server::ServerError::Missing(message) => {
+            UsageError(format!("configuration {label}: {message}")).into()
+        }
+        other => anyhow::Error::from(other),
+    })
 }
 
 /// Prints `value` as JSON, or `text` for people. A closed pipe (`moat admin … | head`) ends
@@ -210,12 +407,6 @@ fn emit(json: bool, value: &impl serde::Serialize, text: impl FnOnce() -> String
     }
 }
 
-/// Writes an audit event for a change made from the command line.
-async fn audited(state: &moat_server::AppState, kind: &str, subject: String) {
-    let event = moat_server::audit::event(moat_client::unix_now(), kind, "cli").subject(subject);
-    state.audit.record(event).await;
-}
-
 /// What a bulk revocation did.
 #[derive(serde::Serialize)]
 struct RevokeReport {
@@ -233,34 +424,83 @@ struct FailedRevoke {
     error: String,
 }
 
+#[derive(serde::Deserialize)]
+struct DevicesBody {
+    devices: Vec<DeviceView>,
+}
+
+#[derive(serde::Deserialize)]
+struct MessagesBody {
+    messages: Vec<moat_server::admin::OutboxMessage>,
+}
+
+#[derive(serde::Deserialize)]
+struct AppsBody {
+    apps: Vec<moat_server::admin::AppView>,
+}
+
+#[derive(serde::Deserialize)]
+struct Kid {
+    kid: String,
+}
+
+/// Revokes one device; `None` when there is no such device.
+async fn revoke_one(backend: &Backend, id: uuid::Uuid) -> Result<Option<DeviceView>> {
+    let outcome = match backend {
+        Backend::Store(state) => moat_server::admin::revoke(state, id, "cli")
+            .await
+            .map_err(refused),
+        Backend::Api(api) => {
+            let id = id.to_string();
+            api.call(
+                reqwest::Method::POST,
+                &["admin", "v1", "devices", &id, "revoke"],
+                &[],
+                None,
+            )
+            .await
+        }
+    };
+    match outcome {
+        Ok(view) => Ok(Some(view)),
+        Err(e) if e.downcast_ref::<Refused>().is_some_and(|r| r.status == 404) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// `e` of an operation run on the store, as the API path reports it.
+fn refused(e: moat_server::error::ApiError) -> anyhow::Error {
+    Refused::from(e).into()
+}
+
 #[allow(clippy::too_many_lines)]
-async fn execute(command: AdminCommand, state: &moat_server::AppState, json: bool) -> Result<()> {
+async fn execute(command: AdminCommand, backend: &Backend, json: bool) -> Result<()> {
+    use reqwest::Method;
     match command {
         AdminCommand::Migrate { .. } => unreachable!("handled before the store is opened"),
         AdminCommand::Cleanup { once } => {
             if !once {
                 bail!("the server runs the cleanup job by itself; use --once to run one pass now");
             }
-            let removed = moat_server::cleanup::run_once(state).await?;
-            let value = json!({
-                "mailbox_items": removed.store.mailbox_items,
-                "enrollment_otps": removed.store.otps,
-                "dormant_devices": removed.store.dormant_devices,
-                "revoked_credentials": removed.store.revoked_credentials,
-                "expired_revocations": removed.store.expired_revocations,
-                "remote_items": removed.remote_items,
-                "account_rows": removed.account_rows,
-            });
-            emit(json, &value, || {
+            let removed: moat_server::admin::CleanupView = match backend {
+                Backend::Store(state) => moat_server::admin::run_cleanup(state)
+                    .await
+                    .map_err(refused)?,
+                Backend::Api(api) => {
+                    api.call(Method::POST, &["admin", "v1", "cleanup"], &[], None)
+                        .await?
+                }
+            };
+            emit(json, &removed, || {
                 format!(
                     "removed {} expired mailbox items, {} enrollment codes, {} dormant devices, \
                      {} credentials of dormant revoked devices, {} revocations past their retention, \
                      {} remote mailbox items, {} expired SMS codes, refresh tokens and old SMS",
-                    removed.store.mailbox_items,
-                    removed.store.otps,
-                    removed.store.dormant_devices,
-                    removed.store.revoked_credentials,
-                    removed.store.expired_revocations,
+                    removed.mailbox_items,
+                    removed.enrollment_otps,
+                    removed.dormant_devices,
+                    removed.revoked_credentials,
+                    removed.expired_revocations,
                     removed.remote_items,
                     removed.account_rows,
                 )
@@ -273,51 +513,51 @@ async fn execute(command: AdminCommand, state: &moat_server::AppState, json: boo
             before,
             limit,
         } => {
-            let limit = limit.clamp(1, moat_store::ops::MAX_AUDIT_PAGE);
-            let events = state
-                .ops
-                .audit(&moat_store::ops::AuditQuery {
-                    kind,
-                    subject,
-                    since: hours.map(|h| moat_client::unix_now() - h.max(0) * 3600),
-                    until: None,
-                    before_id: before,
-                    limit,
-                })
-                .await?;
-            let next = (events.len() == limit as usize)
-                .then(|| events.last().map(|e| e.id.clone()))
-                .flatten();
-            let views: Vec<serde_json::Value> = events
-                .iter()
-                .map(|e| {
-                    json!({
-                        "id": e.id,
-                        "at": rfc3339(e.event.at),
-                        "kind": e.event.kind,
-                        "actor": e.event.actor,
-                        "subject": e.event.subject,
-                        "ip": e.event.ip,
-                        "detail": e.event.detail.as_deref().and_then(|d| serde_json::from_str::<serde_json::Value>(d).ok()),
-                    })
-                })
-                .collect();
-            emit(json, &json!({"events": views, "next": next}), || {
+            let filter = moat_server::admin::AuditFilter {
+                kind,
+                subject,
+                since: hours.map(|h| moat_client::unix_now() - h.max(0) * 3600),
+                until: None,
+                before,
+                limit: Some(limit.clamp(1, moat_store::ops::MAX_AUDIT_PAGE)),
+            };
+            let page: moat_server::admin::AuditPage = match backend {
+                Backend::Store(state) => moat_server::admin::audit(state, filter)
+                    .await
+                    .map_err(refused)?,
+                Backend::Api(api) => {
+                    let mut query = Vec::new();
+                    for (name, value) in [
+                        ("kind", filter.kind),
+                        ("subject", filter.subject),
+                        ("before", filter.before),
+                        ("since", filter.since.map(|s| s.to_string())),
+                        ("limit", filter.limit.map(|l| l.to_string())),
+                    ] {
+                        if let Some(value) = value {
+                            query.push((name, value));
+                        }
+                    }
+                    api.call(Method::GET, &["admin", "v1", "audit"], &query, None)
+                        .await?
+                }
+            };
+            emit(json, &page, || {
                 let mut out = format!(
                     "{:<20}  {:<22}  {:<24}  {:<36}  IP\n",
                     "AT", "KIND", "ACTOR", "SUBJECT"
                 );
-                for e in &events {
+                for e in &page.events {
                     out += &format!(
                         "{:<20}  {:<22}  {:<24}  {:<36}  {}\n",
-                        rfc3339(e.event.at),
-                        e.event.kind,
-                        e.event.actor,
-                        e.event.subject.as_deref().unwrap_or("-"),
-                        e.event.ip.as_deref().unwrap_or("-"),
+                        e.at,
+                        e.kind,
+                        e.actor,
+                        e.subject.as_deref().unwrap_or("-"),
+                        e.ip.as_deref().unwrap_or("-"),
                     );
                 }
-                if let Some(next) = &next {
+                if let Some(next) = &page.next {
                     out += &format!("more: --before {next}\n");
                 }
                 out
@@ -326,12 +566,23 @@ async fn execute(command: AdminCommand, state: &moat_server::AppState, json: boo
         AdminCommand::Devices {
             command: DevicesCommand::List { limit, offset },
         } => {
-            let devices = state
-                .store
-                .list_devices(limit.min(moat_store::MAX_PAGE), offset)
-                .await?;
-            let views: Vec<moat_server::admin::DeviceView> =
-                devices.iter().map(Into::into).collect();
+            let limit = limit.clamp(1, moat_store::MAX_PAGE);
+            let views = match backend {
+                Backend::Store(state) => moat_server::admin::devices(state, limit, offset, None)
+                    .await
+                    .map_err(refused)?,
+                Backend::Api(api) => {
+                    let body: DevicesBody = api
+                        .call(
+                            Method::GET,
+                            &["admin", "v1", "devices"],
+                            &[("limit", limit.to_string()), ("offset", offset.to_string())],
+                            None,
+                        )
+                        .await?;
+                    body.devices
+                }
+            };
             emit(json, &json!({"devices": views}), || {
                 let mut out = format!(
                     "{:<36}  {:<8}  {:<7}  {:<20}  DEVICE ID\n",
@@ -351,21 +602,9 @@ async fn execute(command: AdminCommand, state: &moat_server::AppState, json: boo
         } => {
             debug_assert!(file.is_none(), "files are revoked by revoke_many");
             let id = id.context("a device uuid or --file is required")?;
-            if !state
-                .store
-                .revoke_device(id, moat_client::unix_now())
-                .await?
-            {
+            let Some(view) = revoke_one(backend, id).await? else {
                 bail!("no device {id}");
-            }
-            audited(
-                state,
-                moat_server::audit::kind::DEVICE_REVOKED,
-                id.to_string(),
-            )
-            .await;
-            let device = state.store.device(id).await?.context("device vanished")?;
-            let view = moat_server::admin::DeviceView::from(&device);
+            };
             emit(json, &serde_json::to_value(&view)?, || {
                 format!("revoked {id}")
             })?;
@@ -373,37 +612,30 @@ async fn execute(command: AdminCommand, state: &moat_server::AppState, json: boo
         AdminCommand::Sms {
             command: SmsCommand::Outbox { phone, limit },
         } => {
-            let phone = match phone {
-                Some(p) => Some(
-                    moat_server::accounts::phone::parse(&p)
-                        .map_err(|e| anyhow::anyhow!("--phone: {}", e.code()))?
-                        .e164,
-                ),
-                None => None,
-            };
-            let mut messages = Vec::new();
-            for m in state
-                .accounts
-                .list_sms(phone.as_deref(), limit.min(moat_store::MAX_PAGE))
-                .await?
-            {
-                if m.sender == "outbox" {
-                    let body = state.keys.data.open(m.id.as_bytes(), &m.body_sealed)?;
-                    messages.push(json!({
-                        "to": m.phone,
-                        "body": String::from_utf8_lossy(body.expose()),
-                        "created_at": rfc3339(m.created_at),
-                    }));
+            let limit = limit.clamp(1, moat_store::MAX_PAGE);
+            let messages = match backend {
+                Backend::Store(state) => moat_server::admin::outbox(state, phone.as_deref(), limit)
+                    .await
+                    .map_err(refused)?,
+                Backend::Api(api) => {
+                    let mut query = vec![("limit", limit.to_string())];
+                    if let Some(phone) = phone {
+                        query.push(("phone", phone));
+                    }
+                    let body: MessagesBody = api
+                        .call(Method::GET, &["admin", "v1", "sms", "outbox"], &query, None)
+                        .await?;
+                    body.messages
                 }
-            }
+            };
             emit(json, &json!({"messages": messages}), || {
                 let mut out = format!("{:<20}  {:<16}  BODY\n", "CREATED", "TO");
                 for m in &messages {
                     out += &format!(
                         "{:<20}  {:<16}  {}\n",
-                        m["created_at"].as_str().unwrap_or(""),
-                        m["to"].as_str().unwrap_or(""),
-                        m["body"].as_str().unwrap_or("").replace('\n', " "),
+                        m.created_at,
+                        m.to,
+                        m.body.replace('\n', " "),
                     );
                 }
                 out
@@ -412,12 +644,17 @@ async fn execute(command: AdminCommand, state: &moat_server::AppState, json: boo
         AdminCommand::Keys {
             command: KeysCommand::Rotate,
         } => {
-            let kid = state
-                .tokens
-                .rotate(&*state.accounts, &state.keys, moat_client::unix_now())
-                .await
-                .map_err(|e| anyhow::anyhow!("rotating keys: {}", e.code()))?;
-            audited(state, moat_server::audit::kind::KEYS_ROTATED, kid.clone()).await;
+            let kid = match backend {
+                Backend::Store(state) => moat_server::admin::rotate_signing_key(state, "cli")
+                    .await
+                    .map_err(refused)?,
+                Backend::Api(api) => {
+                    let body: Kid = api
+                        .call(Method::POST, &["admin", "v1", "keys", "rotate"], &[], None)
+                        .await?;
+                    body.kid
+                }
+            };
             emit(json, &json!({"kid": kid}), || {
                 format!(
                     "new access-token signing key {kid}; the previous key verifies until its \
@@ -444,9 +681,22 @@ async fn execute(command: AdminCommand, state: &moat_server::AppState, json: boo
             }
             let bytes =
                 std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
-            let out = moat_server::admin::register(state, &app_id, &version, &bytes)
-                .await
-                .map_err(|e| anyhow::anyhow!("{}: {}", e.code(), e.detail()))?;
+            let out: serde_json::Value = match backend {
+                Backend::Store(state) => {
+                    moat_server::admin::register(state, &app_id, &version, &bytes)
+                        .await
+                        .map_err(refused)?
+                }
+                Backend::Api(api) => {
+                    api.call(
+                        Method::PUT,
+                        &["admin", "v1", "apps", &app_id, &version],
+                        &[],
+                        Some(bytes),
+                    )
+                    .await?
+                }
+            };
             emit(json, &out, || {
                 format!(
                     "registered {app_id} {version}: {} bytes, sha256 {}",
@@ -458,22 +708,17 @@ async fn execute(command: AdminCommand, state: &moat_server::AppState, json: boo
         AdminCommand::App {
             command: AppCommand::List,
         } => {
-            let releases = state.attest.releases(moat_store::MAX_PAGE).await?;
-            let packages: Vec<serde_json::Value> = releases
-                .iter()
-                .map(|r| {
-                    json!({
-                        "app_id": r.app_id,
-                        "version": r.version,
-                        "sha256": moat_core::b64::url_encode(&r.sha256),
-                        "size": r.size,
-                        "status": r.status,
-                        "created_at": rfc3339(r.created_at),
-                    })
-                })
-                .collect();
+            let packages = match backend {
+                Backend::Store(state) => moat_server::admin::apps(state).await.map_err(refused)?,
+                Backend::Api(api) => {
+                    let body: AppsBody = api
+                        .call(Method::GET, &["admin", "v1", "apps"], &[], None)
+                        .await?;
+                    body.apps
+                }
+            };
             emit(json, &json!({"packages": packages}), || {
-                releases
+                packages
                     .iter()
                     .map(|r| {
                         format!(
@@ -487,29 +732,47 @@ async fn execute(command: AdminCommand, state: &moat_server::AppState, json: boo
         AdminCommand::App {
             command: AppCommand::Retire { app_id, version },
         } => {
-            if !state.attest.retire_release(&app_id, &version).await? {
-                bail!("no package {app_id} {version}");
-            }
-            emit(
-                json,
-                &json!({"app_id": app_id, "version": version, "status": "retired"}),
-                || format!("retired {app_id} {version}"),
-            )?;
+            let outcome: Result<serde_json::Value> = match backend {
+                Backend::Store(state) => moat_server::admin::retire(state, &app_id, &version)
+                    .await
+                    .map_err(refused),
+                Backend::Api(api) => {
+                    api.call(
+                        Method::POST,
+                        &["admin", "v1", "apps", &app_id, &version, "retire"],
+                        &[],
+                        None,
+                    )
+                    .await
+                }
+            };
+            let out = match outcome {
+                Err(e) if e.downcast_ref::<Refused>().is_some_and(|r| r.status == 404) => {
+                    bail!("no package {app_id} {version}")
+                }
+                other => other?,
+            };
+            emit(json, &out, || format!("retired {app_id} {version}"))?;
         }
         AdminCommand::Integrity {
             command: IntegrityCommand::Rotate,
         } => {
-            let kid = state
-                .integrity
-                .rotate(&*state.attest, &state.keys, moat_client::unix_now())
-                .await
-                .map_err(|e| anyhow::anyhow!("rotating: {}", e.code()))?;
-            audited(
-                state,
-                moat_server::audit::kind::INTEGRITY_ROTATED,
-                kid.clone(),
-            )
-            .await;
+            let kid = match backend {
+                Backend::Store(state) => moat_server::admin::rotate_integrity_secret(state, "cli")
+                    .await
+                    .map_err(refused)?,
+                Backend::Api(api) => {
+                    let body: Kid = api
+                        .call(
+                            Method::POST,
+                            &["admin", "v1", "integrity", "rotate"],
+                            &[],
+                            None,
+                        )
+                        .await?;
+                    body.kid
+                }
+            };
             emit(json, &json!({"kid": kid}), || {
                 format!(
                     "new integrity secret {kid}; the previous one verifies until its tokens \
@@ -520,6 +783,14 @@ async fn execute(command: AdminCommand, state: &moat_server::AppState, json: boo
         AdminCommand::Integrity {
             command: IntegrityCommand::Show,
         } => {
+            let Backend::Store(state) = backend else {
+                return Err(UsageError(
+                    "integrity show reads the secrets from the store; the admin API does not \
+                     hand them out (run it with --config where the data key is)"
+                        .into(),
+                )
+                .into());
+            };
             let keys = state.integrity.export();
             let value = json!({
                 "alg": "HS256",
@@ -626,9 +897,9 @@ impl Progress {
     }
 }
 
-/// Revokes every device in `ids` (duplicates once) with the store call the single form uses,
+/// Revokes every device in `ids` (duplicates once) with the call the single form uses,
 /// then reports revoked / not found / failed. Fails (exit 1) if any revocation failed.
-async fn revoke_many(state: &moat_server::AppState, ids: &[uuid::Uuid], json: bool) -> Result<()> {
+async fn revoke_many(backend: &Backend, ids: &[uuid::Uuid], json: bool) -> Result<()> {
     let mut seen = std::collections::HashSet::new();
     let unique: Vec<uuid::Uuid> = ids.iter().copied().filter(|id| seen.insert(*id)).collect();
     let mut report = RevokeReport {
@@ -641,20 +912,12 @@ async fn revoke_many(state: &moat_server::AppState, ids: &[uuid::Uuid], json: bo
     };
     let mut progress = Progress::new("revoking devices", unique.len() as u64);
     for id in unique {
-        match state.store.revoke_device(id, moat_client::unix_now()).await {
-            Ok(true) => {
-                report.revoked += 1;
-                audited(
-                    state,
-                    moat_server::audit::kind::DEVICE_REVOKED,
-                    id.to_string(),
-                )
-                .await;
-            }
-            Ok(false) => report.not_found_ids.push(id),
+        match revoke_one(backend, id).await {
+            Ok(Some(_)) => report.revoked += 1,
+            Ok(None) => report.not_found_ids.push(id),
             Err(e) => report.failed_ids.push(FailedRevoke {
                 id,
-                error: e.to_string(),
+                error: format!("{e:#}"),
             }),
         }
         progress.inc();
@@ -724,7 +987,9 @@ async fn migrate(from: &str, to: &str, json: bool) -> Result<()> {
     let copied = copied.context("migrating (nothing was committed)")?;
     let total: u64 = copied.iter().map(|c| c.rows).sum();
     let seconds = started.elapsed().as_secs_f64();
-    let hint = "now set store.url to the new database and copy the secrets file to every instance";
+    let hint = "now set store.url to the new database, and give every instance this deployment's \
+                data key: server.data_key = \"env:…\" holding the data_key of the old secrets \
+                file (or a copy of that file)";
     if json {
         eprintln!("copied {total} rows in {seconds:.1} s; {hint}");
     }

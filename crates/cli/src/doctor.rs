@@ -137,6 +137,12 @@ pub async fn run(args: Args) -> ExitCode {
         "secrets".into(),
         spawn_blocking(limit, move || check_secrets_file(&dir)),
     );
+    if let Some(reference) = config.data_key.clone() {
+        add(
+            "server.data_key".into(),
+            spawn_blocking(limit, move || check_data_key(&reference)),
+        );
+    }
     let url = config.store_url.clone();
     add("store".into(), spawn(limit, check_store(url)));
     if let Some(redis) = config.redis.clone() {
@@ -382,7 +388,10 @@ fn read_secrets(dir: &Path) -> Result<Option<(moat_server::secrets::Secrets, u32
     let secrets = parsed.map_err(|_| {
         format!("{shown} is not a valid secrets file; the server refuses to start with it")
     })?;
-    if moat_core::b64::url_decode(&secrets.data_key).map(|k| k.len()) != Ok(32) {
+    // Empty when `server.data_key` gives the key (PROTOCOL section 11).
+    if !secrets.data_key.is_empty()
+        && moat_core::b64::url_decode(&secrets.data_key).map(|k| k.len()) != Ok(32)
+    {
         return Err(format!(
             "{shown}: data_key is not 32 bytes of base64url; the server refuses to start with it"
         ));
@@ -399,6 +408,18 @@ fn check_secrets_file(dir: &Path) -> Outcome {
             path.display()
         )),
         Err(e) => fail(e),
+    }
+}
+
+/// `server.data_key` (PROTOCOL section 11): it resolves to a 32-byte key; shown by its
+/// public id, which every instance of one store must share.
+fn check_data_key(reference: &str) -> Outcome {
+    match moat_server::configured_data_key(reference) {
+        Ok(key) => ok(format!(
+            "{reference}: a 32-byte key, id {} (the same on every instance of the store)",
+            moat_server::secrets::data_key_id(key.expose())
+        )),
+        Err(e) => fail(e.to_string()),
     }
 }
 

@@ -68,6 +68,9 @@ enum Command {
         /// Print JSON instead of text (on standard output, as the text would be).
         #[arg(long, global = true)]
         json: bool,
+        /// The store (refused if missing, unless --create) or a server's admin API.
+        #[command(flatten)]
+        connection: admin::Connection,
     },
     /// Firebase helpers.
     Firebase {
@@ -521,7 +524,8 @@ async fn dispatch(cli: Cli) -> Result<()> {
             command,
             config,
             json,
-        } => admin::run(command, config.as_deref(), json).await,
+            connection,
+        } => admin::run(command, config.as_deref(), json, &connection).await,
         Command::Device { command, state } => device(command, &state).await,
         Command::Firebase {
             command: FirebaseCommand::Rules { root },

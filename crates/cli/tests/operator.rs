@@ -513,7 +513,11 @@ fn bulk_revoke_checks_the_whole_file_then_revokes_exactly_its_devices() {
 fn admin_commands_print_json_with_the_flag_and_text_without() {
     let dir = tempfile::tempdir().expect("tmp");
 
-    let rotated = ok(&run(dir.path(), &["admin", "keys", "rotate", "--json"]));
+    // No store here yet: created on purpose.
+    let rotated = ok(&run(
+        dir.path(),
+        &["admin", "keys", "rotate", "--create", "--json"],
+    ));
     let kid = rotated["kid"].as_str().expect("kid");
     assert!(kid.starts_with("ak_"), "{rotated}");
     let out = run(dir.path(), &["admin", "keys", "rotate"]);
@@ -681,10 +685,17 @@ fn doctor_reads_the_postgres_migration_state() {
         "{empty}"
     );
 
-    // Any admin command opens the store, which migrates it.
+    // An admin command refuses a store that was never set up, unless told to create it;
+    // creating it migrates it.
+    assert_eq!(
+        run_with_config(dir.path(), &["admin", "keys", "rotate", "--json"])
+            .status
+            .code(),
+        Some(64)
+    );
     ok(&run_with_config(
         dir.path(),
-        &["admin", "keys", "rotate", "--json"],
+        &["admin", "keys", "rotate", "--create", "--json"],
     ));
     let (code, migrated) = store();
     assert_eq!(code, Some(0));

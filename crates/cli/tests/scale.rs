@@ -1371,3 +1371,296 @@ async fn code_attempts_and_the_enrollment_limit_hold_across_two_instances_under_
         "rate_limited",
     );
 }
+
+// Several instances without a copied secrets file (PROTOCOL section 11): each has its own
+// data directory, and the data key comes from `server.data_key`.
+
+/// The data key every instance of these tests is given (base64url of 32 bytes).
+const DATA_KEY: &str = "8J2Q7kHh3n4bXo6yS0m1aZc9fVqLrT5uWpEiKdGjNsA";
+
+/// Writes `dir/moat.toml` for one instance with its own data directory on `pg`;
+/// `data_key` is the `server.data_key` line, if any.
+fn write_own_config(dir: &Path, pg: &str, port: u16, data_key: Option<&str>) {
+    std::fs::create_dir_all(dir).expect("mkdir");
+    let data_key = data_key.map_or(String::new(), |r| format!("data_key = \"{r}\"\n"));
+    let config = format!(
+        "[server]\npublic_base_url = \"http://{HOST}:{port}\"\ndata_dir = \"{data}\"\n{data_key}\
+         [admin]\ntoken = \"{ADMIN_TOKEN}\"\n[store]\nurl = \"{pg}\"\n\
+         [enrollment]\nmode = \"dynamic\"\n",
+        data = dir.join("data").display(),
+    );
+    std::fs::write(dir.join("moat.toml"), config).expect("write config");
+}
+
+/// Starts `moat serve` with `dir/moat.toml` on `ip:port`, with `MOAT_TEST_DATA_KEY` set to
+/// `key` (if any); does not wait.
+fn start_own(dir: &Path, ip: &str, port: u16, key: Option<&str>) -> (Child, u16) {
+    let admin = free_port();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_moat"));
+    cmd.args(["serve", "--config"])
+        .arg(dir.join("moat.toml"))
+        .env("MOAT_SERVER__LISTEN", format!("{ip}:{port}"))
+        .env("MOAT_ADMIN__LISTEN", format!("127.0.0.1:{admin}"))
+        .env("RUST_LOG", "warn")
+        .env_remove("MOAT_TEST_DATA_KEY")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("serve.log")).expect("log file"));
+    if let Some(key) = key {
+        cmd.env("MOAT_TEST_DATA_KEY", key);
+    }
+    (cmd.spawn().expect("spawn moat serve"), admin)
+}
+
+/// Waits until the instance is ready, or panics with its log if it exits.
+fn wait_own(dir: &Path, child: &mut Child, admin: u16) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !ready(admin) {
+        if let Ok(Some(status)) = child.try_wait() {
+            let log = std::fs::read_to_string(dir.join("serve.log")).unwrap_or_default();
+            panic!("instance in {} exited ({status}): {log}", dir.display());
+        }
+        assert!(Instant::now() < deadline, "instance not ready");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Waits for the instance to exit, returning its status and log.
+fn exit_of(dir: &Path, mut child: Child) -> (std::process::ExitStatus, String) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            let log = std::fs::read_to_string(dir.join("serve.log")).unwrap_or_default();
+            return (status, log);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the instance did not exit");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+struct Killed(Vec<Child>);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn client_via(ip: &str, port: u16) -> reqwest::Client {
+    reqwest::Client::builder()
+        .resolve(HOST, format!("{ip}:{port}").parse().expect("addr"))
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_with_the_data_key_from_the_environment_start_together_and_agree() {
+    let root = tempfile::tempdir().expect("tmp");
+    let pg = Postgres::start();
+    let store = pg.database();
+    let port = free_port();
+    let dirs: Vec<_> = (0..2).map(|i| root.path().join(format!("i{i}"))).collect();
+    for d in &dirs {
+        write_own_config(d, &store, port, Some("env:MOAT_TEST_DATA_KEY"));
+    }
+    // Both at once, on an empty store.
+    let (c0, a0) = start_own(&dirs[0], "127.0.0.1", port, Some(DATA_KEY));
+    let (c1, a1) = start_own(&dirs[1], "127.0.0.2", port, Some(DATA_KEY));
+    let mut children = Killed(vec![c0, c1]);
+    wait_own(&dirs[0], &mut children.0[0], a0);
+    wait_own(&dirs[1], &mut children.0[1], a1);
+    for d in &dirs {
+        let file = std::fs::read_to_string(d.join("data/secrets.json")).expect("secrets file");
+        assert!(
+            !file.contains("data_key"),
+            "no data key of its own was generated: {file}"
+        );
+    }
+    // One set of signing keys: each instance publishes the same JWKS.
+    let jwks = |ip: &'static str| {
+        let http = client_via(ip, port);
+        async move {
+            http.get(format!("http://{HOST}:{port}/.well-known/jwks.json"))
+                .send()
+                .await
+                .expect("jwks")
+                .json::<serde_json::Value>()
+                .await
+                .expect("json")
+        }
+    };
+    let (j0, j1) = (jwks("127.0.0.1").await, jwks("127.0.0.2").await);
+    assert_eq!(j0, j1);
+    assert_eq!(
+        j0["keys"].as_array().map(Vec::len),
+        Some(1),
+        "one key: {j0}"
+    );
+    // A credential issued by one is accepted by the other, both ways.
+    for (from, to) in [("127.0.0.1", "127.0.0.2"), ("127.0.0.2", "127.0.0.1")] {
+        let mut c = Client::generate(&format!("http://{HOST}:{port}")).expect("client");
+        c.set_http_client(client_via(from, port));
+        c.enroll_and_fetch("shared-key", Some("android"))
+            .await
+            .expect("enroll");
+        c.set_http_client(client_via(to, port));
+        assert_eq!(
+            get_device(&c).await,
+            200,
+            "enrolled on {from}, used on {to}"
+        );
+    }
+    // An operator's machine: the configuration and the data key, no data directory. The
+    // admin command reads the store and writes nothing locally.
+    let operator = root.path().join("operator");
+    write_own_config(&operator, &store, port, Some("env:MOAT_TEST_DATA_KEY"));
+    let out = Command::new(env!("CARGO_BIN_EXE_moat"))
+        .args([
+            "admin",
+            "--config",
+            "moat.toml",
+            "devices",
+            "list",
+            "--json",
+        ])
+        .current_dir(&operator)
+        .env("MOAT_TEST_DATA_KEY", DATA_KEY)
+        .output()
+        .expect("moat admin");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("store postgres://"), "{err}");
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(list["devices"].as_array().map(Vec::len), Some(2), "{list}");
+    assert!(!operator.join("data").exists(), "nothing written locally");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_without_the_data_key_of_a_sealed_store_exits_saying_how_to_fix_it() {
+    let root = tempfile::tempdir().expect("tmp");
+    let pg = Postgres::start();
+    let store = pg.database();
+    let port = free_port();
+    let first = root.path().join("first");
+    write_own_config(&first, &store, port, Some("env:MOAT_TEST_DATA_KEY"));
+    let (c, admin) = start_own(&first, "127.0.0.1", port, Some(DATA_KEY));
+    let mut children = Killed(vec![c]);
+    wait_own(&first, &mut children.0[0], admin);
+
+    // No data key at all: it does not generate one for this store.
+    let second = root.path().join("second");
+    write_own_config(&second, &store, port, None);
+    let (child, _) = start_own(&second, "127.0.0.2", port, None);
+    let (status, log) = exit_of(&second, child);
+    assert!(!status.success());
+    assert!(
+        log.contains("already holds sealed data")
+            && log.contains("server.data_key")
+            && log.contains("docs/deploy.md"),
+        "says what is wrong and how to fix it: {log}"
+    );
+    assert!(
+        !second.join("data/secrets.json").exists(),
+        "no key was generated for a sealed store"
+    );
+
+    // A different data key: refused, naming the key it has (never the key itself).
+    let third = root.path().join("third");
+    write_own_config(&third, &store, port, Some("env:MOAT_TEST_DATA_KEY"));
+    let other = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    let (child, _) = start_own(&third, "127.0.0.2", port, Some(other));
+    let (status, log) = exit_of(&third, child);
+    assert!(!status.success());
+    assert!(
+        log.contains("sealed with another data key")
+            && log.contains("dk_")
+            && log.contains("server.data_key")
+            && !log.contains(other),
+        "{log}"
+    );
+
+    // A secrets file copied from nowhere (its own generated key, as before this change): the
+    // same clear refusal instead of "malformed".
+    let fourth = root.path().join("fourth");
+    write_own_config(&fourth, &store, port, None);
+    std::fs::create_dir_all(fourth.join("data")).expect("mkdir");
+    std::fs::set_permissions(
+        fourth.join("data"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .expect("chmod");
+    std::fs::write(
+        fourth.join("data/secrets.json"),
+        format!(
+            "{{\"data_key\":\"{other}\",\"integrity_secret\":\"{other}\",\
+             \"admin_token\":\"t\",\"static_key\":\"moat_sk_x\"}}"
+        ),
+    )
+    .expect("secrets");
+    std::fs::set_permissions(
+        fourth.join("data/secrets.json"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .expect("chmod");
+    let (child, _) = start_own(&fourth, "127.0.0.2", port, None);
+    let (status, log) = exit_of(&fourth, child);
+    assert!(!status.success());
+    assert!(
+        log.contains("sealed with another data key") && log.contains("secrets.json"),
+        "{log}"
+    );
+
+    // The first instance serves on.
+    assert!(ready(admin));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_without_a_data_key_started_together_on_an_empty_store_never_diverge() {
+    let root = tempfile::tempdir().expect("tmp");
+    let pg = Postgres::start();
+    let store = pg.database();
+    let port = free_port();
+    let dirs: Vec<_> = (0..2).map(|i| root.path().join(format!("i{i}"))).collect();
+    for d in &dirs {
+        write_own_config(d, &store, port, None);
+    }
+    // Each would generate its own key into its own data dir: one does, under the store's
+    // init lease, and the other finds the first's sealed keys and exits without a key.
+    let (c0, a0) = start_own(&dirs[0], "127.0.0.1", port, None);
+    let (c1, a1) = start_own(&dirs[1], "127.0.0.2", port, None);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut children = Killed(vec![c0, c1]);
+    let (serving, exited) = loop {
+        let up = [ready(a0), ready(a1)];
+        let down: Vec<bool> = children
+            .0
+            .iter_mut()
+            .map(|c| c.try_wait().ok().flatten().is_some())
+            .collect();
+        if (up[0] && down[1]) || (up[1] && down[0]) {
+            break if up[0] { (0, 1) } else { (1, 0) };
+        }
+        assert!(
+            !(down[0] && down[1]),
+            "both exited: {} / {}",
+            std::fs::read_to_string(dirs[0].join("serve.log")).unwrap_or_default(),
+            std::fs::read_to_string(dirs[1].join("serve.log")).unwrap_or_default()
+        );
+        assert!(!(up[0] && up[1]), "both serve, each with its own data key");
+        assert!(Instant::now() < deadline, "neither settled");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let log = std::fs::read_to_string(dirs[exited].join("serve.log")).unwrap_or_default();
+    assert!(
+        log.contains("already holds sealed data") && log.contains("server.data_key"),
+        "{log}"
+    );
+    assert!(!dirs[exited].join("data/secrets.json").exists());
+    assert!(dirs[serving].join("data/secrets.json").exists());
+}

@@ -1,4 +1,9 @@
 //! The admin listener (PROTOCOL section 7): device listing and revocation, cleanup on demand.
+//!
+//! Each operation is one public function taking the state ([`devices`], [`revoke`],
+//! [`run_cleanup`], [`outbox`], [`rotate_signing_key`], [`apps`], [`register`], [`retire`],
+//! [`rotate_integrity`], [`audit`]); the HTTP handlers here and `moat admin` on the store
+//! both call it, so the two paths cannot drift apart.
 
 use std::collections::HashMap;
 
@@ -65,28 +70,41 @@ pub async fn list_devices(
     State(state): State<AppState>,
     Query(page): Query<Page>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let limit = page.limit.unwrap_or(100);
+    let views = devices(
+        &state,
+        page.limit.unwrap_or(100),
+        page.offset.unwrap_or(0),
+        page.q.as_deref(),
+    )
+    .await?;
+    Ok(Json(serde_json::json!({ "devices": views })))
+}
+
+/// Devices, newest first, or those an exact search `q` finds.
+///
+/// # Errors
+/// `422` for a limit over the maximum or a long `q`, `503` when the store is down.
+pub async fn devices(
+    state: &AppState,
+    limit: u32,
+    offset: u32,
+    q: Option<&str>,
+) -> Result<Vec<DeviceView>, ApiError> {
     if limit == 0 || limit > MAX_PAGE {
         return Err(ApiError::validation(format!(
             "limit must be 1..={MAX_PAGE}"
         )));
     }
-    let devices = match page.q.as_deref().map(str::trim) {
+    let devices = match q.map(str::trim) {
         Some(q) if !q.is_empty() => {
             if q.len() > 512 {
                 return Err(ApiError::validation("q is longer than 512 bytes"));
             }
             state.store.search_devices(q, limit).await?
         }
-        _ => {
-            state
-                .store
-                .list_devices(limit, page.offset.unwrap_or(0))
-                .await?
-        }
+        _ => state.store.list_devices(limit, offset).await?,
     };
-    let views: Vec<DeviceView> = devices.iter().map(DeviceView::from).collect();
-    Ok(Json(serde_json::json!({ "devices": views })))
+    Ok(devices.iter().map(DeviceView::from).collect())
 }
 
 /// `GET /admin/v1/devices/{id}`
@@ -113,35 +131,72 @@ pub async fn revoke_device(
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
 ) -> Result<Json<DeviceView>, ApiError> {
+    Ok(Json(revoke(&state, id, "admin").await?))
+}
+
+/// Revokes device `id`, recording `actor` (`admin` for the API, `cli` for `moat admin`) in
+/// the audit log.
+///
+/// # Errors
+/// `404` for an unknown device, `503` when the store is down.
+pub async fn revoke(state: &AppState, id: Uuid, actor: &str) -> Result<DeviceView, ApiError> {
     if !state.store.revoke_device(id, state.now()).await? {
         return Err(ApiError::not_found());
     }
     // Take effect on this instance at once; others see it within the device cache TTL.
     state.device_cache.clear();
-    tracing::info!(device = %id, "device revoked by admin");
-    let event = audit::event(state.now(), audit::kind::DEVICE_REVOKED, "admin").subject(id);
+    tracing::info!(device = %id, actor, "device revoked by admin");
+    let event = audit::event(state.now(), audit::kind::DEVICE_REVOKED, actor).subject(id);
     state.audit.record(event).await;
     let device = state
         .store
         .device(id)
         .await?
         .ok_or_else(ApiError::not_found)?;
-    Ok(Json(DeviceView::from(&device)))
+    Ok(DeviceView::from(&device))
+}
+
+/// What one cleanup pass removed.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+#[allow(missing_docs)]
+pub struct CleanupView {
+    pub mailbox_items: u64,
+    pub enrollment_otps: u64,
+    pub dormant_devices: u64,
+    pub revoked_credentials: u64,
+    pub expired_revocations: u64,
+    pub remote_items: u64,
+    pub account_rows: u64,
+    pub replay_entries: u64,
+    pub audit_rows: u64,
 }
 
 /// `POST /admin/v1/cleanup`: runs the cleanup job now.
 ///
 /// # Errors
 /// `503` when the store is down.
-pub async fn cleanup(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
-    let removed = crate::cleanup::run_once(&state).await?;
-    Ok(Json(serde_json::json!({
-        "mailbox_items": removed.store.mailbox_items,
-        "enrollment_otps": removed.store.otps,
-        "dormant_devices": removed.store.dormant_devices,
-        "remote_items": removed.remote_items,
-        "replay_entries": removed.replay_entries,
-    })))
+pub async fn cleanup(State(state): State<AppState>) -> Result<Json<CleanupView>, ApiError> {
+    Ok(Json(run_cleanup(&state).await?))
+}
+
+/// Runs one cleanup pass now.
+///
+/// # Errors
+/// `503` when the store is down.
+pub async fn run_cleanup(state: &AppState) -> Result<CleanupView, ApiError> {
+    let removed = crate::cleanup::run_once(state).await?;
+    Ok(CleanupView {
+        mailbox_items: removed.store.mailbox_items,
+        enrollment_otps: removed.store.otps,
+        dormant_devices: removed.store.dormant_devices,
+        revoked_credentials: removed.store.revoked_credentials,
+        expired_revocations: removed.store.expired_revocations,
+        remote_items: removed.remote_items,
+        account_rows: removed.account_rows,
+        replay_entries: removed.replay_entries as u64,
+        audit_rows: removed.audit_rows,
+    })
 }
 
 /// Query of the SMS listings.
@@ -160,27 +215,56 @@ pub async fn sms_outbox(
     State(state): State<AppState>,
     Query(q): Query<SmsQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    let messages = outbox(&state, q.phone.as_deref(), q.limit.unwrap_or(100)).await?;
+    Ok(Json(serde_json::json!({ "messages": messages })))
+}
+
+/// A message kept by the `outbox` sender, with its text.
+#[derive(Debug, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct OutboxMessage {
+    pub id: String,
+    pub to: String,
+    pub body: String,
+    pub created_at: String,
+    pub purpose: String,
+    pub status: String,
+}
+
+/// Messages kept by the `outbox` sender, newest first, of one phone or all.
+///
+/// # Errors
+/// `422` for a bad phone, `503` when the store is down.
+pub async fn outbox(
+    state: &AppState,
+    phone: Option<&str>,
+    limit: u32,
+) -> Result<Vec<OutboxMessage>, ApiError> {
     state
         .sms_flows
         .settled(std::time::Duration::from_secs(2))
         .await;
-    let phone = match q.phone.as_deref() {
+    let phone = match phone {
         Some(p) => Some(crate::accounts::phone::parse(p)?.e164),
         None => None,
     };
-    let limit = q.limit.unwrap_or(100).clamp(1, MAX_PAGE);
+    let limit = limit.clamp(1, MAX_PAGE);
     let mut messages = Vec::new();
     for m in state.accounts.list_sms(phone.as_deref(), limit).await? {
         if m.sender != "outbox" {
             continue;
         }
         let body = state.keys.data.open(m.id.as_bytes(), &m.body_sealed)?;
-        messages.push(serde_json::json!({
-            "id": m.id, "to": m.phone, "body": String::from_utf8_lossy(body.expose()),
-            "created_at": rfc3339(m.created_at), "purpose": m.purpose, "status": m.status,
-        }));
+        messages.push(OutboxMessage {
+            body: String::from_utf8_lossy(body.expose()).into_owned(),
+            created_at: rfc3339(m.created_at),
+            id: m.id,
+            to: m.phone,
+            purpose: m.purpose,
+            status: m.status,
+        });
     }
-    Ok(Json(serde_json::json!({ "messages": messages })))
+    Ok(messages)
 }
 
 /// `GET /admin/v1/sms/messages?phone=`: every queued, sent and failed SMS with its status and
@@ -227,13 +311,34 @@ pub async fn sms_messages(
 pub async fn rotate_keys(
     State(state): State<AppState>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    let kid = rotate_signing_key(&state, "admin").await?;
+    Ok(Json(serde_json::json!({ "kid": kid })))
+}
+
+/// Makes a new access-token signing key, recording `actor`; returns its key id.
+///
+/// # Errors
+/// `503` when the store is down.
+pub async fn rotate_signing_key(state: &AppState, actor: &str) -> Result<String, ApiError> {
     let kid = state
         .tokens
         .rotate(&*state.accounts, &state.keys, state.now())
         .await?;
-    let event = audit::event(state.now(), audit::kind::KEYS_ROTATED, "admin").subject(&kid);
+    let event = audit::event(state.now(), audit::kind::KEYS_ROTATED, actor).subject(&kid);
     state.audit.record(event).await;
-    Ok(Json(serde_json::json!({ "kid": kid })))
+    Ok(kid)
+}
+
+/// A registered package.
+#[derive(Debug, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct AppView {
+    pub app_id: String,
+    pub version: String,
+    pub sha256: String,
+    pub size: i64,
+    pub status: String,
+    pub created_at: String,
 }
 
 /// `GET /admin/v1/apps`: registered packages.
@@ -241,17 +346,28 @@ pub async fn rotate_keys(
 /// # Errors
 /// `503` when the store is down.
 pub async fn list_apps(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
-    let releases: Vec<serde_json::Value> = state
+    Ok(Json(serde_json::json!({ "apps": apps(&state).await? })))
+}
+
+/// Registered packages.
+///
+/// # Errors
+/// `503` when the store is down.
+pub async fn apps(state: &AppState) -> Result<Vec<AppView>, ApiError> {
+    Ok(state
         .attest
         .releases(MAX_PAGE)
         .await?
         .into_iter()
-        .map(|r| {
-            serde_json::json!({"app_id": r.app_id, "version": r.version, "sha256": moat_core::b64::url_encode(&r.sha256),
-                "size": r.size, "status": r.status, "created_at": rfc3339(r.created_at)})
+        .map(|r| AppView {
+            sha256: moat_core::b64::url_encode(&r.sha256),
+            created_at: rfc3339(r.created_at),
+            app_id: r.app_id,
+            version: r.version,
+            size: r.size,
+            status: r.status,
         })
-        .collect();
-    Ok(Json(serde_json::json!({ "apps": releases })))
+        .collect())
 }
 
 /// Largest package accepted for registration.
@@ -323,13 +439,23 @@ pub async fn retire_app(
     State(state): State<AppState>,
     Path((app_id, version)): Path<(String, String)>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    if !state.attest.retire_release(&app_id, &version).await? {
+    Ok(Json(retire(&state, &app_id, &version).await?))
+}
+
+/// Stops accepting a package.
+///
+/// # Errors
+/// `404` for an unknown package, `503` when the store is down.
+pub async fn retire(
+    state: &AppState,
+    app_id: &str,
+    version: &str,
+) -> Result<serde_json::Value, ApiError> {
+    if !state.attest.retire_release(app_id, version).await? {
         return Err(ApiError::not_found());
     }
-    reload_decoys(&state).await;
-    Ok(Json(
-        serde_json::json!({"app_id": app_id, "version": version, "status": "retired"}),
-    ))
+    reload_decoys(state).await;
+    Ok(serde_json::json!({"app_id": app_id, "version": version, "status": "retired"}))
 }
 
 /// `POST /admin/v1/integrity/rotate`
@@ -339,27 +465,45 @@ pub async fn retire_app(
 pub async fn rotate_integrity(
     State(state): State<AppState>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    let kid = rotate_integrity_secret(&state, "admin").await?;
+    Ok(Json(serde_json::json!({ "kid": kid })))
+}
+
+/// Makes a new integrity secret, recording `actor`; returns its key id.
+///
+/// # Errors
+/// `503` when the store is down.
+pub async fn rotate_integrity_secret(state: &AppState, actor: &str) -> Result<String, ApiError> {
     let kid = state
         .integrity
         .rotate(&*state.attest, &state.keys, state.now())
         .await?;
-    let event = audit::event(state.now(), audit::kind::INTEGRITY_ROTATED, "admin").subject(&kid);
+    let event = audit::event(state.now(), audit::kind::INTEGRITY_ROTATED, actor).subject(&kid);
     state.audit.record(event).await;
-    Ok(Json(serde_json::json!({ "kid": kid })))
+    Ok(kid)
 }
 
 /// Filters of `GET /admin/v1/audit`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[allow(missing_docs)]
 pub struct AuditFilter {
-    kind: Option<String>,
-    subject: Option<String>,
+    pub kind: Option<String>,
+    pub subject: Option<String>,
     /// Unix seconds.
-    since: Option<i64>,
+    pub since: Option<i64>,
     /// Unix seconds.
-    until: Option<i64>,
+    pub until: Option<i64>,
     /// The last id of the previous page.
-    before: Option<String>,
-    limit: Option<u32>,
+    pub before: Option<String>,
+    pub limit: Option<u32>,
+}
+
+/// A page of the audit log: `next` is the `before` of the next page (absent on the last).
+#[derive(Debug, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct AuditPage {
+    pub events: Vec<AuditView>,
+    pub next: Option<String>,
 }
 
 /// An audit event as the admin API shows it.
@@ -383,7 +527,15 @@ pub struct AuditView {
 pub async fn audit_log(
     State(state): State<AppState>,
     Query(f): Query<AuditFilter>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<AuditPage>, ApiError> {
+    Ok(Json(audit(&state, f).await?))
+}
+
+/// Security events, newest first.
+///
+/// # Errors
+/// `422` for a bad limit or long filters, `503` when the store is down.
+pub async fn audit(state: &AppState, f: AuditFilter) -> Result<AuditPage, ApiError> {
     use moat_store::ops::MAX_AUDIT_PAGE;
     let limit = f.limit.unwrap_or(100);
     if limit == 0 || limit > MAX_AUDIT_PAGE {
@@ -422,7 +574,10 @@ pub async fn audit_log(
             detail: e.event.detail.and_then(|d| serde_json::from_str(&d).ok()),
         })
         .collect();
-    Ok(Json(serde_json::json!({ "events": views, "next": next })))
+    Ok(AuditPage {
+        events: views,
+        next,
+    })
 }
 
 /// Range of `GET /admin/v1/stats`.

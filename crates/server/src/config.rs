@@ -249,6 +249,8 @@ pub struct RawServer {
     pub request_timeout: Option<u64>,
     pub header_timeout: Option<u64>,
     pub tls: Option<toml::Table>,
+    /// Secret reference (`env:`/`file:`) of the data key (PROTOCOL section 11).
+    pub data_key: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -560,6 +562,9 @@ pub struct Config {
     pub admin_listen: SocketAddr,
     /// Admin bearer token, if set in configuration (else generated into the data dir).
     pub admin_token: Option<String>,
+    /// `server.data_key`: secret reference (`env:`/`file:`) of the data key shared by every
+    /// instance; when absent the data dir's secrets file holds it.
+    pub data_key: Option<String>,
     /// Store URL.
     pub store_url: String,
     /// Installation identity (DPoP) accepted.
@@ -743,6 +748,14 @@ impl Config {
                 "store.url: must be sqlite://…, postgres://… or postgresql://… (got `{}:…`)",
                 store_url.split(':').next().unwrap_or("")
             ));
+        }
+        // Several instances (PROTOCOL section 11): the data key as a secret reference.
+        if let Some(reference) = &raw.server.data_key
+            && !(reference.starts_with("env:") || reference.starts_with("file:"))
+        {
+            errors.push(
+                "server.data_key: must be a reference (env:NAME or file:PATH), not the key".into(),
+            );
         }
         let store_pool = moat_store::PoolOptions {
             max_connections: raw.store.max_connections.unwrap_or(8),
@@ -1259,6 +1272,7 @@ impl Config {
             header_timeout,
             admin_listen,
             admin_token: raw.admin.token,
+            data_key: raw.server.data_key,
             store_url,
             identity_installation,
             identity_firebase,

@@ -2,8 +2,11 @@
 //!
 //! `secrets.json` (mode 0600, in a 0700 directory) holds the data key (seals secrets at
 //! rest), the integrity secret, the admin token and the static key. Values set in the
-//! configuration take precedence over the file; the data key can only come from the file,
-//! because changing it would make every sealed value unreadable.
+//! configuration take precedence over the file. The data key comes from the file, or from
+//! `server.data_key` (a secret reference) when several instances share one store
+//! (PROTOCOL section 11); the file then holds no data key. A data key is only ever
+//! generated for a store that holds no sealed data yet: changing it would make every sealed
+//! value unreadable (see `crate::build_state`).
 //!
 //! The data directory also holds the SQLite database (phones, password hashes, the audit log),
 //! whose files SQLite creates with the mode of the database file: the directory is the one
@@ -24,7 +27,9 @@ pub const FILE: &str = "secrets.json";
 /// The secrets file's contents.
 #[derive(Serialize, Deserialize, Zeroize, ZeroizeOnDrop)]
 pub struct Secrets {
-    /// AES-256-GCM data key, base64url.
+    /// AES-256-GCM data key, base64url; empty (and absent from the file) when the
+    /// configuration gives it (`server.data_key`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub data_key: String,
     /// Integrity token secret, base64url.
     pub integrity_secret: String,
@@ -71,10 +76,10 @@ pub enum SecretsError {
     Random,
 }
 
-fn generate() -> Result<Secrets, SecretsError> {
+fn generate(data_key: bool) -> Result<Secrets, SecretsError> {
     let token = |n| random::token(n).map_err(|_| SecretsError::Random);
     Ok(Secrets {
-        data_key: token(32)?,
+        data_key: if data_key { token(32)? } else { String::new() },
         integrity_secret: token(32)?,
         admin_token: token(32)?,
         static_key: format!("moat_sk_{}", token(32)?),
@@ -119,12 +124,34 @@ pub fn prepare_dir(dir: &Path) -> Result<(), SecretsError> {
     Ok(())
 }
 
-/// Loads the secrets from `dir`, creating the directory and file on first start.
+/// A short, public name of a data key (`dk_` and 8 characters of a keyed hash), logged at
+/// start and shown in errors so that operators can tell which instances share a key
+/// without ever seeing one.
+pub fn data_key_id(key: &[u8]) -> String {
+    use aws_lc_rs::hmac;
+    let tag = hmac::sign(
+        &hmac::Key::new(hmac::HMAC_SHA256, key),
+        b"moat data key id v1",
+    );
+    format!("dk_{}", &b64::url_encode(tag.as_ref())[..8])
+}
+
+/// Whether `dir` holds a secrets file (nothing is created).
+pub fn exists(dir: &Path) -> bool {
+    dir.join(FILE).exists()
+}
+
+/// Loads the secrets from `dir`, creating the directory and file on first start (with a new
+/// data key if `with_data_key`, else without one). Returns the secrets and whether the file
+/// was created by this call.
 ///
 /// # Errors
 /// [`SecretsError`] if the file cannot be read or written, is invalid, or is readable by
 /// group or others, or if the directory can be reached by them (see [`prepare_dir`]).
-pub fn load_or_create(dir: &Path) -> Result<Secrets, SecretsError> {
+pub fn load_or_create_with(
+    dir: &Path,
+    with_data_key: bool,
+) -> Result<(Secrets, bool), SecretsError> {
     let io = |path: &Path| {
         let path = path.display().to_string();
         move |source| SecretsError::Io { path, source }
@@ -144,13 +171,15 @@ pub fn load_or_create(dir: &Path) -> Result<Secrets, SecretsError> {
             let parsed: Result<Secrets, _> = serde_json::from_slice(&bytes);
             bytes.zeroize();
             let secrets = parsed.map_err(|_| SecretsError::Invalid(path.display().to_string()))?;
-            if b64::url_decode(&secrets.data_key).map(|k| k.len()) != Ok(32) {
+            if !secrets.data_key.is_empty()
+                && b64::url_decode(&secrets.data_key).map(|k| k.len()) != Ok(32)
+            {
                 return Err(SecretsError::Invalid(path.display().to_string()));
             }
-            Ok(secrets)
+            Ok((secrets, false))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let secrets = generate()?;
+            let secrets = generate(with_data_key)?;
             let mut text = serde_json::to_vec_pretty(&secrets).map_err(|_| SecretsError::Random)?;
             // Written whole to a private temporary file, then linked into place: link()
             // never replaces an existing file, so when several instances start at once on
@@ -172,15 +201,34 @@ pub fn load_or_create(dir: &Path) -> Result<Secrets, SecretsError> {
             match linked {
                 Ok(()) => {
                     tracing::info!(path = %path.display(), "generated server secrets on first start");
-                    Ok(secrets)
+                    Ok((secrets, true))
                 }
                 // Another instance created it first: use theirs.
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => load_or_create(dir),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    load_or_create_with(dir, with_data_key)
+                }
                 Err(e) => Err(io(&path)(e)),
             }
         }
         Err(e) => Err(io(&path)(e)),
     }
+}
+
+/// Secrets made for this process only, without a data key and never written: for an admin
+/// command given `server.data_key` where there is no secrets file (it uses none of them).
+///
+/// # Errors
+/// [`SecretsError::Random`].
+pub fn unsaved() -> Result<Secrets, SecretsError> {
+    generate(false)
+}
+
+/// [`load_or_create_with`] a data key: the secrets alone.
+///
+/// # Errors
+/// As [`load_or_create_with`].
+pub fn load_or_create(dir: &Path) -> Result<Secrets, SecretsError> {
+    load_or_create_with(dir, true).map(|(secrets, _)| secrets)
 }
 
 #[cfg(test)]
@@ -210,6 +258,21 @@ mod tests {
         assert!(keys.iter().all(|k| *k == keys[0]), "one set of secrets");
         let leftovers = std::fs::read_dir(&data).expect("dir").count();
         assert_eq!(leftovers, 1, "no temporary files left behind");
+    }
+
+    #[test]
+    fn without_a_data_key_when_the_configuration_gives_it() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let data = dir.path().join("data");
+        let (secrets, created) = load_or_create_with(&data, false).expect("create");
+        assert!(created && secrets.data_key.is_empty());
+        let text = std::fs::read_to_string(data.join(FILE)).expect("read");
+        assert!(!text.contains("data_key"), "{text}");
+        let (again, created) = load_or_create_with(&data, false).expect("reuse");
+        assert!(!created && again.data_key.is_empty());
+        assert_eq!(again.admin_token, secrets.admin_token);
+        assert!(data_key_id(&[7; 32]).starts_with("dk_"));
+        assert_ne!(data_key_id(&[7; 32]), data_key_id(&[8; 32]));
     }
 
     #[test]

@@ -46,12 +46,17 @@ pub struct Keys {
 }
 
 impl Keys {
-    /// Builds the keys from the secrets file and configuration overrides.
+    /// Builds the keys from the data key (`server.data_key` or the secrets file), the
+    /// secrets file and configuration overrides.
     ///
     /// # Errors
     /// If the data key is not 32 bytes.
-    pub fn new(secrets: &Secrets, config: &Config) -> Result<Self, moat_core::Error> {
-        let data_key = b64::url_decode(&secrets.data_key)?;
+    pub fn new(
+        data_key: &SecretBytes,
+        secrets: &Secrets,
+        config: &Config,
+    ) -> Result<Self, moat_core::Error> {
+        let data_key = data_key.expose().to_vec();
         // A separate key for API-key hashing, derived from the data key so there is one
         // secret to back up: HMAC(data_key, label).
         let pepper_bytes = hmac::sign(

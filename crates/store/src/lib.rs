@@ -401,6 +401,77 @@ impl Opened {
     }
 }
 
+/// `url` as it may be shown to people and logs: a password in it is replaced by `***`.
+pub fn shown_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => match rest[..at].split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***{}", &rest[at..]),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
+/// Whether the store at `url` exists and has been set up (migrated at least once), found
+/// without creating or changing anything: a SQLite file that is not there is not created.
+///
+/// # Errors
+/// [`StoreError`] for an unknown scheme or a database that cannot be reached.
+pub async fn exists(url: &str) -> Result<bool> {
+    use sqlx::Connection as _;
+    use std::str::FromStr as _;
+    const TABLE: &str = "_sqlx_migrations";
+    let backend = |e: sqlx::Error| StoreError::Backend(Box::new(e));
+    if url.starts_with("sqlite:") {
+        if url.contains(":memory:") || url.contains("mode=memory") {
+            return Ok(false);
+        }
+        let options = sqlx::sqlite::SqliteConnectOptions::from_str(url)
+            .map_err(backend)?
+            .read_only(true)
+            .create_if_missing(false);
+        if !options.get_filename().exists() {
+            return Ok(false);
+        }
+        let mut conn = sqlx::SqliteConnection::connect_with(&options)
+            .await
+            .map_err(backend)?;
+        let found: Option<(String,)> =
+            sqlx::query_as("SELECT name FROM sqlite_master WHERE type = 'table' AND name = $1")
+                .bind(TABLE)
+                .fetch_optional(&mut conn)
+                .await
+                .map_err(backend)?;
+        let _ = conn.close().await;
+        Ok(found.is_some())
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let options = sqlx::postgres::PgConnectOptions::from_str(url)
+            .map_err(backend)?
+            .application_name("moat-admin");
+        let mut conn = sqlx::PgConnection::connect_with(&options)
+            .await
+            .map_err(backend)?;
+        let (found,): (bool,) = sqlx::query_as(
+            "SELECT EXISTS (SELECT 1 FROM information_schema.tables \
+             WHERE table_schema = current_schema() AND table_name = $1)",
+        )
+        .bind(TABLE)
+        .fetch_one(&mut conn)
+        .await
+        .map_err(backend)?;
+        let _ = conn.close().await;
+        Ok(found)
+    } else {
+        Err(StoreError::Backend(
+            "store.url must start with sqlite:, postgres:// or postgresql://".into(),
+        ))
+    }
+}
+
 /// Opens the store at `url` (`sqlite://…`, `sqlite::memory:`, `postgres://…` or
 /// `postgresql://…`) and applies its migrations.
 ///
@@ -419,5 +490,21 @@ pub async fn open(url: &str, options: &PoolOptions) -> Result<Opened> {
         Err(StoreError::Backend(
             "store.url must start with sqlite:, postgres:// or postgresql://".into(),
         ))
+    }
+}
+
+#[cfg(test)]
+mod shown_url_tests {
+    #[test]
+    fn the_password_is_hidden() {
+        assert_eq!(
+            super::shown_url("postgres://moat:s3cret@db:5432/moat"),
+            "postgres://moat:***@db:5432/moat"
+        );
+        assert_eq!(
+            super::shown_url("sqlite://./d/moat.db"),
+            "sqlite://./d/moat.db"
+        );
+        assert_eq!(super::shown_url("postgres://db/x"), "postgres://db/x");
     }
 }
