@@ -112,6 +112,7 @@ fn doctor_passes_on_embedded_defaults_and_changes_nothing() {
             "config",
             "data_dir",
             "listen",
+            "public_base_url",
             "secrets",
             "sms",
             "store"
@@ -779,4 +780,77 @@ fn run_with_config(dir: &Path, args: &[&str]) -> Output {
         .current_dir(dir)
         .output()
         .expect("run moat")
+}
+
+/// `moat doctor` flags a `public_base_url` clients cannot use: `http://` with TLS on the
+/// listener (every enrollment would fail `htu does not match`), or a local URL on another
+/// port than the listener's; on defaults it names the URL clients must call.
+#[test]
+fn doctor_flags_a_public_base_url_that_does_not_match_the_listener() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (listen, admin) = (moat_testkit::free_port(), moat_testkit::free_port());
+    let config = dir.path().join("moat.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\npublic_base_url = \"http://127.0.0.1:{listen}\"\n[server.tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\n"
+        ),
+    )
+    .expect("write");
+    let out = doctor(
+        dir.path(),
+        listen,
+        admin,
+        &["--json", "--config", "moat.toml"],
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).expect("json");
+    let c = check(&report, "public_base_url");
+    assert_eq!(c["status"], "fail", "{c}");
+    assert!(
+        c["detail"].as_str().expect("detail").contains("https://"),
+        "{c}"
+    );
+
+    std::fs::write(
+        &config,
+        "[server]\npublic_base_url = \"http://127.0.0.1:1\"\n",
+    )
+    .expect("write");
+    let out = doctor(
+        dir.path(),
+        listen,
+        admin,
+        &["--json", "--config", "moat.toml"],
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(check(&report, "public_base_url")["status"], "warn");
+
+    let out = doctor(dir.path(), listen, admin, &["--json"]);
+    let report: Value = serde_json::from_slice(&out.stdout).expect("json");
+    let c = check(&report, "public_base_url");
+    assert_eq!(c["status"], "ok", "{c}");
+    assert!(
+        c["detail"]
+            .as_str()
+            .expect("detail")
+            .contains(&format!("http://127.0.0.1:{listen}")),
+        "{c}"
+    );
+}
+
+/// A `--config` file that cannot be read is a configuration error (exit 64), said plainly.
+#[test]
+fn a_missing_config_file_exits_64() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = moat()
+        .args(["serve", "--config", "nowhere.toml"])
+        .current_dir(dir.path())
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(64), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("--config nowhere.toml"),
+        "{}",
+        text(&out.stderr)
+    );
 }
