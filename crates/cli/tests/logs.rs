@@ -49,8 +49,19 @@ fn json_logs_carry_the_request_id_and_no_secret() {
             .to_str()
             .expect("ascii")
             .to_owned();
-        (device, id)
+        // A refused call: its line names the problem code, in the span of its request id.
+        let refused = c
+            .call(http::Method::GET, "/v1/device", None, Default::default())
+            .await
+            .expect("call");
+        assert_eq!(refused.status, 403);
+        let refused_id = refused.headers["x-request-id"]
+            .to_str()
+            .expect("ascii")
+            .to_owned();
+        (device, (id, refused_id))
     });
+    let (request_id, refused_id) = request_id;
     // SIGTERM, then read everything the server wrote.
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -91,6 +102,18 @@ fn json_logs_carry_the_request_id_and_no_secret() {
             .iter()
             .any(|e| e["fields"]["message"] == "moat listening"),
         "{lines:#?}"
+    );
+    let refusal = events
+        .iter()
+        .find(|e| e["fields"]["message"] == "request refused")
+        .unwrap_or_else(|| panic!("no refusal line in {lines:#?}"));
+    assert_eq!(refusal["level"], "INFO");
+    assert_eq!(refusal["fields"]["code"], "device_revoked", "{refusal}");
+    assert_eq!(refusal["fields"]["status"], 403, "{refusal}");
+    assert_eq!(
+        refusal["span"]["request_id"],
+        refused_id.as_str(),
+        "{refusal}"
     );
     let all = lines.join("\n");
     assert!(!all.contains(TOKEN), "the admin token reached the log");
