@@ -18,27 +18,7 @@ const PASSWORD: &str = "correct horse battery";
 async fn an_expired_access_token_says_so() {
     let server = TestServer::start("dynamic").await;
     let c = server.enrolled("phone-1").await;
-    assert_eq!(
-        post(
-            &c,
-            "/api/register",
-            json!({"phone": PHONE, "password": PASSWORD})
-        )
-        .await
-        .status,
-        202
-    );
-    let code = latest_code(&server, PHONE).await;
-    assert_eq!(
-        post(
-            &c,
-            "/api/register/confirm",
-            json!({"phone": PHONE, "otp": code})
-        )
-        .await
-        .status,
-        201
-    );
+    register(&server, &c, PHONE, PASSWORD).await;
     let r = c
         .call_form(
             "/api/token",
