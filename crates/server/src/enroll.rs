@@ -486,7 +486,15 @@ pub async fn enroll(
     let quota = crate::ratelimit::Quota::per_hour(state.config.enroll_per_ip_hour);
     let mut key = String::with_capacity(48);
     key.push_str("enroll\0");
-    key.push_str(&ip.to_string());
+    match ip {
+        // One host commonly holds a whole /64: counted per address, it could rotate without
+        // limit.
+        std::net::IpAddr::V6(v6) => {
+            let s = v6.segments();
+            key.push_str(&format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3]));
+        }
+        v4 => key.push_str(&v4.to_string()),
+    }
     match state.enroll_limiter.check(now_ms, &[(key, quota)]).await {
         Ok(()) => {}
         Err(crate::ratelimit::Refusal::Limited { retry_after, .. }) => {

@@ -39,6 +39,20 @@ fn is_method_override(name: &str) -> bool {
     )
 }
 
+/// Client-address headers that CDNs and proxies set and backends read as the caller's IP.
+fn is_client_ip(name: &str) -> bool {
+    matches!(
+        name,
+        "x-real-ip"
+            | "true-client-ip"
+            | "x-client-ip"
+            | "client-ip"
+            | "cf-connecting-ip"
+            | "x-cluster-client-ip"
+            | "fastly-client-ip"
+    )
+}
+
 /// Whether a client header of this name (lower case, dash-spelled) is one the gateway
 /// removes whatever the route: hop-by-hop, framing, the `moat-` namespace (identity headers
 /// Moat sets, and its credentials unless `keep_credentials`), untrusted forwarding headers,
@@ -68,12 +82,9 @@ fn refused(
         // namespace.
         return true;
     }
-    if *name == names::FORWARDED
-        || *name == names::X_FORWARDED_FOR
-        || *name == names::X_FORWARDED_PROTO
-        || *name == names::X_FORWARDED_HOST
-        || text == "x-real-ip"
-    {
+    if *name == names::FORWARDED || text.starts_with("x-forwarded-") || is_client_ip(text) {
+        // Every forwarding header (`X-Forwarded-Prefix` and `-Port` build links as `-Host`
+        // does) and every client-address header a backend may trust.
         return !trusted_chain;
     }
     is_method_override(text)

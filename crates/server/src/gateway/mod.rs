@@ -180,7 +180,14 @@ impl Gateway {
             routes.push(Arc::new(Upstream {
                 config: c.clone(),
                 secrets: secrets_of(&headers, &query),
-                injected_names: headers.iter().map(|(n, _)| n.clone()).collect(),
+                // Dash-spelled, as client names are judged: an injected `x_api_key` and a
+                // client's `X-Api-Key` are one header to CGI, PHP and nginx with underscores.
+                injected_names: headers
+                    .iter()
+                    .filter_map(|(n, _)| {
+                        HeaderName::from_bytes(n.as_str().replace('_', "-").as_bytes()).ok()
+                    })
+                    .collect(),
                 headers,
                 query,
                 scheme,
@@ -229,6 +236,34 @@ impl Gateway {
     pub fn jwks(&self) -> serde_json::Value {
         self.jwks.clone()
     }
+}
+
+/// A query or form name that frameworks read as a method override (`_method`, in any case
+/// and percent-encoding of it).
+fn is_method_param(name: &str) -> bool {
+    let decoded = name.replace("%5F", "_").replace("%5f", "_");
+    decoded.eq_ignore_ascii_case("_method")
+}
+
+/// Whether a form or multipart body carries a `_method` field.
+fn has_method_field(headers: &HeaderMap, body: &[u8]) -> bool {
+    let kind = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    if kind.starts_with("application/x-www-form-urlencoded") {
+        return body
+            .split(|b| *b == b'&')
+            .filter_map(|pair| pair.split(|b| *b == b'=').next())
+            .any(|name| std::str::from_utf8(name).is_ok_and(is_method_param));
+    }
+    if kind.starts_with("multipart/form-data") {
+        // A part named `_method`; quoted or not, in any case.
+        let lower = body.to_ascii_lowercase();
+        return contains(&lower, b"name=\"_method\"") || contains(&lower, b"name=_method");
+    }
+    false
 }
 
 /// `400 malformed` for a request target the gateway will not forward.
@@ -324,6 +359,16 @@ pub async fn forward(
     // upstream; HTTP/2 always carries scheme and authority, which Moat ignores.
     if parts.version <= Version::HTTP_11 && parts.uri.authority().is_some() {
         return Err(refuse("absolute-form request target"));
+    }
+    if cfg.methods.is_some()
+        && parts.uri.query().is_some_and(|q| {
+            q.split('&')
+                .any(|pair| pair.split('=').next().is_some_and(is_method_param))
+        })
+    {
+        // Laravel, Symfony and Express's method-override read `_method` from the query (or a
+        // form body, checked below) and run that method instead.
+        return Err(refuse("`_method` on a route limited to some methods"));
     }
     let path = parts.uri.path();
     let rest = path
@@ -430,6 +475,9 @@ pub async fn forward(
     let body: Bytes = axum::body::to_bytes(body, limit)
         .await
         .map_err(|_| ApiError::too_large(limit))?;
+    if cfg.methods.is_some() && has_method_field(&out, &body) {
+        return Err(refuse("`_method` on a route limited to some methods"));
+    }
     if cfg.sign {
         let target = Target {
             scheme: route.scheme.as_str(),
@@ -556,6 +604,14 @@ async fn respond(
     let (head, incoming) = upstream.into_parts();
     let status = head.status;
     let mut headers = head.headers;
+    // A transfer coding other than chunked (`gzip, chunked`) would reach the client still
+    // compressed once the hop-by-hop header is gone: not inspectable, like Content-Encoding.
+    let transfer_coded = headers
+        .get_all(header::TRANSFER_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|c| !c.trim().eq_ignore_ascii_case("chunked"));
     headers::strip_hop_by_hop(&mut headers);
     headers.remove(header::CONTENT_LENGTH);
     if !route.config.pass_server_header {
@@ -577,10 +633,11 @@ async fn respond(
     let inspect = !secrets.is_empty()
         && (status.is_redirection() || status.is_client_error() || status.is_server_error());
     if inspect
-        && headers
-            .get_all(header::CONTENT_ENCODING)
-            .iter()
-            .any(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"))
+        && (transfer_coded
+            || headers
+                .get_all(header::CONTENT_ENCODING)
+                .iter()
+                .any(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity")))
     {
         // Asked for `identity` and got an encoding: its bytes cannot be searched for the
         // secrets, so they do not go to the client.

@@ -629,6 +629,10 @@ async fn spoofing_headers_are_dropped_and_the_forwarded_host_is_ours() {
         .header("X-Method-Override", "DELETE")
         .header("X_HTTP_Method_Override", "DELETE")
         .header("x-kept_header", "kept")
+        .header("X-Forwarded-Prefix", "//evil.example")
+        .header("X-Forwarded-Port", "1")
+        .header("True-Client-IP", "6.6.6.6")
+        .header("CF-Connecting-IP", "6.6.6.6")
         .header("host", "evil.example")
         .send()
         .await
@@ -642,6 +646,9 @@ async fn spoofing_headers_are_dropped_and_the_forwarded_host_is_ours() {
         assert!(
             (!dashed.starts_with("moat-") || name == "moat-device")
                 && !dashed.contains("method")
+                && !dashed.contains("client-ip")
+                && !dashed.contains("connecting-ip")
+                && !matches!(dashed.as_str(), "x-forwarded-prefix" | "x-forwarded-port")
                 && dashed != "x-real-ip",
             "{name} reached the upstream: {names:?}"
         );
@@ -678,6 +685,27 @@ async fn spoofing_headers_are_dropped_and_the_forwarded_host_is_ours() {
         "{forwarded}"
     );
     assert!(!forwarded.contains("evil"), "{forwarded}");
+    // `_method` (Laravel, Symfony, Express) in the query or a form body of a `GET`-only route.
+    let before = seen.lock().expect("lock").len();
+    for r in [
+        http().get(format!("{}/ro/x?_method=DELETE", server.base)),
+        http().get(format!("{}/ro/x?a=1&_METHOD=delete", server.base)),
+        http().get(format!("{}/ro/x?%5Fmethod=DELETE", server.base)),
+        http()
+            .get(format!("{}/ro/x", server.base))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("a=1&_method=DELETE"),
+    ] {
+        let r = read(
+            r.header("moat-device-key", api_key(&c))
+                .send()
+                .await
+                .expect("send"),
+        )
+        .await;
+        assert_problem(&r, 400, "malformed");
+    }
+    assert_eq!(seen.lock().expect("lock").len(), before, "none forwarded");
     // `/maps` injects X-Api-Key: the client's spelling with `_` never sits beside it.
     let r = http()
         .get(format!("{}/maps/ok", server.base))
