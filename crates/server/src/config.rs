@@ -1261,10 +1261,7 @@ impl Config {
             } else {
                 "http"
             },
-            public_authority: public_base_url
-                .split_once("://")
-                .map(|(_, rest)| rest.split('/').next().unwrap_or(rest).to_ascii_lowercase())
-                .unwrap_or_default(),
+            public_authority: authority_of(&public_base_url),
             public_base_url,
             data_dir,
             max_body_bytes,
@@ -1513,6 +1510,24 @@ fn deserialize_all(mut table: toml::Table, errors: &mut Vec<String>) -> Option<R
     }
     errors.push("too many errors in the configuration".into());
     None
+}
+
+/// The authority of a base URL as clients put it in `@authority` and `htu`: lower case, and
+/// without the scheme's default port (`https://h:443` is `h`, as URL parsers write it).
+fn authority_of(base: &str) -> String {
+    let Some((scheme, rest)) = base.split_once("://") else {
+        return String::new();
+    };
+    let authority = rest.split('/').next().unwrap_or(rest).to_ascii_lowercase();
+    let default = if scheme.eq_ignore_ascii_case("https") {
+        ":443"
+    } else {
+        ":80"
+    };
+    match authority.strip_suffix(default) {
+        Some(host) if !host.is_empty() => host.to_owned(),
+        _ => authority,
+    }
 }
 
 /// One step of a key's path: a table key or an array index.
