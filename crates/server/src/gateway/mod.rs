@@ -238,11 +238,46 @@ impl Gateway {
     }
 }
 
-/// A query or form name that frameworks read as a method override (`_method`, in any case
-/// and percent-encoding of it).
-fn is_method_param(name: &str) -> bool {
-    let decoded = name.replace("%5F", "_").replace("%5f", "_");
-    decoded.eq_ignore_ascii_case("_method")
+/// Whether a query or form name, percent-decoded as frameworks decode it, is `_method` in
+/// any letter case (`_METHOD`, `%5Fmethod`, `_m%65thod`). Decoded on the fly: no allocation
+/// on the request path.
+fn is_method_param(name: &[u8]) -> bool {
+    const TARGET: &[u8] = b"_method";
+    let mut decoded = 0;
+    let mut i = 0;
+    while i < name.len() {
+        let byte = match name[i] {
+            b'%' => {
+                let hex = |j: usize| name.get(j).and_then(|b| char::from(*b).to_digit(16));
+                let (Some(hi), Some(lo)) = (hex(i + 1), hex(i + 2)) else {
+                    return false;
+                };
+                i += 3;
+                u8::try_from(hi << 4 | lo).unwrap_or(0)
+            }
+            b => {
+                i += 1;
+                b
+            }
+        };
+        if TARGET
+            .get(decoded)
+            .is_none_or(|t| !t.eq_ignore_ascii_case(&byte))
+        {
+            return false;
+        }
+        decoded += 1;
+    }
+    decoded == TARGET.len()
+}
+
+/// Whether a query string or form body names `_method`. Pairs are split on `&` and on `;`,
+/// which some parsers also take as a separator.
+fn names_method(pairs: &[u8]) -> bool {
+    pairs
+        .split(|b| *b == b'&' || *b == b';')
+        .filter_map(|pair| pair.split(|b| *b == b'=').next())
+        .any(is_method_param)
 }
 
 /// Whether a form or multipart body carries a `_method` field.
@@ -253,15 +288,17 @@ fn has_method_field(headers: &HeaderMap, body: &[u8]) -> bool {
         .unwrap_or("")
         .to_ascii_lowercase();
     if kind.starts_with("application/x-www-form-urlencoded") {
-        return body
-            .split(|b| *b == b'&')
-            .filter_map(|pair| pair.split(|b| *b == b'=').next())
-            .any(|name| std::str::from_utf8(name).is_ok_and(is_method_param));
+        return names_method(body);
     }
     if kind.starts_with("multipart/form-data") {
-        // A part named `_method`; quoted or not, in any case.
-        let lower = body.to_ascii_lowercase();
-        return contains(&lower, b"name=\"_method\"") || contains(&lower, b"name=_method");
+        // A part named `_method`; quoted or not, in any case (compared in place, not on a
+        // lower-cased copy of a body that may be megabytes).
+        return [&b"name=\"_method\""[..], b"name=_method"]
+            .iter()
+            .any(|needle| {
+                body.windows(needle.len())
+                    .any(|w| w.eq_ignore_ascii_case(needle))
+            });
     }
     false
 }
@@ -361,10 +398,10 @@ pub async fn forward(
         return Err(refuse("absolute-form request target"));
     }
     if cfg.methods.is_some()
-        && parts.uri.query().is_some_and(|q| {
-            q.split('&')
-                .any(|pair| pair.split('=').next().is_some_and(is_method_param))
-        })
+        && parts
+            .uri
+            .query()
+            .is_some_and(|q| names_method(q.as_bytes()))
     {
         // Laravel, Symfony and Express's method-override read `_method` from the query (or a
         // form body, checked below) and run that method instead.
@@ -604,21 +641,30 @@ async fn respond(
     let (head, incoming) = upstream.into_parts();
     let status = head.status;
     let mut headers = head.headers;
-    // A transfer coding other than chunked (`gzip, chunked`) would reach the client still
-    // compressed once the hop-by-hop header is gone: not inspectable, like Content-Encoding.
-    let transfer_coded = headers
-        .get_all(header::TRANSFER_ENCODING)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|c| !c.trim().eq_ignore_ascii_case("chunked"));
+    let secrets = &route.secrets;
+    let inspect = !secrets.is_empty()
+        && (status.is_redirection() || status.is_client_error() || status.is_server_error());
+    // Bytes that cannot be searched for the secrets do not go to the client: a content coding
+    // (asked for `identity` and got one anyway), or a transfer coding other than chunked
+    // (`gzip, chunked`: still compressed once the hop-by-hop header is gone). Read before the
+    // hop-by-hop strip, and only for bodies that are inspected.
+    let encoded = inspect
+        && (headers
+            .get_all(header::TRANSFER_ENCODING)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|c| !c.trim().eq_ignore_ascii_case("chunked"))
+            || headers
+                .get_all(header::CONTENT_ENCODING)
+                .iter()
+                .any(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity")));
     headers::strip_hop_by_hop(&mut headers);
     headers.remove(header::CONTENT_LENGTH);
     if !route.config.pass_server_header {
         headers.remove(header::SERVER);
         headers.remove(&names::X_POWERED_BY);
     }
-    let secrets = &route.secrets;
     if !secrets.is_empty() {
         let leaking: Vec<HeaderName> = headers
             .iter()
@@ -630,17 +676,7 @@ async fn respond(
             headers.remove(name);
         }
     }
-    let inspect = !secrets.is_empty()
-        && (status.is_redirection() || status.is_client_error() || status.is_server_error());
-    if inspect
-        && (transfer_coded
-            || headers
-                .get_all(header::CONTENT_ENCODING)
-                .iter()
-                .any(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity")))
-    {
-        // Asked for `identity` and got an encoding: its bytes cannot be searched for the
-        // secrets, so they do not go to the client.
+    if encoded {
         tracing::warn!(route = %route.config.prefix, status = status.as_u16(), "upstream encoded an error body on a route with secrets; refused");
         return Err(ApiError::new(
             StatusCode::BAD_GATEWAY,
@@ -680,6 +716,29 @@ async fn respond(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn method_override_names_are_found_in_every_spelling() {
+        for q in [
+            "_method=DELETE",
+            "a=1&_METHOD=x",
+            "%5Fmethod=x",
+            "_m%65thod=x",
+            "%5f%4D%45THOD",
+            "a=1;_method=x",
+        ] {
+            assert!(names_method(q.as_bytes()), "{q}");
+        }
+        for q in [
+            "method=x",
+            "_methods=x",
+            "x_method=x",
+            "_meth%6=x",
+            "a=_method",
+        ] {
+            assert!(!names_method(q.as_bytes()), "{q}");
+        }
+    }
 
     #[test]
     fn redaction_replaces_every_occurrence() {

@@ -691,6 +691,8 @@ async fn spoofing_headers_are_dropped_and_the_forwarded_host_is_ours() {
         http().get(format!("{}/ro/x?_method=DELETE", server.base)),
         http().get(format!("{}/ro/x?a=1&_METHOD=delete", server.base)),
         http().get(format!("{}/ro/x?%5Fmethod=DELETE", server.base)),
+        http().get(format!("{}/ro/x?_m%65thod=DELETE", server.base)),
+        http().get(format!("{}/ro/x?a=1;_method=DELETE", server.base)),
         http()
             .get(format!("{}/ro/x", server.base))
             .header("content-type", "application/x-www-form-urlencoded")
