@@ -484,29 +484,14 @@ pub async fn enroll(
     // enrollment is a device with budgets of its own (SMS among them).
     let now_ms = state.now().saturating_mul(1000);
     let quota = crate::ratelimit::Quota::per_hour(state.config.enroll_per_ip_hour);
-    let mut key = String::with_capacity(48);
-    key.push_str("enroll\0");
-    match ip {
-        // One host commonly holds a whole /64: counted per address, it could rotate without
-        // limit.
-        std::net::IpAddr::V6(v6) => {
-            let s = v6.segments();
-            key.push_str(&format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3]));
-        }
-        v4 => key.push_str(&v4.to_string()),
-    }
-    match state.enroll_limiter.check(now_ms, &[(key, quota)]).await {
-        Ok(()) => {}
-        Err(crate::ratelimit::Refusal::Limited { retry_after, .. }) => {
-            return Err(ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
-                "too many enrollments from this address; try again later",
-            )
-            .retry_after(retry_after));
-        }
-        Err(crate::ratelimit::Refusal::Unavailable) => return Err(ApiError::unavailable()),
-    }
+    let key = crate::extract::ip_rate_key("enroll", ip);
+    state
+        .enroll_limiter
+        .check(now_ms, &[(key, quota)])
+        .await
+        .map_err(|r| {
+            ApiError::rate_limited(r, "too many enrollments from this address; try again later")
+        })?;
     let who = identify(
         &state,
         &headers,

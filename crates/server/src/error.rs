@@ -97,6 +97,18 @@ impl ApiError {
         )
     }
 
+    /// A limiter's refusal: `429 rate_limited` with `Retry-After` and `detail`, or `503` when
+    /// the limiter (Redis) cannot answer.
+    pub fn rate_limited(refusal: crate::ratelimit::Refusal, detail: &'static str) -> Self {
+        match refusal {
+            crate::ratelimit::Refusal::Limited { retry_after, .. } => {
+                Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", detail)
+                    .retry_after(retry_after)
+            }
+            crate::ratelimit::Refusal::Unavailable => Self::unavailable(),
+        }
+    }
+
     /// 503 `unavailable`: a dependency is down, so Moat refuses rather than guess.
     pub fn unavailable() -> Self {
         Self::new(

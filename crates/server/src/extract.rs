@@ -121,9 +121,27 @@ fn forwarded_client(
         .unwrap_or(peer)
 }
 
+/// A rate-limit key for client IP `ip` under `scope`: an IPv4 address as it is, an IPv6
+/// address by its /64, since one host commonly holds a whole /64 and would otherwise rotate
+/// through budgets without limit.
+pub fn ip_rate_key(scope: &str, ip: std::net::IpAddr) -> String {
+    use std::fmt::Write as _;
+    let mut key = String::with_capacity(scope.len() + 48);
+    key.push_str(scope);
+    key.push('\0');
+    let _ = match ip {
+        std::net::IpAddr::V6(v6) => {
+            let s = v6.segments();
+            write!(key, "{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+        v4 => write!(key, "{v4}"),
+    };
+    key
+}
+
 #[cfg(test)]
 mod tests {
-    use super::forwarded_client;
+    use super::{forwarded_client, ip_rate_key};
     use axum::http::{HeaderMap, HeaderValue};
 
     fn ip(s: &str) -> std::net::IpAddr {
@@ -167,6 +185,22 @@ mod tests {
         assert_eq!(
             forwarded_client(proxy, &xff(&["2001:db8::1"]), &proxies),
             ip("2001:db8::1")
+        );
+    }
+
+    #[test]
+    fn ip_rate_keys_group_an_ipv6_host_by_its_64() {
+        assert_eq!(
+            ip_rate_key("enroll", ip("192.0.2.7")),
+            "enroll\u{0}192.0.2.7"
+        );
+        assert_eq!(
+            ip_rate_key("enroll", ip("2001:db8:1:2:aaaa::1")),
+            ip_rate_key("enroll", ip("2001:db8:1:2:ffff:1:2:3"))
+        );
+        assert_ne!(
+            ip_rate_key("enroll", ip("2001:db8:1:2::1")),
+            ip_rate_key("enroll", ip("2001:db8:1:3::1"))
         );
     }
 }

@@ -454,15 +454,7 @@ fn invalid_grant(detail: &str) -> ApiError {
 }
 
 fn limited(refusal: Refusal) -> ApiError {
-    match refusal {
-        Refusal::Limited { retry_after, .. } => ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
-            "too many login attempts; try again later",
-        )
-        .retry_after(retry_after),
-        Refusal::Unavailable => ApiError::unavailable(),
-    }
+    ApiError::rate_limited(refusal, "too many login attempts; try again later")
 }
 
 /// The token answer: a new access token for `user` on `device`, and `refresh` (stored).
