@@ -137,6 +137,7 @@ async fn purge_memory(state: &AppState, now: i64) -> usize {
     state.challenges.purge(now);
     state.login_limiter.purge(now.saturating_mul(1000));
     state.route_limiter.purge(now.saturating_mul(1000));
+    state.enroll_limiter.purge(now.saturating_mul(1000));
     state.audit.flush_denied(now, false).await;
     replay_entries
 }
