@@ -453,30 +453,6 @@ fn init_tracing(format: LogFormat) {
     }
 }
 
-/// The store URL fit for a log line: a PostgreSQL password is replaced by `***`.
-fn display_store_url(url: &str) -> String {
-    match reqwest::Url::parse(url) {
-        Ok(mut parsed) if parsed.password().is_some() => {
-            if parsed.set_password(Some("***")).is_ok() {
-                parsed.to_string()
-            } else {
-                "(a URL with a password that cannot be shown)".to_owned()
-            }
-        }
-        Ok(_) => url.to_owned(),
-        // Not a URL the parser takes: hide whatever could be credentials.
-        Err(_) => match url.split_once("://") {
-            Some((scheme, rest)) if rest.contains('@') => {
-                format!(
-                    "{scheme}://***@{}",
-                    rest.rsplit('@').next().unwrap_or_default()
-                )
-            }
-            _ => url.to_owned(),
-        },
-    }
-}
-
 async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
@@ -504,7 +480,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
             // Which store this is, first: an operator looking for their data (or wondering
             // why it is empty) should not have to work out the defaults.
             tracing::info!(
-                store = %display_store_url(&config.store_url),
+                store = %moat_store::shown_url(&config.store_url),
                 data_dir = %std::path::absolute(&config.data_dir)
                     .unwrap_or_else(|_| config.data_dir.clone())
                     .display(),
@@ -1103,13 +1079,13 @@ mod tests {
     #[test]
     fn store_urls_are_logged_without_their_password() {
         assert_eq!(
-            display_store_url("postgres://moat:s3cret@db:5432/moat?sslmode=require"),
+            moat_store::shown_url("postgres://moat:s3cret@db:5432/moat?sslmode=require"),
             "postgres://moat:***@db:5432/moat?sslmode=require"
         );
         assert_eq!(
-            display_store_url("sqlite://./moat-data/moat.db"),
+            moat_store::shown_url("sqlite://./moat-data/moat.db"),
             "sqlite://./moat-data/moat.db"
         );
-        assert!(!display_store_url("postgres://moat:s3c%ret@@db/moat").contains("s3c"));
+        assert!(!moat_store::shown_url("postgres://moat:s3c%ret@@db/moat").contains("s3c"));
     }
 }

@@ -136,11 +136,6 @@ pub fn data_key_id(key: &[u8]) -> String {
     format!("dk_{}", &b64::url_encode(tag.as_ref())[..8])
 }
 
-/// Whether `dir` holds a secrets file (nothing is created).
-pub fn exists(dir: &Path) -> bool {
-    dir.join(FILE).exists()
-}
-
 /// Loads the secrets from `dir`, creating the directory and file on first start (with a new
 /// data key if `with_data_key`, else without one). Returns the secrets and whether the file
 /// was created by this call.

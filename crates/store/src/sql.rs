@@ -403,15 +403,11 @@ macro_rules! sql_backend {
                 if let Some(row) = row {
                     return Ok(Attempt::Taken(otp_from_row(&row)?));
                 }
-                let locked = sqlx::query(
-                    "SELECT 1 AS one FROM enrollment_otps WHERE identity = $1 AND device_id = $2 AND used_at IS NULL",
-                )
-                .bind(identity)
-                .bind(device_id)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err($map_err)?
-                .is_some();
+                // No attempt left, or no unused code: which one only words the refusal.
+                let locked = self
+                    .enrollment_otp(identity, device_id)
+                    .await?
+                    .is_some_and(|r| r.used_at.is_none());
                 Ok(if locked { Attempt::Locked } else { Attempt::Missing })
             }
 
@@ -470,18 +466,16 @@ macro_rules! sql_backend {
             ) -> Result<CleanupReport> {
                 // Revoked rows are the tombstones that refuse re-enrollment (see the trait):
                 // past dormancy they lose their credential, past the retention they go.
-                let revoked_credentials = sqlx::query(
-                    "UPDATE devices SET key_lookup = NULL, key_hash = NULL, client_id = NULL, \
-                     hmac_secret_sealed = NULL, rsa_kid = NULL, rsa_private_sealed = NULL, signing_jwk = NULL \
-                     WHERE status = 'revoked' AND last_used_at < $1 AND (key_lookup IS NOT NULL \
-                     OR key_hash IS NOT NULL OR client_id IS NOT NULL OR hmac_secret_sealed IS NOT NULL \
-                     OR rsa_kid IS NOT NULL OR rsa_private_sealed IS NOT NULL OR signing_jwk IS NOT NULL)",
-                )
-                .bind(dormant_before)
-                .execute(&self.pool)
-                .await
-                .map_err($map_err)?
-                .rows_affected();
+                let revoked_credentials = self
+                    .execute_one(
+                        "UPDATE devices SET key_lookup = NULL, key_hash = NULL, client_id = NULL, \
+                         hmac_secret_sealed = NULL, rsa_kid = NULL, rsa_private_sealed = NULL, signing_jwk = NULL \
+                         WHERE status = 'revoked' AND last_used_at < $1 AND (key_lookup IS NOT NULL \
+                         OR key_hash IS NOT NULL OR client_id IS NOT NULL OR hmac_secret_sealed IS NOT NULL \
+                         OR rsa_kid IS NOT NULL OR rsa_private_sealed IS NOT NULL OR signing_jwk IS NOT NULL)",
+                        dormant_before,
+                    )
+                    .await?;
                 let expired_revocations = sqlx::query(
                     "DELETE FROM devices WHERE status = 'revoked' AND last_used_at < $1 \
                      AND COALESCE(revoked_at, last_used_at) < $2",
@@ -781,16 +775,10 @@ macro_rules! sql_backend {
                 if let Some(r) = row {
                     return Ok(Attempt::Taken(sms_code_from_row(&r)?));
                 }
-                let locked = sqlx::query(
-                    "SELECT 1 AS one FROM sms_codes WHERE phone = $1 AND purpose = $2 AND device = $3",
-                )
-                .bind(phone)
-                .bind(purpose)
-                .bind(device)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err($map_err)?
-                .is_some();
+                let locked = self
+                    .sms_code(phone, purpose)
+                    .await?
+                    .is_some_and(|c| c.device.as_deref() == Some(device));
                 Ok(if locked { Attempt::Locked } else { Attempt::Missing })
             }
 
