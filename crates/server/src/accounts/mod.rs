@@ -125,9 +125,8 @@ fn sms_text(state: &AppState, purpose: &str, code: &str) -> String {
 ///
 /// A flow that must not send (a reset for a phone without an account, a registration for one
 /// that has one) stores a decoy instead: a random hash no code matches, bound to the device
-/// like a real one. Confirmations then take the same attempts and lock the same way for
-/// every phone, so neither the answers nor the lockout tell which phones have accounts; and
-/// both paths do the same work (code, sealing, one transaction) before answering.
+/// like a real one, so confirmations take the same attempts and lock the same way for every
+/// phone. This runs after the answer ([`spawn_send`]), so the two paths need not cost the same.
 async fn send_code(
     state: &AppState,
     phone: &Phone,
@@ -137,21 +136,22 @@ async fn send_code(
     real: bool,
 ) -> Result<(), ApiError> {
     let now = state.now();
-    let code = codes::generate()?;
-    let id = format!("sms_{}", moat_core::random::token(16)?);
-    let body = sms_text(state, purpose, &code);
-    let sms = NewSms {
-        body_sealed: state.keys.data.seal(id.as_bytes(), body.as_bytes())?,
-        id,
-        sender: state.sms_sender.name().to_owned(),
-        phone: phone.e164.clone(),
-        country: phone.region.clone(),
-        purpose: purpose.to_owned(),
-    };
-    let code_hash = if real {
-        codes::hash(&state.keys.api_key_pepper, &phone.e164, purpose, &code)
+    let (code_hash, sms) = if real {
+        let code = codes::generate()?;
+        let id = format!("sms_{}", moat_core::random::token(16)?);
+        let body = sms_text(state, purpose, &code);
+        let sms = NewSms {
+            body_sealed: state.keys.data.seal(id.as_bytes(), body.as_bytes())?,
+            id,
+            sender: state.sms_sender.name().to_owned(),
+            phone: phone.e164.clone(),
+            country: phone.region.clone(),
+            purpose: purpose.to_owned(),
+        };
+        let hash = codes::hash(&state.keys.api_key_pepper, &phone.e164, purpose, &code);
+        (hash, Some(sms))
     } else {
-        moat_core::random::secret(32)?.expose().to_vec()
+        (moat_core::random::secret(32)?.expose().to_vec(), None)
     };
     let record = SmsCode {
         phone: phone.e164.clone(),
@@ -163,14 +163,27 @@ async fn send_code(
         created_at: now,
         expires_at: now + state.config.sms.code_ttl,
     };
-    state
-        .accounts
-        .put_sms_code(record, real.then_some(sms), now)
-        .await?;
-    if real {
+    let queued = sms.is_some();
+    state.accounts.put_sms_code(record, sms, now).await?;
+    if queued {
         state.sms_notify.notify_one();
     }
     Ok(())
+}
+
+/// After the answer: looks `phone` up and stores its code for `purpose`, real or decoy.
+fn spawn_send(
+    state: &AppState,
+    phone: Phone,
+    purpose: &'static str,
+    device: String,
+    pending_password: Option<String>,
+) {
+    let st = state.clone();
+    state.sms_flows.spawn(purpose, async move {
+        let real = sends_for_real(&st, &phone, purpose).await?;
+        send_code(&st, &phone, purpose, &device, pending_password, real).await
+    });
 }
 
 /// Whether a code for `purpose` goes to `phone` for real: registration only without an
@@ -285,11 +298,7 @@ pub async fn register(
     admit(&state, &phone, &device, &ip).await?;
     // Hash before looking the phone up, so both paths cost the same.
     let hash = state.hasher.hash(&req.password).await?;
-    let st = state.clone();
-    state.sms_flows.spawn("register", async move {
-        let real = sends_for_real(&st, &phone, REGISTER).await?;
-        send_code(&st, &phone, REGISTER, &device, Some(hash), real).await
-    });
+    spawn_send(&state, phone, REGISTER, device, Some(hash));
     Ok(accepted())
 }
 
@@ -392,11 +401,7 @@ pub async fn reset(
     let phone = phone::parse(&req.phone)?;
     let device = device_of(&p);
     admit(&state, &phone, &device, &ip).await?;
-    let st = state.clone();
-    state.sms_flows.spawn("password_reset", async move {
-        let real = sends_for_real(&st, &phone, RESET).await?;
-        send_code(&st, &phone, RESET, &device, None, real).await
-    });
+    spawn_send(&state, phone, RESET, device, None);
     Ok(accepted())
 }
 
