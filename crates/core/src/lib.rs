@@ -28,6 +28,7 @@
 pub mod apikey;
 pub mod app_attest;
 pub mod b64;
+pub mod clock;
 pub mod digest;
 pub mod dpop;
 mod error;

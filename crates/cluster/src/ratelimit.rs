@@ -7,56 +7,9 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::Duration;
 
-/// A quota: `burst` requests, refilled evenly over `period`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Quota {
-    /// Requests allowed at once.
-    pub burst: u32,
-    /// Time to refill the whole burst.
-    pub period: Duration,
-}
-
-impl Quota {
-    /// `n` per hour.
-    pub fn per_hour(n: u32) -> Self {
-        Self {
-            burst: n,
-            period: Duration::from_secs(3600),
-        }
-    }
-
-    /// One per `seconds` (a cooldown).
-    pub fn cooldown(seconds: u64) -> Self {
-        Self {
-            burst: 1,
-            period: Duration::from_secs(seconds),
-        }
-    }
-
-    /// Emission interval in microseconds (milliseconds would truncate to 0 above 1000/s).
-    pub(crate) fn interval_us(self) -> i64 {
-        i64::try_from(self.period.as_micros() / u128::from(self.burst.max(1)))
-            .unwrap_or(i64::MAX)
-            .max(1)
-    }
-}
-
-/// Why a check did not pass.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Refusal {
-    /// Over quota on `key`; retry after this many seconds.
-    Limited {
-        /// The first key that refused.
-        key: String,
-        /// Seconds until every refusing key allows again.
-        retry_after: u64,
-    },
-    /// The limiter is full and cannot track more keys, or its shared backend (Redis) is
-    /// down: refuse (fail closed).
-    Unavailable,
-}
+use crate::quota::retry_after;
+pub use crate::quota::{Quota, Refusal};
 
 /// In-memory keyed GCRA limiter.
 pub struct Limiter {
@@ -72,12 +25,6 @@ fn step(tat: Option<i64>, now_us: i64, quota: Quota) -> Result<i64, i64> {
     let new_tat = tat.unwrap_or(now_us).max(now_us).saturating_add(interval);
     let wait = new_tat - now_us - limit;
     if wait > 0 { Err(wait) } else { Ok(new_tat) }
-}
-
-pub(crate) fn retry_after(wait_us: i64) -> u64 {
-    u64::try_from((wait_us + 999_999) / 1_000_000)
-        .unwrap_or(u64::MAX)
-        .max(1)
 }
 
 impl Limiter {
@@ -195,14 +142,14 @@ impl Limiter {
 
 /// A rate limiter: in this process, or shared by every instance through Redis
 /// (`redis.url`). Both run the same GCRA; the Redis one is a Lua script (see
-/// [`crate::cluster`]).
+/// [`crate::redis`]).
 pub enum RateLimiter {
     /// This process only.
     Memory(Limiter),
     /// Shared through Redis, under the limiter's name.
     Redis {
         /// The connection.
-        redis: std::sync::Arc<crate::cluster::Redis>,
+        redis: std::sync::Arc<crate::redis::Redis>,
         /// Keys of different limiters never collide.
         name: &'static str,
     },
@@ -211,7 +158,7 @@ pub enum RateLimiter {
 impl RateLimiter {
     /// In memory (one instance) or through Redis when there is one.
     pub fn new(
-        redis: Option<&std::sync::Arc<crate::cluster::Redis>>,
+        redis: Option<&std::sync::Arc<crate::redis::Redis>>,
         name: &'static str,
         max_keys: usize,
     ) -> Self {
@@ -290,6 +237,7 @@ impl RateLimiter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn burst_then_steady_rate_and_all_or_nothing() {

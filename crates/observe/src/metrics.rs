@@ -1,6 +1,6 @@
 //! Prometheus metrics, served at `GET /metrics` on the admin listener.
 //!
-//! One [`Metrics`] per server (in [`AppState`](crate::AppState)), so servers in one process
+//! One [`Metrics`] per server (in the server's state), so servers in one process
 //! (tests) count separately. Counters are atomics; a labelled family is a read-locked hash
 //! map whose label sets are all small and fixed (routes are the router's patterns, codes are
 //! Moat's problem codes), so nothing on the request path allocates once a label set exists.

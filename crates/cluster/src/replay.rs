@@ -121,7 +121,7 @@ impl ReplayCache for MemoryReplayCache {
 
 /// Replay cache shared by every instance through Redis: `SET NX PX`, so a value seen by any
 /// instance is refused by all of them.
-pub struct RedisReplayCache(pub std::sync::Arc<crate::cluster::Redis>);
+pub struct RedisReplayCache(pub std::sync::Arc<crate::redis::Redis>);
 
 #[async_trait]
 impl ReplayCache for RedisReplayCache {

@@ -21,7 +21,7 @@ use std::time::Duration;
 use aws_lc_rs::digest;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
-use crate::ratelimit::{Quota, Refusal};
+use crate::quota::{Quota, Refusal};
 
 /// Redis did not answer in time, or answered with an error.
 #[derive(Debug, thiserror::Error)]
@@ -152,7 +152,7 @@ impl Redis {
         let mut conn = self.conn.clone();
         let call = tokio::time::timeout(self.timeout, cmd(&mut conn));
         let outcome = match self.latency.get() {
-            Some(h) => crate::metrics::timed(h, call).await,
+            Some(h) => moat_observe::metrics::timed(h, call).await,
             None => call.await,
         };
         match outcome {
@@ -251,7 +251,7 @@ impl Redis {
             key: items
                 .get(index)
                 .map_or_else(String::new, |(k, _)| k.clone()),
-            retry_after: crate::ratelimit::retry_after(wait),
+            retry_after: crate::quota::retry_after(wait),
         })
     }
 
