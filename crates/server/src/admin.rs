@@ -418,8 +418,7 @@ pub async fn register(
         .await
         .map_err(|e| match e {
             moat_store::StoreError::Conflict(_) => ApiError::new(
-                axum::http::StatusCode::CONFLICT,
-                "conflict",
+                crate::error::Code::Conflict,
                 "this app id and version are registered",
             ),
             other => other.into(),

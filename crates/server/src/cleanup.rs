@@ -220,11 +220,11 @@ pub async fn run_periodic(state: AppState, shutdown: impl Future<Output = ()>) {
             }
             _ = reload.tick() => {
                 if let Err(e) = state.tokens.reload(&*state.accounts, &state.keys, state.now()).await {
-                    tracing::warn!(code = e.code(), "could not reload token signing keys");
+                    tracing::warn!(code = e.code().as_str(), "could not reload token signing keys");
                 }
                 let initial = state.keys.initial_integrity_secret.expose();
                 if let Err(e) = state.integrity.reload(&*state.attest, &state.keys, initial, state.now()).await {
-                    tracing::warn!(code = e.code(), "could not reload integrity secrets");
+                    tracing::warn!(code = e.code().as_str(), "could not reload integrity secrets");
                 }
             }
             () = &mut shutdown => break,

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderMap, Method, StatusCode};
+use axum::http::{HeaderMap, Method};
 use moat_core::apikey::ApiKey;
 use moat_core::dpop::{self, VerifiedProof};
 use moat_core::{b64, random, totp};
@@ -159,8 +159,7 @@ pub async fn installation_identity(
         .map_err(|_| ApiError::unavailable())?;
     if !fresh {
         return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "replay_detected",
+            crate::error::Code::ReplayDetected,
             "this DPoP proof was already used",
         ));
     }
@@ -327,8 +326,7 @@ async fn issue(
         Ok(_) => {
             retract(state, &sent, now).await;
             Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "conflict",
+                crate::error::Code::Conflict,
                 "another enrollment of this device completed at the same time; enroll again",
             ))
         }
@@ -629,22 +627,14 @@ pub async fn confirm(
     let identity = who.identity();
     if state.config.mode != Mode::Otp {
         return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "conflict",
+            crate::error::Code::Conflict,
             "this server does not enroll in otp mode",
         ));
     }
-    let otp_invalid = || {
-        ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "otp_invalid",
-            "the code is not valid",
-        )
-    };
+    let otp_invalid = || ApiError::new(crate::error::Code::OtpInvalid, "the code is not valid");
     let locked = || {
         ApiError::new(
-            StatusCode::FORBIDDEN,
-            "otp_locked",
+            crate::error::Code::OtpLocked,
             "too many wrong codes; enroll again",
         )
     };
@@ -662,8 +652,7 @@ pub async fn confirm(
     };
     if record.expires_at <= now {
         return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "otp_expired",
+            crate::error::Code::OtpExpired,
             "the code has expired; enroll again",
         ));
     }

@@ -5,15 +5,152 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use moat_store::StoreError;
 
+/// The stable `code` of a problem response (PROTOCOL section 1), and the one table that maps
+/// it to its HTTP status. The strings are the contract's: clients branch on them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Code {
+    /// The request cannot be parsed.
+    Malformed,
+    /// The request parses but a value is not acceptable.
+    Validation,
+    /// The identity proof (Firebase ID token, installation key) is missing or invalid.
+    IdentityInvalid,
+    /// The device credential is missing or invalid.
+    CredentialInvalid,
+    /// A request signature or DPoP proof does not verify.
+    SignatureInvalid,
+    /// A request signature is outside its time window.
+    SignatureExpired,
+    /// A nonce or proof was already used.
+    ReplayDetected,
+    /// The body does not match its signed digest.
+    DigestMismatch,
+    /// The device was revoked.
+    DeviceRevoked,
+    /// The integrity token is missing, invalid or expired.
+    IntegrityInvalid,
+    /// The bearer token is missing or invalid.
+    TokenInvalid,
+    /// The access token is past its `exp`: refresh it.
+    TokenExpired,
+    /// The token endpoint refuses a grant (RFC 6749 section 5.2 answers 400 `invalid_grant`).
+    InvalidGrant,
+    /// The token endpoint does not know the grant type (RFC 6749 section 5.2: 400).
+    UnsupportedGrantType,
+    /// A one-time code is wrong or unknown.
+    OtpInvalid,
+    /// A one-time code expired.
+    OtpExpired,
+    /// Too many wrong attempts: the code is locked.
+    OtpLocked,
+    /// Over a rate limit (sent with `Retry-After`).
+    RateLimited,
+    /// The SMS-pumping guard refuses to send to this number.
+    SmsBlocked,
+    /// A dependency is down: Moat refuses rather than guess.
+    Unavailable,
+    /// No such resource.
+    NotFound,
+    /// The resource already exists or changed.
+    Conflict,
+    /// The path exists but not with this method.
+    MethodNotAllowed,
+    /// The body is over the route's limit.
+    BodyTooLarge,
+    /// The body's content type or coding is not accepted.
+    UnsupportedMediaType,
+    /// The upstream could not be reached or answered badly.
+    BadGateway,
+    /// The upstream did not answer in time.
+    UpstreamTimeout,
+    /// A failure inside Moat; the detail is logged, never sent.
+    Internal,
+}
+
+impl Code {
+    /// The contract's string.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Malformed => "malformed",
+            Self::Validation => "validation",
+            Self::IdentityInvalid => "identity_invalid",
+            Self::CredentialInvalid => "credential_invalid",
+            Self::SignatureInvalid => "signature_invalid",
+            Self::SignatureExpired => "signature_expired",
+            Self::ReplayDetected => "replay_detected",
+            Self::DigestMismatch => "digest_mismatch",
+            Self::DeviceRevoked => "device_revoked",
+            Self::IntegrityInvalid => "integrity_invalid",
+            Self::TokenInvalid => "token_invalid",
+            Self::TokenExpired => "token_expired",
+            Self::InvalidGrant => "token_invalid",
+            Self::UnsupportedGrantType => "validation",
+            Self::OtpInvalid => "otp_invalid",
+            Self::OtpExpired => "otp_expired",
+            Self::OtpLocked => "otp_locked",
+            Self::RateLimited => "rate_limited",
+            Self::SmsBlocked => "sms_blocked",
+            Self::Unavailable => "unavailable",
+            Self::NotFound => "not_found",
+            Self::Conflict => "conflict",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::BodyTooLarge => "body_too_large",
+            Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::BadGateway => "bad_gateway",
+            Self::UpstreamTimeout => "upstream_timeout",
+            Self::Internal => "internal",
+        }
+    }
+
+    /// The HTTP status answered with this code.
+    pub const fn status(self) -> StatusCode {
+        match self {
+            Self::Malformed => StatusCode::BAD_REQUEST,
+            Self::Validation => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::IdentityInvalid => StatusCode::UNAUTHORIZED,
+            Self::CredentialInvalid => StatusCode::UNAUTHORIZED,
+            Self::SignatureInvalid => StatusCode::UNAUTHORIZED,
+            Self::SignatureExpired => StatusCode::UNAUTHORIZED,
+            Self::ReplayDetected => StatusCode::UNAUTHORIZED,
+            Self::DigestMismatch => StatusCode::UNAUTHORIZED,
+            Self::DeviceRevoked => StatusCode::FORBIDDEN,
+            Self::IntegrityInvalid => StatusCode::UNAUTHORIZED,
+            Self::TokenInvalid => StatusCode::UNAUTHORIZED,
+            Self::TokenExpired => StatusCode::UNAUTHORIZED,
+            Self::InvalidGrant => StatusCode::BAD_REQUEST,
+            Self::UnsupportedGrantType => StatusCode::BAD_REQUEST,
+            Self::OtpInvalid => StatusCode::UNAUTHORIZED,
+            Self::OtpExpired => StatusCode::UNAUTHORIZED,
+            Self::OtpLocked => StatusCode::FORBIDDEN,
+            Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            Self::SmsBlocked => StatusCode::TOO_MANY_REQUESTS,
+            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::Conflict => StatusCode::CONFLICT,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::BadGateway => StatusCode::BAD_GATEWAY,
+            Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl std::fmt::Display for Code {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// The code of a problem response, left in its extensions for the metrics layer.
 #[derive(Clone, Copy, Debug)]
-pub struct ProblemCode(pub &'static str);
+pub struct ProblemCode(pub Code);
 
 /// A refusal or failure, as the client will see it.
 #[derive(Debug)]
 pub struct ApiError {
-    status: StatusCode,
-    code: &'static str,
+    code: Code,
     detail: String,
     retry_after: Option<u64>,
     extra: Vec<(&'static str, serde_json::Value)>,
@@ -21,10 +158,10 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    /// An error with a status, a stable code and a detail safe to show the client.
-    pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
+    /// An error with a stable code (which decides the status) and a detail safe to show the
+    /// client.
+    pub fn new(code: Code, detail: impl Into<String>) -> Self {
         Self {
-            status,
             code,
             detail: detail.into(),
             retry_after: None,
@@ -56,43 +193,38 @@ impl ApiError {
 
     /// 400 `malformed`.
     pub fn malformed(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "malformed", detail)
+        Self::new(Code::Malformed, detail)
     }
 
     /// 422 `validation`.
     pub fn validation(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "validation", detail)
+        Self::new(Code::Validation, detail)
     }
 
     /// 401 `credential_invalid`.
     pub fn credential(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "credential_invalid", detail)
+        Self::new(Code::CredentialInvalid, detail)
     }
 
     /// 401 `identity_invalid`.
     pub fn identity(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "identity_invalid", detail)
+        Self::new(Code::IdentityInvalid, detail)
     }
 
     /// 403 `device_revoked`.
     pub fn revoked() -> Self {
-        Self::new(
-            StatusCode::FORBIDDEN,
-            "device_revoked",
-            "this device has been revoked",
-        )
+        Self::new(Code::DeviceRevoked, "this device has been revoked")
     }
 
     /// 404 `not_found`.
     pub fn not_found() -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", "no such resource")
+        Self::new(Code::NotFound, "no such resource")
     }
 
     /// 413 `body_too_large`.
     pub fn too_large(limit: usize) -> Self {
         Self::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "body_too_large",
+            Code::BodyTooLarge,
             format!("request body exceeds {limit} bytes"),
         )
     }
@@ -102,8 +234,7 @@ impl ApiError {
     pub fn rate_limited(refusal: crate::ratelimit::Refusal, detail: &'static str) -> Self {
         match refusal {
             crate::ratelimit::Refusal::Limited { retry_after, .. } => {
-                Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", detail)
-                    .retry_after(retry_after)
+                Self::new(Code::RateLimited, detail).retry_after(retry_after)
             }
             crate::ratelimit::Refusal::Unavailable => Self::unavailable(),
         }
@@ -111,31 +242,22 @@ impl ApiError {
 
     /// 503 `unavailable`: a dependency is down, so Moat refuses rather than guess.
     pub fn unavailable() -> Self {
-        Self::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            "a dependency is unavailable, try again",
-        )
-        .retry_after(1)
+        Self::new(Code::Unavailable, "a dependency is unavailable, try again").retry_after(1)
     }
 
     /// 500 `internal`: the detail is logged, never sent.
     pub fn internal(cause: &dyn std::fmt::Display) -> Self {
         tracing::error!(error = %cause, "internal error");
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "something went wrong",
-        )
+        Self::new(Code::Internal, "something went wrong")
     }
 
     /// The status.
     pub fn status(&self) -> StatusCode {
-        self.status
+        self.code.status()
     }
 
     /// The stable code.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> Code {
         self.code
     }
 
@@ -165,11 +287,9 @@ impl From<moat_core::Error> for ApiError {
         match e {
             E::Malformed(_) => Self::malformed(detail),
             E::IdentityInvalid(_) => Self::identity(detail),
-            E::SignatureInvalid(_) | E::Unsupported(_) => {
-                Self::new(StatusCode::UNAUTHORIZED, "signature_invalid", detail)
-            }
-            E::SignatureExpired => Self::new(StatusCode::UNAUTHORIZED, "signature_expired", detail),
-            E::DigestMismatch => Self::new(StatusCode::UNAUTHORIZED, "digest_mismatch", detail),
+            E::SignatureInvalid(_) | E::Unsupported(_) => Self::new(Code::SignatureInvalid, detail),
+            E::SignatureExpired => Self::new(Code::SignatureExpired, detail),
+            E::DigestMismatch => Self::new(Code::DigestMismatch, detail),
             E::DecryptionFailed => Self::malformed("the encrypted body could not be decrypted"),
             E::Crypto => Self::internal(&e),
             _ => Self::internal(&e),
@@ -179,18 +299,19 @@ impl From<moat_core::Error> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let title = self.status.canonical_reason().unwrap_or("Error");
+        let status = self.code.status();
+        let title = status.canonical_reason().unwrap_or("Error");
         let mut body = serde_json::json!({
-            "type": format!("urn:moat:problem:{}", self.code),
+            "type": format!("urn:moat:problem:{}", self.code.as_str()),
             "title": title,
-            "status": self.status.as_u16(),
+            "status": status.as_u16(),
             "detail": self.detail,
-            "code": self.code,
+            "code": self.code.as_str(),
         });
         for (name, value) in self.extra {
             body[name] = value;
         }
-        let mut response = (self.status, body.to_string()).into_response();
+        let mut response = (status, body.to_string()).into_response();
         response.extensions_mut().insert(ProblemCode(self.code));
         let headers = response.headers_mut();
         headers.insert(
@@ -204,9 +325,7 @@ impl IntoResponse for ApiError {
         for (name, value) in self.headers {
             headers.insert(name, value);
         }
-        if self.status == StatusCode::UNAUTHORIZED
-            && !headers.contains_key(header::WWW_AUTHENTICATE)
-        {
+        if status == StatusCode::UNAUTHORIZED && !headers.contains_key(header::WWW_AUTHENTICATE) {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Moat"));
         }
         response

@@ -44,8 +44,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
             });
         if !is_json {
             return Err(ApiError::new(
-                axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
+                crate::error::Code::UnsupportedMediaType,
                 "expected Content-Type: application/json",
             ));
         }

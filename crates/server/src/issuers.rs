@@ -128,13 +128,7 @@ impl Issuers {
         token: &str,
         now: i64,
     ) -> Result<ExternalClaims, ApiError> {
-        let invalid = |why: &str| {
-            ApiError::new(
-                axum::http::StatusCode::UNAUTHORIZED,
-                "token_invalid",
-                why.to_owned(),
-            )
-        };
+        let invalid = |why: &str| ApiError::new(crate::error::Code::TokenInvalid, why.to_owned());
         let header = crate::jwt::header(token).map_err(invalid)?;
         let kid = header.kid.ok_or_else(|| invalid("token has no kid"))?;
         let (stale, known, last) = {

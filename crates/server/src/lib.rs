@@ -20,7 +20,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::error_handling::HandleErrorLayer;
 use axum::extract::State;
-use axum::http::{HeaderName, StatusCode};
+use axum::http::HeaderName;
 use axum::middleware::from_fn_with_state;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
@@ -128,7 +128,7 @@ async fn observe(
     let code = response
         .extensions()
         .get::<error::ProblemCode>()
-        .map(|c| c.0);
+        .map(|c| c.0.as_str());
     state.metrics.request(route, status, code);
     if let Some(code) = code
         && response.status().is_client_error()
@@ -189,20 +189,14 @@ async fn not_found() -> ApiError {
 
 async fn method_not_allowed() -> ApiError {
     ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
+        crate::error::Code::MethodNotAllowed,
         "method not allowed on this path",
     )
 }
 
 async fn timeout_error(err: tower::BoxError) -> ApiError {
     if err.is::<tower::timeout::error::Elapsed>() {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            "request timed out",
-        )
-        .retry_after(1)
+        ApiError::new(crate::error::Code::Unavailable, "request timed out").retry_after(1)
     } else {
         ApiError::internal(&err)
     }
@@ -744,7 +738,10 @@ pub async fn build_state_for(
             clock.clone(),
             redis,
         )
-        .map_err(|e| ServerError::Setup(format!("starting: {}", e.detail())))?;
+        .map_err(|e| match e {
+            ServerError::Setup(m) => ServerError::Setup(format!("starting: {m}")),
+            other => other,
+        })?;
         state
             .tokens
             .reload(&*state.accounts, &state.keys, state.now())

@@ -14,7 +14,6 @@ use tokio::sync::Notify;
 use crate::accounts::password::Hasher;
 use crate::clock::Clock;
 use crate::config::{Config, Mode};
-use crate::error::ApiError;
 use crate::issuers::Issuers;
 use crate::ratelimit::RateLimiter;
 use crate::replay::{MemoryReplayCache, RedisReplayCache, ReplayCache};
@@ -184,7 +183,7 @@ impl AppState {
     /// Assembles state from its parts, starting the RSA pool in otp mode.
     ///
     /// # Errors
-    /// If the password hasher cannot start.
+    /// If a part named in the configuration cannot start (password hasher, Firebase, upstreams, attestation platforms).
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         config: Config,
@@ -196,7 +195,7 @@ impl AppState {
         keys: Keys,
         clock: Arc<dyn Clock>,
         redis: Option<Arc<crate::cluster::Redis>>,
-    ) -> Result<Self, ApiError> {
+    ) -> Result<Self, crate::ServerError> {
         let rsa_pool = (config.mode == Mode::Otp)
             .then(|| Arc::new(RsaPool::start(config.rsa_pool_size, Duration::from_secs(2))));
         let started_at = clock.now();
@@ -205,10 +204,11 @@ impl AppState {
             config.accounts.access_ttl,
             config.accounts.refresh_ttl,
         ));
-        let hasher = Arc::new(Hasher::new(
-            config.accounts.hash_concurrency,
-            Duration::from_secs(2),
-        )?);
+        let hasher = Arc::new(
+            Hasher::new(config.accounts.hash_concurrency, Duration::from_secs(2)).map_err(|e| {
+                crate::ServerError::Setup(format!("password hasher: {}", e.detail()))
+            })?,
+        );
         let issuers = Arc::new(Issuers::new(config.issuers.clone()));
         let sms_guard = Arc::new(SmsGuard::new(
             config.sms.limits.clone(),
@@ -216,9 +216,8 @@ impl AppState {
         ));
         let firebase = match &config.firebase {
             Some(f) if config.identity_firebase || config.delivery_firebase => Some(Arc::new(
-                crate::firebase::Firebase::new(f, config.delivery_firebase).map_err(|e| {
-                    ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "setup", e)
-                })?,
+                crate::firebase::Firebase::new(f, config.delivery_firebase)
+                    .map_err(|e| crate::ServerError::Setup(e))?,
             )),
             _ => None,
         };
@@ -227,9 +226,8 @@ impl AppState {
             None => Arc::new(MemoryReplayCache::new(REPLAY_CAPACITY, clock.now())),
         };
         let gateway = Arc::new(
-            crate::gateway::Gateway::new(&config.upstreams, keys.data_key_bytes()).map_err(
-                |e| ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "setup", e),
-            )?,
+            crate::gateway::Gateway::new(&config.upstreams, keys.data_key_bytes())
+                .map_err(|e| crate::ServerError::Setup(e))?,
         );
         let metrics = Arc::new(crate::metrics::Metrics::new());
         if let Some(r) = &redis {
@@ -261,14 +259,13 @@ impl AppState {
             decoys: Arc::new(crate::attest::challenge::DecoySizes::new(
                 keys.data_key_bytes(),
             )),
-            instance: moat_core::random::token(12).map_err(|e| ApiError::internal(&e))?,
+            instance: moat_core::random::token(12)?,
             firebase,
             redis,
             device_cache: Arc::new(crate::cache::TtlCache::new(200_000)),
             platforms: Arc::new(
-                crate::attest::platform::Platforms::new(&config).map_err(|e| {
-                    ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "setup", e)
-                })?,
+                crate::attest::platform::Platforms::new(&config)
+                    .map_err(|e| crate::ServerError::Setup(e))?,
             ),
             config: Arc::new(config),
             store,

@@ -277,9 +277,7 @@ impl TokenService {
             .map_err(|why| {
                 if why == crate::jwt::EXPIRED {
                     // RFC 6750 section 3.1 (PROTOCOL section 1): the app should refresh.
-                    return ApiError::new(
-                        axum::http::StatusCode::UNAUTHORIZED,
-                        "token_expired",
+                    return ApiError::new(crate::error::Code::TokenExpired,
                         "the access token has expired; refresh it",
                     )
                     .with_header(
@@ -289,9 +287,7 @@ impl TokenService {
                         ),
                     );
                 }
-                ApiError::new(
-                    axum::http::StatusCode::UNAUTHORIZED,
-                    "token_invalid",
+                ApiError::new(crate::error::Code::TokenInvalid,
                     why.to_owned(),
                 )
             })

@@ -213,7 +213,10 @@ async fn admit(
             },
         )
         .await;
-    if admitted.as_ref().is_err_and(|e| e.code() == "sms_blocked") {
+    if admitted
+        .as_ref()
+        .is_err_and(|e| e.code() == crate::error::Code::SmsBlocked)
+    {
         state
             .metrics
             .sms
@@ -237,17 +240,10 @@ async fn check_code(
     if otp.len() != 6 || !otp.bytes().all(|b| b.is_ascii_digit()) {
         return Err(ApiError::validation("otp must be 6 digits"));
     }
-    let invalid = || {
-        ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "otp_invalid",
-            "the code is not valid",
-        )
-    };
+    let invalid = || ApiError::new(crate::error::Code::OtpInvalid, "the code is not valid");
     let locked = || {
         ApiError::new(
-            StatusCode::FORBIDDEN,
-            "otp_locked",
+            crate::error::Code::OtpLocked,
             "too many wrong codes; ask for a new one",
         )
     };
@@ -265,8 +261,7 @@ async fn check_code(
     };
     if code.expires_at <= state.now() {
         return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "otp_expired",
+            crate::error::Code::OtpExpired,
             "the code has expired; ask for a new one",
         ));
     }
@@ -332,15 +327,13 @@ pub async fn register_confirm(
         Ok(Some(user)) => user,
         Ok(None) => {
             return Err(ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "otp_invalid",
+                crate::error::Code::OtpInvalid,
                 "the code is not valid",
             ));
         }
         Err(StoreError::Conflict(_)) => {
             return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "conflict",
+                crate::error::Code::Conflict,
                 "this phone already has an account",
             ));
         }
@@ -418,13 +411,7 @@ pub async fn reset_confirm(
     let phone = phone::parse(&req.phone)?;
     password::check_policy(&req.new_password, &phone.e164)?;
     let code = check_code(&state, &phone, RESET, &device_of(&p), &req.otp).await?;
-    let invalid = || {
-        ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "otp_invalid",
-            "the code is not valid",
-        )
-    };
+    let invalid = || ApiError::new(crate::error::Code::OtpInvalid, "the code is not valid");
     let user = state
         .accounts
         .user_by_phone(&phone.e164)
@@ -453,7 +440,7 @@ struct TokenRequest {
 }
 
 fn invalid_grant(detail: &str) -> ApiError {
-    ApiError::new(StatusCode::BAD_REQUEST, "token_invalid", detail.to_owned())
+    ApiError::new(crate::error::Code::InvalidGrant, detail.to_owned())
         .with_member("error", "invalid_grant")
         .with_member("error_description", detail.to_owned())
 }
@@ -512,8 +499,7 @@ pub async fn token(
         });
     if !form {
         return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
+            crate::error::Code::UnsupportedMediaType,
             "expected application/x-www-form-urlencoded",
         ));
     }
@@ -681,8 +667,7 @@ pub async fn token(
             token_response(&state, record.user_id, &device, next_text)
         }
         _ => Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "validation",
+            crate::error::Code::UnsupportedGrantType,
             "unsupported grant_type",
         )
         .with_member("error", "unsupported_grant_type")),
@@ -699,18 +684,19 @@ pub async fn me(
     let user = p
         .user
         .as_ref()
-        .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "token_invalid", "no user"))?;
+        .ok_or_else(|| ApiError::new(crate::error::Code::TokenInvalid, "no user"))?;
     if !user.local {
         return Ok(Json(
             json!({"user_id": user.id, "phone": null, "issuer": user.issuer}),
         ));
     }
     let id = Uuid::parse_str(&user.id)
-        .map_err(|_| ApiError::new(StatusCode::UNAUTHORIZED, "token_invalid", "bad subject"))?;
-    let record =
-        state.accounts.user(id).await?.ok_or_else(|| {
-            ApiError::new(StatusCode::UNAUTHORIZED, "token_invalid", "unknown user")
-        })?;
+        .map_err(|_| ApiError::new(crate::error::Code::TokenInvalid, "bad subject"))?;
+    let record = state
+        .accounts
+        .user(id)
+        .await?
+        .ok_or_else(|| ApiError::new(crate::error::Code::TokenInvalid, "unknown user"))?;
     Ok(Json(json!({"user_id": record.id, "phone": record.phone})))
 }
 

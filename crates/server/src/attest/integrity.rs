@@ -57,11 +57,7 @@ fn kid_for(secret: &[u8]) -> String {
 }
 
 fn invalid(why: &str) -> ApiError {
-    ApiError::new(
-        axum::http::StatusCode::UNAUTHORIZED,
-        "integrity_invalid",
-        why.to_owned(),
-    )
+    ApiError::new(crate::error::Code::IntegrityInvalid, why.to_owned())
 }
 
 impl IntegrityService {

@@ -31,7 +31,7 @@ use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair as _};
 use axum::body::{Body, Bytes};
 use axum::extract::Request;
 use axum::http::uri::{Authority, PathAndQuery, Scheme};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, Version, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Uri, Version, header};
 use axum::response::{IntoResponse, Response};
 use moat_core::dpop::InstallationKey;
 use moat_core::httpsig::{self, Message, Params, SigningKey};
@@ -383,8 +383,7 @@ pub async fn forward(
             .collect::<Vec<_>>()
             .join(", ");
         let mut refused = ApiError::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
+            crate::error::Code::MethodNotAllowed,
             "method not allowed on this route",
         );
         if let Ok(v) = HeaderValue::from_str(&allow) {
@@ -543,16 +542,14 @@ pub async fn forward(
     let upstream = match tokio::time::timeout(cfg.timeout, gateway.http.request(request)).await {
         Err(_) => {
             return Err(ApiError::new(
-                StatusCode::GATEWAY_TIMEOUT,
-                "upstream_timeout",
+                crate::error::Code::UpstreamTimeout,
                 "the upstream did not answer in time",
             ));
         }
         Ok(Err(e)) => {
             tracing::warn!(route = %cfg.prefix, error = %e, "upstream unreachable");
             return Err(ApiError::new(
-                StatusCode::BAD_GATEWAY,
-                "bad_gateway",
+                crate::error::Code::BadGateway,
                 "the upstream could not be reached",
             ));
         }
@@ -679,16 +676,14 @@ async fn respond(
     if encoded {
         tracing::warn!(route = %route.config.prefix, status = status.as_u16(), "upstream encoded an error body on a route with secrets; refused");
         return Err(ApiError::new(
-            StatusCode::BAD_GATEWAY,
-            "bad_gateway",
+            crate::error::Code::BadGateway,
             "upstream error body was encoded and could not be inspected",
         ));
     }
     let body = if inspect {
         let bad = || {
             ApiError::new(
-                StatusCode::BAD_GATEWAY,
-                "bad_gateway",
+                crate::error::Code::BadGateway,
                 "upstream error body failed or too large",
             )
         };

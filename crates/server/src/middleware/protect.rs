@@ -22,7 +22,7 @@ use axum::extract::{Request, State};
 use axum::http::request::Parts;
 use std::borrow::Cow;
 
-use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::Response;
 use moat_core::apikey::ApiKey;
@@ -33,7 +33,7 @@ use moat_core::{digest, secret};
 use moat_store::{Device, DeviceStatus};
 
 use crate::config::{Mode, Requirement};
-use crate::error::ApiError;
+use crate::error::{ApiError, Code};
 use crate::extract::{body_bytes, client_ip};
 use crate::gateway::{RateKey, RateLimit};
 use crate::names;
@@ -209,8 +209,7 @@ async fn rate_limit(
             Ok(Some((policy, value)))
         }
         Err(Refusal::Limited { retry_after, .. }) => Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
+            crate::error::Code::RateLimited,
             "rate limit exceeded",
         )
         .retry_after(retry_after)
@@ -228,13 +227,13 @@ async fn rate_limit(
 /// RFC 9421 and RFC 8941 would merge repeated `Signature` lines into one dictionary (the last
 /// entry of a label winning); refusing the request instead leaves no doubt about which value
 /// was checked and which one a backend behind the gateway might read.
-static SINGLE: [(&HeaderName, &str); 6] = [
-    (&names::SIGNATURE, "signature_invalid"),
-    (&names::SIGNATURE_INPUT, "signature_invalid"),
-    (&names::CONTENT_DIGEST, "signature_invalid"),
-    (&names::MOAT_DEVICE_KEY, "credential_invalid"),
-    (&names::MOAT_INTEGRITY, "integrity_invalid"),
-    (&header::AUTHORIZATION, "token_invalid"),
+static SINGLE: [(&HeaderName, Code); 6] = [
+    (&names::SIGNATURE, Code::SignatureInvalid),
+    (&names::SIGNATURE_INPUT, Code::SignatureInvalid),
+    (&names::CONTENT_DIGEST, Code::SignatureInvalid),
+    (&names::MOAT_DEVICE_KEY, Code::CredentialInvalid),
+    (&names::MOAT_INTEGRITY, Code::IntegrityInvalid),
+    (&header::AUTHORIZATION, Code::TokenInvalid),
 ];
 
 fn refuse_repeated_credentials(parts: &Parts) -> Result<(), ApiError> {
@@ -242,8 +241,7 @@ fn refuse_repeated_credentials(parts: &Parts) -> Result<(), ApiError> {
         let mut values = parts.headers.get_all(*name).iter();
         if values.next().is_some() && values.next().is_some() {
             return Err(ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                code,
+                *code,
                 format!("the {name} header appears more than once"),
             ));
         }
@@ -267,11 +265,7 @@ fn joined<'a>(parts: &'a Parts, name: &HeaderName) -> Result<Option<Cow<'a, str>
 }
 
 fn sig_error(detail: &str) -> ApiError {
-    ApiError::new(
-        StatusCode::UNAUTHORIZED,
-        "signature_invalid",
-        detail.to_owned(),
-    )
+    ApiError::new(crate::error::Code::SignatureInvalid, detail.to_owned())
 }
 
 async fn key_for(
@@ -384,8 +378,7 @@ async fn verify_signature(
         // Its nonce may have been used before this process started: refused, as a replay
         // would be. Clients re-sign with the current time.
         return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "signature_expired",
+            crate::error::Code::SignatureExpired,
             "signed before the server's replay memory begins; sign again",
         ));
     }
@@ -428,8 +421,7 @@ async fn verify_signature(
         .map_err(|_| ApiError::unavailable())?;
     if !fresh {
         return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "replay_detected",
+            crate::error::Code::ReplayDetected,
             "this signature nonce was already used",
         ));
     }
@@ -525,8 +517,7 @@ async fn decrypt_body(
 ) -> Result<Bytes, ApiError> {
     let no_key = || {
         ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
+            crate::error::Code::UnsupportedMediaType,
             "this device has no encryption key; send the body unencrypted",
         )
     };
@@ -558,7 +549,7 @@ async fn decrypt_body(
 }
 
 fn token_error(detail: &str) -> ApiError {
-    ApiError::new(StatusCode::UNAUTHORIZED, "token_invalid", detail.to_owned())
+    ApiError::new(crate::error::Code::TokenInvalid, detail.to_owned())
 }
 
 /// Checks the `Authorization: Bearer` access token. Moat's own tokens are bound to a device
@@ -629,13 +620,7 @@ fn verify_integrity(
     caller: Option<&Principal>,
     now: i64,
 ) -> Result<(), ApiError> {
-    let invalid = |why: &str| {
-        ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "integrity_invalid",
-            why.to_owned(),
-        )
-    };
+    let invalid = |why: &str| ApiError::new(crate::error::Code::IntegrityInvalid, why.to_owned());
     let token = parts
         .headers
         .get(&names::MOAT_INTEGRITY)

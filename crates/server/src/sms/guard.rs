@@ -9,8 +9,6 @@
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
-use axum::http::StatusCode;
-
 use crate::error::ApiError;
 use crate::ratelimit::{Quota, RateLimiter, Refusal};
 
@@ -135,8 +133,7 @@ impl SmsGuard {
                     tracing::info!(scope = %scope, retry_after, "SMS refused by the pumping guard");
                 }
                 Err(ApiError::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "sms_blocked",
+                    crate::error::Code::SmsBlocked,
                     "too many SMS requests; try again later",
                 )
                 .retry_after(retry_after))
