@@ -297,6 +297,15 @@ impl From<moat_core::Error> for ApiError {
     }
 }
 
+impl From<moat_identity::Error> for ApiError {
+    fn from(e: moat_identity::Error) -> Self {
+        match e {
+            moat_identity::Error::Invalid(why) => Self::new(Code::TokenInvalid, why),
+            moat_identity::Error::Unavailable => Self::unavailable(),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.code.status();

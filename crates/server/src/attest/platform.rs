@@ -127,7 +127,7 @@ async fn app_check(
     let claims = issuers
         .verify(issuer, token, now)
         .await
-        .map_err(|e| e.detail().to_owned())?;
+        .map_err(|e| e.to_string())?;
     if !cfg.app_ids.is_empty() && !cfg.app_ids.contains(&claims.sub) {
         return Err("app id not accepted".into());
     }

@@ -12,7 +12,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 use tokio::sync::RwLock;
 
-use crate::error::ApiError;
+use crate::Error;
 
 /// Shortest time between two fetches of one issuer's JWKS.
 pub const MIN_REFETCH: i64 = 30;
@@ -83,16 +83,16 @@ impl Issuers {
         self.configs.iter().find(|c| c.issuer == iss)
     }
 
-    async fn fetch(&self, cfg: &IssuerConfig, now: i64) -> Result<(), ApiError> {
+    async fn fetch(&self, cfg: &IssuerConfig, now: i64) -> Result<(), Error> {
         let response = self.http.get(&cfg.jwks_url).send().await.map_err(|e| {
             tracing::warn!(issuer = %cfg.issuer, error = %e.without_url(), "cannot fetch issuer JWKS");
-            ApiError::unavailable()
+            Error::Unavailable
         })?;
         if !response.status().is_success() {
             tracing::warn!(issuer = %cfg.issuer, status = response.status().as_u16(), "issuer JWKS answered an error");
-            return Err(ApiError::unavailable());
+            return Err(Error::Unavailable);
         }
-        let set: JwkSet = response.json().await.map_err(|_| ApiError::unavailable())?;
+        let set: JwkSet = response.json().await.map_err(|_| Error::Unavailable)?;
         let mut keys = HashMap::new();
         for jwk in set.keys.iter().take(64) {
             let (Some(kid), Some(alg)) = (&jwk.common.key_id, jwk.common.key_algorithm) else {
@@ -121,14 +121,14 @@ impl Issuers {
     /// Verifies a token from a configured issuer.
     ///
     /// # Errors
-    /// `401 token_invalid`, or `503` when the issuer's JWKS cannot be fetched.
+    /// [`Error::Invalid`], or [`Error::Unavailable`] when the issuer's JWKS cannot be fetched.
     pub async fn verify(
         &self,
         cfg: &IssuerConfig,
         token: &str,
         now: i64,
-    ) -> Result<ExternalClaims, ApiError> {
-        let invalid = |why: &str| ApiError::new(crate::error::Code::TokenInvalid, why.to_owned());
+    ) -> Result<ExternalClaims, Error> {
+        let invalid = Error::Invalid;
         let header = crate::jwt::header(token).map_err(invalid)?;
         let kid = header.kid.ok_or_else(|| invalid("token has no kid"))?;
         let (stale, known, last) = {
