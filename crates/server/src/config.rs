@@ -438,19 +438,7 @@ impl Mode {
     }
 }
 
-/// What a route requires of a request (PROTOCOL section 4).
-#[non_exhaustive]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Requirement {
-    /// The device's own credential: an API key or a valid signature.
-    Device,
-    /// An RFC 9421 signature from the device.
-    Signature,
-    /// A user access token (Moat's own, bound to the device, or an external issuer's).
-    User,
-    /// A valid integrity token for the same device (`Moat-Integrity`).
-    Integrity,
-}
+pub use moat_policy::Requirement;
 
 /// The SMS sender and its settings.
 #[non_exhaustive]

@@ -49,30 +49,7 @@ pub const MAX_INSPECTED_BODY: usize = 1024 * 1024;
 /// `keyid` of the gateway's forwarding signatures.
 pub const GATEWAY_KEY_ID: &str = "moat-gateway";
 
-/// Rate-limit key of a route.
-#[non_exhaustive]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RateKey {
-    /// Per device.
-    Device,
-    /// Per user.
-    User,
-    /// Per client IP.
-    Ip,
-    /// One budget for the whole route.
-    Route,
-}
-
-/// `rate_limit = { key, per_second, burst }`.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct RateLimit {
-    /// What is counted.
-    pub key: RateKey,
-    /// Sustained rate.
-    pub per_second: f64,
-    /// Burst.
-    pub burst: u32,
-}
+pub use moat_policy::{RateKey, RateLimit};
 
 /// An upstream route as configured (secrets still as references).
 #[derive(Clone, Debug)]

@@ -40,33 +40,7 @@ use crate::names;
 use crate::ratelimit::{Quota, Refusal};
 use crate::state::AppState;
 
-/// How the caller proved it is a device.
-#[non_exhaustive]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Via {
-    /// `Moat-Device-Key` with a per-device key.
-    ApiKey,
-    /// `Moat-Device-Key` with the operator's static key (static mode).
-    StaticKey,
-    /// RFC 9421 `hmac-sha256` with the client credential.
-    HmacSignature,
-    /// RFC 9421 `ecdsa-p256-sha256`/`ed25519` with the installation key.
-    InstallationSignature,
-    /// No device credential (a user-only route).
-    None,
-}
-
-/// The verified caller, available to handlers as an extension.
-#[derive(Clone, Debug)]
-pub struct Principal {
-    /// The device, or `None` for the shared static key (or for a user-only route called
-    /// without a device credential).
-    pub device: Option<Arc<Device>>,
-    /// How it proved itself.
-    pub via: Via,
-    /// The user, when the route requires `user`.
-    pub user: Option<UserPrincipal>,
-}
+pub use moat_policy::{Principal, UserPrincipal, Via};
 
 /// A device credential as looked up (before the per-request checks), cached briefly.
 #[derive(Clone)]
@@ -89,17 +63,6 @@ impl CachedCredential {
     pub fn signature_cache_key(keyid: &str) -> [u8; 32] {
         crate::cache::parts_key(&[b"sig", keyid.as_bytes()])
     }
-}
-
-/// A verified user access token.
-#[derive(Clone, Debug)]
-pub struct UserPrincipal {
-    /// `sub`.
-    pub id: String,
-    /// `iss`.
-    pub issuer: String,
-    /// Issued by this server (else by a configured external issuer).
-    pub local: bool,
 }
 
 /// A store call on the request path, timed into `moat_store_latency_seconds`.
