@@ -35,6 +35,7 @@ mod error;
 pub mod httpsig;
 pub mod jwe;
 pub mod jwk;
+pub mod names;
 pub mod play_integrity;
 pub mod random;
 pub mod seal;

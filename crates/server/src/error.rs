@@ -306,6 +306,28 @@ impl From<moat_identity::Error> for ApiError {
     }
 }
 
+impl From<moat_gateway::Error> for ApiError {
+    fn from(e: moat_gateway::Error) -> Self {
+        use moat_gateway::Error as E;
+        match e {
+            E::Refused(_) => Self::malformed(e.to_string()),
+            E::MethodNotAllowed { ref allow } => {
+                let refused = Self::new(Code::MethodNotAllowed, e.to_string());
+                match HeaderValue::from_str(allow) {
+                    // RFC 9110 section 15.5.6: a 405 lists the methods the target allows.
+                    Ok(v) => refused.with_header("allow", v),
+                    Err(_) => refused,
+                }
+            }
+            E::BodyTooLarge(limit) => Self::too_large(limit),
+            E::UpstreamTimeout => Self::new(Code::UpstreamTimeout, e.to_string()),
+            E::BadGateway(detail) => Self::new(Code::BadGateway, detail),
+            E::Core(e) => Self::from(e),
+            E::Internal(cause) => Self::internal(&cause),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.code.status();

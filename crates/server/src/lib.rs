@@ -37,7 +37,8 @@ pub mod accounts;
 // Moved to their own crates; re-exported under their old names while the server is split.
 pub use moat_cluster::redis as cluster;
 pub use moat_cluster::{cache, ratelimit, replay};
-pub use moat_core::clock;
+pub use moat_core::{clock, names};
+pub use moat_gateway as gateway;
 pub use moat_identity::{issuers, jwt};
 pub use moat_observe::{audit, metrics, stats, usage};
 pub mod admin;
@@ -50,9 +51,7 @@ pub mod enroll;
 pub mod error;
 pub mod extract;
 pub mod firebase;
-pub mod gateway;
 pub mod middleware;
-pub mod names;
 pub mod openapi;
 pub mod rsa_pool;
 pub mod secret_ref;
@@ -121,7 +120,7 @@ async fn observe(
     );
     let response = match checked {
         Ok(()) => next.run(req).await,
-        Err(refused) => gateway::refuse(refused.0).into_response(),
+        Err(refused) => ApiError::from(gateway::Error::Refused(refused.0)).into_response(),
     };
     let status = response.status().as_u16();
     let code = response
@@ -226,7 +225,20 @@ fn upstream_routes(mut router: Router<AppState>, state: &AppState) -> Router<App
                             ip: extract::ClientIp,
                             req: axum::extract::Request| {
             let (gateway, route) = (gateway.clone(), route.clone());
-            async move { gateway::forward(st, gateway, route, ip, req).await }
+            async move {
+                let trusted_proxy = req
+                    .extensions()
+                    .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                    .is_some_and(|c| st.config.trusted_proxies.contains(&c.0.ip()));
+                let peer = gateway::Peer {
+                    ip: ip.0,
+                    trusted_proxy,
+                };
+                gateway
+                    .forward(&route, peer, st.now(), req)
+                    .await
+                    .map_err(ApiError::from)
+            }
         };
         // `any` is a fallback-style method router, so the policy layer goes on a sub-router
         // holding just this route's two paths.

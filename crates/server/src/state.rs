@@ -226,8 +226,17 @@ impl AppState {
             None => Arc::new(MemoryReplayCache::new(REPLAY_CAPACITY, clock.now())),
         };
         let gateway = Arc::new(
-            crate::gateway::Gateway::new(&config.upstreams, keys.data_key_bytes())
-                .map_err(|e| crate::ServerError::Setup(e))?,
+            moat_gateway::Gateway::new(
+                &config.upstreams,
+                keys.data_key_bytes(),
+                moat_gateway::Settings {
+                    public_scheme: config.public_scheme,
+                    public_authority: config.public_authority.clone(),
+                    max_body_bytes: config.max_body_bytes,
+                },
+                &crate::secret_ref::resolve,
+            )
+            .map_err(crate::ServerError::Setup)?,
         );
         let metrics = Arc::new(crate::metrics::Metrics::new());
         if let Some(r) = &redis {

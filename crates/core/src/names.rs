@@ -4,7 +4,7 @@
 //! callgrind: about 7% of the instructions of a device-key request went to that); a
 //! `HeaderName` is used as it is.
 
-use axum::http::HeaderName;
+use http::HeaderName;
 
 /// `Signature` (RFC 9421).
 pub static SIGNATURE: HeaderName = HeaderName::from_static("signature");

@@ -2,7 +2,7 @@
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
 
-use crate::names;
+use moat_core::names;
 
 /// Whether `name` is hop-by-hop (RFC 9110 section 7.6.1): never forwarded in either
 /// direction.

@@ -1,219 +1,20 @@
-//! The gateway (PROTOCOL sections 4 and 8): `[[route]]` entries with an `upstream` put Moat in
-//! front of an existing backend or a third-party API.
-//!
-//! A request reaches [`forward`] only after the route's policy passed (the same middleware as
-//! Moat's own endpoints, so signatures, device keys, user tokens, JWE bodies and rate limits
-//! all apply). Forwarding then:
-//! - joins the path after the prefix onto the fixed upstream base, refusing traversal,
-//!   encoded slashes and absolute-form targets ([`path`]);
-//! - removes hop-by-hop headers, the client's `Moat-Device`/`Moat-User` (then sets the verified
-//!   ones), the device's own credentials (unless `forward_credentials`), and untrusted
-//!   `Forwarded`/`X-Forwarded-*` (then adds this hop) ([`headers`]);
-//! - injects the route's third-party secrets (`inject_headers`, `inject_query`, from `env:` or
-//!   `file:` references), replacing anything the client sent under those names;
-//! - optionally signs the request (RFC 9421, Ed25519 gateway key) so the upstream can check it
-//!   came through Moat;
-//! - streams successful responses back; redirects and error responses are checked for the
-//!   injected secrets, which are removed, so an upstream that echoes its API key cannot hand
-//!   it to the phone.
-//!
-//! The upstream client is hyper-util's pooled client with rustls (HTTP/2 by ALPN to TLS
-//! upstreams, Mozilla's roots): no redirects, no system proxy, and none of the per-request
-//! layers a general HTTP client adds (measured: reqwest cost noticeably more CPU per request).
+//! Forwarding one request: the target is checked and joined onto the upstream base, headers
+//! are cleaned and the route's secrets injected, the request is optionally signed, and the
+//! answer is passed back, searched for the injected secrets when it is an error or redirect.
 
-pub mod headers;
-pub mod path;
-
-use std::sync::Arc;
 use std::time::Duration;
 
-use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair as _};
 use axum::body::{Body, Bytes};
 use axum::extract::Request;
-use axum::http::uri::{Authority, PathAndQuery, Scheme};
+use axum::http::uri::PathAndQuery;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Uri, Version, header};
 use axum::response::{IntoResponse, Response};
-use moat_core::dpop::InstallationKey;
 use moat_core::httpsig::{self, Message, Params, SigningKey};
+use moat_core::names;
 use moat_core::secret::SecretBytes;
+use moat_policy::Principal;
 
-use crate::config::Requirement;
-use crate::error::ApiError;
-use crate::extract::ClientIp;
-use crate::middleware::protect::Principal;
-use crate::names;
-use crate::state::AppState;
-
-/// Largest error or redirect body inspected for leaked secrets; larger ones are refused.
-pub const MAX_INSPECTED_BODY: usize = 1024 * 1024;
-/// `keyid` of the gateway's forwarding signatures.
-pub const GATEWAY_KEY_ID: &str = "moat-gateway";
-
-pub use moat_policy::{RateKey, RateLimit};
-
-/// An upstream route as configured (secrets still as references).
-#[derive(Clone, Debug)]
-pub struct UpstreamConfig {
-    /// Path prefix, e.g. `/proxy/maps`.
-    pub prefix: String,
-    /// Upstream base URL.
-    pub upstream: reqwest::Url,
-    /// Requirements.
-    pub require: Vec<Requirement>,
-    /// Allowed methods (all if `None`).
-    pub methods: Option<Vec<Method>>,
-    /// Header name → secret reference.
-    pub inject_headers: Vec<(HeaderName, String)>,
-    /// Query parameter → secret reference.
-    pub inject_query: Vec<(String, String)>,
-    /// Rate limit.
-    pub rate_limit: Option<RateLimit>,
-    /// Upstream timeout.
-    pub timeout: Duration,
-    /// Pass the device's credential headers upstream.
-    pub forward_credentials: bool,
-    /// Sign forwarded requests with the gateway key.
-    pub sign: bool,
-    /// The route's own body limit (`max_body_bytes`), else `server.max_body_bytes`.
-    pub max_body_bytes: Option<usize>,
-    /// Pass the upstream's `Server` and `X-Powered-By` headers to the client
-    /// (`pass_server_header`); by default they are removed, as they tell an attacker what
-    /// runs behind the gateway.
-    pub pass_server_header: bool,
-}
-
-/// An upstream route ready to serve (secrets resolved).
-pub struct Upstream {
-    /// The configuration.
-    pub config: UpstreamConfig,
-    headers: Vec<(HeaderName, SecretBytes)>,
-    query: Vec<(String, SecretBytes)>,
-    /// The upstream's scheme, authority and base path (no trailing `/`), split once so a
-    /// forwarded request's URI is one string join, not a URL parse.
-    scheme: Scheme,
-    authority: Authority,
-    base_path: String,
-    /// The injected secrets as they could appear in a response, for the leak check.
-    secrets: Vec<Vec<u8>>,
-    /// The names of the injected headers: a client's header of one of these names, in any
-    /// spelling, never reaches the upstream beside the injected value.
-    injected_names: Vec<HeaderName>,
-}
-
-type UpstreamClient = hyper_util::client::legacy::Client<
-    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
-    Body,
->;
-
-/// The gateway: its routes, upstream client and signing key.
-pub struct Gateway {
-    /// Routes, in configuration order.
-    pub routes: Vec<Arc<Upstream>>,
-    http: UpstreamClient,
-    signer: InstallationKey,
-    jwks: serde_json::Value,
-}
-
-impl Gateway {
-    /// Resolves the routes' secrets and derives the gateway signing key from the data key.
-    ///
-    /// # Errors
-    /// A message naming the route and reference that cannot be read.
-    pub fn new(configs: &[UpstreamConfig], data_key: &[u8]) -> Result<Self, String> {
-        let mut routes = Vec::new();
-        for c in configs {
-            let mut headers = Vec::new();
-            for (name, reference) in &c.inject_headers {
-                let value = crate::secret_ref::resolve(reference)
-                    .map_err(|e| format!("route {}: inject_headers.{name}: {e}", c.prefix))?;
-                HeaderValue::from_bytes(value.expose()).map_err(|_| {
-                    format!(
-                        "route {}: inject_headers.{name}: not a valid header value",
-                        c.prefix
-                    )
-                })?;
-                headers.push((name.clone(), value));
-            }
-            let mut query = Vec::new();
-            for (name, reference) in &c.inject_query {
-                let value = crate::secret_ref::resolve(reference)
-                    .map_err(|e| format!("route {}: inject_query.{name}: {e}", c.prefix))?;
-                query.push((name.clone(), value));
-            }
-            let url = &c.upstream;
-            let scheme = Scheme::try_from(url.scheme())
-                .map_err(|_| format!("route {}: upstream scheme", c.prefix))?;
-            // `host_str` keeps the brackets of an IPv6 literal.
-            let host = url
-                .host_str()
-                .ok_or_else(|| format!("route {}: upstream has no host", c.prefix))?
-                .to_owned();
-            let authority = match url.port() {
-                Some(p) => format!("{host}:{p}"),
-                None => host,
-            };
-            let authority = Authority::try_from(authority.as_str())
-                .map_err(|_| format!("route {}: upstream authority", c.prefix))?;
-            routes.push(Arc::new(Upstream {
-                config: c.clone(),
-                secrets: secrets_of(&headers, &query),
-                // Dash-spelled, as client names are judged: an injected `x_api_key` and a
-                // client's `X-Api-Key` are one header to CGI, PHP and nginx with underscores.
-                injected_names: headers
-                    .iter()
-                    .filter_map(|(n, _)| {
-                        HeaderName::from_bytes(n.as_str().replace('_', "-").as_bytes()).ok()
-                    })
-                    .collect(),
-                headers,
-                query,
-                scheme,
-                authority,
-                base_path: url.path().trim_end_matches('/').to_owned(),
-            }));
-        }
-        // The gateway key is derived from the data key (one secret to back up): the Ed25519
-        // seed is HMAC-SHA-256(data key, label).
-        let seed = aws_lc_rs::hmac::sign(
-            &aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, data_key),
-            b"moat gateway signing key v1",
-        );
-        let pair = Ed25519KeyPair::from_seed_unchecked(seed.as_ref())
-            .map_err(|_| "gateway key".to_owned())?;
-        let mut x = [0u8; 32];
-        x.copy_from_slice(pair.public_key().as_ref());
-        let mut jwk = moat_core::jwk::PublicJwk::Ed25519 { x }.to_json();
-        jwk["kid"] = GATEWAY_KEY_ID.into();
-        jwk["alg"] = "EdDSA".into();
-        jwk["use"] = "sig".into();
-        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-        let mut plain = hyper_util::client::legacy::connect::HttpConnector::new();
-        plain.set_connect_timeout(Some(Duration::from_secs(5)));
-        plain.set_nodelay(true);
-        plain.enforce_http(false);
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_webpki_roots()
-            .https_or_http()
-            .enable_http1()
-            .enable_http2()
-            .wrap_connector(plain);
-        let http =
-            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                .pool_max_idle_per_host(256)
-                .build(https);
-        Ok(Self {
-            routes,
-            http,
-            signer: InstallationKey::Ed25519(pair),
-            jwks: serde_json::json!({"keys": [jwk]}),
-        })
-    }
-
-    /// The public key upstreams use to check forwarded requests (`keyid` `moat-gateway`).
-    pub fn jwks(&self) -> serde_json::Value {
-        self.jwks.clone()
-    }
-}
+use crate::{Error, GATEWAY_KEY_ID, Gateway, MAX_INSPECTED_BODY, Upstream, headers, path};
 
 /// Whether a query or form name, percent-decoded as frameworks decode it, is `_method` in
 /// any letter case (`_METHOD`, `%5Fmethod`, `_m%65thod`). Decoded on the fly: no allocation
@@ -280,14 +81,9 @@ fn has_method_field(headers: &HeaderMap, body: &[u8]) -> bool {
     false
 }
 
-/// `400 malformed` for a request target the gateway will not forward.
-pub fn refuse(detail: &str) -> ApiError {
-    ApiError::malformed(format!("request target refused: {detail}"))
-}
-
 /// The injected secrets as they could appear in a response: as resolved, and
 /// form-encoded when that differs.
-fn secrets_of(
+pub(crate) fn secrets_of(
     headers: &[(HeaderName, SecretBytes)],
     query: &[(String, SecretBytes)],
 ) -> Vec<Vec<u8>> {
@@ -336,18 +132,41 @@ fn redact(body: &[u8], secrets: &[Vec<u8>]) -> (Vec<u8>, bool) {
     (out, changed)
 }
 
-/// Forwards one request that passed the route's policy.
-///
-/// # Errors
-/// `400` for refused targets, `405` for methods not allowed, `502`/`504` for upstream
-/// failures.
-pub async fn forward(
-    state: AppState,
-    gateway: Arc<Gateway>,
-    route: Arc<Upstream>,
-    ip: ClientIp,
+/// Who sent a request, as the server established it.
+#[derive(Clone, Copy, Debug)]
+pub struct Peer {
+    /// The client's IP (behind trusted proxies: the one they name).
+    pub ip: std::net::IpAddr,
+    /// Whether the socket peer is a trusted proxy, whose forwarding headers are kept.
+    pub trusted_proxy: bool,
+}
+
+impl Gateway {
+    /// Forwards one request that passed the route's policy (its [`Principal`], if any, in
+    /// the request's extensions), at `now` (Unix seconds, for the gateway signature).
+    ///
+    /// # Errors
+    /// [`Error::Refused`] for targets not forwarded, [`Error::MethodNotAllowed`],
+    /// [`Error::BodyTooLarge`], and [`Error::BadGateway`]/[`Error::UpstreamTimeout`] for
+    /// upstream failures.
+    pub async fn forward(
+        &self,
+        route: &Upstream,
+        peer: Peer,
+        now: i64,
+        req: Request,
+    ) -> Result<Response, Error> {
+        forward(self, route, peer, now, req).await
+    }
+}
+
+async fn forward(
+    gateway: &Gateway,
+    route: &Upstream,
+    peer: Peer,
+    now: i64,
     req: Request,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Error> {
     let cfg = &route.config;
     let (parts, body) = req.into_parts();
     if let Some(methods) = &cfg.methods
@@ -359,19 +178,12 @@ pub async fn forward(
             .map(Method::as_str)
             .collect::<Vec<_>>()
             .join(", ");
-        let mut refused = ApiError::new(
-            crate::error::Code::MethodNotAllowed,
-            "method not allowed on this route",
-        );
-        if let Ok(v) = HeaderValue::from_str(&allow) {
-            refused = refused.with_header("allow", v);
-        }
-        return Err(refused);
+        return Err(Error::MethodNotAllowed { allow });
     }
     // An absolute-form target (`GET http://other/ HTTP/1.1`) would let a client name its own
     // upstream; HTTP/2 always carries scheme and authority, which Moat ignores.
     if parts.version <= Version::HTTP_11 && parts.uri.authority().is_some() {
-        return Err(refuse("absolute-form request target"));
+        return Err(Error::Refused("absolute-form request target"));
     }
     if cfg.methods.is_some()
         && parts
@@ -381,13 +193,15 @@ pub async fn forward(
     {
         // Laravel, Symfony and Express's method-override read `_method` from the query (or a
         // form body, checked below) and run that method instead.
-        return Err(refuse("`_method` on a route limited to some methods"));
+        return Err(Error::Refused(
+            "`_method` on a route limited to some methods",
+        ));
     }
     let path = parts.uri.path();
     let rest = path
         .strip_prefix(cfg.prefix.as_str())
-        .ok_or_else(|| refuse("path outside the route"))?;
-    path::check_rest(rest).map_err(|e| refuse(e.0))?;
+        .ok_or_else(|| Error::Refused("path outside the route"))?;
+    path::check_rest(rest).map_err(|e| Error::Refused(e.0))?;
 
     let query: Option<std::borrow::Cow<'_, str>> = if route.query.is_empty() {
         // Nothing to inject: pass the client's query through as sent.
@@ -399,13 +213,13 @@ pub async fn forward(
         // (older Python, some Java), refused; and case, which ASP.NET and others ignore in
         // names, so a client's `KEY` is dropped beside an injected `key`.
         if parts.uri.query().is_some_and(|q| q.contains(';')) {
-            return Err(refuse(
+            return Err(Error::Refused(
                 "`;` in the query of a route that injects parameters",
             ));
         }
         let client_pairs: Vec<(String, String)> = match parts.uri.query() {
             Some(q) => serde_urlencoded::from_str(q)
-                .map_err(|_| refuse("query is not valid form encoding"))?,
+                .map_err(|_| Error::Refused("query is not valid form encoding"))?,
             None => Vec::new(),
         };
         let mut pairs: Vec<(&str, std::borrow::Cow<'_, str>)> = client_pairs
@@ -417,7 +231,7 @@ pub async fn forward(
             pairs.push((k, String::from_utf8_lossy(v.expose())));
         }
         Some(std::borrow::Cow::Owned(
-            serde_urlencoded::to_string(&pairs).map_err(|e| ApiError::internal(&e))?,
+            serde_urlencoded::to_string(&pairs).map_err(|e| Error::Internal(e.to_string()))?,
         ))
     };
     let mut target = String::with_capacity(
@@ -435,14 +249,10 @@ pub async fn forward(
     }
 
     let principal = parts.extensions.get::<Principal>();
-    let trusted = parts
-        .extensions
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .is_some_and(|c| state.config.trusted_proxies.contains(&c.0.ip()));
     let mut out = headers::for_upstream(
         &parts.headers,
         cfg.forward_credentials,
-        trusted,
+        peer.trusted_proxy,
         &route.injected_names,
     );
     // The host upstreams are told is the deployment's (server.public_base_url), never the
@@ -450,9 +260,9 @@ pub async fn forward(
     // build them to wherever the client said.
     headers::set_forwarded(
         &mut out,
-        ip.0,
-        state.config.public_scheme,
-        Some(&state.config.public_authority),
+        peer.ip,
+        gateway.settings.public_scheme,
+        Some(&gateway.settings.public_authority),
     );
     if !route.secrets.is_empty() {
         // Error and redirect bodies of these routes are searched for the injected secrets,
@@ -469,7 +279,7 @@ pub async fn forward(
             let id = d.id.hyphenated().encode_lower(&mut buf);
             out.insert(
                 names::MOAT_DEVICE.clone(),
-                HeaderValue::from_str(id).map_err(|e| ApiError::internal(&e))?,
+                HeaderValue::from_str(id).map_err(|e| Error::Internal(e.to_string()))?,
             );
         }
         if let Some(u) = &p.user
@@ -481,15 +291,19 @@ pub async fn forward(
     for (name, value) in &route.headers {
         out.insert(
             name.clone(),
-            HeaderValue::from_bytes(value.expose()).map_err(|e| ApiError::internal(&e))?,
+            HeaderValue::from_bytes(value.expose()).map_err(|e| Error::Internal(e.to_string()))?,
         );
     }
-    let limit = cfg.max_body_bytes.unwrap_or(state.config.max_body_bytes);
+    let limit = cfg
+        .max_body_bytes
+        .unwrap_or(gateway.settings.max_body_bytes);
     let body: Bytes = axum::body::to_bytes(body, limit)
         .await
-        .map_err(|_| ApiError::too_large(limit))?;
+        .map_err(|_| Error::BodyTooLarge(limit))?;
     if cfg.methods.is_some() && has_method_field(&out, &body) {
-        return Err(refuse("`_method` on a route limited to some methods"));
+        return Err(Error::Refused(
+            "`_method` on a route limited to some methods",
+        ));
     }
     if cfg.sign {
         let target = Target {
@@ -498,41 +312,29 @@ pub async fn forward(
             path: &target[..path_end],
             query: query.as_deref(),
         };
-        sign_forwarded(
-            &gateway,
-            &parts.method,
-            &target,
-            &mut out,
-            &body,
-            state.now(),
-        )?;
+        sign_forwarded(gateway, &parts.method, &target, &mut out, &body, now)?;
     }
     let mut uri = axum::http::uri::Parts::default();
     uri.scheme = Some(route.scheme.clone());
     uri.authority = Some(route.authority.clone());
-    uri.path_and_query =
-        Some(PathAndQuery::from_maybe_shared(Bytes::from(target)).map_err(|_| refuse("path"))?);
+    uri.path_and_query = Some(
+        PathAndQuery::from_maybe_shared(Bytes::from(target)).map_err(|_| Error::Refused("path"))?,
+    );
     let mut request = axum::http::Request::new(Body::from(body));
     *request.method_mut() = parts.method;
-    *request.uri_mut() = Uri::from_parts(uri).map_err(|e| ApiError::internal(&e))?;
+    *request.uri_mut() = Uri::from_parts(uri).map_err(|e| Error::Internal(e.to_string()))?;
     *request.headers_mut() = out;
     let upstream = match tokio::time::timeout(cfg.timeout, gateway.http.request(request)).await {
         Err(_) => {
-            return Err(ApiError::new(
-                crate::error::Code::UpstreamTimeout,
-                "the upstream did not answer in time",
-            ));
+            return Err(Error::UpstreamTimeout);
         }
         Ok(Err(e)) => {
             tracing::warn!(route = %cfg.prefix, error = %e, "upstream unreachable");
-            return Err(ApiError::new(
-                crate::error::Code::BadGateway,
-                "the upstream could not be reached",
-            ));
+            return Err(Error::BadGateway("the upstream could not be reached"));
         }
         Ok(Ok(r)) => r,
     };
-    respond(&route, upstream, cfg.timeout).await
+    respond(route, upstream, cfg.timeout).await
 }
 
 /// Where a forwarded request goes, as the gateway signature covers it.
@@ -550,12 +352,12 @@ fn sign_forwarded(
     out: &mut HeaderMap,
     body: &[u8],
     now: i64,
-) -> Result<(), ApiError> {
+) -> Result<(), Error> {
     if !body.is_empty() {
         let field = moat_core::digest::sha256_field(body);
         out.insert(
             names::CONTENT_DIGEST.clone(),
-            HeaderValue::from_str(&field).map_err(|e| ApiError::internal(&e))?,
+            HeaderValue::from_str(&field).map_err(|e| Error::Internal(e.to_string()))?,
         );
     } else {
         out.remove(&names::CONTENT_DIGEST);
@@ -597,11 +399,12 @@ fn sign_forwarded(
     )?;
     out.insert(
         names::SIGNATURE_INPUT.clone(),
-        HeaderValue::from_str(&signed.signature_input).map_err(|e| ApiError::internal(&e))?,
+        HeaderValue::from_str(&signed.signature_input)
+            .map_err(|e| Error::Internal(e.to_string()))?,
     );
     out.insert(
         names::SIGNATURE.clone(),
-        HeaderValue::from_str(&signed.signature).map_err(|e| ApiError::internal(&e))?,
+        HeaderValue::from_str(&signed.signature).map_err(|e| Error::Internal(e.to_string()))?,
     );
     Ok(())
 }
@@ -610,7 +413,7 @@ async fn respond(
     route: &Upstream,
     upstream: axum::http::Response<hyper::body::Incoming>,
     timeout: Duration,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Error> {
     use http_body_util::BodyExt as _;
     let (head, incoming) = upstream.into_parts();
     let status = head.status;
@@ -652,18 +455,12 @@ async fn respond(
     }
     if encoded {
         tracing::warn!(route = %route.config.prefix, status = status.as_u16(), "upstream encoded an error body on a route with secrets; refused");
-        return Err(ApiError::new(
-            crate::error::Code::BadGateway,
+        return Err(Error::BadGateway(
             "upstream error body was encoded and could not be inspected",
         ));
     }
     let body = if inspect {
-        let bad = || {
-            ApiError::new(
-                crate::error::Code::BadGateway,
-                "upstream error body failed or too large",
-            )
-        };
+        let bad = || Error::BadGateway("upstream error body failed or too large");
         let limited = http_body_util::Limited::new(incoming, MAX_INSPECTED_BODY);
         // Boxed: only error bodies of routes with secrets take this path; inline, its state
         // would make every forwarded request's future larger.
