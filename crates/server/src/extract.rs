@@ -77,7 +77,11 @@ impl axum::extract::FromRequestParts<AppState> for ClientIp {
         parts: &mut axum::http::request::Parts,
         state: &AppState,
     ) -> Result<Self, ApiError> {
-        Ok(Self(client_ip(&parts.headers, &parts.extensions, state)))
+        Ok(Self(client_ip(
+            &parts.headers,
+            &parts.extensions,
+            &state.config.trusted_proxies,
+        )))
     }
 }
 
@@ -87,7 +91,7 @@ impl axum::extract::FromRequestParts<AppState> for ClientIp {
 pub fn client_ip(
     headers: &axum::http::HeaderMap,
     extensions: &axum::http::Extensions,
-    state: &AppState,
+    trusted_proxies: &[std::net::IpAddr],
 ) -> std::net::IpAddr {
     if let Some(ClientIp(ip)) = extensions.get::<ClientIp>() {
         return *ip;
@@ -95,7 +99,7 @@ pub fn client_ip(
     let peer = extensions
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
         .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |c| c.0.ip());
-    forwarded_client(peer, headers, &state.config.trusted_proxies)
+    forwarded_client(peer, headers, trusted_proxies)
 }
 
 /// `peer` itself unless it is a trusted proxy; then the right-most `X-Forwarded-For` hop

@@ -106,7 +106,11 @@ async fn observe(
             .get::<axum::extract::MatchedPath>()
             .map(axum::extract::MatchedPath::as_str),
     );
-    let ip = extract::client_ip(req.headers(), req.extensions(), &state);
+    let ip = extract::client_ip(
+        req.headers(),
+        req.extensions(),
+        &state.config.trusted_proxies,
+    );
     req.extensions_mut().insert(extract::ClientIp(ip));
     // Before any policy runs: a path spelled so that Moat and an upstream would read it
     // differently is refused, so the policy is always that of the path the upstream serves.

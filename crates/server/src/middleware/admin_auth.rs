@@ -27,7 +27,11 @@ pub async fn require_admin(
     let now = state.now();
     if presented.is_empty() || !state.keys.admin_token.ct_eq(presented.as_bytes()) {
         // Anyone can send these: aggregated per address and window, never one row each.
-        let ip = crate::extract::client_ip(req.headers(), req.extensions(), &state);
+        let ip = crate::extract::client_ip(
+            req.headers(),
+            req.extensions(),
+            &state.config.trusted_proxies,
+        );
         state
             .audit
             .admin_denied(now, ip, req.method().as_str(), req.uri().path())
@@ -41,7 +45,7 @@ pub async fn require_admin(
     let event = audit::event(now, audit::kind::ADMIN_CALL, "admin").ip(crate::extract::client_ip(
         req.headers(),
         req.extensions(),
-        &state,
+        &state.config.trusted_proxies,
     ));
     let (method, path) = (req.method().clone(), req.uri().path().to_owned());
     let response = next.run(req).await;

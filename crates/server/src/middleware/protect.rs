@@ -154,7 +154,11 @@ async fn rate_limit(
             let _ = write!(
                 key,
                 "{}",
-                client_ip(&parts.headers, &parts.extensions, &p.state)
+                client_ip(
+                    &parts.headers,
+                    &parts.extensions,
+                    &p.state.config.trusted_proxies
+                )
             );
         }
         RateKey::Route => {}
