@@ -835,7 +835,7 @@ pub async fn run(
                 let mut stop_rx = rx.clone();
                 tokio::spawn(async move {
                     let _ = stop_rx.wait_for(|stop| *stop).await;
-                    stopper.graceful_shutdown(Some(std::time::Duration::from_secs(30)));
+                    stopper.graceful_shutdown(Some(serve::DRAIN_TIMEOUT));
                 });
                 let mut server =
                     axum_server::from_tcp_rustls(public.into_std()?, config)?.handle(handle);
