@@ -133,3 +133,74 @@ fn firebase_settings_are_checked_together() {
     assert_eq!(f.mailbox_root, "moat/mailbox");
     assert_eq!(f.certs_url, FIREBASE_CERTS_URL);
 }
+
+/// Problems of different sections are reported together, including those that used to stop
+/// the check: an incomplete Twilio sender returned before any later section was looked at,
+/// and the App Attest environment was checked only when nothing else was wrong.
+#[test]
+fn problems_of_different_sections_are_reported_together() {
+    let file = "[server]\nlisten = \"nope\"\n\
+                [sms]\nsender = \"twilio\"\n\
+                [cleanup]\ndormant_days = 0\n\
+                [attestation.app_attest]\nteam_id = \"T\"\nbundle_id = \"b\"\nenvironment = \"staging\"\n\
+                [[route]]\nprefix = \"/x\"\nupstream = \"http://a\"\nrequire = [\"device\"]\n\
+                rate_limit = { key = \"everyone\", per_second = 1, per_hour = 5 }\n";
+    let err = Config::load(Some(file), &env(&[])).expect_err("invalid");
+    let all = err.to_string();
+    for expected in [
+        "server.listen: `nope` is not an address:port",
+        "sms.twilio: set `from` or `messaging_service_sid`",
+        "sms.twilio: account_sid and auth_token (env:NAME or file:PATH) are required",
+        "cleanup.dormant_days: must be positive",
+        "attestation.app_attest.environment: production, development or any",
+        "route[0].rate_limit: key `everyone` is not device, user, ip or route",
+        "route[0].rate_limit: only key, per_second and burst are allowed",
+    ] {
+        assert!(all.contains(expected), "missing {expected:?} in:\n{all}");
+    }
+    assert_eq!(err.0.len(), 7, "{all}");
+}
+
+/// A rate limit without `per_second` says so once: the burst, which defaults to it, is not
+/// checked against a rate that is not there.
+#[test]
+fn a_rate_limit_without_a_rate_is_one_problem() {
+    let file =
+        "[[route]]\npath = \"/v1/device\"\nrequire = [\"device\"]\nrate_limit = { burst = 0 }\n";
+    let err = Config::load(Some(file), &env(&[])).expect_err("invalid");
+    assert_eq!(
+        err.0,
+        vec!["route[0].rate_limit: per_second is required".to_owned()]
+    );
+    let ok = Config::load(
+        Some("[[route]]\npath = \"/v1/device\"\nrequire = [\"device\"]\nrate_limit = { key = \"ip\", per_second = 2.5 }\n"),
+        &env(&[]),
+    )
+    .expect("valid");
+    let limit = ok.rate_limit("/v1/device").expect("rate limit");
+    assert_eq!((limit.per_second, limit.burst), (2.5, 3));
+}
+
+/// `Debug` of a configuration shows no secret: a panic message or a log line may print it.
+#[test]
+fn debug_shows_no_secret() {
+    let token = "admin-token-admin-token-admin-token";
+    let key = "static-key-static-key-static-key-static";
+    let file = format!(
+        "[admin]\ntoken = \"{token}\"\n[enrollment]\nmode = \"static\"\nstatic_key = \"{key}\"\n\
+         [integrity]\nsecret = \"{}\"\n[store]\nurl = \"postgres://moat:hunter2@db/moat\"\n\
+         [redis]\nurl = \"redis://:hunter3@cache\"\n\
+         [sms]\nsender = \"webhook\"\n[sms.webhook]\nurl = \"https://hook\"\nsecret = \"env:HOOK_SECRET\"\n",
+        "A".repeat(43)
+    );
+    let c = Config::load(Some(&file), &env(&[])).expect("valid");
+    let shown = format!("{c:?}");
+    for secret in [token, key, "AAAA", "hunter2", "hunter3", "HOOK_SECRET"] {
+        assert!(!shown.contains(secret), "{secret} in {shown}");
+    }
+    assert!(
+        shown.contains("admin_token: Some(\"<redacted>\")"),
+        "{shown}"
+    );
+    assert!(shown.contains("store_url: postgres:<redacted>"), "{shown}");
+}
