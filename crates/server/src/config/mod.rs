@@ -2,14 +2,15 @@
 //! into [`Config`] in one pass that reports every problem at once.
 //!
 //! Phase one ([`RawConfig`]) is plain serde over the merged TOML, with unknown keys refused so
-//! a typo is an error rather than a silently ignored setting ([`load`] reports every type
-//! error too). Phase two ([`Config::from_raw`]) turns strings into typed values (socket
-//! addresses, URLs, durations, enums) and checks the combinations.
+//! a typo is an error rather than a silently ignored setting, and every type error of the
+//! file and the environment is reported, not just the first. Phase two
+//! ([`Config::from_raw`]) turns strings into typed values (socket addresses, URLs,
+//! durations, enums) and checks the combinations.
 //!
 //! Each TOML section has its own module: its raw type, its validated type, its defaults and
-//! its check, which adds every problem to one collector ([`errors`]) and carries on, so a
-//! file's problems are all reported together. The few checks that span sections take the
-//! other section's validated value as an argument.
+//! its check, which adds every problem to one collector and carries on, so a file's problems
+//! are all reported together. The few checks that span sections take the other section's
+//! validated value as an argument.
 
 mod accounts;
 mod admin;
