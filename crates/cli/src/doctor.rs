@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use moat_server::Config;
 use moat_server::config::SmsSenderConfig;
+use moat_store::schema::{MigrationStatus, StatusError};
 use serde::Serialize;
-use sqlx::Connection as _;
 use zeroize::Zeroize as _;
 
 const EX_USAGE: u8 = 64;
@@ -491,109 +491,40 @@ async fn check_sqlite(url: &str) -> Outcome {
     if let Err(e) = std::fs::OpenOptions::new().write(true).open(file) {
         return fail(format!("SQLite {path} is not writable: {e}"));
     }
-    let options = match url.parse::<sqlx::sqlite::SqliteConnectOptions>() {
-        Ok(o) => o.read_only(true).create_if_missing(false),
-        Err(e) => return fail(format!("store.url: {e}")),
-    };
-    let mut conn = match sqlx::SqliteConnection::connect_with(&options).await {
-        Ok(c) => c,
-        Err(e) => return fail(format!("SQLite {path} cannot be opened: {}", chain(&e))),
-    };
-    let applied = sqlite_migrations(&mut conn).await;
-    let _ = conn.close().await;
-    match applied {
-        Ok(applied) => judge_migrations(&format!("SQLite {path}"), &applied).await,
-        Err(e) => fail(format!(
+    match moat_store::schema::migration_status(url, "moat-doctor").await {
+        Ok(status) => judge_migrations(&format!("SQLite {path}"), &status),
+        Err(StatusError::Url(e)) => fail(format!("store.url: {e}")),
+        Err(StatusError::Read(e)) => fail(format!(
             "SQLite {path}: cannot read its migrations: {}",
-            chain(&e)
+            chain(e.as_ref())
+        )),
+        Err(e) => fail(format!(
+            "SQLite {path} cannot be opened: {}",
+            e.cause().map_or_else(|| e.to_string(), |c| chain(c))
         )),
     }
 }
 
-async fn sqlite_migrations(
-    conn: &mut sqlx::SqliteConnection,
-) -> Result<Vec<(i64, bool)>, sqlx::Error> {
-    let table: Option<(String,)> = sqlx::query_as(
-        "SELECT name FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
-    )
-    .fetch_optional(&mut *conn)
-    .await?;
-    if table.is_none() {
-        return Ok(Vec::new());
-    }
-    sqlx::query_as("SELECT version, success FROM _sqlx_migrations ORDER BY version")
-        .fetch_all(&mut *conn)
-        .await
-}
-
 async fn check_postgres(url: &str) -> Outcome {
     let at = location(url);
-    let options = match url.parse::<sqlx::postgres::PgConnectOptions>() {
-        Ok(o) => o.application_name("moat-doctor"),
-        Err(_) => return fail("store.url is not a valid PostgreSQL URL"),
-    };
-    let mut conn = match sqlx::PgConnection::connect_with(&options).await {
-        Ok(c) => c,
-        Err(e) => return fail(format!("{at}: cannot connect: {}", chain(&e))),
-    };
-    let applied = postgres_migrations(&mut conn).await;
-    let _ = conn.close().await;
-    match applied {
-        Ok(applied) => judge_migrations(&at, &applied).await,
-        Err(e) => fail(format!("{at}: cannot read its migrations: {}", chain(&e))),
+    match moat_store::schema::migration_status(url, "moat-doctor").await {
+        Ok(status) => judge_migrations(&at, &status),
+        Err(StatusError::Url(_) | StatusError::Scheme) => {
+            fail("store.url is not a valid PostgreSQL URL")
+        }
+        Err(StatusError::Read(e)) => fail(format!(
+            "{at}: cannot read its migrations: {}",
+            chain(e.as_ref())
+        )),
+        Err(e) => fail(format!(
+            "{at}: cannot connect: {}",
+            e.cause().map_or_else(|| e.to_string(), |c| chain(c))
+        )),
     }
 }
 
-async fn postgres_migrations(
-    conn: &mut sqlx::PgConnection,
-) -> Result<Vec<(i64, bool)>, sqlx::Error> {
-    let (exists,): (bool,) = sqlx::query_as(
-        "SELECT EXISTS (SELECT 1 FROM information_schema.tables \
-         WHERE table_schema = current_schema() AND table_name = '_sqlx_migrations')",
-    )
-    .fetch_one(&mut *conn)
-    .await?;
-    if !exists {
-        return Ok(Vec::new());
-    }
-    sqlx::query_as("SELECT version, success FROM _sqlx_migrations ORDER BY version")
-        .fetch_all(&mut *conn)
-        .await
-}
-
-/// The migration versions this build applies. The store keeps its migration list private,
-/// so it is read back from a scratch SQLite store opened (and thereby migrated) by the
-/// store's own `open`; both backends number their migrations alike.
-async fn expected_migrations() -> Result<Vec<i64>, String> {
-    let dir = std::env::temp_dir().join(format!("moat-doctor-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let file = dir.join("probe.db");
-    let result = async {
-        let opened = moat_store::open(
-            &format!("sqlite://{}", file.display()),
-            &moat_store::PoolOptions::default(),
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-        drop(opened);
-        let options = sqlx::sqlite::SqliteConnectOptions::new()
-            .filename(&file)
-            .read_only(true);
-        let mut conn = sqlx::SqliteConnection::connect_with(&options)
-            .await
-            .map_err(|e| e.to_string())?;
-        let versions = sqlite_migrations(&mut conn)
-            .await
-            .map_err(|e| e.to_string())?;
-        let _ = conn.close().await;
-        Ok(versions.into_iter().map(|(v, _)| v).collect())
-    }
-    .await;
-    let _ = std::fs::remove_dir_all(&dir);
-    result
-}
-
-async fn judge_migrations(what: &str, applied: &[(i64, bool)]) -> Outcome {
+/// The verdict on a database's migrations: failed or unknown ones fail, pending ones warn.
+fn judge_migrations(what: &str, status: &MigrationStatus) -> Outcome {
     // "migration 5 is" or "migrations 4, 5 are".
     let list = |v: &[i64]| {
         let numbers = v
@@ -607,11 +538,7 @@ async fn judge_migrations(what: &str, applied: &[(i64, bool)]) -> Outcome {
             format!("migrations {numbers} are")
         }
     };
-    let dirty: Vec<i64> = applied
-        .iter()
-        .filter(|(_, ok)| !ok)
-        .map(|(v, _)| *v)
-        .collect();
+    let dirty = status.failed();
     if !dirty.is_empty() {
         return fail(format!(
             "{what}: {} marked failed (it stopped part-way); repair the database before \
@@ -619,41 +546,23 @@ async fn judge_migrations(what: &str, applied: &[(i64, bool)]) -> Outcome {
             list(&dirty)
         ));
     }
-    let expected = match expected_migrations().await {
-        Ok(v) => v,
-        Err(e) => {
-            return warn(format!(
-                "{what}: reachable, {} migrations applied (cannot tell which are expected: {e})",
-                applied.len()
-            ));
-        }
-    };
-    let applied: Vec<i64> = applied.iter().map(|(v, _)| *v).collect();
-    let unknown: Vec<i64> = applied
-        .iter()
-        .copied()
-        .filter(|v| !expected.contains(v))
-        .collect();
+    let unknown = status.unknown();
     if !unknown.is_empty() {
         return fail(format!(
             "{what}: {} unknown to this moat (the database was used by a newer version)",
             list(&unknown)
         ));
     }
-    let pending: Vec<i64> = expected
-        .iter()
-        .copied()
-        .filter(|v| !applied.contains(v))
-        .collect();
-    if applied.is_empty() {
+    let pending = status.pending();
+    if status.applied.is_empty() {
         ok(format!(
             "{what}: reachable, empty; the server applies {} migrations on first start",
-            expected.len()
+            status.known.len()
         ))
     } else if pending.is_empty() {
         ok(format!(
             "{what}: reachable, all {} migrations applied",
-            applied.len()
+            status.applied.len()
         ))
     } else {
         warn(format!(

@@ -24,6 +24,7 @@ pub mod attest;
 pub mod migrate;
 pub mod ops;
 pub mod postgres;
+pub mod schema;
 mod sql;
 pub mod sqlite;
 
