@@ -6,6 +6,7 @@
 
 mod admin;
 mod doctor;
+mod usage;
 
 use std::io::Write as _;
 use std::os::unix::fs::OpenOptionsExt as _;
@@ -387,7 +388,7 @@ fn main() -> ExitCode {
             eprintln!("error: {}", error_text(&e));
             if e.downcast_ref::<moat_server::config::ConfigError>()
                 .is_some()
-                || e.downcast_ref::<admin::UsageError>().is_some()
+                || e.downcast_ref::<usage::UsageError>().is_some()
             {
                 ExitCode::from(EX_USAGE)
             } else {
