@@ -268,7 +268,7 @@ async fn open_store(config: Option<&Path>, create: bool) -> Result<moat_server::
         || "embedded defaults (no --config)".to_owned(),
         |p| p.display().to_string(),
     );
-    let loaded = crate::load_config(config)?;
+    let loaded = crate::config::load_config(config)?;
     eprintln!(
         "moat admin: configuration {label}; store {}; data dir {}",
         moat_store::shown_url(&loaded.store_url),
