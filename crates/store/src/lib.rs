@@ -12,7 +12,7 @@
 //! turns into `503 unavailable`: Moat fails closed when its store is down.
 //!
 //! Backends: [`sqlite`] (the embedded default, one machine) and [`postgres`] (several
-//! instances). Both run the same SQL, written once in `sql.rs`; one conformance suite
+//! instances). Both run the same SQL, written once in `sql/`; one conformance suite
 //! (`tests/conformance.rs`) runs unchanged against each. [`open`] picks the backend from the
 //! URL.
 
@@ -24,6 +24,7 @@ pub mod attest;
 pub mod migrate;
 pub mod ops;
 pub mod postgres;
+pub mod schema;
 mod sql;
 pub mod sqlite;
 

@@ -1,6 +1,6 @@
 //! The PostgreSQL backend, for several Moat instances sharing one database.
 //!
-//! Same statements as SQLite (see `sql.rs`), its own migrations (`migrations/postgres`). Every
+//! Same statements as SQLite (see `sql/`), its own migrations (`migrations/postgres`). Every
 //! connection sets `statement_timeout`, and the pool's acquire timeout bounds the wait for a
 //! connection, so no request waits on the database longer than the configured timeout: past
 //! it the store answers [`StoreError::Unavailable`] and the server fails closed (503). sqlx
@@ -15,7 +15,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 use crate::{PoolOptions, Result, StoreError};
 
-const MIGRATIONS: &[(i64, &str, &str)] = &[
+pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
     (
         1,
         "init",
@@ -120,12 +120,26 @@ impl PgStore {
     }
 }
 
-/// The storage traits, in the SQL shared with the other backend.
-mod backend {
-    crate::sql::sql_backend!(
-        super::PgStore,
-        sqlx::Postgres,
-        sqlx::postgres::PgRow,
-        super::map_err
-    );
+/// The shared SQL's view of Postgres: this backend's error mapping.
+impl crate::sql::Db for sqlx::Postgres {
+    fn map_err(e: sqlx::Error) -> StoreError {
+        map_err(e)
+    }
+
+    fn pool(pool: &sqlx::Pool<Self>) -> impl sqlx::Executor<'_, Database = Self> {
+        pool
+    }
+
+    fn conn(conn: &mut Self::Connection) -> impl sqlx::Executor<'_, Database = Self> {
+        conn
+    }
+}
+
+/// The storage traits come from the SQL shared with the other backend.
+impl crate::sql::SqlStore for PgStore {
+    type Db = sqlx::Postgres;
+
+    fn pool(&self) -> &sqlx::Pool<Self::Db> {
+        &self.pool
+    }
 }

@@ -15,7 +15,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 
 use crate::{Result, StoreError};
 
-const MIGRATIONS: &[(i64, &str, &str)] = &[
+pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
     (
         1,
         "init",
@@ -216,12 +216,26 @@ pub(crate) fn migrator(migrations: &'static [(i64, &'static str, &'static str)])
     )
 }
 
-/// The storage traits, in the SQL shared with the other backend.
-mod backend {
-    crate::sql::sql_backend!(
-        super::SqliteStore,
-        sqlx::Sqlite,
-        sqlx::sqlite::SqliteRow,
-        super::map_err
-    );
+/// The shared SQL's view of Sqlite: this backend's error mapping.
+impl crate::sql::Db for sqlx::Sqlite {
+    fn map_err(e: sqlx::Error) -> StoreError {
+        map_err(e)
+    }
+
+    fn pool(pool: &sqlx::Pool<Self>) -> impl sqlx::Executor<'_, Database = Self> {
+        pool
+    }
+
+    fn conn(conn: &mut Self::Connection) -> impl sqlx::Executor<'_, Database = Self> {
+        conn
+    }
+}
+
+/// The storage traits come from the SQL shared with the other backend.
+impl crate::sql::SqlStore for SqliteStore {
+    type Db = sqlx::Sqlite;
+
+    fn pool(&self) -> &sqlx::Pool<Self::Db> {
+        &self.pool
+    }
 }
