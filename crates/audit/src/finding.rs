@@ -86,19 +86,36 @@ pub struct Finding {
     pub message: String,
     /// The third-party service the credential belongs to, when the scanner can tell.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub provider: Option<crate::remediation::Provider>,
+    pub provider: Option<Provider>,
     /// Non-secret upstream for the route snippet (e.g. the Firebase database origin).
     #[serde(skip)]
     pub upstream: Option<String>,
 }
 
-impl Finding {
-    /// The Moat route that keeps this credential on the server, when it is one Moat can
-    /// inject (see [`crate::remediation`]).
-    #[must_use]
-    pub fn route_snippet(&self) -> Option<String> {
-        crate::remediation::route_snippet(self)
-    }
+/// Third-party services whose credentials the scanner recognises.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Provider {
+    /// Google APIs keyed with `?key=` (Maps, Places, Geocoding, Gemini …).
+    Google,
+    /// Firebase Realtime Database (REST `?auth=`).
+    FirebaseDatabase,
+    /// AWS (SigV4: no static header can stand in for it).
+    Aws,
+    /// Stripe (`Authorization: Bearer`).
+    Stripe,
+    /// Twilio (`Authorization: Basic` of SID:token).
+    Twilio,
+    /// Slack Web API (`Authorization: Bearer`).
+    Slack,
+    /// Slack incoming webhook (the URL is the secret).
+    SlackWebhook,
+    /// GitHub REST API (`Authorization: Bearer`).
+    GitHub,
+    /// An HTTP(S) API reached with basic-auth credentials in the URL.
+    BasicAuth,
+    /// An API that accepts a bearer token (JWT).
+    Bearer,
 }
 
 /// Shows the first four and last two characters of a secret, never the middle.

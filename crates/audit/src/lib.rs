@@ -29,16 +29,20 @@
 mod archive;
 mod bytes;
 mod checks;
+mod credentials;
 mod der;
 mod detect;
+mod entropy;
 pub mod error;
 pub mod finding;
 mod formats;
+mod hit;
 pub mod remediation;
 pub mod report;
 pub mod rules;
 mod scan;
 mod segment;
+mod token;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64};

@@ -5,34 +5,19 @@
 //! environment. The snippets use the syntax of `[[route]]` in the gateway documentation and
 //! name the environment variable whose value is the whole header or parameter value.
 
-use serde::Serialize;
-
 use crate::finding::Finding;
 
-/// Third-party services whose credentials the scanner recognises.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Provider {
-    /// Google APIs keyed with `?key=` (Maps, Places, Geocoding, Gemini …).
-    Google,
-    /// Firebase Realtime Database (REST `?auth=`).
-    FirebaseDatabase,
-    /// AWS (SigV4: no static header can stand in for it).
-    Aws,
-    /// Stripe (`Authorization: Bearer`).
-    Stripe,
-    /// Twilio (`Authorization: Basic` of SID:token).
-    Twilio,
-    /// Slack Web API (`Authorization: Bearer`).
-    Slack,
-    /// Slack incoming webhook (the URL is the secret).
-    SlackWebhook,
-    /// GitHub REST API (`Authorization: Bearer`).
-    GitHub,
-    /// An HTTP(S) API reached with basic-auth credentials in the URL.
-    BasicAuth,
-    /// An API that accepts a bearer token (JWT).
-    Bearer,
+// The provider is part of what a scan reports, so it lives with the finding; re-exported here
+// where the fixes per provider are.
+pub use crate::finding::Provider;
+
+impl Finding {
+    /// The Moat route that keeps this credential on the server, when it is one Moat can
+    /// inject (see [`route_snippet`]).
+    #[must_use]
+    pub fn route_snippet(&self) -> Option<String> {
+        route_snippet(self)
+    }
 }
 
 /// The route snippet for a finding, or `None` when the credential is not one a header or query

@@ -1,9 +1,10 @@
 //! One file of a package: pick the parser by content, extract its strings, run the detectors.
 
 use crate::checks::{self, AndroidFacts};
-use crate::detect::{FileScan, scan_der, scan_segment};
+use crate::detect::{scan_der, scan_segment};
 use crate::finding::{Finding, Severity};
 use crate::formats::{axml, dex, elf, macho, plist};
+use crate::hit::FileScan;
 use crate::segment::Segment;
 
 /// What one file contributed.

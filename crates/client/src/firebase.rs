@@ -6,7 +6,9 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::{Client, Credential, Error, Result};
+use crate::client::Client;
+use crate::credential::Credential;
+use crate::error::{Error, Result};
 
 /// The Firebase settings an app ships with (its `google-services.json` or
 /// `GoogleService-Info.plist`).
@@ -217,7 +219,7 @@ impl Client {
                 Some(started.as_str()),
             )
             .await?;
-        let item = match crate::otp_code(&item)? {
+        let item = match crate::enroll::otp_code(&item)? {
             Some(code) => {
                 self.confirm_firebase(user, device_id, &code).await?;
                 self.firebase_item(app, user, &["client_credential"], Some(started.as_str()))
@@ -232,7 +234,7 @@ impl Client {
 /// Now, RFC 3339 UTC to the second, a minute early (items older than this belong to earlier
 /// enrollments; the minute absorbs clock differences between phone and server).
 fn now_rfc3339_floor() -> String {
-    let t = crate::unix_now() - 60;
+    let t = crate::sign::unix_now() - 60;
     time::OffsetDateTime::from_unix_timestamp(t)
         .ok()
         .and_then(|d| {

@@ -15,7 +15,7 @@ use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{CertificateError, DigitallySignedStruct, SignatureScheme};
 
-use crate::{Error, Result};
+use crate::error::{Error, Result};
 
 /// The pin of a SubjectPublicKeyInfo (DER): `sha256/<base64>`.
 pub fn spki_pin(spki_der: &[u8]) -> String {

@@ -10,12 +10,12 @@
 //! stderr and passes without running: it never pretends. Swift itself cannot be compiled
 //! here (no Swift toolchain on Debian); see docs/mobile-bindings.md.
 
-mod common;
-
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
+
+use moat_testkit::server::TestServer;
 
 /// Printed past libtest's capture, so a skipped check shows in a plain `cargo test`. Under
 /// `MOAT_REQUIRE_TOOLS=1` (set by `.ci/run`, which installs every tool) a skip is a failure,
@@ -472,8 +472,8 @@ fn kotlin_bindings_run_on_the_jvm_against_real_servers() {
         .expect("runtime");
     let (dynamic, otp) = rt.block_on(async {
         (
-            common::TestServer::start("dynamic").await,
-            common::TestServer::start("otp").await,
+            TestServer::start("dynamic").await,
+            TestServer::start("otp").await,
         )
     });
     let mut java = Command::new("java");

@@ -2,10 +2,8 @@
 //! against a real server: enrollment in each style, protected calls, and requests signed by
 //! `sign_request` but sent by another HTTP client (as an app with OkHttp or URLSession would).
 
-mod common;
-
-use common::TestServer;
 use moat_ffi::{AuthMode, CallOptions, CredentialKind, HttpHeader, MoatClient, MoatError};
+use moat_testkit::server::TestServer;
 
 fn header(name: &str, value: &str) -> HttpHeader {
     HttpHeader {

@@ -5,12 +5,18 @@
 //! when dropped. Tests own their servers, so one test may stop and restart its server (to check
 //! that Moat fails closed and recovers) without disturbing any other test. PostgreSQL refuses
 //! to run as root, so under root the cluster is run as the `postgres` user the package creates.
+//!
+//! With the feature `server`, the module `server` starts a real Moat server in the test's own
+//! process.
 
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+#[cfg(feature = "server")]
+pub mod server;
 
 /// A free TCP port on 127.0.0.1 (free when asked; the caller binds it soon after).
 ///

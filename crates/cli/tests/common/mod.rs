@@ -12,13 +12,7 @@ pub fn moat() -> Command {
     Command::new(env!("CARGO_BIN_EXE_moat"))
 }
 
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
+pub use moat_testkit::free_port;
 
 /// A `moat serve` child process on free ports; killed when dropped (a failing test leaves
 /// no server behind).

@@ -57,7 +57,7 @@ async fn a_data_directory_others_can_reach_is_refused() {
 #[tokio::test]
 async fn the_data_directory_and_every_file_in_it_are_private() {
     let server = TestServer::start("dynamic").await;
-    let data = server._dir.path().join("data");
+    let data = server.data_dir();
     let mode = mode_of(&data);
     assert_eq!(mode, 0o700, "created 0700, not {mode:03o}");
     // Writes: enrollments and their audit events, through the WAL.

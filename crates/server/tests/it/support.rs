@@ -1,118 +1,36 @@
-//! A real Moat server on 127.0.0.1:0 with a manual clock, and helpers.
+//! The shared test server (`moat_testkit::server`), devices made for it, and request helpers.
 
 use std::sync::Arc;
 
 use http::Method;
 use moat_client::{CallOptions, Client, Response};
-use moat_server::clock::ManualClock;
-use moat_server::{AppState, Config};
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
 
-pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdefghijkl";
+pub use moat_testkit::server::{ADMIN_TOKEN, TestServer};
 
-pub struct TestServer {
-    pub base: String,
-    pub admin: String,
-    pub clock: ManualClock,
-    pub state: AppState,
-    pub _dir: tempfile::TempDir,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<()>>,
+/// The devices of a [`TestServer`], made with the client SDK.
+#[allow(async_fn_in_trait)] // used only in this test binary, where Send bounds do not matter
+pub trait Devices {
+    /// A device whose clock agrees with the server's.
+    fn device(&self) -> Client;
+
+    /// A device enrolled as `device_id` (platform `android`), its credential fetched.
+    async fn enrolled(&self, device_id: &str) -> Client;
 }
 
-impl TestServer {
-    pub async fn start(mode: &str) -> Self {
-        Self::start_with(mode, "").await
-    }
-
-    pub async fn start_with(mode: &str, extra: &str) -> Self {
-        Self::start_full(mode, extra, None).await
-    }
-
-    /// `enrollment` lines go into the `[enrollment]` section, `extra` after it.
-    pub async fn start_enrolling(mode: &str, enrollment: &str, extra: &str) -> Self {
-        Self::start_full(mode, &format!("{enrollment}\n{extra}"), None).await
-    }
-
-    /// With `tls = Some((cert, key))` the public listener speaks HTTPS.
-    pub async fn start_full(
-        mode: &str,
-        extra: &str,
-        tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
-    ) -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let public = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let admin = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let scheme = if tls.is_some() { "https" } else { "http" };
-        let base = format!("{scheme}://{}", public.local_addr().expect("addr"));
-        let tls_section = tls
-            .map(|(c, k)| {
-                format!(
-                    "[server.tls]\ncert = \"{}\"\nkey = \"{}\"\n",
-                    c.display(),
-                    k.display()
-                )
-            })
-            .unwrap_or_default();
-        let admin_base = format!("http://{}", admin.local_addr().expect("addr"));
-        let toml = format!(
-            "[server]\npublic_base_url = \"{base}\"\ndata_dir = \"{}\"\nmax_body_bytes = 65536\nheader_timeout = 5\n\
-             {tls_section}[admin]\ntoken = \"{ADMIN_TOKEN}\"\n[enrollment]\nmode = \"{mode}\"\nrsa_pool_size = 4\n{extra}",
-            dir.path().join("data").display()
-        );
-        let config = Config::load(Some(&toml), &Vec::new()).expect("config");
-        let clock = ManualClock::new();
-        let state = moat_server::build_state(config, Arc::new(clock.clone()))
-            .await
-            .expect("state");
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let run_state = state.clone();
-        let task = tokio::spawn(async move {
-            moat_server::run(run_state, public, admin, async move {
-                let _ = stopped.await;
-            })
-            .await
-            .expect("server runs");
-        });
-        Self {
-            base,
-            admin: admin_base,
-            clock,
-            state,
-            _dir: dir,
-            stop: Some(stop),
-            task: Some(task),
-        }
-    }
-
-    /// A device whose clock agrees with the server's.
-    pub fn device(&self) -> Client {
+impl Devices for TestServer {
+    fn device(&self) -> Client {
         let mut c = Client::generate(&self.base).expect("client");
         c.set_clock_offset(self.clock.offset());
         c
     }
 
-    /// Moves the server clock (and keeps devices made afterwards in step).
-    pub fn advance(&self, seconds: i64) {
-        self.clock.advance(seconds);
-    }
-
-    pub async fn enrolled(&self, device_id: &str) -> Client {
+    async fn enrolled(&self, device_id: &str) -> Client {
         let mut c = self.device();
         c.enroll_and_fetch(device_id, Some("android"))
             .await
             .expect("enroll");
         c
-    }
-
-    pub async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            task.await.expect("server task");
-        }
     }
 }
 
