@@ -200,7 +200,7 @@ async fn forward(
     let path = parts.uri.path();
     let rest = path
         .strip_prefix(cfg.prefix.as_str())
-        .ok_or_else(|| Error::Refused("path outside the route"))?;
+        .ok_or(Error::Refused("path outside the route"))?;
     path::check_rest(rest).map_err(|e| Error::Refused(e.0))?;
 
     let query: Option<std::borrow::Cow<'_, str>> = if route.query.is_empty() {

@@ -217,7 +217,7 @@ impl AppState {
         let firebase = match &config.firebase {
             Some(f) if config.identity_firebase || config.delivery_firebase => Some(Arc::new(
                 crate::firebase::Firebase::new(f, config.delivery_firebase)
-                    .map_err(|e| crate::ServerError::Setup(e))?,
+                    .map_err(crate::ServerError::Setup)?,
             )),
             _ => None,
         };
@@ -274,7 +274,7 @@ impl AppState {
             device_cache: Arc::new(crate::cache::TtlCache::new(200_000)),
             platforms: Arc::new(
                 crate::attest::platform::Platforms::new(&config)
-                    .map_err(|e| crate::ServerError::Setup(e))?,
+                    .map_err(crate::ServerError::Setup)?,
             ),
             config: Arc::new(config),
             store,
