@@ -53,6 +53,7 @@ pub mod extract;
 pub mod firebase;
 pub mod middleware;
 pub mod openapi;
+pub mod routes;
 pub mod rsa_pool;
 pub mod secret_ref;
 pub mod secrets;

@@ -58,7 +58,7 @@ pub use integrity::RawIntegrity;
 pub use issuer::RawIssuer;
 pub use load::{Env, Source};
 pub use redis::RawRedis;
-pub use route::{PROTECTED_ENDPOINTS, RawRoute, Requirement, RoutePolicy};
+pub use route::{RawRoute, Requirement, RoutePolicy};
 pub use server::{DEFAULT_DATA_DIR, DEFAULT_LISTEN, DEFAULT_MAX_BODY, RawServer, TlsConfig};
 pub use signature::{DEFAULT_DPOP_SKEW, DEFAULT_SIGNATURE_SKEW, RawSignature};
 pub use sms::{RawSms, RawTwilio, RawWebhook, SmsConfig, SmsSenderConfig};
@@ -334,18 +334,12 @@ impl Config {
     }
 
     /// The policy of a built-in protected endpoint: its `[[route]] path` entry, else the
-    /// default (PROTOCOL section 6): `user` for `/api/me`; `device` elsewhere, plus
-    /// `integrity` on the account endpoints when `attestation.enabled`.
+    /// route table's default ([`crate::routes::default_policy`], PROTOCOL section 6).
     pub fn policy(&self, path: &str) -> Vec<Requirement> {
         self.routes.iter().find(|r| r.path == path).map_or_else(
             || {
-                if path == "/api/me" {
-                    vec![Requirement::User]
-                } else if self.attestation_enabled && path.starts_with("/api/") {
-                    vec![Requirement::Device, Requirement::Integrity]
-                } else {
-                    vec![Requirement::Device]
-                }
+                crate::routes::default_policy(path, self.attestation_enabled)
+                    .unwrap_or_else(|| vec![Requirement::Device])
             },
             |r| r.require.clone(),
         )

@@ -9,33 +9,6 @@ use super::errors::{Errors, is_reference};
 use super::server::MAX_BODY_LIMIT;
 use crate::gateway::{RateKey, RateLimit, UpstreamConfig};
 
-/// Built-in endpoints whose policy a `[[route]]` entry may set. All default to `["device"]`
-/// except `/api/me`, which defaults to `["user"]`.
-pub const PROTECTED_ENDPOINTS: &[&str] = &[
-    "/v1/device",
-    "/v1/device/echo",
-    "/api/register",
-    "/api/register/confirm",
-    "/api/resend_otp",
-    "/api/password/reset",
-    "/api/password/reset/confirm",
-    "/api/token",
-    "/api/me",
-    "/v1/attest/challenge",
-    "/v1/attest",
-];
-
-/// Path prefixes an upstream route may not take: Moat's own endpoints.
-const RESERVED_PREFIXES: [&str; 7] = [
-    "/v1",
-    "/api",
-    "/admin",
-    "/.well-known",
-    "/healthz",
-    "/readyz",
-    "/openapi.json",
-];
-
 /// The keys of a route's `rate_limit` table.
 const RATE_LIMIT_KEYS: [&str; 3] = ["key", "per_second", "burst"];
 /// Default `rate_limit.key`.
@@ -152,10 +125,10 @@ fn policy(
     {
         errors.push(format!("route[{i}]: inject_*, methods, timeout, max_body_bytes and pass_server_header need an upstream route"));
     }
-    if !PROTECTED_ENDPOINTS.contains(&path.as_str()) {
+    if !crate::routes::protected().any(|p| p == path) {
         errors.push(format!(
             "route[{i}]: `{path}` is not a built-in endpoint whose policy can be set ({})",
-            PROTECTED_ENDPOINTS.join(", ")
+            crate::routes::protected().collect::<Vec<_>>().join(", ")
         ));
         return None;
     }
@@ -254,10 +227,7 @@ fn upstream(
     if !prefix_ok {
         problems.push(format!("route[{i}]: prefix `{prefix}` must start with /, not end with /, and use plain path characters"));
     }
-    if RESERVED_PREFIXES
-        .iter()
-        .any(|r| prefix == *r || prefix.starts_with(&format!("{r}/")))
-    {
+    if crate::routes::reserved(&prefix) {
         problems.push(format!(
             "route[{i}]: prefix `{prefix}` is reserved for Moat's own endpoints"
         ));
