@@ -169,8 +169,8 @@ pub struct Health {
         crate::accounts::jwks,
         crate::attest::challenge,
         crate::attest::attest,
-        crate::healthz,
-        crate::readyz,
+        crate::router::healthz,
+        crate::router::readyz,
     ),
     components(schemas(
         Problem,

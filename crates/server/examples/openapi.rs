@@ -1,0 +1,15 @@
+//! Prints the public listener's OpenAPI document (the one served at `/openapi.json`).
+//!
+//! `cargo run -p moat-server --example openapi > openapi.json`
+
+use utoipa::OpenApi as _;
+
+fn main() {
+    match moat_server::openapi::ApiDoc::openapi().to_pretty_json() {
+        Ok(text) => println!("{text}"),
+        Err(e) => {
+            eprintln!("openapi: {e}");
+            std::process::exit(1);
+        }
+    }
+}
