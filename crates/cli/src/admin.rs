@@ -791,7 +791,7 @@ async fn execute(command: AdminCommand, backend: &Backend, json: bool) -> Result
                 )
                 .into());
             };
-            let keys = state.integrity.export();
+            let keys = state.attestation.integrity().export();
             let value = json!({
                 "alg": "HS256",
                 "keys": keys
