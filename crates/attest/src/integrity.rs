@@ -251,3 +251,50 @@ impl moat_identity::jwt::Expiring for IntegrityClaims {
         self.exp
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn only_genuine_tokens_verify_and_a_rotation_keeps_the_old_secret_verifying() {
+        let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
+        let opened = moat_store::open("sqlite::memory:", &moat_store::PoolOptions::default())
+            .await
+            .expect("store");
+        let data = DataKey::new(&[1; 32]).expect("data key");
+        let service = IntegrityService::new("https://moat.test".into(), 300);
+        // jsonwebtoken checks `exp` against the system clock too: use it.
+        let now = i64::try_from(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .expect("clock")
+                .as_secs(),
+        )
+        .expect("seconds");
+        assert!(matches!(
+            service.issue("d", None, true, now),
+            Err(Error::Unavailable)
+        ));
+        service
+            .reload(&*opened.attest, &data, &[2; 32], now)
+            .await
+            .expect("reload");
+        let genuine = service.issue("d", None, true, now).expect("issue");
+        let failing = service.issue("d", None, false, now).expect("issue");
+        assert_eq!(genuine.len(), failing.len(), "pass and fail look alike");
+        assert_eq!(service.verify(&genuine, now).expect("genuine").sub, "d");
+        assert!(matches!(
+            service.verify(&failing, now),
+            Err(Error::IntegrityInvalid(_))
+        ));
+        let kid = service
+            .rotate(&*opened.attest, &data, now + 10)
+            .await
+            .expect("rotate");
+        let exported = service.export();
+        assert_eq!(exported.len(), 2);
+        assert!(exported.iter().any(|(k, _, current)| *k == kid && *current));
+        assert!(service.verify(&genuine, now + 10).is_ok());
+    }
+}
