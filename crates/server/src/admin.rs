@@ -390,7 +390,7 @@ pub async fn register_app(
 /// Unknown apps' challenge sizes are drawn from the registered ones: take a change into
 /// account now on this instance (the others reload within `DECOY_RELOAD`).
 async fn reload_decoys(state: &AppState) {
-    if let Err(e) = state.decoys.reload(&*state.attest).await {
+    if let Err(e) = state.attestation.reload_decoys().await {
         tracing::warn!(error = %e, "could not reload registered package sizes; the periodic reload retries");
     }
 }
@@ -474,8 +474,8 @@ pub async fn rotate_integrity(
 /// `503` when the store is down.
 pub async fn rotate_integrity_secret(state: &AppState, actor: &str) -> Result<String, ApiError> {
     let kid = state
-        .integrity
-        .rotate(&*state.attest, &state.keys, state.now())
+        .attestation
+        .rotate_integrity(&state.keys.data, state.now())
         .await?;
     let event = audit::event(state.now(), audit::kind::INTEGRITY_ROTATED, actor).subject(&kid);
     state.audit.record(event).await;

@@ -134,7 +134,7 @@ pub async fn run_once(state: &AppState) -> Result<Removed, moat_store::StoreErro
 async fn purge_memory(state: &AppState, now: i64) -> usize {
     let replay_entries = state.replay.purge(now).await;
     state.sms_guard.purge(now);
-    state.challenges.purge(now);
+    state.attestation.purge(now);
     state.login_limiter.purge(now.saturating_mul(1000));
     state.route_limiter.purge(now.saturating_mul(1000));
     state.enroll_limiter.purge(now.saturating_mul(1000));
@@ -197,7 +197,7 @@ pub async fn run_periodic(state: AppState, shutdown: impl Future<Output = ()>) {
     let mut probe = tokio::time::interval(PROBE_EVERY);
     probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // Sizes were loaded at start.
-    let decoy_every = crate::attest::challenge::DECOY_RELOAD;
+    let decoy_every = moat_attest::challenge::DECOY_RELOAD;
     let mut decoys =
         tokio::time::interval_at(tokio::time::Instant::now() + decoy_every, decoy_every);
     decoys.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -214,7 +214,7 @@ pub async fn run_periodic(state: AppState, shutdown: impl Future<Output = ()>) {
             }
             _ = probe.tick() => probe_store(&state).await,
             _ = decoys.tick() => {
-                if let Err(e) = state.decoys.reload(&*state.attest).await {
+                if let Err(e) = state.attestation.reload_decoys().await {
                     tracing::warn!(error = %e, "could not reload registered package sizes; keeping the last ones");
                 }
             }
@@ -223,8 +223,9 @@ pub async fn run_periodic(state: AppState, shutdown: impl Future<Output = ()>) {
                     tracing::warn!(code = e.code().as_str(), "could not reload token signing keys");
                 }
                 let initial = state.keys.initial_integrity_secret.expose();
-                if let Err(e) = state.integrity.reload(&*state.attest, &state.keys, initial, state.now()).await {
-                    tracing::warn!(code = e.code().as_str(), "could not reload integrity secrets");
+                if let Err(e) = state.attestation.reload_integrity(&state.keys.data, initial, state.now()).await {
+                    let code = crate::error::ApiError::from(e).code();
+                    tracing::warn!(code = code.as_str(), "could not reload integrity secrets");
                 }
             }
             () = &mut shutdown => break,

@@ -328,6 +328,22 @@ impl From<moat_gateway::Error> for ApiError {
     }
 }
 
+impl From<moat_attest::Error> for ApiError {
+    fn from(e: moat_attest::Error) -> Self {
+        use moat_attest::Error as E;
+        match e {
+            E::InvalidRequest(why) => Self::validation(why),
+            E::DeviceRequired => Self::credential(e.to_string()),
+            E::IntegrityInvalid(why) => Self::new(Code::IntegrityInvalid, why),
+            E::Unavailable => Self::unavailable(),
+            E::Store(cause) => cause.into(),
+            E::Crypto(cause) => cause.into(),
+            E::PlayIntegrityKeys(cause) => Self::internal(&cause),
+            E::Internal(cause) => Self::internal(&cause),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.code.status();

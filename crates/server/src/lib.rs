@@ -357,15 +357,17 @@ pub async fn build_state_for(
             .await
             .map_err(|e| ServerError::Setup(format!("loading token signing keys: {}", e.code())))?;
         state
-            .integrity
-            .reload(
-                &*state.attest,
-                &state.keys,
+            .attestation
+            .reload_integrity(
+                &state.keys.data,
                 state.keys.initial_integrity_secret.expose(),
                 state.now(),
             )
             .await
-            .map_err(|e| ServerError::Setup(format!("loading integrity secrets: {}", e.code())))?;
+            .map_err(|e| {
+                let code = crate::error::ApiError::from(e).code();
+                ServerError::Setup(format!("loading integrity secrets: {code}"))
+            })?;
         Ok::<AppState, ServerError>(state)
     }
     .await;
@@ -380,8 +382,8 @@ pub async fn build_state_for(
     }
     let state = built?;
     state
-        .decoys
-        .reload(&*state.attest)
+        .attestation
+        .reload_decoys()
         .await
         .map_err(|e| ServerError::Setup(format!("loading registered package sizes: {e}")))?;
     Ok(state)

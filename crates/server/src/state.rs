@@ -153,14 +153,8 @@ pub struct Shared {
     pub gateway: Arc<crate::gateway::Gateway>,
     /// Attestation storage (the same backend as `store`).
     pub attest: Arc<dyn moat_store::attest::AttestStore>,
-    /// Integrity tokens.
-    pub integrity: Arc<crate::attest::integrity::IntegrityService>,
-    /// Pending attestation challenges.
-    pub challenges: Arc<crate::attest::challenge::Challenges>,
-    /// Made-up package sizes for challenges of unregistered apps.
-    pub decoys: Arc<crate::attest::challenge::DecoySizes>,
-    /// Platform attestation verifiers.
-    pub platforms: Arc<crate::attest::platform::Platforms>,
+    /// Attestation: challenges, platform verifiers and integrity tokens.
+    pub attestation: Arc<moat_attest::Attestation>,
     /// Firebase identity and delivery (`[firebase]`).
     pub firebase: Option<Arc<crate::firebase::Firebase>>,
     /// Redis, when instances share one (`redis.url`).
@@ -177,6 +171,49 @@ pub struct Shared {
     pub stats: Arc<crate::stats::DailyStats>,
     /// Verified device credentials, for `device_cache_ttl_ms`.
     pub device_cache: Arc<crate::cache::TtlCache<crate::middleware::protect::CachedCredential>>,
+}
+
+/// The attestation service's settings from the configuration, the Play Console keys'
+/// secret references resolved.
+fn attestation_settings(config: &Config) -> Result<moat_attest::Settings, crate::ServerError> {
+    let play_integrity = match &config.play_integrity {
+        None => None,
+        Some(p) => {
+            let resolve = |name: &str, reference: &str| {
+                crate::secret_ref::resolve(reference).map_err(|e| {
+                    crate::ServerError::Setup(format!("attestation.play_integrity.{name}: {e}"))
+                })
+            };
+            Some(moat_attest::platform::PlayIntegritySettings {
+                decryption_key: resolve("decryption_key", &p.decryption_key)?,
+                verification_key: resolve("verification_key", &p.verification_key)?,
+                package_name: p.package_name.clone(),
+                certificate_digests: p.certificate_digests.clone(),
+                device_verdict: p.device_verdict.clone(),
+                max_age: p.max_age,
+            })
+        }
+    };
+    Ok(moat_attest::Settings {
+        issuer: config.public_base_url.clone(),
+        integrity_ttl: config.integrity_ttl,
+        play_integrity,
+        app_attest: config.app_attest.as_ref().map(|a| {
+            moat_attest::app_attest::AppAttestSettings {
+                team_id: a.team_id.clone(),
+                bundle_id: a.bundle_id.clone(),
+                environment: a.environment.clone(),
+            }
+        }),
+        app_check: config
+            .app_check
+            .as_ref()
+            .map(|c| moat_attest::platform::AppCheckSettings {
+                project_number: c.project_number.clone(),
+                app_ids: c.app_ids.clone(),
+                jwks_url: c.jwks_url.clone(),
+            }),
+    })
 }
 
 impl AppState {
@@ -242,9 +279,21 @@ impl AppState {
         if let Some(r) = &redis {
             r.set_latency(metrics.redis_latency.clone());
         }
+        let stats = Arc::new(crate::stats::DailyStats::new(ops.clone()));
+        let attestation = Arc::new(
+            moat_attest::Attestation::new(
+                attest.clone(),
+                redis.clone(),
+                keys.data_key_bytes(),
+                attestation_settings(&config)?,
+                metrics.clone(),
+                stats.clone(),
+            )
+            .map_err(|e| crate::ServerError::Setup(format!("attestation.play_integrity: {e}")))?,
+        );
         Ok(Self(Arc::new(Shared {
             audit: Arc::new(crate::audit::AuditLog::new(ops.clone(), metrics.clone())),
-            stats: Arc::new(crate::stats::DailyStats::new(ops.clone())),
+            stats,
             ops,
             metrics,
             accounts,
@@ -260,22 +309,11 @@ impl AppState {
             route_limiter: Arc::new(RateLimiter::new(redis.as_ref(), "route", 1_000_000)),
             gateway,
             attest,
-            integrity: Arc::new(crate::attest::integrity::IntegrityService::new(
-                config.public_base_url.clone(),
-                config.integrity_ttl,
-            )),
-            challenges: Arc::new(crate::attest::challenge::Challenges::new(redis.clone())),
-            decoys: Arc::new(crate::attest::challenge::DecoySizes::new(
-                keys.data_key_bytes(),
-            )),
+            attestation,
             instance: moat_core::random::token(12)?,
             firebase,
             redis,
             device_cache: Arc::new(crate::cache::TtlCache::new(200_000)),
-            platforms: Arc::new(
-                crate::attest::platform::Platforms::new(&config)
-                    .map_err(crate::ServerError::Setup)?,
-            ),
             config: Arc::new(config),
             store,
             replay,

@@ -151,7 +151,7 @@ impl Operations for Local {
     }
 
     fn integrity_secrets(&self) -> Result<Vec<(String, String, bool)>> {
-        Ok(self.0.integrity.export())
+        Ok(self.0.attestation.integrity().export())
     }
 }
 

@@ -593,7 +593,7 @@ fn verify_integrity(
         .get(&names::MOAT_INTEGRITY)
         .and_then(|v| v.to_str().ok())
         .ok_or_else(|| invalid("an integrity token is required (Moat-Integrity)"))?;
-    let claims = state.integrity.verify(token, now)?;
+    let claims = state.attestation.integrity().verify(token, now)?;
     let device = caller
         .and_then(|c| c.device.as_ref())
         .ok_or_else(|| invalid("the integrity token needs the device credential too"))?;

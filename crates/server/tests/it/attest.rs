@@ -293,7 +293,8 @@ async fn rotation_keeps_old_tokens_and_a_stock_jwt_library_verifies() {
 
     let keys: Vec<Value> = server
         .state
-        .integrity
+        .attestation
+        .integrity()
         .export()
         .into_iter()
         .map(|(kid, secret, _)| json!({"kid": kid, "secret": secret}))
@@ -551,7 +552,8 @@ async fn integrity_tokens_with_unknown_critical_headers_or_other_algorithms_are_
     // could do): the same token passes, and only the header changes below.
     let (kid, secret, _) = server
         .state
-        .integrity
+        .attestation
+        .integrity()
         .export()
         .into_iter()
         .find(|k| k.2)

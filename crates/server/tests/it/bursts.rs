@@ -436,7 +436,8 @@ fn genuine(server: &TestServer, responses: &[moat_client::Response]) -> usize {
                 .to_owned();
             server
                 .state
-                .integrity
+                .attestation
+                .integrity()
                 .verify(&token, server.state.now())
                 .is_ok()
         })

@@ -13,11 +13,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 
 use aws_lc_rs::hmac;
+use moat_cluster::redis::{Redis, Unavailable};
 use moat_store::attest::AttestStore;
-
 use serde::{Deserialize, Serialize};
-
-use crate::cluster::{Redis, Unavailable};
 
 /// Challenge lifetime, seconds.
 pub const TTL: i64 = 60;

@@ -10,11 +10,12 @@ use std::collections::HashMap;
 use std::sync::RwLock;
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header};
+use moat_cluster::cache::TtlCache;
+use moat_core::seal::DataKey;
 use moat_store::attest::{AttestStore, IntegrityKey};
 use serde::{Deserialize, Serialize};
 
-use crate::error::ApiError;
-use crate::state::Keys;
+use crate::error::Error;
 
 /// Integrity token claims.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -48,16 +49,12 @@ pub struct IntegrityService {
     issuer: String,
     ttl: i64,
     set: RwLock<Set>,
-    verified: crate::cache::TtlCache<IntegrityClaims>,
+    verified: TtlCache<IntegrityClaims>,
 }
 
 fn kid_for(secret: &[u8]) -> String {
     let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, secret);
     format!("ik_{}", &moat_core::b64::url_encode(d.as_ref())[..12])
-}
-
-fn invalid(why: &str) -> ApiError {
-    ApiError::new(crate::error::Code::IntegrityInvalid, why.to_owned())
 }
 
 impl IntegrityService {
@@ -72,7 +69,7 @@ impl IntegrityService {
                 exported: Vec::new(),
                 loaded: Vec::new(),
             }),
-            verified: crate::cache::TtlCache::new(100_000),
+            verified: TtlCache::new(100_000),
         }
     }
 
@@ -81,24 +78,25 @@ impl IntegrityService {
         self.ttl
     }
 
-    /// Loads the secrets, storing `initial` as the first one if there is none.
+    /// Loads the secrets (sealed with `data`), storing `initial` as the first one if there
+    /// is none.
     ///
     /// # Errors
-    /// Store unavailable.
+    /// Store unavailable, or a secret that `data` does not open.
     pub async fn reload(
         &self,
         store: &dyn AttestStore,
-        keys: &Keys,
+        data: &DataKey,
         initial: &[u8],
         now: i64,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), Error> {
         let mut records = store.integrity_keys().await?;
         if !records.iter().any(|r| r.retired_at.is_none()) {
             let kid = kid_for(initial);
             store
                 .rotate_integrity_key(
                     IntegrityKey {
-                        secret_sealed: keys.data.seal(kid.as_bytes(), initial)?,
+                        secret_sealed: data.seal(kid.as_bytes(), initial)?,
                         kid,
                         created_at: now,
                         retired_at: None,
@@ -129,7 +127,7 @@ impl IntegrityService {
             loaded,
         };
         for r in records {
-            let secret = keys.data.open(r.kid.as_bytes(), &r.secret_sealed)?;
+            let secret = data.open(r.kid.as_bytes(), &r.secret_sealed)?;
             set.decoding
                 .insert(r.kid.clone(), DecodingKey::from_secret(secret.expose()));
             let current = r.retired_at.is_none() && set.current.is_none();
@@ -149,22 +147,23 @@ impl IntegrityService {
         Ok(())
     }
 
-    /// A new current secret; the previous one verifies until its tokens expire.
+    /// A new current secret (sealed with `data`); the previous one verifies until its tokens
+    /// expire.
     ///
     /// # Errors
     /// Store unavailable.
     pub async fn rotate(
         &self,
         store: &dyn AttestStore,
-        keys: &Keys,
+        data: &DataKey,
         now: i64,
-    ) -> Result<String, ApiError> {
+    ) -> Result<String, Error> {
         let secret = moat_core::random::secret(32)?;
         let kid = kid_for(secret.expose());
         store
             .rotate_integrity_key(
                 IntegrityKey {
-                    secret_sealed: keys.data.seal(kid.as_bytes(), secret.expose())?,
+                    secret_sealed: data.seal(kid.as_bytes(), secret.expose())?,
                     kid: kid.clone(),
                     created_at: now,
                     retired_at: None,
@@ -172,7 +171,7 @@ impl IntegrityService {
                 now,
             )
             .await?;
-        self.reload(store, keys, secret.expose(), now).await?;
+        self.reload(store, data, secret.expose(), now).await?;
         tracing::info!(kid = %kid, "integrity secret rotated");
         Ok(kid)
     }
@@ -190,19 +189,19 @@ impl IntegrityService {
     /// claims but is signed with a random secret nobody keeps.
     ///
     /// # Errors
-    /// `503` if no secret is loaded.
+    /// [`Error::Unavailable`] if no secret is loaded.
     pub fn issue(
         &self,
         device: &str,
         pay: Option<String>,
         genuine: bool,
         now: i64,
-    ) -> Result<String, ApiError> {
+    ) -> Result<String, Error> {
         let set = self
             .set
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let (kid, key) = set.current.as_ref().ok_or_else(ApiError::unavailable)?;
+        let (kid, key) = set.current.as_ref().ok_or(Error::Unavailable)?;
         let mut header = Header::new(Algorithm::HS256);
         header.kid = Some(kid.clone());
         let claims = IntegrityClaims {
@@ -220,15 +219,15 @@ impl IntegrityService {
             throwaway = EncodingKey::from_secret(moat_core::random::secret(32)?.expose());
             &throwaway
         };
-        jsonwebtoken::encode(&header, &claims, key).map_err(|e| ApiError::internal(&e))
+        jsonwebtoken::encode(&header, &claims, key).map_err(|e| Error::Internal(e.to_string()))
     }
 
     /// Verifies a token.
     ///
     /// # Errors
-    /// `401 integrity_invalid`.
-    pub fn verify(&self, token: &str, now: i64) -> Result<IntegrityClaims, ApiError> {
-        let key = crate::cache::TtlCache::<IntegrityClaims>::key(token.as_bytes());
+    /// [`Error::IntegrityInvalid`] with the reason.
+    pub fn verify(&self, token: &str, now: i64) -> Result<IntegrityClaims, Error> {
+        let key = TtlCache::<IntegrityClaims>::key(token.as_bytes());
         self.verified
             .get_or_try_insert(key, now.saturating_mul(1000), || {
                 let claims = self.verify_uncached(token, now)?;
@@ -237,18 +236,65 @@ impl IntegrityService {
             })
     }
 
-    fn verify_uncached(&self, token: &str, now: i64) -> Result<IntegrityClaims, ApiError> {
+    fn verify_uncached(&self, token: &str, now: i64) -> Result<IntegrityClaims, Error> {
         let set = self
             .set
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        crate::jwt::verify_issued(token, Algorithm::HS256, &set.decoding, &self.issuer, now)
-            .map_err(invalid)
+        moat_identity::jwt::verify_issued(token, Algorithm::HS256, &set.decoding, &self.issuer, now)
+            .map_err(Error::IntegrityInvalid)
     }
 }
 
-impl crate::jwt::Expiring for IntegrityClaims {
+impl moat_identity::jwt::Expiring for IntegrityClaims {
     fn exp(&self) -> i64 {
         self.exp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn only_genuine_tokens_verify_and_a_rotation_keeps_the_old_secret_verifying() {
+        let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
+        let opened = moat_store::open("sqlite::memory:", &moat_store::PoolOptions::default())
+            .await
+            .expect("store");
+        let data = DataKey::new(&[1; 32]).expect("data key");
+        let service = IntegrityService::new("https://moat.test".into(), 300);
+        // jsonwebtoken checks `exp` against the system clock too: use it.
+        let now = i64::try_from(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .expect("clock")
+                .as_secs(),
+        )
+        .expect("seconds");
+        assert!(matches!(
+            service.issue("d", None, true, now),
+            Err(Error::Unavailable)
+        ));
+        service
+            .reload(&*opened.attest, &data, &[2; 32], now)
+            .await
+            .expect("reload");
+        let genuine = service.issue("d", None, true, now).expect("issue");
+        let failing = service.issue("d", None, false, now).expect("issue");
+        assert_eq!(genuine.len(), failing.len(), "pass and fail look alike");
+        assert_eq!(service.verify(&genuine, now).expect("genuine").sub, "d");
+        assert!(matches!(
+            service.verify(&failing, now),
+            Err(Error::IntegrityInvalid(_))
+        ));
+        let kid = service
+            .rotate(&*opened.attest, &data, now + 10)
+            .await
+            .expect("rotate");
+        let exported = service.export();
+        assert_eq!(exported.len(), 2);
+        assert!(exported.iter().any(|(k, _, current)| *k == kid && *current));
+        assert!(service.verify(&genuine, now + 10).is_ok());
     }
 }

@@ -7,11 +7,21 @@
 //! its counter must grow with every assertion.
 
 use moat_core::app_attest::{self, Environment};
-use moat_store::attest::AttestKey;
+use moat_store::attest::{AttestKey, AttestStore};
 use serde_json::{Map, Value};
 
-use super::challenge::Challenge;
-use crate::state::AppState;
+use crate::challenge::Challenge;
+
+/// `[attestation.app_attest]`: the app whose keys are accepted.
+#[derive(Clone, Debug)]
+pub struct AppAttestSettings {
+    /// Apple team id.
+    pub team_id: String,
+    /// Bundle id.
+    pub bundle_id: String,
+    /// `production`, `development` or `any`.
+    pub environment: String,
+}
 
 fn b64(fields: &Map<String, Value>, name: &str) -> Result<Vec<u8>, String> {
     let text = fields
@@ -28,17 +38,13 @@ fn b64(fields: &Map<String, Value>, name: &str) -> Result<Vec<u8>, String> {
 /// # Errors
 /// Why it failed (logged, never shown to the client).
 pub async fn verify(
-    state: &AppState,
+    cfg: &AppAttestSettings,
+    store: &dyn AttestStore,
     c: &Challenge,
     device: &str,
     fields: &Map<String, Value>,
     now: i64,
 ) -> Result<(), String> {
-    let cfg = state
-        .config
-        .app_attest
-        .as_ref()
-        .ok_or("app attest is not configured")?;
     if c.app_id != cfg.bundle_id {
         return Err("challenge was for another app".into());
     }
@@ -70,8 +76,7 @@ pub async fn verify(
         if cfg.environment != "any" && cfg.environment != env {
             return Err(format!("{env} key, {} required", cfg.environment));
         }
-        state
-            .attest
+        store
             .put_attest_key(
                 AttestKey {
                     key_id: key_text,
@@ -87,8 +92,7 @@ pub async fn verify(
         return Ok(());
     }
     let assertion = b64(fields, "assertion")?;
-    let key = state
-        .attest
+    let key = store
         .attest_key(&key_text)
         .await
         .map_err(|e| e.to_string())?
@@ -105,8 +109,7 @@ pub async fn verify(
         previous,
     )
     .map_err(|e| e.to_string())?;
-    if !state
-        .attest
+    if !store
         .advance_attest_counter(&key.key_id, key.counter, i64::from(counter))
         .await
         .map_err(|e| e.to_string())?
