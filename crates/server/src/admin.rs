@@ -241,7 +241,7 @@ pub async fn outbox(
     limit: u32,
 ) -> Result<Vec<OutboxMessage>, ApiError> {
     state
-        .sms_flows
+        .account_service
         .settled(std::time::Duration::from_secs(2))
         .await;
     let phone = match phone {
@@ -277,7 +277,7 @@ pub async fn sms_messages(
     Query(q): Query<SmsQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     state
-        .sms_flows
+        .account_service
         .settled(std::time::Duration::from_secs(2))
         .await;
     let phone = match q.phone.as_deref() {
@@ -299,7 +299,7 @@ pub async fn sms_messages(
         })
         .collect();
     Ok(Json(
-        serde_json::json!({ "messages": messages, "blocked_since_start": state.sms_guard.blocked.load(std::sync::atomic::Ordering::Relaxed) }),
+        serde_json::json!({ "messages": messages, "blocked_since_start": state.account_service.blocked_sms() }),
     ))
 }
 

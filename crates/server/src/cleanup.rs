@@ -133,9 +133,8 @@ pub async fn run_once(state: &AppState) -> Result<Removed, moat_store::StoreErro
 /// its own); returns the replay entries dropped.
 async fn purge_memory(state: &AppState, now: i64) -> usize {
     let replay_entries = state.replay.purge(now).await;
-    state.sms_guard.purge(now);
+    state.account_service.purge(now);
     state.attestation.purge(now);
-    state.login_limiter.purge(now.saturating_mul(1000));
     state.route_limiter.purge(now.saturating_mul(1000));
     state.enroll_limiter.purge(now.saturating_mul(1000));
     state.audit.flush_denied(now, false).await;
@@ -220,7 +219,7 @@ pub async fn run_periodic(state: AppState, shutdown: impl Future<Output = ()>) {
             }
             _ = reload.tick() => {
                 if let Err(e) = state.tokens.reload(&*state.accounts, &state.keys, state.now()).await {
-                    tracing::warn!(code = e.code().as_str(), "could not reload token signing keys");
+                    tracing::warn!(code = crate::error::ApiError::from(e).code().as_str(), "could not reload token signing keys");
                 }
                 let initial = state.keys.initial_integrity_secret.expose();
                 if let Err(e) = state.attestation.reload_integrity(&state.keys.data, initial, state.now()).await {

@@ -6,12 +6,12 @@ use std::net::IpAddr;
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method};
+use moat_accounts::otp;
 use moat_core::apikey::ApiKey;
 use moat_core::dpop::{self, VerifiedProof};
 use moat_core::{b64, random, totp};
 use moat_store::{
-    Attempt, Channel, Credential, Device, DeviceStatus, NewCredential, NewMailboxItem, OtpRecord,
-    StoreError,
+    Channel, Credential, Device, DeviceStatus, NewCredential, NewMailboxItem, OtpRecord, StoreError,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -632,59 +632,54 @@ pub async fn confirm(
         ));
     }
     let otp_invalid = || ApiError::new(crate::error::Code::OtpInvalid, "the code is not valid");
-    let locked = || {
-        ApiError::new(
-            crate::error::Code::OtpLocked,
-            "too many wrong codes; enroll again",
-        )
-    };
-    let now = state.now();
+    let (now, max) = (state.now(), state.config.otp_max_attempts);
     // One attempt is taken (checked and counted in one statement) before the comparison: of a
     // burst of guesses at most otp_max_attempts are ever compared.
-    let record = match state
-        .store
-        .take_otp_attempt(&identity, &req.device_id, state.config.otp_max_attempts)
-        .await?
-    {
-        Attempt::Taken(record) => record,
-        Attempt::Locked => return Err(locked()),
-        Attempt::Missing => return Err(otp_invalid()),
-    };
-    if record.expires_at <= now {
-        return Err(ApiError::new(
-            crate::error::Code::OtpExpired,
-            "the code has expired; enroll again",
-        ));
-    }
-    let secret = state
-        .keys
-        .data
-        .open(record.id.as_bytes(), &record.secret_sealed)?;
-    let expected = totp::hotp(
-        secret.expose(),
-        u64::try_from(record.step).unwrap_or(0),
-        OTP_DIGITS,
-        totp::Hash::Sha1,
-    );
-    if !moat_core::secret::ct_eq(expected.as_bytes(), req.otp.as_bytes()) {
-        let attempts = record.attempts;
-        tracing::info!(identity = %identity, attempts, "wrong enrollment code");
-        if attempts == state.config.otp_max_attempts {
-            let event = audit::event(
-                now,
-                audit::kind::ENROLLMENT_LOCKED,
-                format!("identity:{identity}"),
-            )
-            .ip(ip)
-            .detail(&json!({"device_id": req.device_id, "attempts": attempts}));
-            state.audit.record(event).await;
+    let attempt = state.store.take_otp_attempt(&identity, &req.device_id, max);
+    let record = match otp::judge(attempt.await?, now, max, |record| {
+        let secret = state
+            .keys
+            .data
+            .open(record.id.as_bytes(), &record.secret_sealed)?;
+        let step = u64::try_from(record.step).unwrap_or(0);
+        let expected = totp::hotp(secret.expose(), step, OTP_DIGITS, totp::Hash::Sha1);
+        Ok::<_, ApiError>(moat_core::secret::ct_eq(
+            expected.as_bytes(),
+            req.otp.as_bytes(),
+        ))
+    }) {
+        Ok(record) => record,
+        Err(otp::Failure::Error(e)) => return Err(e),
+        Err(otp::Failure::Expired) => {
+            return Err(ApiError::new(
+                crate::error::Code::OtpExpired,
+                "the code has expired; enroll again",
+            ));
         }
-        return Err(if attempts >= state.config.otp_max_attempts {
-            locked()
-        } else {
-            otp_invalid()
-        });
-    }
+        Err(failure) => {
+            if let otp::Failure::Wrong { attempts, .. } = failure {
+                tracing::info!(identity = %identity, attempts, "wrong enrollment code");
+                if attempts == max {
+                    let event = audit::event(
+                        now,
+                        audit::kind::ENROLLMENT_LOCKED,
+                        format!("identity:{identity}"),
+                    )
+                    .ip(ip)
+                    .detail(&json!({"device_id": req.device_id, "attempts": attempts}));
+                    state.audit.record(event).await;
+                }
+            }
+            return Err(if failure.is_locked() {
+                ApiError::new(
+                    crate::error::Code::OtpLocked,
+                    "too many wrong codes; enroll again",
+                )
+            } else {
+                otp_invalid()
+            });
+        }
+    };
     let existing = refuse_if_revoked(&state, &identity, &req.device_id).await?;
     // Take the RSA key before consuming the code, so a drained pool does not burn the code.
     let pool = state.rsa_pool.as_ref().ok_or_else(ApiError::unavailable)?;

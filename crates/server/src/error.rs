@@ -344,6 +344,43 @@ impl From<moat_attest::Error> for ApiError {
     }
 }
 
+impl From<moat_accounts::Error> for ApiError {
+    fn from(e: moat_accounts::Error) -> Self {
+        use moat_accounts::Error as E;
+        let detail = e.to_string();
+        match e {
+            E::Invalid(why) => Self::validation(why),
+            E::OtpInvalid => Self::new(Code::OtpInvalid, detail),
+            E::OtpExpired => Self::new(Code::OtpExpired, detail),
+            E::OtpLocked => Self::new(Code::OtpLocked, detail),
+            E::SmsBlocked { retry_after } => {
+                Self::new(Code::SmsBlocked, detail).retry_after(retry_after)
+            }
+            E::LoginLimited { retry_after } => {
+                Self::new(Code::RateLimited, detail).retry_after(retry_after)
+            }
+            E::AccountExists => Self::new(Code::Conflict, detail),
+            // RFC 6749 section 5.2: the token endpoint's own members beside the problem's.
+            E::InvalidGrant(why) => Self::new(Code::InvalidGrant, why)
+                .with_member("error", "invalid_grant")
+                .with_member("error_description", why),
+            E::TokenInvalid(why) => Self::new(Code::TokenInvalid, why),
+            // RFC 6750 section 3.1 (PROTOCOL section 1): the app should refresh.
+            E::TokenExpired => Self::new(Code::TokenExpired, detail).with_header(
+                "www-authenticate",
+                HeaderValue::from_static(
+                    "Bearer error=\"invalid_token\", error_description=\"The access token expired\"",
+                ),
+            ),
+            E::Busy => Self::unavailable().retry_after(2),
+            E::Unavailable => Self::unavailable(),
+            E::Store(e) => e.into(),
+            E::Core(e) => e.into(),
+            E::Internal(cause) => Self::internal(&cause),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.code.status();

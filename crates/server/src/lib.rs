@@ -45,9 +45,9 @@ pub mod rsa_pool;
 pub mod secret_ref;
 pub mod secrets;
 pub mod serve;
-pub mod sms;
+pub use moat_accounts::sms;
 pub mod state;
-pub mod tokens;
+pub use moat_accounts::tokens;
 
 pub use config::Config;
 pub use router::{REQUEST_ID, admin_app, app};
@@ -355,7 +355,12 @@ pub async fn build_state_for(
             .tokens
             .reload(&*state.accounts, &state.keys, state.now())
             .await
-            .map_err(|e| ServerError::Setup(format!("loading token signing keys: {}", e.code())))?;
+            .map_err(|e| {
+                ServerError::Setup(format!(
+                    "loading token signing keys: {}",
+                    crate::error::ApiError::from(e).code()
+                ))
+            })?;
         state
             .attestation
             .reload_integrity(
@@ -406,12 +411,7 @@ pub async fn run(
     };
     tracing::info!(public = %public.local_addr()?, admin = %admin.local_addr()?, mode = state.config.mode.as_str(), "moat listening");
     let jobs = tokio::spawn(cleanup::run_periodic(state.clone(), wait(rx.clone())));
-    let sms_worker = tokio::spawn(sms::worker::run(
-        state.clone(),
-        state.sms_sender.clone(),
-        state.sms_notify.clone(),
-        wait(rx.clone()),
-    ));
+    let sms_worker = tokio::spawn(state.account_service.sms_worker().run(wait(rx.clone())));
     let public_srv: std::pin::Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>> =
         match &state.config.tls {
             None => Box::pin(serve::serve(

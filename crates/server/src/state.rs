@@ -9,9 +9,7 @@ use moat_core::seal::DataKey;
 use moat_core::secret::SecretBytes;
 use moat_store::Store;
 use moat_store::accounts::AccountStore;
-use tokio::sync::Notify;
 
-use crate::accounts::password::Hasher;
 use crate::clock::Clock;
 use crate::config::{Config, Mode};
 use crate::issuers::Issuers;
@@ -89,6 +87,16 @@ impl Keys {
     }
 }
 
+impl moat_accounts::KeyRing for Keys {
+    fn data(&self) -> &DataKey {
+        &self.data
+    }
+
+    fn pepper(&self) -> &hmac::Key {
+        &self.api_key_pepper
+    }
+}
+
 impl Keys {
     /// The raw data key (to derive the gateway signing key).
     pub fn data_key_bytes(&self) -> &[u8] {
@@ -129,22 +137,12 @@ pub struct Shared {
     pub started_at: i64,
     /// Accounts storage (the same backend as `store`).
     pub accounts: Arc<dyn AccountStore>,
-    /// Access and refresh tokens.
+    /// Access and refresh tokens (the account service's, read here on every request).
     pub tokens: Arc<TokenService>,
+    /// Users, passwords, SMS codes and the token grants.
+    pub account_service: Arc<moat_accounts::Accounts>,
     /// External token issuers.
     pub issuers: Arc<Issuers>,
-    /// Password hashing, bounded.
-    pub hasher: Arc<Hasher>,
-    /// SMS-pumping guard.
-    pub sms_guard: Arc<SmsGuard>,
-    /// The SMS sender.
-    pub sms_sender: Arc<dyn SmsSender>,
-    /// Wakes the SMS worker when a message is queued.
-    pub sms_notify: Arc<Notify>,
-    /// Account-flow work run after its answer ([`crate::sms::Detached`]).
-    pub sms_flows: Arc<crate::sms::Detached>,
-    /// Login attempts, per phone and per IP, checked before any password hash.
-    pub login_limiter: Arc<RateLimiter>,
     /// Enrollments per client IP (`enrollment.per_ip_hour`), shared through Redis when set.
     pub enroll_limiter: Arc<RateLimiter>,
     /// Route rate limits (`[[route]] rate_limit`).
@@ -241,16 +239,7 @@ impl AppState {
             config.accounts.access_ttl,
             config.accounts.refresh_ttl,
         ));
-        let hasher = Arc::new(
-            Hasher::new(config.accounts.hash_concurrency, Duration::from_secs(2)).map_err(|e| {
-                crate::ServerError::Setup(format!("password hasher: {}", e.detail()))
-            })?,
-        );
         let issuers = Arc::new(Issuers::new(config.issuers.clone()));
-        let sms_guard = Arc::new(SmsGuard::new(
-            config.sms.limits.clone(),
-            RateLimiter::new(redis.as_ref(), "sms", 1_000_000),
-        ));
         let firebase = match &config.firebase {
             Some(f) if config.identity_firebase || config.delivery_firebase => Some(Arc::new(
                 crate::firebase::Firebase::new(f, config.delivery_firebase)
@@ -279,7 +268,39 @@ impl AppState {
         if let Some(r) = &redis {
             r.set_latency(metrics.redis_latency.clone());
         }
+        let keys = Arc::new(keys);
+        let audit = Arc::new(crate::audit::AuditLog::new(ops.clone(), metrics.clone()));
         let stats = Arc::new(crate::stats::DailyStats::new(ops.clone()));
+        let account_service = Arc::new(
+            moat_accounts::Accounts::new(
+                moat_accounts::Settings {
+                    app_name: config.sms.app_name.clone(),
+                    code_ttl: config.sms.code_ttl,
+                    login_per_minute: config.accounts.login_per_minute,
+                    login_lock_after: config.accounts.login_lock_after,
+                    login_lock_seconds: config.accounts.login_lock_seconds,
+                    hash_concurrency: config.accounts.hash_concurrency,
+                    cost_per_sms: config.sms.cost_per_sms,
+                    currency: config.sms.currency.clone(),
+                },
+                moat_accounts::Parts {
+                    store: accounts.clone(),
+                    keys: keys.clone(),
+                    tokens: tokens.clone(),
+                    sender: sms_sender,
+                    guard: SmsGuard::new(
+                        config.sms.limits.clone(),
+                        RateLimiter::new(redis.as_ref(), "sms", 1_000_000),
+                    ),
+                    login_limiter: RateLimiter::new(redis.as_ref(), "login", 1_000_000),
+                    clock: clock.clone(),
+                    metrics: metrics.clone(),
+                    stats: stats.clone(),
+                    audit: audit.clone(),
+                },
+            )
+            .map_err(|e| crate::ServerError::Setup(format!("password hasher: {e}")))?,
+        );
         let attestation = Arc::new(
             moat_attest::Attestation::new(
                 attest.clone(),
@@ -292,19 +313,14 @@ impl AppState {
             .map_err(|e| crate::ServerError::Setup(format!("attestation.play_integrity: {e}")))?,
         );
         Ok(Self(Arc::new(Shared {
-            audit: Arc::new(crate::audit::AuditLog::new(ops.clone(), metrics.clone())),
+            audit,
             stats,
             ops,
             metrics,
             accounts,
             tokens,
             issuers,
-            hasher,
-            sms_guard,
-            sms_sender,
-            sms_notify: Arc::new(Notify::new()),
-            sms_flows: Arc::default(),
-            login_limiter: Arc::new(RateLimiter::new(redis.as_ref(), "login", 1_000_000)),
+            account_service,
             enroll_limiter: Arc::new(RateLimiter::new(redis.as_ref(), "enroll", 1_000_000)),
             route_limiter: Arc::new(RateLimiter::new(redis.as_ref(), "route", 1_000_000)),
             gateway,
@@ -317,7 +333,7 @@ impl AppState {
             config: Arc::new(config),
             store,
             replay,
-            keys: Arc::new(keys),
+            keys,
             rsa_pool,
             usage: Arc::new(UsageTracker::default()),
             clock,

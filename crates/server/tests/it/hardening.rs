@@ -238,7 +238,11 @@ async fn the_lockout_does_not_reveal_registered_phones() {
             let r = post(&attacker, start, body).await;
             assert_eq!(r.status, 202);
             // The code is stored after the answer: wait for it as a user waits for the SMS.
-            server.state.sms_flows.settled(Duration::from_secs(2)).await;
+            server
+                .state
+                .account_service
+                .settled(Duration::from_secs(2))
+                .await;
             let mut seq = Vec::new();
             for _ in 0..6 {
                 let mut body = json!({"phone": phone, "otp": "000000"});
@@ -343,7 +347,11 @@ async fn reset_medians(server: &TestServer, owner: &Client, unknown: &str) -> (f
             }
             // What is measured is the answer; the work after it (a code stored, a real SMS
             // sent by the worker) must not bleed into the next sample.
-            server.state.sms_flows.settled(Duration::from_secs(2)).await;
+            server
+                .state
+                .account_service
+                .settled(Duration::from_secs(2))
+                .await;
             sms_idle(server).await;
         }
         server.advance(31); // past the per-phone cooldown

@@ -35,7 +35,7 @@ impl Detached {
     pub fn spawn(
         self: &std::sync::Arc<Self>,
         what: &'static str,
-        work: impl std::future::Future<Output = Result<(), crate::error::ApiError>> + Send + 'static,
+        work: impl std::future::Future<Output = Result<(), crate::Error>> + Send + 'static,
     ) {
         self.running.fetch_add(1, Ordering::AcqRel);
         let this = self.clone();

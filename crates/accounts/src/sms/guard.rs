@@ -9,8 +9,9 @@
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
-use crate::error::ApiError;
-use crate::ratelimit::{Quota, RateLimiter, Refusal};
+use moat_cluster::ratelimit::{Quota, RateLimiter, Refusal};
+
+use crate::Error;
 
 /// The configured budgets.
 #[derive(Clone, Debug)]
@@ -91,13 +92,13 @@ impl SmsGuard {
     /// Counts one SMS against every budget, or refuses.
     ///
     /// # Errors
-    /// `429 sms_blocked` with `Retry-After`; `422 validation` for a country not served;
-    /// `503` if the limiter is full.
-    pub async fn admit(&self, now: i64, ask: &Ask<'_>) -> Result<(), ApiError> {
+    /// [`Error::SmsBlocked`] with the seconds to wait; [`Error::Invalid`] for a country not
+    /// served; [`Error::Unavailable`] if the limiter is full.
+    pub async fn admit(&self, now: i64, ask: &Ask<'_>) -> Result<(), Error> {
         if !self.country_allowed(ask.region) {
             self.blocked.fetch_add(1, Ordering::Relaxed);
-            return Err(ApiError::validation(
-                "phone numbers of this country are not served",
+            return Err(Error::Invalid(
+                "phone numbers of this country are not served".into(),
             ));
         }
         let l = &self.limits;
@@ -132,13 +133,9 @@ impl SmsGuard {
                 } else {
                     tracing::info!(scope = %scope, retry_after, "SMS refused by the pumping guard");
                 }
-                Err(ApiError::new(
-                    crate::error::Code::SmsBlocked,
-                    "too many SMS requests; try again later",
-                )
-                .retry_after(retry_after))
+                Err(Error::SmsBlocked { retry_after })
             }
-            Err(Refusal::Unavailable) => Err(ApiError::unavailable()),
+            Err(Refusal::Unavailable) => Err(Error::Unavailable),
         }
     }
 

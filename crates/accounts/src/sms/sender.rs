@@ -167,10 +167,10 @@ impl SmsSender for Webhook {
 
     async fn send(&self, m: &Outgoing<'_>) -> Result<Option<String>, SendError> {
         let body = serde_json::json!({
-            "id": m.id, "to": m.to, "body": m.body, "purpose": m.purpose, "created_at": crate::clock::rfc3339(m.created_at),
+            "id": m.id, "to": m.to, "body": m.body, "purpose": m.purpose, "created_at": moat_core::clock::rfc3339(m.created_at),
         })
         .to_string();
-        let now = crate::clock::Clock::now(&crate::clock::SystemClock);
+        let now = moat_core::clock::Clock::now(&moat_core::clock::SystemClock);
         let response = self
             .http
             .post(&self.url)

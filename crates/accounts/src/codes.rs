@@ -2,13 +2,13 @@
 
 use aws_lc_rs::hmac;
 
-use crate::error::ApiError;
+use crate::Error;
 
 /// A new random 6-digit code.
 ///
 /// # Errors
 /// If the RNG fails.
-pub fn generate() -> Result<String, ApiError> {
+pub fn generate() -> Result<String, Error> {
     let n = moat_core::random::below(1_000_000)?;
     Ok(format!("{n:06}"))
 }

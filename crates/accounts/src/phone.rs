@@ -1,7 +1,7 @@
 //! Phone numbers: parsed and validated with libphonenumber's metadata (`phonenumber` crate),
 //! normalised to E.164.
 
-use crate::error::ApiError;
+use crate::Error;
 
 /// A valid phone number.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -15,9 +15,9 @@ pub struct Phone {
 /// Parses an E.164 number (a leading `+` is required: Moat does not guess a region).
 ///
 /// # Errors
-/// `422 validation` when it is not a valid number.
-pub fn parse(text: &str) -> Result<Phone, ApiError> {
-    let invalid = || ApiError::validation("phone must be a valid E.164 number, e.g. +14155550123");
+/// [`Error::Invalid`] when it is not a valid number.
+pub fn parse(text: &str) -> Result<Phone, Error> {
+    let invalid = || Error::Invalid("phone must be a valid E.164 number, e.g. +14155550123".into());
     // libphonenumber is lenient (it skips letters and symbols it does not understand, so
     // "+3936400246157*" parses); only digits and the usual separators are accepted here, which
     // is also what the OpenAPI pattern documents.

@@ -4,7 +4,7 @@
 //! first recommendation), 16-byte random salt, PHC string format. One hash or verify costs
 //! ~23 ms of CPU here, so two cores manage ~85 a second: the password endpoints are a CPU
 //! lever. Hashing therefore runs on the blocking pool with at most `concurrency` at once; a
-//! request that cannot start within `queue_wait` gets `503` instead of piling up, and the
+//! request that cannot start within `queue_wait` is refused ([`Error::Busy`]) instead of piling up, and the
 //! callers rate-limit before they hash.
 
 use std::sync::Arc;
@@ -15,7 +15,7 @@ use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
 use tokio::sync::Semaphore;
 use zeroize::Zeroizing;
 
-use crate::error::ApiError;
+use crate::Error;
 
 /// Shortest password accepted.
 pub const MIN_LEN: usize = 8;
@@ -78,27 +78,27 @@ const COMMON: &[&str] = &[
 /// Checks the password policy.
 ///
 /// # Errors
-/// `422 validation` naming the rule.
-pub fn check_policy(password: &str, phone: &str) -> Result<(), ApiError> {
+/// [`Error::Invalid`] naming the rule.
+pub fn check_policy(password: &str, phone: &str) -> Result<(), Error> {
     let chars = password.chars().count();
     if chars < MIN_LEN {
-        return Err(ApiError::validation(format!(
+        return Err(Error::Invalid(format!(
             "password must have at least {MIN_LEN} characters"
         )));
     }
     if password.len() > MAX_LEN {
-        return Err(ApiError::validation(format!(
+        return Err(Error::Invalid(format!(
             "password must have at most {MAX_LEN} bytes"
         )));
     }
     let lower = password.to_lowercase();
     if COMMON.contains(&lower.as_str()) {
-        return Err(ApiError::validation("this password is too common"));
+        return Err(Error::Invalid("this password is too common".into()));
     }
     let digits: String = phone.chars().filter(char::is_ascii_digit).collect();
     if !digits.is_empty() && lower.contains(&digits[digits.len().saturating_sub(8)..]) {
-        return Err(ApiError::validation(
-            "password must not contain the phone number",
+        return Err(Error::Invalid(
+            "password must not contain the phone number".into(),
         ));
     }
     Ok(())
@@ -116,7 +116,7 @@ impl Hasher {
     ///
     /// # Errors
     /// If the dummy hash (used for unknown users, to keep timing alike) cannot be made.
-    pub fn new(concurrency: usize, queue_wait: Duration) -> Result<Self, ApiError> {
+    pub fn new(concurrency: usize, queue_wait: Duration) -> Result<Self, Error> {
         let dummy = hash_blocking(b"moat dummy password for unknown users")?;
         Ok(Self {
             permits: Arc::new(Semaphore::new(concurrency.max(1))),
@@ -128,26 +128,26 @@ impl Hasher {
     async fn run<T: Send + 'static>(
         &self,
         job: impl FnOnce() -> T + Send + 'static,
-    ) -> Result<T, ApiError> {
+    ) -> Result<T, Error> {
         let permit = tokio::time::timeout(self.queue_wait, self.permits.clone().acquire_owned())
             .await
-            .map_err(|_| ApiError::unavailable().retry_after(2))?
-            .map_err(|_| ApiError::unavailable())?;
+            .map_err(|_| Error::Busy)?
+            .map_err(|_| Error::Unavailable)?;
         let out = tokio::task::spawn_blocking(move || {
             let out = job();
             drop(permit);
             out
         })
         .await
-        .map_err(|e| ApiError::internal(&e))?;
+        .map_err(|e| Error::internal(&e))?;
         Ok(out)
     }
 
     /// Hashes a password.
     ///
     /// # Errors
-    /// `503` when the hashing queue is full.
-    pub async fn hash(&self, password: &str) -> Result<String, ApiError> {
+    /// [`Error::Busy`] when the hashing queue is full.
+    pub async fn hash(&self, password: &str) -> Result<String, Error> {
         let password = Zeroizing::new(password.as_bytes().to_vec());
         self.run(move || hash_blocking(&password)).await?
     }
@@ -156,8 +156,8 @@ impl Hasher {
     /// (same cost) and returns false.
     ///
     /// # Errors
-    /// `503` when the hashing queue is full.
-    pub async fn verify(&self, password: &str, phc: Option<&str>) -> Result<bool, ApiError> {
+    /// [`Error::Busy`] when the hashing queue is full.
+    pub async fn verify(&self, password: &str, phc: Option<&str>) -> Result<bool, Error> {
         let password = Zeroizing::new(password.as_bytes().to_vec());
         let known = phc.is_some();
         let phc = phc.unwrap_or(&self.dummy).to_owned();
@@ -172,12 +172,12 @@ impl Hasher {
     }
 }
 
-fn hash_blocking(password: &[u8]) -> Result<String, ApiError> {
-    let salt = moat_core::random::array::<16>().map_err(|e| ApiError::internal(&e))?;
+fn hash_blocking(password: &[u8]) -> Result<String, Error> {
+    let salt = moat_core::random::array::<16>().map_err(|e| Error::internal(&e))?;
     Argon2::default()
         .hash_password_with_salt(password, &salt)
         .map(|h| h.to_string())
-        .map_err(|e| ApiError::internal(&e))
+        .map_err(|e| Error::internal(&e))
 }
 
 #[cfg(test)]

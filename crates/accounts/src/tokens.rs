@@ -16,15 +16,16 @@ use std::sync::RwLock;
 use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header};
+use moat_cluster::cache::TtlCache;
 use moat_core::apikey::{ApiKey, REFRESH_PREFIX};
 use moat_core::dpop::InstallationKey;
+use moat_identity::jwt::{self, verify_issued};
 use moat_store::accounts::{AccountStore, RefreshToken, SigningKeyRecord};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::error::ApiError;
-use crate::state::Keys;
+use crate::{Error, KeyRing};
 
 /// How often each instance reloads the signing keys (and integrity secrets) from the store:
 /// the bound within which a rotation made on one instance takes effect on all of them.
@@ -70,10 +71,10 @@ pub struct TokenService {
     refresh_ttl: i64,
     set: RwLock<KeySet>,
     /// Verified tokens by SHA-256, until they expire: one ES256 verify per token.
-    verified: crate::cache::TtlCache<AccessClaims>,
+    verified: TtlCache<AccessClaims>,
 }
 
-fn new_key_record(keys: &Keys, now: i64) -> Result<SigningKeyRecord, ApiError> {
+fn new_key_record(keys: &dyn KeyRing, now: i64) -> Result<SigningKeyRecord, Error> {
     let (key, pkcs8) = InstallationKey::generate_p256()?;
     let kid = format!("ak_{}", moat_core::random::token(12)?);
     let mut jwk = key.public_jwk().to_json();
@@ -81,7 +82,7 @@ fn new_key_record(keys: &Keys, now: i64) -> Result<SigningKeyRecord, ApiError> {
     jwk["alg"] = "ES256".into();
     jwk["use"] = "sig".into();
     Ok(SigningKeyRecord {
-        private_sealed: keys.data.seal(kid.as_bytes(), &pkcs8)?,
+        private_sealed: keys.data().seal(kid.as_bytes(), &pkcs8)?,
         kid,
         public_jwk: jwk.to_string(),
         created_at: now,
@@ -102,7 +103,7 @@ impl TokenService {
                 jwks: serde_json::json!({"keys": []}),
                 loaded: Vec::new(),
             }),
-            verified: crate::cache::TtlCache::new(100_000),
+            verified: TtlCache::new(100_000),
         }
     }
 
@@ -123,9 +124,9 @@ impl TokenService {
     pub async fn reload(
         &self,
         store: &dyn AccountStore,
-        keys: &Keys,
+        keys: &dyn KeyRing,
         now: i64,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), Error> {
         let mut records = store.signing_keys().await?;
         if !records.iter().any(|r| r.retired_at.is_none()) {
             store
@@ -153,15 +154,15 @@ impl TokenService {
         let mut published = Vec::new();
         for r in records {
             let jwk: Value =
-                serde_json::from_str(&r.public_jwk).map_err(|e| ApiError::internal(&e))?;
+                serde_json::from_str(&r.public_jwk).map_err(|e| Error::internal(&e))?;
             let x = jwk["x"].as_str().unwrap_or_default();
             let y = jwk["y"].as_str().unwrap_or_default();
             decoding.insert(
                 r.kid.clone(),
-                DecodingKey::from_ec_components(x, y).map_err(|e| ApiError::internal(&e))?,
+                DecodingKey::from_ec_components(x, y).map_err(|e| Error::internal(&e))?,
             );
             if r.retired_at.is_none() && current.is_none() {
-                let pkcs8 = keys.data.open(r.kid.as_bytes(), &r.private_sealed)?;
+                let pkcs8 = keys.data().open(r.kid.as_bytes(), &r.private_sealed)?;
                 current = Some((r.kid.clone(), EncodingKey::from_ec_der(pkcs8.expose())));
             }
             published.push(jwk);
@@ -186,9 +187,9 @@ impl TokenService {
     pub async fn rotate(
         &self,
         store: &dyn AccountStore,
-        keys: &Keys,
+        keys: &dyn KeyRing,
         now: i64,
-    ) -> Result<String, ApiError> {
+    ) -> Result<String, Error> {
         let record = new_key_record(keys, now)?;
         let kid = record.kid.clone();
         store.rotate_signing_key(record, now).await?;
@@ -209,13 +210,13 @@ impl TokenService {
     /// Issues an access token for `user` bound to `device`.
     ///
     /// # Errors
-    /// `503` if no key is loaded.
-    pub fn issue_access(&self, user: Uuid, device: &str, now: i64) -> Result<String, ApiError> {
+    /// [`Error::Unavailable`] if no key is loaded.
+    pub fn issue_access(&self, user: Uuid, device: &str, now: i64) -> Result<String, Error> {
         let set = self
             .set
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let (kid, key) = set.current.as_ref().ok_or_else(ApiError::unavailable)?;
+        let (kid, key) = set.current.as_ref().ok_or(Error::Unavailable)?;
         let mut header = Header::new(Algorithm::ES256);
         header.kid = Some(kid.clone());
         header.typ = Some("at+jwt".into());
@@ -229,11 +230,11 @@ impl TokenService {
                 moat_device: device.to_owned(),
             },
         };
-        jsonwebtoken::encode(&header, &claims, key).map_err(|e| ApiError::internal(&e))
+        jsonwebtoken::encode(&header, &claims, key).map_err(|e| Error::internal(&e))
     }
 
     /// A token verified earlier and not yet expired, by its cache key
-    /// ([`crate::cache::TtlCache::key`] of the token).
+    /// ([`TtlCache::key`] of the token).
     pub fn cached(&self, key: &[u8; 32], now: i64) -> Option<AccessClaims> {
         self.verified.get(key, now.saturating_mul(1000))
     }
@@ -241,25 +242,21 @@ impl TokenService {
     /// Verifies one of this server's access tokens (cached by SHA-256 until it expires).
     ///
     /// # Errors
-    /// `401 token_invalid`.
-    pub fn verify_access(&self, token: &str, now: i64) -> Result<AccessClaims, ApiError> {
-        self.verify_access_keyed(
-            crate::cache::TtlCache::<AccessClaims>::key(token.as_bytes()),
-            token,
-            now,
-        )
+    /// [`Error::TokenInvalid`], or [`Error::TokenExpired`] for a token past its `exp`.
+    pub fn verify_access(&self, token: &str, now: i64) -> Result<AccessClaims, Error> {
+        self.verify_access_keyed(TtlCache::<AccessClaims>::key(token.as_bytes()), token, now)
     }
 
     /// As [`Self::verify_access`], with the token's cache key already computed.
     ///
     /// # Errors
-    /// `401 token_invalid`.
+    /// As [`Self::verify_access`].
     pub fn verify_access_keyed(
         &self,
         key: [u8; 32],
         token: &str,
         now: i64,
-    ) -> Result<AccessClaims, ApiError> {
+    ) -> Result<AccessClaims, Error> {
         self.verified
             .get_or_try_insert(key, now.saturating_mul(1000), || {
                 let claims = self.verify_uncached(token, now)?;
@@ -268,29 +265,19 @@ impl TokenService {
             })
     }
 
-    fn verify_uncached(&self, token: &str, now: i64) -> Result<AccessClaims, ApiError> {
+    fn verify_uncached(&self, token: &str, now: i64) -> Result<AccessClaims, Error> {
         let set = self
             .set
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        crate::jwt::verify_issued(token, Algorithm::ES256, &set.decoding, &self.issuer, now)
-            .map_err(|why| {
-                if why == crate::jwt::EXPIRED {
-                    // RFC 6750 section 3.1 (PROTOCOL section 1): the app should refresh.
-                    return ApiError::new(crate::error::Code::TokenExpired,
-                        "the access token has expired; refresh it",
-                    )
-                    .with_header(
-                        "www-authenticate",
-                        axum::http::HeaderValue::from_static(
-                            "Bearer error=\"invalid_token\", error_description=\"The access token expired\"",
-                        ),
-                    );
-                }
-                ApiError::new(crate::error::Code::TokenInvalid,
-                    why.to_owned(),
-                )
-            })
+        verify_issued(token, Algorithm::ES256, &set.decoding, &self.issuer, now).map_err(|why| {
+            if why == jwt::EXPIRED {
+                // RFC 6750 section 3.1 (PROTOCOL section 1): the app should refresh.
+                Error::TokenExpired
+            } else {
+                Error::TokenInvalid(why.to_owned())
+            }
+        })
     }
 
     /// Issues a refresh token in `family` and stores its hash.
@@ -300,12 +287,12 @@ impl TokenService {
     pub async fn issue_refresh(
         &self,
         store: &dyn AccountStore,
-        keys: &Keys,
+        keys: &dyn KeyRing,
         user: Uuid,
         device: &str,
         family: &str,
         now: i64,
-    ) -> Result<String, ApiError> {
+    ) -> Result<String, Error> {
         let (record, text) = self.new_refresh(keys, user, device, family, now)?;
         store.insert_refresh_token(record).await?;
         Ok(text)
@@ -318,16 +305,16 @@ impl TokenService {
     /// If the random generator fails.
     pub fn new_refresh(
         &self,
-        keys: &Keys,
+        keys: &dyn KeyRing,
         user: Uuid,
         device: &str,
         family: &str,
         now: i64,
-    ) -> Result<(RefreshToken, String), ApiError> {
+    ) -> Result<(RefreshToken, String), Error> {
         let (token, text) = ApiKey::generate_with_prefix(REFRESH_PREFIX)?;
         let record = RefreshToken {
             lookup: token.lookup.clone(),
-            hash: token.hash(&keys.api_key_pepper).to_vec(),
+            hash: token.hash(keys.pepper()).to_vec(),
             family: family.to_owned(),
             user_id: user,
             device: device.to_owned(),
@@ -339,7 +326,7 @@ impl TokenService {
     }
 }
 
-impl crate::jwt::Expiring for AccessClaims {
+impl moat_identity::jwt::Expiring for AccessClaims {
     fn exp(&self) -> i64 {
         self.exp
     }
