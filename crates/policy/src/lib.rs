@@ -3,8 +3,10 @@
 //! the request was verified to come from ([`Principal`]), which handlers and the gateway
 //! receive.
 
+mod credential;
 mod principal;
 mod requirement;
 
+pub use credential::CachedCredential;
 pub use principal::{Principal, UserPrincipal, Via};
 pub use requirement::{RateKey, RateLimit, Requirement};

@@ -13,10 +13,10 @@ use moat_store::{Device, MAX_PAGE};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::audit;
-use crate::clock::rfc3339;
 use crate::error::ApiError;
 use crate::state::AppState;
+use moat_core::clock::rfc3339;
+use moat_observe::audit;
 
 /// A device as the admin API shows it: no credential material, not even hashes.
 #[derive(Debug, Serialize, Deserialize)]
@@ -245,7 +245,7 @@ pub async fn outbox(
         .settled(std::time::Duration::from_secs(2))
         .await;
     let phone = match phone {
-        Some(p) => Some(crate::accounts::phone::parse(p)?.e164),
+        Some(p) => Some(moat_accounts::phone::parse(p)?.e164),
         None => None,
     };
     let limit = limit.clamp(1, MAX_PAGE);
@@ -281,7 +281,7 @@ pub async fn sms_messages(
         .settled(std::time::Duration::from_secs(2))
         .await;
     let phone = match q.phone.as_deref() {
-        Some(p) => Some(crate::accounts::phone::parse(p)?.e164),
+        Some(p) => Some(moat_accounts::phone::parse(p)?.e164),
         None => None,
     };
     let limit = q.limit.unwrap_or(100).clamp(1, MAX_PAGE);
@@ -599,14 +599,14 @@ pub async fn stats(
     State(state): State<AppState>,
     Query(range): Query<StatsRange>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    use crate::stats::metric;
+    use moat_observe::stats::metric;
     let days = range.days.unwrap_or(14);
     if !(1..=90).contains(&days) {
         return Err(ApiError::validation("days must be 1..=90"));
     }
     // This instance's latest counts first, so what the operator just did shows.
     state.stats.flush().await?;
-    let today = crate::stats::day_of(state.now());
+    let today = moat_observe::stats::day_of(state.now());
     let from = today - days + 1;
     let date = |day: i64| rfc3339(day * 86_400)[..10].to_owned();
     let dates: Vec<String> = (from..=today).map(date).collect();
@@ -685,7 +685,7 @@ pub async fn stats(
 async fn last_day_by_hour(
     state: &AppState,
 ) -> Result<(Vec<String>, Vec<serde_json::Value>), ApiError> {
-    use crate::stats::HOURLY_REFUSALS;
+    use moat_observe::stats::HOURLY_REFUSALS;
     let now_hour = state.now().div_euclid(3_600);
     let mut hours = Vec::with_capacity(24);
     let mut points = Vec::new();
@@ -707,7 +707,7 @@ struct RouteTotals {
     requests: i64,
     refused: i64,
     latency_us: i64,
-    buckets: [i64; crate::stats::LATENCY_BUCKETS_MS.len()],
+    buckets: [i64; moat_observe::stats::LATENCY_BUCKETS_MS.len()],
 }
 
 /// Requests, refusals and latency per route over the days, busiest first. The three router
@@ -720,7 +720,7 @@ async fn route_table(
     from: i64,
     today: i64,
 ) -> Result<Vec<serde_json::Value>, ApiError> {
-    use crate::stats::{LATENCY_BUCKETS_MS, metric};
+    use moat_observe::stats::{LATENCY_BUCKETS_MS, metric};
     // Route pattern → (row name, upstream origin).
     let mut upstreams: HashMap<String, (String, String)> = HashMap::new();
     for route in &state.gateway.routes {

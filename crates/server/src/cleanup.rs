@@ -88,7 +88,10 @@ pub async fn run_once(state: &AppState) -> Result<Removed, moat_store::StoreErro
     let retention = state.config.audit_retention_days * 86_400;
     let audit_rows = state
         .ops
-        .purge_ops(now - retention, crate::stats::day_of(now - retention))
+        .purge_ops(
+            now - retention,
+            moat_observe::stats::day_of(now - retention),
+        )
         .await?;
     let replay_entries = purge_memory(state, now).await;
     for (kind, n) in [
@@ -105,7 +108,7 @@ pub async fn run_once(state: &AppState) -> Result<Removed, moat_store::StoreErro
         state
             .metrics
             .cleanup_removed
-            .get_or_create(&crate::metrics::KindLabels { kind })
+            .get_or_create(&moat_observe::metrics::KindLabels { kind })
             .inc_by(n);
     }
     tracing::info!(
@@ -175,7 +178,7 @@ async fn periodic_pass(state: &AppState) {
 }
 
 /// Runs the job every `cleanup.interval` (the store part on one instance at a time), reloads
-/// signing keys and integrity secrets every [`crate::tokens::RELOAD_EVERY`] and flushes
+/// signing keys and integrity secrets every [`moat_accounts::tokens::RELOAD_EVERY`] and flushes
 /// last-use times every minute, until `shutdown` resolves; then flushes once more.
 pub async fn run_periodic(state: AppState, shutdown: impl Future<Output = ()>) {
     // The first pass comes one interval after start, not at start: instances restarting
@@ -187,11 +190,11 @@ pub async fn run_periodic(state: AppState, shutdown: impl Future<Output = ()>) {
     let mut flush = tokio::time::interval(std::time::Duration::from_secs(60));
     // Keys were loaded at start; the first reload is one period later.
     let mut reload = tokio::time::interval_at(
-        tokio::time::Instant::now() + crate::tokens::RELOAD_EVERY,
-        crate::tokens::RELOAD_EVERY,
+        tokio::time::Instant::now() + moat_accounts::tokens::RELOAD_EVERY,
+        moat_accounts::tokens::RELOAD_EVERY,
     );
     cleanup.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut stats = tokio::time::interval(crate::stats::FLUSH_EVERY);
+    let mut stats = tokio::time::interval(moat_observe::stats::FLUSH_EVERY);
     stats.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut probe = tokio::time::interval(PROBE_EVERY);
     probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -243,5 +246,5 @@ const PROBE_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// One store round trip into `moat_store_latency_seconds`.
 async fn probe_store(state: &AppState) {
-    let _ = crate::metrics::timed(&state.metrics.store_latency, state.store.ping()).await;
+    let _ = moat_observe::metrics::timed(&state.metrics.store_latency, state.store.ping()).await;
 }

@@ -7,11 +7,11 @@ use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use crate::clock::rfc3339;
 use crate::error::ApiError;
 use crate::extract::parse_json;
 use crate::middleware::protect::Principal;
 use crate::state::AppState;
+use moat_core::clock::rfc3339;
 
 /// `GET /v1/device` answer.
 #[derive(Debug, Serialize, ToSchema)]

@@ -18,12 +18,12 @@ use serde_json::{Value, json};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::audit;
-use crate::clock::rfc3339;
 use crate::config::Mode;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ClientIp};
 use crate::state::AppState;
+use moat_core::clock::rfc3339;
+use moat_observe::audit;
 
 /// TOTP time step of enrollment codes, seconds (PROTOCOL section 3).
 pub const OTP_STEP: i64 = 30;
@@ -363,11 +363,11 @@ async fn record_issue(state: &AppState, who: &Who, issued: Issued<'_>, ip: IpAdd
     state
         .metrics
         .enrollments
-        .get_or_create(&crate::metrics::EnrollLabels { mode, channel })
+        .get_or_create(&moat_observe::metrics::EnrollLabels { mode, channel })
         .inc();
     state.stats.add(
         now,
-        crate::stats::metric::ENROLL,
+        moat_observe::stats::metric::ENROLL,
         &format!("{mode}/{channel}"),
         1,
     );
@@ -481,7 +481,7 @@ pub async fn enroll(
     // Per client IP, before the identity proof is verified: enrollment is open, and each
     // enrollment is a device with budgets of its own (SMS among them).
     let now_ms = state.now().saturating_mul(1000);
-    let quota = crate::ratelimit::Quota::per_hour(state.config.enroll_per_ip_hour);
+    let quota = moat_cluster::ratelimit::Quota::per_hour(state.config.enroll_per_ip_hour);
     let key = crate::extract::ip_rate_key("enroll", ip);
     state
         .enroll_limiter

@@ -231,12 +231,12 @@ impl ApiError {
 
     /// A limiter's refusal: `429 rate_limited` with `Retry-After` and `detail`, or `503` when
     /// the limiter (Redis) cannot answer.
-    pub fn rate_limited(refusal: crate::ratelimit::Refusal, detail: &'static str) -> Self {
+    pub fn rate_limited(refusal: moat_cluster::ratelimit::Refusal, detail: &'static str) -> Self {
         match refusal {
-            crate::ratelimit::Refusal::Limited { retry_after, .. } => {
+            moat_cluster::ratelimit::Refusal::Limited { retry_after, .. } => {
                 Self::new(Code::RateLimited, detail).retry_after(retry_after)
             }
-            crate::ratelimit::Refusal::Unavailable => Self::unavailable(),
+            moat_cluster::ratelimit::Refusal::Unavailable => Self::unavailable(),
         }
     }
 

@@ -6,7 +6,6 @@ use axum::http::header;
 use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
-use crate::state::AppState;
 
 /// Largest JSON body of Moat's own endpoints (enroll, confirm), bytes.
 pub const MAX_JSON_BODY: usize = 16 * 1024;
@@ -30,10 +29,10 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     })
 }
 
-impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, _state: &AppState) -> Result<Self, ApiError> {
+    async fn from_request(req: Request, _state: &S) -> Result<Self, ApiError> {
         let is_json = req
             .headers()
             .get(header::CONTENT_TYPE)
@@ -70,17 +69,29 @@ pub async fn body_bytes(body: axum::body::Body, limit: usize) -> Result<Bytes, A
 #[derive(Clone, Copy, Debug)]
 pub struct ClientIp(pub std::net::IpAddr);
 
-impl axum::extract::FromRequestParts<AppState> for ClientIp {
+/// The trusted proxies (`server.trusted_proxies`), for extractors that need them.
+#[derive(Clone, Debug, Default)]
+pub struct TrustedProxies(pub Vec<std::net::IpAddr>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ClientIp
+where
+    TrustedProxies: axum::extract::FromRef<S>,
+{
     type Rejection = ApiError;
 
     async fn from_request_parts(
         parts: &mut axum::http::request::Parts,
-        state: &AppState,
+        state: &S,
     ) -> Result<Self, ApiError> {
+        // Set by the public listener's outermost middleware: no lookup of the proxies then.
+        if let Some(ip) = parts.extensions.get::<ClientIp>() {
+            return Ok(*ip);
+        }
+        let trusted = <TrustedProxies as axum::extract::FromRef<S>>::from_ref(state);
         Ok(Self(client_ip(
             &parts.headers,
             &parts.extensions,
-            &state.config.trusted_proxies,
+            &trusted.0,
         )))
     }
 }
@@ -114,7 +125,7 @@ fn forwarded_client(
     }
     // Right to left, without collecting the hops: this runs for every request.
     headers
-        .get_all(&crate::names::X_FORWARDED_FOR)
+        .get_all(&moat_core::names::X_FORWARDED_FOR)
         .iter()
         .rev()
         .filter_map(|value| value.to_str().ok())

@@ -37,11 +37,13 @@ pub mod enroll;
 pub mod error;
 pub mod extract;
 pub mod firebase;
+pub mod health;
 pub mod middleware;
 pub mod openapi;
 pub mod router;
 pub mod routes;
 pub mod rsa_pool;
+pub mod schemas;
 pub mod secret_ref;
 pub mod secrets;
 pub mod serve;
@@ -53,7 +55,7 @@ pub use config::Config;
 pub use router::{REQUEST_ID, admin_app, app};
 pub use state::AppState;
 
-use crate::clock::Clock;
+use moat_core::clock::Clock;
 
 /// Errors starting the server.
 #[derive(Debug, thiserror::Error)]

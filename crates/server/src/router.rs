@@ -25,32 +25,14 @@ use moat_core::names;
 use crate::error::{self, ApiError};
 use crate::middleware::protect::{Protect, protect};
 use crate::{
-    AppState, accounts, admin, attest, dashboard, device, enroll, extract, gateway, metrics,
-    middleware, openapi, stats,
+    AppState, accounts, admin, attest, dashboard, device, enroll, extract, health, middleware,
+    openapi,
 };
+use moat_gateway as gateway;
+use moat_observe::{metrics, stats};
 
 /// Header carrying the request id, set if the client did not send one and echoed back.
 pub const REQUEST_ID: &str = "x-request-id";
-
-/// `GET /healthz`: the process answers.
-#[utoipa::path(get, path = "/healthz", responses((status = 200, body = openapi::Health)))]
-pub(crate) async fn healthz() -> impl IntoResponse {
-    axum::Json(serde_json::json!({"status": "ok"}))
-}
-
-/// Ready when the store and (if configured) Redis answer: a load balancer stops sending
-/// traffic to an instance that would only answer 503.
-#[utoipa::path(get, path = "/readyz", responses((status = 200, body = openapi::Health)))]
-pub(crate) async fn readyz(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
-    state.store.ping().await?;
-    if let Some(redis) = &state.redis {
-        redis
-            .ping()
-            .await
-            .map_err(|_| ApiError::unavailable().with_member("dependency", "redis"))?;
-    }
-    Ok(axum::Json(serde_json::json!({"status": "ready"})))
-}
 
 /// Counts every public response by route and status (and problem code), and for the
 /// dashboard: requests, latency and refusals per route, refusals by reason (problem code),
@@ -364,8 +346,8 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/mailbox", get(enroll::mailbox))
         .route("/v1/device", device)
         .route("/v1/device/echo", echo)
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
         .route(
             "/openapi.json",
             get(|| async { axum::Json(openapi::ApiDoc::openapi()) }),
@@ -414,8 +396,8 @@ pub fn admin_app(state: AppState) -> Router {
         .route("/admin/dashboard.js", get(dashboard::script))
         .route("/admin/dashboard.css", get(dashboard::style))
         .route("/admin/favicon.svg", get(dashboard::icon))
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state);

@@ -10,17 +10,17 @@ use moat_core::secret::SecretBytes;
 use moat_store::Store;
 use moat_store::accounts::AccountStore;
 
-use crate::clock::Clock;
 use crate::config::{Config, Mode};
-use crate::issuers::Issuers;
-use crate::ratelimit::RateLimiter;
-use crate::replay::{MemoryReplayCache, RedisReplayCache, ReplayCache};
 use crate::rsa_pool::RsaPool;
 use crate::secrets::Secrets;
-use crate::sms::guard::SmsGuard;
-use crate::sms::sender::SmsSender;
-use crate::tokens::TokenService;
-use crate::usage::UsageTracker;
+use moat_accounts::sms::guard::SmsGuard;
+use moat_accounts::sms::sender::SmsSender;
+use moat_accounts::tokens::TokenService;
+use moat_cluster::ratelimit::RateLimiter;
+use moat_cluster::replay::{MemoryReplayCache, RedisReplayCache, ReplayCache};
+use moat_core::clock::Clock;
+use moat_identity::issuers::Issuers;
+use moat_observe::usage::UsageTracker;
 
 /// Live entries the in-memory replay cache holds at most (20 bytes each, plus the maps'
 /// overhead: about 250 MB when full).
@@ -148,7 +148,7 @@ pub struct Shared {
     /// Route rate limits (`[[route]] rate_limit`).
     pub route_limiter: Arc<RateLimiter>,
     /// The gateway (upstream routes).
-    pub gateway: Arc<crate::gateway::Gateway>,
+    pub gateway: Arc<moat_gateway::Gateway>,
     /// Attestation storage (the same backend as `store`).
     pub attest: Arc<dyn moat_store::attest::AttestStore>,
     /// Attestation: challenges, platform verifiers and integrity tokens.
@@ -156,19 +156,19 @@ pub struct Shared {
     /// Firebase identity and delivery (`[firebase]`).
     pub firebase: Option<Arc<crate::firebase::Firebase>>,
     /// Redis, when instances share one (`redis.url`).
-    pub redis: Option<Arc<crate::cluster::Redis>>,
+    pub redis: Option<Arc<moat_cluster::redis::Redis>>,
     /// This process's name among instances (holder of leases), random per start.
     pub instance: String,
     /// Audit log and daily counters storage (the same backend as `store`).
     pub ops: Arc<dyn moat_store::ops::OpsStore>,
     /// Prometheus metrics.
-    pub metrics: Arc<crate::metrics::Metrics>,
+    pub metrics: Arc<moat_observe::metrics::Metrics>,
     /// The audit log.
-    pub audit: Arc<crate::audit::AuditLog>,
+    pub audit: Arc<moat_observe::audit::AuditLog>,
     /// The dashboard's daily counters.
-    pub stats: Arc<crate::stats::DailyStats>,
+    pub stats: Arc<moat_observe::stats::DailyStats>,
     /// Verified device credentials, for `device_cache_ttl_ms`.
-    pub device_cache: Arc<crate::cache::TtlCache<crate::middleware::protect::CachedCredential>>,
+    pub device_cache: Arc<moat_cluster::cache::TtlCache<moat_policy::CachedCredential>>,
 }
 
 /// The attestation service's settings from the configuration, the Play Console keys'
@@ -214,6 +214,12 @@ fn attestation_settings(config: &Config) -> Result<moat_attest::Settings, crate:
     })
 }
 
+impl axum::extract::FromRef<AppState> for crate::extract::TrustedProxies {
+    fn from_ref(state: &AppState) -> Self {
+        Self(state.config.trusted_proxies.clone())
+    }
+}
+
 impl AppState {
     /// Assembles state from its parts, starting the RSA pool in otp mode.
     ///
@@ -229,7 +235,7 @@ impl AppState {
         sms_sender: Arc<dyn SmsSender>,
         keys: Keys,
         clock: Arc<dyn Clock>,
-        redis: Option<Arc<crate::cluster::Redis>>,
+        redis: Option<Arc<moat_cluster::redis::Redis>>,
     ) -> Result<Self, crate::ServerError> {
         let rsa_pool = (config.mode == Mode::Otp)
             .then(|| Arc::new(RsaPool::start(config.rsa_pool_size, Duration::from_secs(2))));
@@ -264,13 +270,16 @@ impl AppState {
             )
             .map_err(crate::ServerError::Setup)?,
         );
-        let metrics = Arc::new(crate::metrics::Metrics::new());
+        let metrics = Arc::new(moat_observe::metrics::Metrics::new());
         if let Some(r) = &redis {
             r.set_latency(metrics.redis_latency.clone());
         }
         let keys = Arc::new(keys);
-        let audit = Arc::new(crate::audit::AuditLog::new(ops.clone(), metrics.clone()));
-        let stats = Arc::new(crate::stats::DailyStats::new(ops.clone()));
+        let audit = Arc::new(moat_observe::audit::AuditLog::new(
+            ops.clone(),
+            metrics.clone(),
+        ));
+        let stats = Arc::new(moat_observe::stats::DailyStats::new(ops.clone()));
         let account_service = Arc::new(
             moat_accounts::Accounts::new(
                 moat_accounts::Settings {
@@ -329,7 +338,7 @@ impl AppState {
             instance: moat_core::random::token(12)?,
             firebase,
             redis,
-            device_cache: Arc::new(crate::cache::TtlCache::new(200_000)),
+            device_cache: Arc::new(moat_cluster::cache::TtlCache::new(200_000)),
             config: Arc::new(config),
             store,
             replay,

@@ -4,7 +4,7 @@
 //! answer.
 //!
 //! Every endpoint that can send an SMS answers `202` before the flow looks the phone up
-//! ([`crate::sms::Detached`]): neither the answer, its timing, nor the lockout of later
+//! ([`moat_accounts::sms::Detached`]): neither the answer, its timing, nor the lockout of later
 //! confirmations tells a caller which phones have accounts.
 
 pub use moat_accounts::{codes, password, phone};
@@ -99,7 +99,7 @@ fn accepted() -> (StatusCode, Json<Value>) {
 
 /// `POST /api/register`
 #[utoipa::path(post, path = "/api/register", request_body = RegisterRequest,
-    responses((status = 202, body = crate::openapi::Accepted, description = "an SMS code goes to the phone (unless it already has an account)"),
+    responses((status = 202, body = crate::schemas::Accepted, description = "an SMS code goes to the phone (unless it already has an account)"),
               (status = 422, description = "validation"), (status = 429, description = "sms_blocked")))]
 pub async fn register(
     State(state): State<AppState>,
@@ -116,7 +116,7 @@ pub async fn register(
 
 /// `POST /api/register/confirm`
 #[utoipa::path(post, path = "/api/register/confirm", request_body = ConfirmRequest,
-    responses((status = 201, body = crate::openapi::UserCreated), (status = 401, description = "otp_invalid, otp_expired"),
+    responses((status = 201, body = crate::schemas::UserCreated), (status = 401, description = "otp_invalid, otp_expired"),
               (status = 403, description = "otp_locked"), (status = 409, description = "conflict"),
               (status = 422, description = "validation")))]
 pub async fn register_confirm(
@@ -133,7 +133,7 @@ pub async fn register_confirm(
 
 /// `POST /api/resend_otp`
 #[utoipa::path(post, path = "/api/resend_otp", request_body = ResendRequest,
-    responses((status = 202, body = crate::openapi::Accepted, description = "a new code is sent if one is pending"),
+    responses((status = 202, body = crate::schemas::Accepted, description = "a new code is sent if one is pending"),
               (status = 422, description = "validation"), (status = 429, description = "sms_blocked")))]
 pub async fn resend(
     State(state): State<AppState>,
@@ -150,7 +150,7 @@ pub async fn resend(
 
 /// `POST /api/password/reset`: the same answer whether or not the phone is known.
 #[utoipa::path(post, path = "/api/password/reset", request_body = ResetRequest,
-    responses((status = 202, body = crate::openapi::Accepted, description = "a code goes to the phone if it has an account"),
+    responses((status = 202, body = crate::schemas::Accepted, description = "a code goes to the phone if it has an account"),
               (status = 422, description = "validation"), (status = 429, description = "sms_blocked")))]
 pub async fn reset(
     State(state): State<AppState>,
@@ -167,7 +167,7 @@ pub async fn reset(
 
 /// `POST /api/password/reset/confirm`
 #[utoipa::path(post, path = "/api/password/reset/confirm", request_body = ResetConfirmRequest,
-    responses((status = 200, body = crate::openapi::PasswordUpdated, description = "password changed; every refresh token of the user is revoked"),
+    responses((status = 200, body = crate::schemas::PasswordUpdated, description = "password changed; every refresh token of the user is revoked"),
               (status = 401, description = "otp_invalid, otp_expired"), (status = 403, description = "otp_locked"),
               (status = 422, description = "validation")))]
 pub async fn reset_confirm(
@@ -213,9 +213,9 @@ fn token_response(grant: moat_accounts::Grant) -> Response {
 
 /// `POST /api/token` (RFC 6749 section 5): `grant_type=password` or `refresh_token`, form
 /// encoded.
-#[utoipa::path(post, path = "/api/token", request_body(content_type = "application/x-www-form-urlencoded", content = crate::openapi::TokenForm,
+#[utoipa::path(post, path = "/api/token", request_body(content_type = "application/x-www-form-urlencoded", content = crate::schemas::TokenForm,
         description = "grant_type=password&username=<phone>&password=… or grant_type=refresh_token&refresh_token=…"),
-    responses((status = 200, body = crate::openapi::TokenResponse),
+    responses((status = 200, body = crate::schemas::TokenResponse),
               (status = 400, description = "invalid_grant (code token_invalid)"), (status = 429, description = "rate_limited")))]
 pub async fn token(
     State(state): State<AppState>,
@@ -273,7 +273,7 @@ pub async fn token(
 
 /// `GET /api/me`
 #[utoipa::path(get, path = "/api/me",
-    responses((status = 200, body = crate::openapi::Me), (status = 401, description = "token_invalid")))]
+    responses((status = 200, body = crate::schemas::Me), (status = 401, description = "token_invalid")))]
 pub async fn me(
     State(state): State<AppState>,
     Extension(p): Extension<Principal>,
@@ -293,7 +293,7 @@ pub async fn me(
 
 /// `GET /.well-known/jwks.json`
 #[utoipa::path(get, path = "/.well-known/jwks.json",
-    responses((status = 200, body = crate::openapi::Jwks, description = "public keys of the access tokens")))]
+    responses((status = 200, body = crate::schemas::Jwks, description = "public keys of the access tokens")))]
 pub async fn jwks(State(state): State<AppState>) -> Response {
     let mut response = Json(state.tokens.jwks()).into_response();
     response.headers_mut().insert(

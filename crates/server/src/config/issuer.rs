@@ -13,9 +13,9 @@ pub struct RawIssuer {
 }
 
 /// Validates the `[[issuer]]` entries. Nothing to refuse: serde requires every key.
-pub(crate) fn validate(raw: Vec<RawIssuer>) -> Vec<crate::issuers::IssuerConfig> {
+pub(crate) fn validate(raw: Vec<RawIssuer>) -> Vec<moat_identity::issuers::IssuerConfig> {
     raw.into_iter()
-        .map(|i| crate::issuers::IssuerConfig {
+        .map(|i| moat_identity::issuers::IssuerConfig {
             issuer: i.issuer,
             jwks_url: i.jwks_url,
             audience: i.audience,

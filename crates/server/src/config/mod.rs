@@ -150,7 +150,7 @@ pub struct Config {
     /// Store pool size and timeout.
     pub store_pool: moat_store::PoolOptions,
     /// Redis, shared by instances (optional).
-    pub redis: Option<crate::cluster::RedisConfig>,
+    pub redis: Option<moat_cluster::redis::RedisConfig>,
     /// Enrollment mode.
     pub mode: Mode,
     /// Static key, if set in configuration (else generated into the data dir).
@@ -185,7 +185,7 @@ pub struct Config {
     /// Policies of built-in endpoints set in configuration.
     pub routes: Vec<RoutePolicy>,
     /// Routes with an upstream (the gateway).
-    pub upstreams: Vec<crate::gateway::UpstreamConfig>,
+    pub upstreams: Vec<moat_gateway::UpstreamConfig>,
     /// TLS termination on the public listener.
     pub tls: Option<TlsConfig>,
     /// Peers whose `X-Forwarded-For` is believed.
@@ -195,7 +195,7 @@ pub struct Config {
     /// Accounts.
     pub accounts: AccountsConfig,
     /// External token issuers.
-    pub issuers: Vec<crate::issuers::IssuerConfig>,
+    pub issuers: Vec<moat_identity::issuers::IssuerConfig>,
     /// `attestation.enabled`: the account endpoints' default policy adds `integrity`
     /// (PROTOCOL section 6).
     pub attestation_enabled: bool,
@@ -326,7 +326,7 @@ impl Config {
     }
 
     /// The rate limit of a built-in endpoint, if configured.
-    pub fn rate_limit(&self, path: &str) -> Option<crate::gateway::RateLimit> {
+    pub fn rate_limit(&self, path: &str) -> Option<moat_gateway::RateLimit> {
         self.routes
             .iter()
             .find(|r| r.path == path)

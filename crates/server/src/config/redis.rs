@@ -22,7 +22,10 @@ pub struct RawRedis {
 }
 
 /// Validates `[redis]`: `None` without a URL (one instance, nothing shared).
-pub(crate) fn validate(raw: RawRedis, errors: &mut Errors) -> Option<crate::cluster::RedisConfig> {
+pub(crate) fn validate(
+    raw: RawRedis,
+    errors: &mut Errors,
+) -> Option<moat_cluster::redis::RedisConfig> {
     let url = raw.url?;
     if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
         errors.push(format!(
@@ -34,7 +37,7 @@ pub(crate) fn validate(raw: RawRedis, errors: &mut Errors) -> Option<crate::clus
     if !(10..=60_000).contains(&timeout.as_millis()) {
         errors.push("redis.timeout_ms: must be 10 to 60000");
     }
-    Some(crate::cluster::RedisConfig {
+    Some(moat_cluster::redis::RedisConfig {
         url,
         timeout,
         prefix: raw.prefix.unwrap_or_else(|| DEFAULT_PREFIX.into()),

@@ -7,7 +7,7 @@ use serde::Deserialize;
 
 use super::errors::{Errors, is_reference};
 use super::server::MAX_BODY_LIMIT;
-use crate::gateway::{RateKey, RateLimit, UpstreamConfig};
+use moat_gateway::{RateKey, RateLimit, UpstreamConfig};
 
 /// The keys of a route's `rate_limit` table.
 const RATE_LIMIT_KEYS: [&str; 3] = ["key", "per_second", "burst"];
@@ -223,7 +223,7 @@ fn upstream(
         && prefix
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"/-_.~".contains(&b))
-        && crate::gateway::path::check_rest(&prefix).is_ok();
+        && moat_gateway::path::check_rest(&prefix).is_ok();
     if !prefix_ok {
         problems.push(format!("route[{i}]: prefix `{prefix}` must start with /, not end with /, and use plain path characters"));
     }

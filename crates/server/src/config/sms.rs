@@ -4,7 +4,7 @@
 use serde::Deserialize;
 
 use super::errors::{Errors, is_reference};
-use crate::sms::guard::Limits;
+use moat_accounts::sms::guard::Limits;
 
 /// Default `sms.app_name`, the name in the message text.
 const DEFAULT_APP_NAME: &str = "Moat";

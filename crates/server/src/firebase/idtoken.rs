@@ -20,8 +20,8 @@ use serde::Deserialize;
 use serde_json::Value;
 use tokio::sync::{Mutex, RwLock};
 
-use crate::cache::TtlCache;
 use crate::error::ApiError;
+use moat_cluster::cache::TtlCache;
 
 /// Shortest time between two certificate fetches caused by unknown `kid`s: a flood of made-up
 /// `kid`s cannot turn Moat into a request amplifier against Google.

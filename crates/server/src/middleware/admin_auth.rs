@@ -5,9 +5,9 @@ use axum::http::{Method, header};
 use axum::middleware::Next;
 use axum::response::Response;
 
-use crate::audit;
 use crate::error::ApiError;
 use crate::state::AppState;
+use moat_observe::audit;
 
 /// Requires `Authorization: Bearer <admin.token>`, compared in constant time.
 ///

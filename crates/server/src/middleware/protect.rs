@@ -35,39 +35,18 @@ use moat_store::{Device, DeviceStatus};
 use crate::config::{Mode, Requirement};
 use crate::error::{ApiError, Code};
 use crate::extract::{body_bytes, client_ip};
-use crate::gateway::{RateKey, RateLimit};
-use crate::names;
-use crate::ratelimit::{Quota, Refusal};
 use crate::state::AppState;
+use moat_cluster::ratelimit::{Quota, Refusal};
+use moat_core::names;
+use moat_gateway::{RateKey, RateLimit};
 
 pub use moat_policy::{Principal, UserPrincipal, Via};
 
-/// A device credential as looked up (before the per-request checks), cached briefly.
-#[derive(Clone)]
-pub struct CachedCredential {
-    /// The device.
-    pub device: Arc<Device>,
-    /// Its verifying key (signature credentials).
-    pub key: Option<Arc<VerifyingKey>>,
-    /// Which kind of credential.
-    pub via: Via,
-}
-
-impl CachedCredential {
-    /// The cache key of the device holding API key `lookup`.
-    pub fn api_key_cache_key(lookup: &str) -> [u8; 32] {
-        crate::cache::parts_key(&[b"key", lookup.as_bytes()])
-    }
-
-    /// The cache key of the device signing with `keyid`.
-    pub fn signature_cache_key(keyid: &str) -> [u8; 32] {
-        crate::cache::parts_key(&[b"sig", keyid.as_bytes()])
-    }
-}
+pub use moat_policy::CachedCredential;
 
 /// A store call on the request path, timed into `moat_store_latency_seconds`.
 async fn timed<T>(state: &AppState, call: impl std::future::Future<Output = T>) -> T {
-    crate::metrics::timed(&state.metrics.store_latency, call).await
+    moat_observe::metrics::timed(&state.metrics.store_latency, call).await
 }
 
 /// Middleware state: the app state plus this route's policy.
@@ -536,11 +515,12 @@ async fn verify_user(
         .trim();
     let now = state.now();
     // A token seen before is in the cache: skip even the unverified look at its issuer.
-    let key = crate::cache::TtlCache::<crate::tokens::AccessClaims>::key(token.as_bytes());
+    let key =
+        moat_cluster::cache::TtlCache::<moat_accounts::tokens::AccessClaims>::key(token.as_bytes());
     let claims = match state.tokens.cached(&key, now) {
         Some(claims) => claims,
         None => {
-            let iss = crate::issuers::peek_issuer(token)
+            let iss = moat_identity::issuers::peek_issuer(token)
                 .ok_or_else(|| token_error("malformed access token"))?;
             if iss != state.tokens.issuer() {
                 let cfg = state
