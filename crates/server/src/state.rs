@@ -17,7 +17,6 @@ use crate::config::{Config, Mode};
 use crate::issuers::Issuers;
 use crate::ratelimit::RateLimiter;
 use crate::replay::{MemoryReplayCache, RedisReplayCache, ReplayCache};
-use crate::rsa_pool::RsaPool;
 use crate::secrets::Secrets;
 use crate::sms::guard::SmsGuard;
 use crate::sms::sender::SmsSender;
@@ -96,6 +95,21 @@ impl Keys {
     }
 }
 
+/// Enrollment borrows the keys it uses.
+impl moat_enroll::KeyRing for Keys {
+    fn data(&self) -> &moat_core::seal::DataKey {
+        &self.data
+    }
+
+    fn api_key_pepper(&self) -> &aws_lc_rs::hmac::Key {
+        &self.api_key_pepper
+    }
+
+    fn static_key(&self) -> &moat_core::secret::SecretBytes {
+        &self.static_key
+    }
+}
+
 /// Everything handlers and middleware share. Cloned for every request by extractors and
 /// middleware, so it is one `Arc` (a clone is one atomic increment) around [`Shared`].
 #[derive(Clone)]
@@ -119,8 +133,6 @@ pub struct Shared {
     pub replay: Arc<dyn ReplayCache>,
     /// Keys.
     pub keys: Arc<Keys>,
-    /// Pre-generated RSA keys (otp mode only).
-    pub rsa_pool: Option<Arc<RsaPool>>,
     /// Batched last-use times.
     pub usage: Arc<UsageTracker>,
     /// The clock.
@@ -161,8 +173,8 @@ pub struct Shared {
     pub decoys: Arc<crate::attest::challenge::DecoySizes>,
     /// Platform attestation verifiers.
     pub platforms: Arc<crate::attest::platform::Platforms>,
-    /// Firebase identity and delivery (`[firebase]`).
-    pub firebase: Option<Arc<crate::firebase::Firebase>>,
+    /// Enrollment, OTP confirmation and the mailbox (with Firebase identity and delivery).
+    pub enrollment: Arc<moat_enroll::Enrollment>,
     /// Redis, when instances share one (`redis.url`).
     pub redis: Option<Arc<crate::cluster::Redis>>,
     /// This process's name among instances (holder of leases), random per start.
@@ -177,6 +189,38 @@ pub struct Shared {
     pub stats: Arc<crate::stats::DailyStats>,
     /// Verified device credentials, for `device_cache_ttl_ms`.
     pub device_cache: Arc<crate::cache::TtlCache<crate::middleware::protect::CachedCredential>>,
+}
+
+/// The enrollment service's settings, from the configuration.
+fn enroll_settings(config: &Config) -> moat_enroll::Settings {
+    moat_enroll::Settings {
+        mode: match config.mode {
+            Mode::Static => moat_enroll::Mode::Static,
+            Mode::Dynamic => moat_enroll::Mode::Dynamic,
+            Mode::Otp => moat_enroll::Mode::Otp,
+        },
+        public_base_url: config.public_base_url.clone(),
+        dpop_max_skew: config.dpop_max_skew,
+        identity_installation: config.identity_installation,
+        identity_firebase: config.identity_firebase,
+        delivery_firebase: config.delivery_firebase,
+        firebase: config
+            .firebase
+            .as_ref()
+            .map(|f| moat_enroll::firebase::Settings {
+                project_id: f.project_id.clone(),
+                database_url: f.database_url.clone(),
+                service_account: f.service_account.clone(),
+                auth_emulator_host: f.auth_emulator_host.clone(),
+                mailbox_root: f.mailbox_root.clone(),
+                certs_url: f.certs_url.clone(),
+            }),
+        mailbox_ttl: config.mailbox_ttl,
+        otp_ttl: config.otp_ttl,
+        otp_max_attempts: config.otp_max_attempts,
+        per_ip_hour: config.enroll_per_ip_hour,
+        rsa_pool_size: config.rsa_pool_size,
+    }
 }
 
 impl AppState {
@@ -196,8 +240,6 @@ impl AppState {
         clock: Arc<dyn Clock>,
         redis: Option<Arc<crate::cluster::Redis>>,
     ) -> Result<Self, crate::ServerError> {
-        let rsa_pool = (config.mode == Mode::Otp)
-            .then(|| Arc::new(RsaPool::start(config.rsa_pool_size, Duration::from_secs(2))));
         let started_at = clock.now();
         let tokens = Arc::new(TokenService::new(
             config.public_base_url.clone(),
@@ -214,13 +256,6 @@ impl AppState {
             config.sms.limits.clone(),
             RateLimiter::new(redis.as_ref(), "sms", 1_000_000),
         ));
-        let firebase = match &config.firebase {
-            Some(f) if config.identity_firebase || config.delivery_firebase => Some(Arc::new(
-                crate::firebase::Firebase::new(f, config.delivery_firebase)
-                    .map_err(|e| crate::ServerError::Setup(e))?,
-            )),
-            _ => None,
-        };
         let replay: Arc<dyn ReplayCache> = match &redis {
             Some(r) => Arc::new(RedisReplayCache(r.clone())),
             None => Arc::new(MemoryReplayCache::new(REPLAY_CAPACITY, clock.now())),
@@ -242,9 +277,32 @@ impl AppState {
         if let Some(r) = &redis {
             r.set_latency(metrics.redis_latency.clone());
         }
+        let keys = Arc::new(keys);
+        let audit = Arc::new(crate::audit::AuditLog::new(ops.clone(), metrics.clone()));
+        let stats = Arc::new(crate::stats::DailyStats::new(ops.clone()));
+        let enroll_limiter = Arc::new(RateLimiter::new(redis.as_ref(), "enroll", 1_000_000));
+        let device_cache = Arc::new(crate::cache::TtlCache::new(200_000));
+        let enrollment = Arc::new(
+            moat_enroll::Enrollment::new(
+                moat_enroll::Parts {
+                    store: store.clone(),
+                    replay: replay.clone(),
+                    limiter: enroll_limiter.clone(),
+                    keys: keys.clone(),
+                    credentials: Arc::new(crate::middleware::protect::ForgetCredentials(
+                        device_cache.clone(),
+                    )),
+                    audit: audit.clone(),
+                    metrics: metrics.clone(),
+                    stats: stats.clone(),
+                },
+                enroll_settings(&config),
+            )
+            .map_err(crate::ServerError::Setup)?,
+        );
         Ok(Self(Arc::new(Shared {
-            audit: Arc::new(crate::audit::AuditLog::new(ops.clone(), metrics.clone())),
-            stats: Arc::new(crate::stats::DailyStats::new(ops.clone())),
+            audit,
+            stats,
             ops,
             metrics,
             accounts,
@@ -256,7 +314,7 @@ impl AppState {
             sms_notify: Arc::new(Notify::new()),
             sms_flows: Arc::default(),
             login_limiter: Arc::new(RateLimiter::new(redis.as_ref(), "login", 1_000_000)),
-            enroll_limiter: Arc::new(RateLimiter::new(redis.as_ref(), "enroll", 1_000_000)),
+            enroll_limiter,
             route_limiter: Arc::new(RateLimiter::new(redis.as_ref(), "route", 1_000_000)),
             gateway,
             attest,
@@ -269,9 +327,9 @@ impl AppState {
                 keys.data_key_bytes(),
             )),
             instance: moat_core::random::token(12)?,
-            firebase,
+            enrollment,
             redis,
-            device_cache: Arc::new(crate::cache::TtlCache::new(200_000)),
+            device_cache,
             platforms: Arc::new(
                 crate::attest::platform::Platforms::new(&config)
                     .map_err(|e| crate::ServerError::Setup(e))?,
@@ -279,8 +337,7 @@ impl AppState {
             config: Arc::new(config),
             store,
             replay,
-            keys: Arc::new(keys),
-            rsa_pool,
+            keys,
             usage: Arc::new(UsageTracker::default()),
             clock,
             started_at,

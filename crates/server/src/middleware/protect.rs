@@ -65,6 +65,22 @@ impl CachedCredential {
     }
 }
 
+/// The request path's credential cache, as enrollment sees it: a re-enrolled device's old
+/// credential is forgotten here at once.
+pub struct ForgetCredentials(pub Arc<crate::cache::TtlCache<CachedCredential>>);
+
+impl moat_enroll::CredentialCache for ForgetCredentials {
+    fn forget(&self, d: &moat_store::Device) {
+        if let Some(lookup) = &d.credential.key_lookup {
+            self.0.remove(&CachedCredential::api_key_cache_key(lookup));
+        }
+        if let Some(client_id) = &d.credential.client_id {
+            self.0
+                .remove(&CachedCredential::signature_cache_key(client_id));
+        }
+    }
+}
+
 /// A store call on the request path, timed into `moat_store_latency_seconds`.
 async fn timed<T>(state: &AppState, call: impl std::future::Future<Output = T>) -> T {
     crate::metrics::timed(&state.metrics.store_latency, call).await
