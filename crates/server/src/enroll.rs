@@ -119,11 +119,11 @@ pub async fn enroll(
 }
 
 /// `POST /v1/enroll/confirm` (otp mode): exchanges the code for a client credential.
-#[utoipa::path(post, path = "/v1/enroll", request_body = EnrollRequest,
-    responses((status = 200, body = EnrollResponse), (status = 401, description = "identity_invalid or replay_detected"),
-              (status = 403, description = "device_revoked"), (status = 409, description = "conflict: a concurrent enrollment of this device"),
-              (status = 422, description = "validation"),
-              (status = 429, description = "rate_limited: too many enrollments from this client IP (enrollment.per_ip_hour)")))]
+#[utoipa::path(post, path = "/v1/enroll/confirm", request_body = ConfirmRequest,
+    responses((status = 200, body = EnrollResponse), (status = 401, description = "otp_invalid, otp_expired, identity_invalid"),
+              (status = 403, description = "otp_locked or device_revoked"),
+              (status = 409, description = "conflict: the server is not in otp mode, or a concurrent enrollment"),
+              (status = 503, description = "unavailable")))]
 pub async fn confirm(
     State(state): State<AppState>,
     method: Method,
@@ -149,11 +149,8 @@ pub async fn confirm(
 }
 
 /// `GET /v1/mailbox`: items for the caller's identity, each returned once.
-#[utoipa::path(post, path = "/v1/enroll", request_body = EnrollRequest,
-    responses((status = 200, body = EnrollResponse), (status = 401, description = "identity_invalid or replay_detected"),
-              (status = 403, description = "device_revoked"), (status = 409, description = "conflict: a concurrent enrollment of this device"),
-              (status = 422, description = "validation"),
-              (status = 429, description = "rate_limited: too many enrollments from this client IP (enrollment.per_ip_hour)")))]
+#[utoipa::path(get, path = "/v1/mailbox",
+    responses((status = 200, body = MailboxResponse), (status = 401, description = "identity_invalid or replay_detected")))]
 pub async fn mailbox(
     State(state): State<AppState>,
     method: Method,
