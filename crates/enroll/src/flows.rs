@@ -328,3 +328,19 @@ impl Enrollment {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{validate_device_id, validate_platform};
+
+    #[test]
+    fn device_ids_and_platforms_are_checked() {
+        assert!(validate_device_id("app-3f9c2a.x_y:z").is_ok());
+        for bad in ["", "a b", "a/b", "é", &"a".repeat(129)] {
+            assert!(validate_device_id(bad).is_err(), "{bad}");
+        }
+        assert!(validate_platform(None).is_ok());
+        assert!(validate_platform(Some("ios")).is_ok());
+        assert!(validate_platform(Some("windows")).is_err());
+    }
+}
