@@ -31,7 +31,7 @@ const REMOTE_PER_PASS: u32 = 2_000;
 /// Deletes expired mailbox items from the Realtime Database, then their index rows. Stops at
 /// the first failure (the database is likely down; the next pass retries).
 async fn purge_remote(state: &AppState, now: i64) -> Result<u64, moat_store::StoreError> {
-    let Some(rtdb) = state.firebase.as_ref().and_then(|f| f.rtdb.as_ref()) else {
+    let Some(rtdb) = state.enrollment.rtdb() else {
         return Ok(0);
     };
     let mut removed = 0;
@@ -45,7 +45,7 @@ async fn purge_remote(state: &AppState, now: i64) -> Result<u64, moat_store::Sto
         }
         for item in due {
             match item.identity.strip_prefix("fb:") {
-                Some(uid) if crate::firebase::idtoken::uid_ok(uid) => {
+                Some(uid) if moat_enroll::firebase::idtoken::uid_ok(uid) => {
                     if let Err(e) = rtdb.delete(uid, &item.id, now).await {
                         tracing::warn!(error = %e, "cannot delete expired items from the Realtime Database; next pass retries");
                         return Ok(removed);

@@ -381,6 +381,32 @@ impl From<moat_accounts::Error> for ApiError {
     }
 }
 
+impl From<moat_enroll::Error> for ApiError {
+    fn from(e: moat_enroll::Error) -> Self {
+        use moat_enroll::Error as E;
+        let detail = e.to_string();
+        match e {
+            E::Validation(_) => Self::validation(detail),
+            E::TooManyEnrollments(refusal) => Self::rate_limited(
+                refusal,
+                "too many enrollments from this address; try again later",
+            ),
+            E::Identity(detail) => Self::identity(detail),
+            E::Replay => Self::new(Code::ReplayDetected, detail),
+            E::Revoked => Self::revoked(),
+            E::Concurrent | E::NotOtpMode => Self::new(Code::Conflict, detail),
+            E::OtpInvalid => Self::new(Code::OtpInvalid, detail),
+            E::OtpExpired => Self::new(Code::OtpExpired, detail),
+            E::OtpLocked => Self::new(Code::OtpLocked, detail),
+            E::KeysExhausted => Self::unavailable().retry_after(2),
+            E::Unavailable => Self::unavailable(),
+            E::Store(e) => Self::from(e),
+            E::Core(e) => Self::from(e),
+            E::Internal(cause) => Self::internal(&cause),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.code.status();

@@ -1,7 +1,6 @@
 //! Shared application state.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use aws_lc_rs::hmac;
 use moat_core::b64;
@@ -11,7 +10,6 @@ use moat_store::Store;
 use moat_store::accounts::AccountStore;
 
 use crate::config::{Config, Mode};
-use crate::rsa_pool::RsaPool;
 use crate::secrets::Secrets;
 use moat_accounts::sms::guard::SmsGuard;
 use moat_accounts::sms::sender::SmsSender;
@@ -104,6 +102,21 @@ impl Keys {
     }
 }
 
+/// Enrollment borrows the keys it uses.
+impl moat_enroll::KeyRing for Keys {
+    fn data(&self) -> &moat_core::seal::DataKey {
+        &self.data
+    }
+
+    fn api_key_pepper(&self) -> &aws_lc_rs::hmac::Key {
+        &self.api_key_pepper
+    }
+
+    fn static_key(&self) -> &moat_core::secret::SecretBytes {
+        &self.static_key
+    }
+}
+
 /// Everything handlers and middleware share. Cloned for every request by extractors and
 /// middleware, so it is one `Arc` (a clone is one atomic increment) around [`Shared`].
 #[derive(Clone)]
@@ -127,8 +140,6 @@ pub struct Shared {
     pub replay: Arc<dyn ReplayCache>,
     /// Keys.
     pub keys: Arc<Keys>,
-    /// Pre-generated RSA keys (otp mode only).
-    pub rsa_pool: Option<Arc<RsaPool>>,
     /// Batched last-use times.
     pub usage: Arc<UsageTracker>,
     /// The clock.
@@ -153,8 +164,8 @@ pub struct Shared {
     pub attest: Arc<dyn moat_store::attest::AttestStore>,
     /// Attestation: challenges, platform verifiers and integrity tokens.
     pub attestation: Arc<moat_attest::Attestation>,
-    /// Firebase identity and delivery (`[firebase]`).
-    pub firebase: Option<Arc<crate::firebase::Firebase>>,
+    /// Enrollment, OTP confirmation and the mailbox (with Firebase identity and delivery).
+    pub enrollment: Arc<moat_enroll::Enrollment>,
     /// Redis, when instances share one (`redis.url`).
     pub redis: Option<Arc<moat_cluster::redis::Redis>>,
     /// This process's name among instances (holder of leases), random per start.
@@ -214,9 +225,60 @@ fn attestation_settings(config: &Config) -> Result<moat_attest::Settings, crate:
     })
 }
 
+/// The request path's credential cache, as enrollment sees it: a re-enrolled device's old
+/// credential is forgotten here at once.
+pub struct ForgetCredentials(pub Arc<moat_cluster::cache::TtlCache<moat_policy::CachedCredential>>);
+
+impl moat_enroll::CredentialCache for ForgetCredentials {
+    fn forget(&self, d: &moat_store::Device) {
+        if let Some(lookup) = &d.credential.key_lookup {
+            self.0
+                .remove(&moat_policy::CachedCredential::api_key_cache_key(lookup));
+        }
+        if let Some(client_id) = &d.credential.client_id {
+            self.0
+                .remove(&moat_policy::CachedCredential::signature_cache_key(
+                    client_id,
+                ));
+        }
+    }
+}
+
 impl axum::extract::FromRef<AppState> for crate::extract::TrustedProxies {
     fn from_ref(state: &AppState) -> Self {
         Self(state.config.trusted_proxies.clone())
+    }
+}
+
+/// The enrollment service's settings, from the configuration.
+fn enroll_settings(config: &Config) -> moat_enroll::Settings {
+    moat_enroll::Settings {
+        mode: match config.mode {
+            Mode::Static => moat_enroll::Mode::Static,
+            Mode::Dynamic => moat_enroll::Mode::Dynamic,
+            Mode::Otp => moat_enroll::Mode::Otp,
+        },
+        public_base_url: config.public_base_url.clone(),
+        dpop_max_skew: config.dpop_max_skew,
+        identity_installation: config.identity_installation,
+        identity_firebase: config.identity_firebase,
+        delivery_firebase: config.delivery_firebase,
+        firebase: config
+            .firebase
+            .as_ref()
+            .map(|f| moat_enroll::firebase::Settings {
+                project_id: f.project_id.clone(),
+                database_url: f.database_url.clone(),
+                service_account: f.service_account.clone(),
+                auth_emulator_host: f.auth_emulator_host.clone(),
+                mailbox_root: f.mailbox_root.clone(),
+                certs_url: f.certs_url.clone(),
+            }),
+        mailbox_ttl: config.mailbox_ttl,
+        otp_ttl: config.otp_ttl,
+        otp_max_attempts: config.otp_max_attempts,
+        per_ip_hour: config.enroll_per_ip_hour,
+        rsa_pool_size: config.rsa_pool_size,
     }
 }
 
@@ -237,8 +299,6 @@ impl AppState {
         clock: Arc<dyn Clock>,
         redis: Option<Arc<moat_cluster::redis::Redis>>,
     ) -> Result<Self, crate::ServerError> {
-        let rsa_pool = (config.mode == Mode::Otp)
-            .then(|| Arc::new(RsaPool::start(config.rsa_pool_size, Duration::from_secs(2))));
         let started_at = clock.now();
         let tokens = Arc::new(TokenService::new(
             config.public_base_url.clone(),
@@ -246,13 +306,6 @@ impl AppState {
             config.accounts.refresh_ttl,
         ));
         let issuers = Arc::new(Issuers::new(config.issuers.clone()));
-        let firebase = match &config.firebase {
-            Some(f) if config.identity_firebase || config.delivery_firebase => Some(Arc::new(
-                crate::firebase::Firebase::new(f, config.delivery_firebase)
-                    .map_err(crate::ServerError::Setup)?,
-            )),
-            _ => None,
-        };
         let replay: Arc<dyn ReplayCache> = match &redis {
             Some(r) => Arc::new(RedisReplayCache(r.clone())),
             None => Arc::new(MemoryReplayCache::new(REPLAY_CAPACITY, clock.now())),
@@ -321,6 +374,24 @@ impl AppState {
             )
             .map_err(|e| crate::ServerError::Setup(format!("attestation.play_integrity: {e}")))?,
         );
+        let enroll_limiter = Arc::new(RateLimiter::new(redis.as_ref(), "enroll", 1_000_000));
+        let device_cache = Arc::new(moat_cluster::cache::TtlCache::new(200_000));
+        let enrollment = Arc::new(
+            moat_enroll::Enrollment::new(
+                moat_enroll::Parts {
+                    store: store.clone(),
+                    replay: replay.clone(),
+                    limiter: enroll_limiter.clone(),
+                    keys: keys.clone(),
+                    credentials: Arc::new(ForgetCredentials(device_cache.clone())),
+                    audit: audit.clone(),
+                    metrics: metrics.clone(),
+                    stats: stats.clone(),
+                },
+                enroll_settings(&config),
+            )
+            .map_err(crate::ServerError::Setup)?,
+        );
         Ok(Self(Arc::new(Shared {
             audit,
             stats,
@@ -330,20 +401,19 @@ impl AppState {
             tokens,
             issuers,
             account_service,
-            enroll_limiter: Arc::new(RateLimiter::new(redis.as_ref(), "enroll", 1_000_000)),
+            enroll_limiter,
             route_limiter: Arc::new(RateLimiter::new(redis.as_ref(), "route", 1_000_000)),
             gateway,
             attest,
             attestation,
             instance: moat_core::random::token(12)?,
-            firebase,
+            enrollment,
             redis,
-            device_cache: Arc::new(moat_cluster::cache::TtlCache::new(200_000)),
+            device_cache,
             config: Arc::new(config),
             store,
             replay,
             keys,
-            rsa_pool,
             usage: Arc::new(UsageTracker::default()),
             clock,
             started_at,

@@ -20,8 +20,9 @@ use serde::Deserialize;
 use serde_json::Value;
 use tokio::sync::{Mutex, RwLock};
 
-use crate::error::ApiError;
 use moat_cluster::cache::TtlCache;
+
+use crate::error::Error;
 
 /// Shortest time between two certificate fetches caused by unknown `kid`s: a flood of made-up
 /// `kid`s cannot turn Moat into a request amplifier against Google.
@@ -69,8 +70,8 @@ pub struct IdTokens {
     verified: TtlCache<Arc<str>>,
 }
 
-fn invalid(detail: &str) -> ApiError {
-    ApiError::identity(format!("Firebase ID token rejected: {detail}"))
+fn invalid(detail: &str) -> Error {
+    Error::identity(format!("Firebase ID token rejected: {detail}"))
 }
 
 /// Whether a uid can name a Realtime Database node and a Moat identity: Firebase's own uids
@@ -119,9 +120,9 @@ impl IdTokens {
     /// Verifies `token` and returns the uid.
     ///
     /// # Errors
-    /// `401 identity_invalid` for any bad token; `503` if the certificates cannot be fetched
-    /// and none cached can decide.
-    pub async fn verify(&self, token: &str, now: i64) -> Result<Arc<str>, ApiError> {
+    /// [`Error::Identity`] for any bad token; [`Error::Unavailable`] if the certificates cannot
+    /// be fetched and none cached can decide.
+    pub async fn verify(&self, token: &str, now: i64) -> Result<Arc<str>, Error> {
         if token.len() > MAX_TOKEN {
             return Err(invalid("too long"));
         }
@@ -185,7 +186,7 @@ impl IdTokens {
     }
 
     /// The key for `kid`: from the cache while it is fresh, else fetched (again).
-    async fn key(&self, kid: &str, now: i64) -> Result<Arc<DecodingKey>, ApiError> {
+    async fn key(&self, kid: &str, now: i64) -> Result<Arc<DecodingKey>, Error> {
         {
             let certs = self.certs.read().await;
             if now < certs.fresh_until
@@ -218,11 +219,7 @@ impl IdTokens {
                 // A key we had stays usable while Google cannot be reached: it was published
                 // by Google and the token's own expiry still bounds its use.
                 let certs = self.certs.read().await;
-                certs
-                    .keys
-                    .get(kid)
-                    .cloned()
-                    .ok_or_else(ApiError::unavailable)
+                certs.keys.get(kid).cloned().ok_or(Error::Unavailable)
             }
         }
     }

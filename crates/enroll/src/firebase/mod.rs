@@ -4,9 +4,27 @@
 pub mod idtoken;
 pub mod rtdb;
 
+use std::path::PathBuf;
+
 use serde_json::{Value, json};
 
-use crate::config::FirebaseConfig;
+/// `[firebase]` settings, as plain values.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Firebase project id: the `aud` of ID tokens, and part of their `iss`.
+    pub project_id: String,
+    /// Realtime Database URL, for delivery through Firebase.
+    pub database_url: Option<String>,
+    /// Service-account JSON file authorising the database writes; without it, writes use the
+    /// database emulator's owner credential.
+    pub service_account: Option<PathBuf>,
+    /// Set only with the Auth emulator: its unsigned ID tokens are then accepted.
+    pub auth_emulator_host: Option<String>,
+    /// Node under which each uid's mailbox lives.
+    pub mailbox_root: String,
+    /// Where the ID-token certificates are fetched.
+    pub certs_url: String,
+}
 
 /// The Firebase side of a server.
 pub struct Firebase {
@@ -21,7 +39,7 @@ impl Firebase {
     ///
     /// # Errors
     /// A message naming the problem.
-    pub fn new(config: &FirebaseConfig, deliver: bool) -> Result<Self, String> {
+    pub fn new(config: &Settings, deliver: bool) -> Result<Self, String> {
         let emulator = config.auth_emulator_host.is_some();
         if emulator {
             tracing::warn!(
