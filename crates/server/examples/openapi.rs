@@ -2,10 +2,8 @@
 //!
 //! `cargo run -p moat-server --example openapi > openapi.json`
 
-use utoipa::OpenApi as _;
-
 fn main() {
-    match moat_server::openapi::ApiDoc::openapi().to_pretty_json() {
+    match moat_server::endpoints::document().to_pretty_json() {
         Ok(text) => println!("{text}"),
         Err(e) => {
             eprintln!("openapi: {e}");

@@ -49,7 +49,7 @@ pub struct AttestRequest {
 }
 
 /// `POST /v1/attest/challenge`
-#[utoipa::path(post, path = "/v1/attest/challenge", request_body = ChallengeRequest,
+#[utoipa::path(post, path = crate::routes::ATTEST_CHALLENGE, request_body = ChallengeRequest,
     responses((status = 200, body = crate::schemas::ChallengeResponse), (status = 401, description = "credential_invalid: attestation needs a per-device credential"),
               (status = 422, description = "validation")))]
 pub async fn challenge(
@@ -72,7 +72,7 @@ pub async fn challenge(
 
 /// `POST /v1/attest`: always `200` with an integrity token; only a genuine attestation gets
 /// one signed with the shared secret.
-#[utoipa::path(post, path = "/v1/attest", request_body = AttestRequest,
+#[utoipa::path(post, path = crate::routes::ATTEST, request_body = AttestRequest,
     responses((status = 200, body = crate::schemas::IntegrityTokenResponse, description = "pass or fail look alike"),
               (status = 401, description = "credential_invalid: attestation needs a per-device credential"),
               (status = 422, description = "validation")))]

@@ -51,7 +51,7 @@ fn describe(state: &AppState, p: &Principal) -> DeviceInfo {
 }
 
 /// `GET /v1/device`: who the credential says the caller is.
-#[utoipa::path(get, path = "/v1/device",
+#[utoipa::path(get, path = crate::routes::DEVICE,
     responses((status = 200, body = DeviceInfo), (status = 401, description = "credential_invalid, signature_*"), (status = 403, description = "device_revoked")))]
 pub async fn device(
     axum::extract::State(state): axum::extract::State<AppState>,
@@ -62,7 +62,7 @@ pub async fn device(
 
 /// `POST /v1/device/echo`: the body as Moat received it, after signature checks and JWE
 /// decryption.
-#[utoipa::path(post, path = "/v1/device/echo", request_body(content((Option<Value> = "application/json"), (Option<String> = "application/jose")),
+#[utoipa::path(post, path = crate::routes::DEVICE_ECHO, request_body(content((Option<Value> = "application/json"), (Option<String> = "application/jose")),
         description = "any JSON value, or a compact JWE (RFC 7516) of one with Content-Type application/jose; optional (an empty body echoes `null`)"),
     responses((status = 200, body = Echo), (status = 400, description = "malformed"), (status = 401, description = "credential_invalid, signature_*, digest_mismatch, replay_detected"),
               (status = 403, description = "device_revoked"), (status = 413, description = "body_too_large")))]

@@ -82,7 +82,7 @@ impl From<Delivery> for EnrollResponse {
 }
 
 /// `POST /v1/enroll`: the one endpoint open to the world.
-#[utoipa::path(post, path = "/v1/enroll", request_body = EnrollRequest,
+#[utoipa::path(post, path = crate::routes::ENROLL, request_body = EnrollRequest,
     responses((status = 200, body = EnrollResponse), (status = 401, description = "identity_invalid or replay_detected"),
               (status = 403, description = "device_revoked"), (status = 409, description = "conflict: a concurrent enrollment of this device"),
               (status = 422, description = "validation"),
@@ -119,7 +119,7 @@ pub async fn enroll(
 }
 
 /// `POST /v1/enroll/confirm` (otp mode): exchanges the code for a client credential.
-#[utoipa::path(post, path = "/v1/enroll/confirm", request_body = ConfirmRequest,
+#[utoipa::path(post, path = crate::routes::ENROLL_CONFIRM, request_body = ConfirmRequest,
     responses((status = 200, body = EnrollResponse), (status = 401, description = "otp_invalid, otp_expired, identity_invalid"),
               (status = 403, description = "otp_locked or device_revoked"),
               (status = 409, description = "conflict: the server is not in otp mode, or a concurrent enrollment"),
@@ -149,7 +149,7 @@ pub async fn confirm(
 }
 
 /// `GET /v1/mailbox`: items for the caller's identity, each returned once.
-#[utoipa::path(get, path = "/v1/mailbox",
+#[utoipa::path(get, path = crate::routes::MAILBOX,
     responses((status = 200, body = MailboxResponse), (status = 401, description = "identity_invalid or replay_detected")))]
 pub async fn mailbox(
     State(state): State<AppState>,

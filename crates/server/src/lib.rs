@@ -34,6 +34,7 @@ pub mod cleanup;
 pub mod config;
 pub mod dashboard;
 pub mod device;
+pub mod endpoints;
 pub mod enroll;
 pub mod error;
 pub mod extract;

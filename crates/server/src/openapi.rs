@@ -27,25 +27,6 @@ use crate::schemas::{Problem, TokenForm};
         title = "Moat",
         description = "Enrollment, mailbox, protected requests and accounts (PROTOCOL.md sections 2-4 and 6)."
     ),
-    paths(
-        crate::enroll::enroll,
-        crate::enroll::confirm,
-        crate::enroll::mailbox,
-        crate::device::device,
-        crate::device::echo,
-        crate::accounts::register,
-        crate::accounts::register_confirm,
-        crate::accounts::resend,
-        crate::accounts::reset,
-        crate::accounts::reset_confirm,
-        crate::accounts::token,
-        crate::accounts::me,
-        crate::accounts::jwks,
-        crate::attest::challenge,
-        crate::attest::attest,
-        crate::health::healthz,
-        crate::health::readyz,
-    ),
     components(schemas(
         Problem,
         crate::enroll::EnrollRequest,
@@ -62,10 +43,27 @@ use crate::schemas::{Problem, TokenForm};
         crate::attest::ChallengeRequest,
         crate::attest::AttestRequest,
         TokenForm,
-    )),
-    modifiers(&Refusals)
+        crate::schemas::Accepted,
+        crate::schemas::PasswordUpdated,
+        crate::schemas::UserCreated,
+        crate::schemas::TokenResponse,
+        crate::schemas::Me,
+        crate::schemas::ChallengeResponse,
+        crate::schemas::IntegrityTokenResponse,
+        crate::schemas::Jwks,
+        crate::schemas::Health,
+    ))
 )]
 pub struct ApiDoc;
+
+/// The document: [`ApiDoc`]'s information and schemas, the operations in `paths` (from the
+/// route table's bindings, `crate::endpoints`), and the refusals every operation shares.
+pub fn document(paths: utoipa::openapi::path::Paths) -> Doc {
+    let mut doc = ApiDoc::openapi();
+    doc.paths = paths;
+    Refusals.modify(&mut doc);
+    doc
+}
 
 /// Security scheme names (the `security` of the operations).
 pub const DEVICE_KEY: &str = "deviceKey";
@@ -193,10 +191,10 @@ impl Modify for Refusals {
             .into();
         }
         for (path, item) in doc.paths.paths.iter_mut() {
-            let guard = match path.as_str() {
-                "/healthz" | "/readyz" | "/.well-known/jwks.json" => Guard::Open,
-                "/v1/enroll" | "/v1/enroll/confirm" | "/v1/mailbox" => Guard::Identity,
-                _ => Guard::Policy,
+            let guard = match crate::routes::find(path).map(|e| e.guard) {
+                Some(crate::routes::Guard::Open) => Guard::Open,
+                Some(crate::routes::Guard::Identity) => Guard::Identity,
+                Some(crate::routes::Guard::Policy(_)) | None => Guard::Policy,
             };
             let ops = [
                 &mut item.get,

@@ -18,16 +18,12 @@ use tower_http::request_id::{
     MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
 };
 use tower_http::trace::TraceLayer;
-use utoipa::OpenApi as _;
 
 use moat_core::names;
 
 use crate::error::{self, ApiError};
 use crate::middleware::protect::{Protect, protect};
-use crate::{
-    AppState, accounts, admin, attest, dashboard, device, enroll, extract, health, middleware,
-    openapi,
-};
+use crate::{AppState, admin, dashboard, extract, health, middleware};
 use moat_gateway as gateway;
 use moat_observe::{metrics, stats};
 
@@ -299,59 +295,21 @@ fn edge<S: Clone + Send + Sync + 'static>(
 /// The public router.
 pub fn app(state: AppState) -> Router {
     let guard = |path: &str| from_fn_with_state(protected(&state, path), protect);
-    let device = get(device::device).route_layer(guard("/v1/device"));
-    let echo = post(device::echo).route_layer(guard("/v1/device/echo"));
     let timeout = state.config.request_timeout;
-    let router = Router::new()
-        .route(
-            "/api/register",
-            post(accounts::register).route_layer(guard("/api/register")),
-        )
-        .route(
-            "/api/register/confirm",
-            post(accounts::register_confirm).route_layer(guard("/api/register/confirm")),
-        )
-        .route(
-            "/api/resend_otp",
-            post(accounts::resend).route_layer(guard("/api/resend_otp")),
-        )
-        .route(
-            "/api/password/reset",
-            post(accounts::reset).route_layer(guard("/api/password/reset")),
-        )
-        .route(
-            "/api/password/reset/confirm",
-            post(accounts::reset_confirm).route_layer(guard("/api/password/reset/confirm")),
-        )
-        .route(
-            "/api/token",
-            post(accounts::token).route_layer(guard("/api/token")),
-        )
-        .route("/api/me", get(accounts::me).route_layer(guard("/api/me")))
-        .route(
-            "/v1/attest/challenge",
-            post(attest::challenge).route_layer(guard("/v1/attest/challenge")),
-        )
-        .route(
-            "/v1/attest",
-            post(attest::attest).route_layer(guard("/v1/attest")),
-        )
-        .route("/.well-known/jwks.json", get(accounts::jwks))
-        .route(
-            "/.well-known/moat-gateway-jwks.json",
-            get(|State(st): State<AppState>| async move { axum::Json(st.gateway.jwks()) }),
-        )
-        .route("/v1/enroll", post(enroll::enroll))
-        .route("/v1/enroll/confirm", post(enroll::confirm))
-        .route("/v1/mailbox", get(enroll::mailbox))
-        .route("/v1/device", device)
-        .route("/v1/device/echo", echo)
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route(
-            "/openapi.json",
-            get(|| async { axum::Json(openapi::ApiDoc::openapi()) }),
-        )
+    let mut router = Router::new();
+    for binding in crate::endpoints::bindings() {
+        let handler = match crate::routes::find(&binding.path).map(|e| e.guard) {
+            Some(crate::routes::Guard::Policy(_)) => {
+                binding.handler.route_layer(guard(&binding.path))
+            }
+            Some(_) => binding.handler,
+            // A handler whose annotation names a path the table does not know: a build
+            // mistake the endpoints test catches; never serve it unguarded.
+            None => panic!("{} is not in the route table", binding.path),
+        };
+        router = router.route(&binding.path, handler);
+    }
+    let router = router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);
     let router = upstream_routes(router, &state)

@@ -87,7 +87,7 @@ pub struct Endpoint {
     /// What guards it.
     pub guard: Guard,
     /// Whether the OpenAPI document describes it (the gateway's key set is for upstreams,
-    /// not apps, and is left out).
+    /// not apps, and the document does not describe itself).
     pub documented: bool,
 }
 
@@ -140,7 +140,11 @@ pub const ENDPOINTS: &[Endpoint] = &[
     },
     open(HEALTHZ),
     open(READYZ),
-    open(OPENAPI),
+    Endpoint {
+        path: OPENAPI,
+        guard: Guard::Open,
+        documented: false,
+    },
 ];
 
 /// The endpoint at `path`.
@@ -241,5 +245,38 @@ mod tests {
         );
         assert_eq!(default_policy(ENROLL, true), None);
         assert_eq!(default_policy("/nope", true), None);
+    }
+
+    #[test]
+    fn the_configuration_docs_list_the_tables_protected_endpoints() {
+        // docs/configuration.md's `route.path` row lists the paths a `[[route]]` may set, in
+        // the table's order; `attestation.enabled` lists the account endpoints.
+        let docs = include_str!("../../../docs/configuration.md");
+        let listed = |key: &str| -> Vec<String> {
+            let row = docs
+                .lines()
+                .find(|l| l.starts_with(&format!("| `{key}` |")))
+                .unwrap_or_else(|| panic!("no row for {key}"));
+            row.split('`')
+                .skip(1)
+                .step_by(2)
+                .filter(|t| t.starts_with('/'))
+                .fold(Vec::new(), |mut seen, t| {
+                    // The row names `/api/me` again for its default.
+                    if !seen.iter().any(|s: &String| s == t) {
+                        seen.push(t.to_owned());
+                    }
+                    seen
+                })
+        };
+        assert_eq!(listed("route.path"), protected().collect::<Vec<_>>());
+        let account: Vec<&str> = ENDPOINTS
+            .iter()
+            .filter(|e| e.guard == Guard::Policy(DefaultPolicy::Account))
+            .map(|e| e.path)
+            .collect();
+        let mut enabled = listed("attestation.enabled");
+        enabled.retain(|p| p != ME);
+        assert_eq!(enabled, account);
     }
 }

@@ -98,7 +98,7 @@ fn accepted() -> (StatusCode, Json<Value>) {
 }
 
 /// `POST /api/register`
-#[utoipa::path(post, path = "/api/register", request_body = RegisterRequest,
+#[utoipa::path(post, path = crate::routes::REGISTER, request_body = RegisterRequest,
     responses((status = 202, body = crate::schemas::Accepted, description = "an SMS code goes to the phone (unless it already has an account)"),
               (status = 422, description = "validation"), (status = 429, description = "sms_blocked")))]
 pub async fn register(
@@ -115,7 +115,7 @@ pub async fn register(
 }
 
 /// `POST /api/register/confirm`
-#[utoipa::path(post, path = "/api/register/confirm", request_body = ConfirmRequest,
+#[utoipa::path(post, path = crate::routes::REGISTER_CONFIRM, request_body = ConfirmRequest,
     responses((status = 201, body = crate::schemas::UserCreated), (status = 401, description = "otp_invalid, otp_expired"),
               (status = 403, description = "otp_locked"), (status = 409, description = "conflict"),
               (status = 422, description = "validation")))]
@@ -132,7 +132,7 @@ pub async fn register_confirm(
 }
 
 /// `POST /api/resend_otp`
-#[utoipa::path(post, path = "/api/resend_otp", request_body = ResendRequest,
+#[utoipa::path(post, path = crate::routes::RESEND_OTP, request_body = ResendRequest,
     responses((status = 202, body = crate::schemas::Accepted, description = "a new code is sent if one is pending"),
               (status = 422, description = "validation"), (status = 429, description = "sms_blocked")))]
 pub async fn resend(
@@ -149,7 +149,7 @@ pub async fn resend(
 }
 
 /// `POST /api/password/reset`: the same answer whether or not the phone is known.
-#[utoipa::path(post, path = "/api/password/reset", request_body = ResetRequest,
+#[utoipa::path(post, path = crate::routes::PASSWORD_RESET, request_body = ResetRequest,
     responses((status = 202, body = crate::schemas::Accepted, description = "a code goes to the phone if it has an account"),
               (status = 422, description = "validation"), (status = 429, description = "sms_blocked")))]
 pub async fn reset(
@@ -166,7 +166,7 @@ pub async fn reset(
 }
 
 /// `POST /api/password/reset/confirm`
-#[utoipa::path(post, path = "/api/password/reset/confirm", request_body = ResetConfirmRequest,
+#[utoipa::path(post, path = crate::routes::PASSWORD_RESET_CONFIRM, request_body = ResetConfirmRequest,
     responses((status = 200, body = crate::schemas::PasswordUpdated, description = "password changed; every refresh token of the user is revoked"),
               (status = 401, description = "otp_invalid, otp_expired"), (status = 403, description = "otp_locked"),
               (status = 422, description = "validation")))]
@@ -213,7 +213,7 @@ fn token_response(grant: moat_accounts::Grant) -> Response {
 
 /// `POST /api/token` (RFC 6749 section 5): `grant_type=password` or `refresh_token`, form
 /// encoded.
-#[utoipa::path(post, path = "/api/token", request_body(content_type = "application/x-www-form-urlencoded", content = crate::schemas::TokenForm,
+#[utoipa::path(post, path = crate::routes::TOKEN, request_body(content_type = "application/x-www-form-urlencoded", content = crate::schemas::TokenForm,
         description = "grant_type=password&username=<phone>&password=… or grant_type=refresh_token&refresh_token=…"),
     responses((status = 200, body = crate::schemas::TokenResponse),
               (status = 400, description = "invalid_grant (code token_invalid)"), (status = 429, description = "rate_limited")))]
@@ -272,7 +272,7 @@ pub async fn token(
 }
 
 /// `GET /api/me`
-#[utoipa::path(get, path = "/api/me",
+#[utoipa::path(get, path = crate::routes::ME,
     responses((status = 200, body = crate::schemas::Me), (status = 401, description = "token_invalid")))]
 pub async fn me(
     State(state): State<AppState>,
@@ -292,7 +292,7 @@ pub async fn me(
 }
 
 /// `GET /.well-known/jwks.json`
-#[utoipa::path(get, path = "/.well-known/jwks.json",
+#[utoipa::path(get, path = crate::routes::JWKS,
     responses((status = 200, body = crate::schemas::Jwks, description = "public keys of the access tokens")))]
 pub async fn jwks(State(state): State<AppState>) -> Response {
     let mut response = Json(state.tokens.jwks()).into_response();
