@@ -1,5 +1,6 @@
-//! The one place where failures become HTTP responses: RFC 9457 `application/problem+json`
-//! with Moat's stable `code` (PROTOCOL section 1).
+//! The server's errors: [`ApiError`], the one place where failures of every crate become HTTP
+//! responses (RFC 9457 `application/problem+json` with Moat's stable `code`, PROTOCOL section 1),
+//! and [`ServerError`], why the server could not start.
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -440,4 +441,31 @@ impl IntoResponse for ApiError {
         }
         response
     }
+}
+
+/// Errors starting the server.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// Secrets file problem.
+    #[error(transparent)]
+    Secrets(#[from] crate::secrets::SecretsError),
+    /// Store could not be opened.
+    #[error("store: {0}")]
+    Store(#[from] moat_store::StoreError),
+    /// Key material problem.
+    #[error("keys: {0}")]
+    Keys(#[from] moat_core::Error),
+    /// Socket error.
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+    /// A dependency named in the configuration cannot be used.
+    #[error("{0}")]
+    Setup(String),
+    /// The data key is missing, malformed, or does not open what the store holds.
+    #[error("{0}")]
+    DataKey(String),
+    /// The store or its data key does not exist (an admin state without `create`).
+    #[error("{0}")]
+    Missing(String),
 }

@@ -6,7 +6,7 @@
 //! `server.data_key` (a secret reference) when several instances share one store
 //! (PROTOCOL section 11); the file then holds no data key. A data key is only ever
 //! generated for a store that holds no sealed data yet: changing it would make every sealed
-//! value unreadable (see `crate::build_state`).
+//! value unreadable (see `crate::start::build_state`).
 //!
 //! The data directory also holds the SQLite database (phones, password hashes, the audit log),
 //! whose files SQLite creates with the mode of the database file: the directory is the one

@@ -21,6 +21,10 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tower::ServiceExt as _;
 
+use crate::router::{admin_app, app};
+use crate::start::ServerError;
+use crate::{AppState, cleanup};
+
 /// Longest time in-flight requests get to finish after shutdown is asked.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -95,5 +99,76 @@ pub async fn serve(
     {
         tracing::warn!("some connections were still busy after the drain timeout");
     }
+    Ok(())
+}
+
+/// Serves the public and admin routers until `shutdown` resolves, then drains in-flight
+/// requests and flushes last-use times.
+///
+/// # Errors
+/// [`ServerError::Io`] if serving fails.
+pub async fn run(
+    state: AppState,
+    public: TcpListener,
+    admin: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    tracing::info!(public = %public.local_addr()?, admin = %admin.local_addr()?, mode = state.config.mode.as_str(), "moat listening");
+    let jobs = tokio::spawn(cleanup::run_periodic(state.clone(), wait(rx.clone())));
+    let sms_worker = tokio::spawn(state.account_service.sms_worker().run(wait(rx.clone())));
+    let public_srv: std::pin::Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>> =
+        match &state.config.tls {
+            None => Box::pin(serve(
+                public,
+                app(state.clone()),
+                state.config.header_timeout,
+                wait(rx.clone()),
+            )),
+            Some(tls) => {
+                let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+                let config =
+                    axum_server::tls_rustls::RustlsConfig::from_pem_file(&tls.cert, &tls.key)
+                        .await
+                        .map_err(|e| ServerError::Setup(format!("server.tls: {e}")))?;
+                let handle = axum_server::Handle::new();
+                let stopper = handle.clone();
+                let mut stop_rx = rx.clone();
+                tokio::spawn(async move {
+                    let _ = stop_rx.wait_for(|stop| *stop).await;
+                    stopper.graceful_shutdown(Some(DRAIN_TIMEOUT));
+                });
+                let mut server =
+                    axum_server::from_tcp_rustls(public.into_std()?, config)?.handle(handle);
+                // As in `serve`: without a timer hyper's header-read timeout never fires.
+                server
+                    .http_builder()
+                    .http1()
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(state.config.header_timeout);
+                let make = app(state.clone())
+                    .into_make_service_with_connect_info::<std::net::SocketAddr>();
+                Box::pin(async move { server.serve(make).await })
+            }
+        };
+    let admin_srv = serve(
+        admin,
+        admin_app(state.clone()),
+        state.config.header_timeout,
+        wait(rx.clone()),
+    );
+    tokio::spawn(async move {
+        shutdown.await;
+        tracing::info!("shutting down: draining in-flight requests");
+        let _ = tx.send(true);
+    });
+    let (a, b) = tokio::join!(public_srv, admin_srv);
+    let _ = jobs.await;
+    let _ = sms_worker.await;
+    a?;
+    b?;
     Ok(())
 }

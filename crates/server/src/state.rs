@@ -184,13 +184,17 @@ pub struct Shared {
 
 /// The attestation service's settings from the configuration, the Play Console keys'
 /// secret references resolved.
-fn attestation_settings(config: &Config) -> Result<moat_attest::Settings, crate::ServerError> {
+fn attestation_settings(
+    config: &Config,
+) -> Result<moat_attest::Settings, crate::error::ServerError> {
     let play_integrity = match &config.play_integrity {
         None => None,
         Some(p) => {
             let resolve = |name: &str, reference: &str| {
                 crate::secret_ref::resolve(reference).map_err(|e| {
-                    crate::ServerError::Setup(format!("attestation.play_integrity.{name}: {e}"))
+                    crate::error::ServerError::Setup(format!(
+                        "attestation.play_integrity.{name}: {e}"
+                    ))
                 })
             };
             Some(moat_attest::platform::PlayIntegritySettings {
@@ -298,7 +302,7 @@ impl AppState {
         keys: Keys,
         clock: Arc<dyn Clock>,
         redis: Option<Arc<moat_cluster::redis::Redis>>,
-    ) -> Result<Self, crate::ServerError> {
+    ) -> Result<Self, crate::error::ServerError> {
         let started_at = clock.now();
         let tokens = Arc::new(TokenService::new(
             config.public_base_url.clone(),
@@ -321,7 +325,7 @@ impl AppState {
                 },
                 &crate::secret_ref::resolve,
             )
-            .map_err(crate::ServerError::Setup)?,
+            .map_err(crate::error::ServerError::Setup)?,
         );
         let metrics = Arc::new(moat_observe::metrics::Metrics::new());
         if let Some(r) = &redis {
@@ -361,7 +365,7 @@ impl AppState {
                     audit: audit.clone(),
                 },
             )
-            .map_err(|e| crate::ServerError::Setup(format!("password hasher: {e}")))?,
+            .map_err(|e| crate::error::ServerError::Setup(format!("password hasher: {e}")))?,
         );
         let attestation = Arc::new(
             moat_attest::Attestation::new(
@@ -372,7 +376,9 @@ impl AppState {
                 metrics.clone(),
                 stats.clone(),
             )
-            .map_err(|e| crate::ServerError::Setup(format!("attestation.play_integrity: {e}")))?,
+            .map_err(|e| {
+                crate::error::ServerError::Setup(format!("attestation.play_integrity: {e}"))
+            })?,
         );
         let enroll_limiter = Arc::new(RateLimiter::new(redis.as_ref(), "enroll", 1_000_000));
         let device_cache = Arc::new(moat_cluster::cache::TtlCache::new(200_000));
@@ -390,7 +396,7 @@ impl AppState {
                 },
                 enroll_settings(&config),
             )
-            .map_err(crate::ServerError::Setup)?,
+            .map_err(crate::error::ServerError::Setup)?,
         );
         Ok(Self(Arc::new(Shared {
             audit,
