@@ -56,3 +56,25 @@ impl Verifier {
         Ok(Bytes::from(plain))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use http::{HeaderMap, HeaderValue, header};
+
+    use super::is_jose;
+
+    #[test]
+    fn only_application_jose_is_an_encrypted_body() {
+        let mut headers = HeaderMap::new();
+        assert!(!is_jose(&headers));
+        for (value, jose) in [
+            ("application/jose", true),
+            ("Application/JOSE; charset=utf-8", true),
+            ("application/json", false),
+            ("application/jose+json", false),
+        ] {
+            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(value));
+            assert_eq!(is_jose(&headers), jose, "{value}");
+        }
+    }
+}

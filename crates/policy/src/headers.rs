@@ -51,3 +51,59 @@ pub(crate) fn joined<'a>(
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use http::{HeaderMap, HeaderValue, header};
+    use moat_core::names;
+
+    use super::{joined, refuse_repeated_credentials};
+    use crate::error::{Credential, Error};
+
+    #[test]
+    fn a_repeated_credential_header_is_refused_with_its_kind() {
+        let mut headers = HeaderMap::new();
+        headers.append(header::AUTHORIZATION, HeaderValue::from_static("Bearer a"));
+        headers.append(&names::MOAT_DEVICE_KEY, HeaderValue::from_static("k"));
+        assert!(refuse_repeated_credentials(&headers).is_ok());
+        headers.append(header::AUTHORIZATION, HeaderValue::from_static("Bearer b"));
+        let e = refuse_repeated_credentials(&headers).expect_err("repeated");
+        assert!(matches!(
+            e,
+            Error::Repeated {
+                credential: Credential::Token,
+                ..
+            }
+        ));
+        assert_eq!(
+            e.to_string(),
+            "the authorization header appears more than once"
+        );
+    }
+
+    #[test]
+    fn a_field_of_several_lines_is_joined_and_one_line_is_borrowed() {
+        let mut headers = HeaderMap::new();
+        assert!(
+            joined(&headers, &names::SIGNATURE)
+                .expect("ascii")
+                .is_none()
+        );
+        headers.append(&names::SIGNATURE, HeaderValue::from_static("a=:x:"));
+        let one = joined(&headers, &names::SIGNATURE)
+            .expect("ascii")
+            .expect("present");
+        assert!(matches!(one, std::borrow::Cow::Borrowed("a=:x:")));
+        headers.append(&names::SIGNATURE, HeaderValue::from_static("b=:y:"));
+        let two = joined(&headers, &names::SIGNATURE)
+            .expect("ascii")
+            .expect("present");
+        assert_eq!(two, "a=:x:, b=:y:");
+        headers.append(
+            &names::SIGNATURE,
+            HeaderValue::from_bytes(b"\xff").expect("a header value"),
+        );
+        let e = joined(&headers, &names::SIGNATURE).expect_err("not ascii");
+        assert_eq!(e.to_string(), "signature is not ASCII");
+    }
+}

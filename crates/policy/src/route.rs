@@ -123,3 +123,35 @@ impl Verifier {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::Route;
+    use crate::{RateKey, RateLimit, Requirement};
+
+    #[test]
+    fn a_route_states_its_quota_and_window() {
+        let route = Route::new(
+            Arc::from([Requirement::Device, Requirement::User]),
+            Some(RateLimit {
+                key: RateKey::Device,
+                per_second: 2.0,
+                burst: 5,
+            }),
+            Arc::from("/api/x"),
+        );
+        assert!(route.requires(Requirement::User));
+        assert!(!route.requires(Requirement::Signature));
+        assert_eq!(route.name(), "/api/x");
+        let (key, quota, policy) = route.limit.as_ref().expect("a rate limit");
+        assert_eq!(*key, RateKey::Device);
+        assert_eq!(quota.burst, 5);
+        assert_eq!(quota.period, std::time::Duration::from_millis(2500));
+        // The window is the refill period rounded up to whole seconds.
+        assert_eq!(policy, "\"moat\";q=5;w=3");
+        let unlimited = Route::new(Arc::from([]), None, Arc::from("/"));
+        assert!(unlimited.limit.is_none());
+    }
+}
