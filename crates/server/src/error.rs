@@ -408,6 +408,48 @@ impl From<moat_enroll::Error> for ApiError {
     }
 }
 
+impl From<moat_policy::Error> for ApiError {
+    fn from(e: moat_policy::Error) -> Self {
+        use moat_policy::{Credential, Error as E};
+        let detail = e.to_string();
+        match e {
+            E::Repeated { credential, .. } => Self::new(
+                match credential {
+                    Credential::Signature => Code::SignatureInvalid,
+                    Credential::DeviceKey => Code::CredentialInvalid,
+                    Credential::Integrity => Code::IntegrityInvalid,
+                    Credential::Token => Code::TokenInvalid,
+                },
+                detail,
+            ),
+            E::Malformed(why) => Self::malformed(why),
+            E::CredentialInvalid(why) => Self::credential(why),
+            E::SignatureInvalid(why) => Self::new(Code::SignatureInvalid, why),
+            E::SignedBeforeHorizon => Self::new(Code::SignatureExpired, detail),
+            E::Replayed => Self::new(Code::ReplayDetected, detail),
+            E::Revoked => Self::revoked(),
+            E::TokenInvalid(why) => Self::new(Code::TokenInvalid, why),
+            E::IntegrityInvalid(why) => Self::new(Code::IntegrityInvalid, why),
+            E::NoEncryptionKey => Self::new(Code::UnsupportedMediaType, detail),
+            E::RateLimited {
+                retry_after,
+                policy,
+                state,
+            } => Self::new(Code::RateLimited, detail)
+                .retry_after(retry_after)
+                .with_header("ratelimit-policy", policy)
+                .with_header("ratelimit", state),
+            E::Unavailable => Self::unavailable(),
+            E::Store(e) => e.into(),
+            E::Core(e) => e.into(),
+            E::Token(e) => e.into(),
+            E::Issuer(e) => e.into(),
+            E::Integrity(e) => e.into(),
+            E::Internal(cause) => Self::internal(&cause),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.code.status();

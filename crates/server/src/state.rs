@@ -117,6 +117,21 @@ impl moat_enroll::KeyRing for Keys {
     }
 }
 
+/// The policy check borrows the keys it uses.
+impl moat_policy::KeyRing for Keys {
+    fn data(&self) -> &DataKey {
+        &self.data
+    }
+
+    fn api_key_pepper(&self) -> &hmac::Key {
+        &self.api_key_pepper
+    }
+
+    fn static_key(&self) -> &SecretBytes {
+        &self.static_key
+    }
+}
+
 /// Everything handlers and middleware share. Cloned for every request by extractors and
 /// middleware, so it is one `Arc` (a clone is one atomic increment) around [`Shared`].
 #[derive(Clone)]
@@ -180,6 +195,8 @@ pub struct Shared {
     pub stats: Arc<moat_observe::stats::DailyStats>,
     /// Verified device credentials, for `device_cache_ttl_ms`.
     pub device_cache: Arc<moat_cluster::cache::TtlCache<moat_policy::CachedCredential>>,
+    /// The route-policy check of every protected request.
+    pub verifier: Arc<moat_policy::Verifier>,
 }
 
 /// The attestation service's settings from the configuration, the Play Console keys'
@@ -398,6 +415,29 @@ impl AppState {
             )
             .map_err(crate::error::ServerError::Setup)?,
         );
+        let route_limiter = Arc::new(RateLimiter::new(redis.as_ref(), "route", 1_000_000));
+        let usage = Arc::new(UsageTracker::default());
+        let verifier = Arc::new(moat_policy::Verifier::new(
+            moat_policy::Services {
+                store: store.clone(),
+                replay: replay.clone(),
+                device_cache: device_cache.clone(),
+                route_limiter: route_limiter.clone(),
+                tokens: tokens.clone(),
+                issuers: issuers.clone(),
+                attestation: attestation.clone(),
+                keys: keys.clone(),
+                usage: usage.clone(),
+                metrics: metrics.clone(),
+            },
+            moat_policy::Settings {
+                static_mode: config.mode == Mode::Static,
+                device_cache_ttl_ms: config.device_cache_ttl_ms,
+                public_scheme: config.public_scheme,
+                public_authority: config.public_authority.clone(),
+                signature_max_skew: config.signature_max_skew,
+            },
+        ));
         Ok(Self(Arc::new(Shared {
             audit,
             stats,
@@ -408,7 +448,7 @@ impl AppState {
             issuers,
             account_service,
             enroll_limiter,
-            route_limiter: Arc::new(RateLimiter::new(redis.as_ref(), "route", 1_000_000)),
+            route_limiter,
             gateway,
             attest,
             attestation,
@@ -416,11 +456,12 @@ impl AppState {
             enrollment,
             redis,
             device_cache,
+            verifier,
             config: Arc::new(config),
             store,
             replay,
             keys,
-            usage: Arc::new(UsageTracker::default()),
+            usage,
             clock,
             started_at,
         })))
