@@ -222,12 +222,11 @@ pub async fn run_periodic(state: AppState, shutdown: impl Future<Output = ()>) {
             }
             _ = reload.tick() => {
                 if let Err(e) = state.tokens.reload(&*state.accounts, &state.keys, state.now()).await {
-                    tracing::warn!(code = crate::error::ApiError::from(e).code().as_str(), "could not reload token signing keys");
+                    tracing::warn!(error = %e, "could not reload token signing keys");
                 }
                 let initial = state.keys.initial_integrity_secret.expose();
                 if let Err(e) = state.attestation.reload_integrity(&state.keys.data, initial, state.now()).await {
-                    let code = crate::error::ApiError::from(e).code();
-                    tracing::warn!(code = code.as_str(), "could not reload integrity secrets");
+                    tracing::warn!(error = %e, "could not reload integrity secrets");
                 }
             }
             () = &mut shutdown => break,

@@ -153,6 +153,9 @@ pub struct ProblemCode(pub Code);
 pub struct ApiError {
     code: Code,
     detail: String,
+    /// What went wrong inside, for `internal` errors: logged when the answer is written,
+    /// never sent.
+    cause: Option<String>,
     retry_after: Option<u64>,
     extra: Vec<(&'static str, serde_json::Value)>,
     headers: Vec<(&'static str, HeaderValue)>,
@@ -165,6 +168,7 @@ impl ApiError {
         Self {
             code,
             detail: detail.into(),
+            cause: None,
             retry_after: None,
             extra: Vec::new(),
             headers: Vec::new(),
@@ -246,10 +250,11 @@ impl ApiError {
         Self::new(Code::Unavailable, "a dependency is unavailable, try again").retry_after(1)
     }
 
-    /// 500 `internal`: the detail is logged, never sent.
+    /// 500 `internal`: the cause is logged when the answer is written, never sent.
     pub fn internal(cause: &dyn std::fmt::Display) -> Self {
-        tracing::error!(error = %cause, "internal error");
-        Self::new(Code::Internal, "something went wrong")
+        let mut e = Self::new(Code::Internal, "something went wrong");
+        e.cause = Some(cause.to_string());
+        e
     }
 
     /// The status.
@@ -452,6 +457,10 @@ impl From<moat_policy::Error> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        if let Some(cause) = &self.cause {
+            // In the request's span: the request id leads from the client's report here.
+            tracing::error!(error = %cause, "internal error");
+        }
         let status = self.code.status();
         let title = status.canonical_reason().unwrap_or("Error");
         let mut body = serde_json::json!({

@@ -284,6 +284,7 @@ pub async fn build_state_for(
             .reload(&*state.accounts, &state.keys, state.now())
             .await
             .map_err(|e| {
+                tracing::error!(error = %e, "loading token signing keys");
                 ServerError::Setup(format!(
                     "loading token signing keys: {}",
                     crate::error::ApiError::from(e).code()
@@ -298,6 +299,7 @@ pub async fn build_state_for(
             )
             .await
             .map_err(|e| {
+                tracing::error!(error = %e, "loading integrity secrets");
                 let code = crate::error::ApiError::from(e).code();
                 ServerError::Setup(format!("loading integrity secrets: {code}"))
             })?;
