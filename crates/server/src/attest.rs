@@ -14,9 +14,12 @@ use serde_json::{Value, json};
 use utoipa::ToSchema;
 
 use crate::error::ApiError;
-use crate::extract::ApiJson;
+use std::sync::Arc;
+
+use moat_attest::Attestation;
+
+use crate::extract::{ApiJson, Now};
 use crate::middleware::protect::Principal;
-use crate::state::AppState;
 
 /// `POST /v1/attest/challenge` body.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -53,14 +56,14 @@ pub struct AttestRequest {
     responses((status = 200, body = crate::schemas::ChallengeResponse), (status = 401, description = "credential_invalid: attestation needs a per-device credential"),
               (status = 422, description = "validation")))]
 pub async fn challenge(
-    State(state): State<AppState>,
+    State(attestation): State<Arc<Attestation>>,
+    Now(now): Now,
     Extension(p): Extension<Principal>,
     ApiJson(req): ApiJson<ChallengeRequest>,
 ) -> Result<Json<Value>, ApiError> {
     let device = p.device.as_ref().map(|d| d.id.to_string());
-    let issued = state
-        .attestation
-        .challenge(device.as_deref(), &req.app_id, &req.version, state.now())
+    let issued = attestation
+        .challenge(device.as_deref(), &req.app_id, &req.version, now)
         .await?;
     Ok(Json(json!({
         "challenge_id": issued.id,
@@ -77,7 +80,8 @@ pub async fn challenge(
               (status = 401, description = "credential_invalid: attestation needs a per-device credential"),
               (status = 422, description = "validation")))]
 pub async fn attest(
-    State(state): State<AppState>,
+    State(attestation): State<Arc<Attestation>>,
+    Now(now): Now,
     Extension(p): Extension<Principal>,
     ApiJson(req): ApiJson<AttestRequest>,
 ) -> Result<Json<Value>, ApiError> {
@@ -89,10 +93,7 @@ pub async fn attest(
         bind: req.bind.as_deref(),
         fields: &req.fields,
     };
-    let issued = state
-        .attestation
-        .answer(device.as_deref(), answer, state.now())
-        .await?;
+    let issued = attestation.answer(device.as_deref(), answer, now).await?;
     Ok(Json(
         json!({"integrity_token": issued.token, "expires_in": issued.expires_in}),
     ))

@@ -8,9 +8,8 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use crate::error::ApiError;
-use crate::extract::parse_json;
+use crate::extract::{StartedAt, parse_json};
 use crate::middleware::protect::Principal;
-use crate::state::AppState;
 use moat_core::clock::rfc3339;
 
 /// `GET /v1/device` answer.
@@ -35,7 +34,7 @@ pub struct Echo {
     pub body: Value,
 }
 
-fn describe(state: &AppState, p: &Principal) -> DeviceInfo {
+fn describe(started_at: StartedAt, p: &Principal) -> DeviceInfo {
     match &p.device {
         Some(d) => DeviceInfo {
             device: d.id.to_string(),
@@ -45,7 +44,7 @@ fn describe(state: &AppState, p: &Principal) -> DeviceInfo {
         None => DeviceInfo {
             device: "static".into(),
             mode: "static".into(),
-            created_at: rfc3339(state.started_at),
+            created_at: rfc3339(started_at.0),
         },
     }
 }
@@ -54,10 +53,10 @@ fn describe(state: &AppState, p: &Principal) -> DeviceInfo {
 #[utoipa::path(get, path = crate::routes::DEVICE,
     responses((status = 200, body = DeviceInfo), (status = 401, description = "credential_invalid, signature_*"), (status = 403, description = "device_revoked")))]
 pub async fn device(
-    axum::extract::State(state): axum::extract::State<AppState>,
+    axum::extract::State(started_at): axum::extract::State<StartedAt>,
     Extension(p): Extension<Principal>,
 ) -> Json<DeviceInfo> {
-    Json(describe(&state, &p))
+    Json(describe(started_at, &p))
 }
 
 /// `POST /v1/device/echo`: the body as Moat received it, after signature checks and JWE
@@ -67,7 +66,7 @@ pub async fn device(
     responses((status = 200, body = Echo), (status = 400, description = "malformed"), (status = 401, description = "credential_invalid, signature_*, digest_mismatch, replay_detected"),
               (status = 403, description = "device_revoked"), (status = 413, description = "body_too_large")))]
 pub async fn echo(
-    axum::extract::State(state): axum::extract::State<AppState>,
+    axum::extract::State(started_at): axum::extract::State<StartedAt>,
     Extension(p): Extension<Principal>,
     body: Bytes,
 ) -> Result<Json<Echo>, ApiError> {
@@ -77,7 +76,7 @@ pub async fn echo(
         parse_json(&body)?
     };
     Ok(Json(Echo {
-        device: describe(&state, &p).device,
+        device: describe(started_at, &p).device,
         body,
     }))
 }

@@ -7,14 +7,15 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method};
-use moat_enroll::{Caller, Delivery, Proof};
+use std::sync::Arc;
+
+use moat_enroll::{Caller, Delivery, Enrollment, Proof};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
 use crate::error::ApiError;
-use crate::extract::{ApiJson, ClientIp};
-use crate::state::AppState;
+use crate::extract::{ApiJson, ClientIp, Now};
 
 /// `POST /v1/enroll` body.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -88,7 +89,8 @@ impl From<Delivery> for EnrollResponse {
               (status = 422, description = "validation"),
               (status = 429, description = "rate_limited: too many enrollments from this client IP (enrollment.per_ip_hour)")))]
 pub async fn enroll(
-    State(state): State<AppState>,
+    State(enrollment): State<Arc<Enrollment>>,
+    Now(now): Now,
     method: Method,
     ClientIp(ip): ClientIp,
     headers: HeaderMap,
@@ -98,21 +100,20 @@ pub async fn enroll(
     let caller = Caller {
         proof: Proof {
             method: method.as_str(),
-            path: "/v1/enroll",
+            path: crate::routes::ENROLL,
             dpop: &dpop,
         },
         firebase_id_token: req.firebase_id_token.as_deref(),
         ip,
     };
     let rate_key = crate::extract::ip_rate_key("enroll", ip);
-    let delivery = state
-        .enrollment
+    let delivery = enrollment
         .enroll(
             caller,
             &req.device_id,
             req.platform.as_deref(),
             rate_key,
-            state.now(),
+            now,
         )
         .await?;
     Ok(Json(delivery.into()))
@@ -125,7 +126,8 @@ pub async fn enroll(
               (status = 409, description = "conflict: the server is not in otp mode, or a concurrent enrollment"),
               (status = 503, description = "unavailable")))]
 pub async fn confirm(
-    State(state): State<AppState>,
+    State(enrollment): State<Arc<Enrollment>>,
+    Now(now): Now,
     method: Method,
     ClientIp(ip): ClientIp,
     headers: HeaderMap,
@@ -135,15 +137,14 @@ pub async fn confirm(
     let caller = Caller {
         proof: Proof {
             method: method.as_str(),
-            path: "/v1/enroll/confirm",
+            path: crate::routes::ENROLL_CONFIRM,
             dpop: &dpop,
         },
         firebase_id_token: req.firebase_id_token.as_deref(),
         ip,
     };
-    let delivery = state
-        .enrollment
-        .confirm(caller, &req.device_id, &req.otp, state.now())
+    let delivery = enrollment
+        .confirm(caller, &req.device_id, &req.otp, now)
         .await?;
     Ok(Json(delivery.into()))
 }
@@ -152,16 +153,17 @@ pub async fn confirm(
 #[utoipa::path(get, path = crate::routes::MAILBOX,
     responses((status = 200, body = MailboxResponse), (status = 401, description = "identity_invalid or replay_detected")))]
 pub async fn mailbox(
-    State(state): State<AppState>,
+    State(enrollment): State<Arc<Enrollment>>,
+    Now(now): Now,
     method: Method,
     headers: HeaderMap,
 ) -> Result<Json<MailboxResponse>, ApiError> {
     let dpop = dpop_values(&headers);
     let proof = Proof {
         method: method.as_str(),
-        path: "/v1/mailbox",
+        path: crate::routes::MAILBOX,
         dpop: &dpop,
     };
-    let items = state.enrollment.read_mailbox(proof, state.now()).await?;
+    let items = enrollment.read_mailbox(proof, now).await?;
     Ok(Json(MailboxResponse { items }))
 }

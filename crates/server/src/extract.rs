@@ -69,6 +69,32 @@ pub async fn body_bytes(body: axum::body::Body, limit: usize) -> Result<Bytes, A
 #[derive(Clone, Copy, Debug)]
 pub struct ClientIp(pub std::net::IpAddr);
 
+/// The time of the request, Unix seconds, from the server's clock.
+#[derive(Clone, Copy, Debug)]
+pub struct Now(pub i64);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Now
+where
+    std::sync::Arc<dyn moat_core::clock::Clock>: axum::extract::FromRef<S>,
+{
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        _parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let clock =
+            <std::sync::Arc<dyn moat_core::clock::Clock> as axum::extract::FromRef<S>>::from_ref(
+                state,
+            );
+        Ok(Self(clock.now()))
+    }
+}
+
+/// When this process started, Unix seconds (the shared static key's `created_at`).
+#[derive(Clone, Copy, Debug)]
+pub struct StartedAt(pub i64);
+
 /// The trusted proxies (`server.trusted_proxies`), for extractors that need them.
 #[derive(Clone, Debug, Default)]
 pub struct TrustedProxies(pub Vec<std::net::IpAddr>);

@@ -265,6 +265,44 @@ impl moat_enroll::CredentialCache for ForgetCredentials {
     }
 }
 
+// What handlers take instead of the whole state (axum `FromRef` sub-states): each service,
+// the token keys and the clock.
+impl axum::extract::FromRef<AppState> for Arc<moat_attest::Attestation> {
+    fn from_ref(state: &AppState) -> Self {
+        state.attestation.clone()
+    }
+}
+
+impl axum::extract::FromRef<AppState> for Arc<moat_enroll::Enrollment> {
+    fn from_ref(state: &AppState) -> Self {
+        state.enrollment.clone()
+    }
+}
+
+impl axum::extract::FromRef<AppState> for Arc<moat_accounts::Accounts> {
+    fn from_ref(state: &AppState) -> Self {
+        state.account_service.clone()
+    }
+}
+
+impl axum::extract::FromRef<AppState> for Arc<TokenService> {
+    fn from_ref(state: &AppState) -> Self {
+        state.tokens.clone()
+    }
+}
+
+impl axum::extract::FromRef<AppState> for Arc<dyn Clock> {
+    fn from_ref(state: &AppState) -> Self {
+        state.clock.clone()
+    }
+}
+
+impl axum::extract::FromRef<AppState> for crate::extract::StartedAt {
+    fn from_ref(state: &AppState) -> Self {
+        Self(state.started_at)
+    }
+}
+
 impl axum::extract::FromRef<AppState> for crate::extract::TrustedProxies {
     fn from_ref(state: &AppState) -> Self {
         Self(state.config.trusted_proxies.clone())

@@ -21,7 +21,9 @@ use utoipa::ToSchema;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ClientIp, MAX_JSON_BODY};
 use crate::middleware::protect::Principal;
-use crate::state::AppState;
+use moat_accounts::Accounts;
+use moat_accounts::tokens::TokenService;
+use std::sync::Arc;
 
 /// Wrong attempts before an SMS code locks.
 pub use moat_accounts::CODE_MAX_ATTEMPTS;
@@ -102,13 +104,12 @@ fn accepted() -> (StatusCode, Json<Value>) {
     responses((status = 202, body = crate::schemas::Accepted, description = "an SMS code goes to the phone (unless it already has an account)"),
               (status = 422, description = "validation"), (status = 429, description = "sms_blocked")))]
 pub async fn register(
-    State(state): State<AppState>,
+    State(accounts): State<Arc<Accounts>>,
     Extension(p): Extension<Principal>,
     ip: ClientIp,
     ApiJson(req): ApiJson<RegisterRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
-    state
-        .account_service
+    accounts
         .register(&req.phone, &req.password, &device_of(&p), ip.0)
         .await?;
     Ok(accepted())
@@ -120,12 +121,11 @@ pub async fn register(
               (status = 403, description = "otp_locked"), (status = 409, description = "conflict"),
               (status = 422, description = "validation")))]
 pub async fn register_confirm(
-    State(state): State<AppState>,
+    State(accounts): State<Arc<Accounts>>,
     Extension(p): Extension<Principal>,
     ApiJson(req): ApiJson<ConfirmRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let user_id = state
-        .account_service
+    let user_id = accounts
         .confirm_registration(&req.phone, &req.otp, &device_of(&p))
         .await?;
     Ok((StatusCode::CREATED, Json(json!({"user_id": user_id}))))
@@ -136,13 +136,12 @@ pub async fn register_confirm(
     responses((status = 202, body = crate::schemas::Accepted, description = "a new code is sent if one is pending"),
               (status = 422, description = "validation"), (status = 429, description = "sms_blocked")))]
 pub async fn resend(
-    State(state): State<AppState>,
+    State(accounts): State<Arc<Accounts>>,
     Extension(p): Extension<Principal>,
     ip: ClientIp,
     ApiJson(req): ApiJson<ResendRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
-    state
-        .account_service
+    accounts
         .resend(&req.phone, &req.purpose, &device_of(&p), ip.0)
         .await?;
     Ok(accepted())
@@ -153,13 +152,12 @@ pub async fn resend(
     responses((status = 202, body = crate::schemas::Accepted, description = "a code goes to the phone if it has an account"),
               (status = 422, description = "validation"), (status = 429, description = "sms_blocked")))]
 pub async fn reset(
-    State(state): State<AppState>,
+    State(accounts): State<Arc<Accounts>>,
     Extension(p): Extension<Principal>,
     ip: ClientIp,
     ApiJson(req): ApiJson<ResetRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
-    state
-        .account_service
+    accounts
         .request_reset(&req.phone, &device_of(&p), ip.0)
         .await?;
     Ok(accepted())
@@ -171,12 +169,11 @@ pub async fn reset(
               (status = 401, description = "otp_invalid, otp_expired"), (status = 403, description = "otp_locked"),
               (status = 422, description = "validation")))]
 pub async fn reset_confirm(
-    State(state): State<AppState>,
+    State(accounts): State<Arc<Accounts>>,
     Extension(p): Extension<Principal>,
     ApiJson(req): ApiJson<ResetConfirmRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
-    state
-        .account_service
+    accounts
         .confirm_reset(&req.phone, &req.otp, &req.new_password, &device_of(&p))
         .await?;
     Ok(Json(json!({"status": "password_updated"})))
@@ -218,7 +215,7 @@ fn token_response(grant: moat_accounts::Grant) -> Response {
     responses((status = 200, body = crate::schemas::TokenResponse),
               (status = 400, description = "invalid_grant (code token_invalid)"), (status = 429, description = "rate_limited")))]
 pub async fn token(
-    State(state): State<AppState>,
+    State(accounts): State<Arc<Accounts>>,
     Extension(p): Extension<Principal>,
     ip: ClientIp,
     headers: HeaderMap,
@@ -246,7 +243,7 @@ pub async fn token(
     let req: TokenRequest = serde_urlencoded::from_bytes(&body)
         .map_err(|_| ApiError::malformed("invalid form body"))?;
     let device = device_of(&p);
-    let service = &state.account_service;
+    let service = &accounts;
     match req.grant_type.as_str() {
         "password" => {
             let (Some(username), Some(password)) = (req.username, req.password) else {
@@ -275,7 +272,7 @@ pub async fn token(
 #[utoipa::path(get, path = crate::routes::ME,
     responses((status = 200, body = crate::schemas::Me), (status = 401, description = "token_invalid")))]
 pub async fn me(
-    State(state): State<AppState>,
+    State(accounts): State<Arc<Accounts>>,
     Extension(p): Extension<Principal>,
 ) -> Result<Json<Value>, ApiError> {
     let user = p
@@ -287,15 +284,15 @@ pub async fn me(
             json!({"user_id": user.id, "phone": null, "issuer": user.issuer}),
         ));
     }
-    let record = state.account_service.me(&user.id).await?;
+    let record = accounts.me(&user.id).await?;
     Ok(Json(json!({"user_id": record.id, "phone": record.phone})))
 }
 
 /// `GET /.well-known/jwks.json`
 #[utoipa::path(get, path = crate::routes::JWKS,
     responses((status = 200, body = crate::schemas::Jwks, description = "public keys of the access tokens")))]
-pub async fn jwks(State(state): State<AppState>) -> Response {
-    let mut response = Json(state.tokens.jwks()).into_response();
+pub async fn jwks(State(tokens): State<Arc<TokenService>>) -> Response {
+    let mut response = Json(tokens.jwks()).into_response();
     response.headers_mut().insert(
         header::CACHE_CONTROL,
         HeaderValue::from_static("public, max-age=300"),
