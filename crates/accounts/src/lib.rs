@@ -8,7 +8,7 @@
 //! maps it to its problem response in one place.
 
 pub mod codes;
-pub mod otp;
+pub use moat_store::otp;
 pub mod password;
 pub mod phone;
 mod service;

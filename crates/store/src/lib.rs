@@ -23,6 +23,7 @@ pub mod accounts;
 pub mod attest;
 pub mod migrate;
 pub mod ops;
+pub mod otp;
 pub mod postgres;
 pub mod schema;
 mod sql;

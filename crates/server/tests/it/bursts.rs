@@ -374,12 +374,22 @@ async fn login_rate_limits_hold_exactly_in_a_burst() {
     let started = std::time::Instant::now();
     let responses = burst(&http, requests).await;
     let refilled = (started.elapsed().as_secs() / 2) as usize;
-    let passed = statuses(&responses).get(&400).copied().unwrap_or(0);
+    // Admitted by the limiter: a password check ran (400, no such account) or, on a loaded
+    // machine, the bounded password hasher refused to queue longer (503 unavailable, fail
+    // closed). Either way the limiter let it through; everything else it refused.
+    let seen = statuses(&responses);
+    let passed = seen.get(&400).copied().unwrap_or(0) + seen.get(&503).copied().unwrap_or(0);
     assert!(
         (30..=30 + refilled).contains(&passed),
-        "30 (+{refilled} refilled at most) of {BURST} must pass: {passed}"
+        "30 (+{refilled} refilled at most) of {BURST} must pass the limiter: {seen:?}"
     );
-    assert_exactly(&responses, 400, passed, (429, "rate_limited"));
+    for r in &responses {
+        match r.status {
+            400 => {}
+            503 => assert_problem(r, 503, "unavailable"),
+            _ => assert_problem(r, 429, "rate_limited"),
+        }
+    }
     server.stop().await;
 }
 

@@ -1,10 +1,10 @@
 //! One attempt at a one-time code, judged the same way for every flow that has one (SMS codes
-//! here, enrollment codes in the server): the store takes the attempt (checks and counts it in
+//! of accounts, enrollment codes of otp mode): the store takes the attempt (checks and counts it in
 //! one statement) before any comparison, so a burst of guesses compares at most the allowed
 //! number of them; this module turns what the store answered, the expiry and the comparison
 //! into one verdict.
 
-use moat_store::Attempt;
+use crate::Attempt;
 
 /// A stored one-time code, as far as judging an attempt needs it.
 pub trait OneTimeCode {
@@ -14,7 +14,7 @@ pub trait OneTimeCode {
     fn attempts(&self) -> i64;
 }
 
-impl OneTimeCode for moat_store::accounts::SmsCode {
+impl OneTimeCode for crate::accounts::SmsCode {
     fn expires_at(&self) -> i64 {
         self.expires_at
     }
@@ -24,7 +24,7 @@ impl OneTimeCode for moat_store::accounts::SmsCode {
     }
 }
 
-impl OneTimeCode for moat_store::OtpRecord {
+impl OneTimeCode for crate::OtpRecord {
     fn expires_at(&self) -> i64 {
         self.expires_at
     }
