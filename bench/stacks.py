@@ -22,7 +22,7 @@ STAGES = [
     ("upstream client: pool and connection task (hyper-util)", r"hyper_util::client|hyper::client"),
     ("  header hygiene", r"gateway::headers"),
     ("server connection task: parse, route, check, forward, respond", r"hyper::server|serve::serve"),
-    ("metrics", r"moat_server::metrics|prometheus_client"),
+    ("metrics", r"moat_observe::metrics|moat_server::metrics|prometheus_client"),
     ("allocator (mimalloc)", r"^_?mi_"),
     ("kernel", r"^(__x64_sys|do_syscall_64|entry_SYSCALL|asm_|irqentry|tcp_|ip_|__tcp|sock_)"),
 ]

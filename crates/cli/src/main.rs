@@ -20,7 +20,7 @@ use std::sync::Arc;
 use anyhow::{Context as _, Result, bail};
 use args::{AuditArgs, AuditFormat, Cli, Command, FailOn, FirebaseCommand, LogFormat, TlsCommand};
 use clap::{CommandFactory as _, Parser as _};
-use moat_server::clock::SystemClock;
+use moat_core::clock::SystemClock;
 
 const EX_USAGE: u8 = 64;
 /// `moat audit`: findings at or above `--fail-on` (distinct from 1, "could not audit").
@@ -203,7 +203,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
             }
             println!(
                 "{}",
-                serde_json::to_string_pretty(&moat_server::firebase::rules(&root))?
+                serde_json::to_string_pretty(&moat_enroll::firebase::rules(&root))?
             );
             Ok(())
         }

@@ -19,14 +19,6 @@
 //! at the repository root maps the crates this one composes.
 
 pub mod accounts;
-// Moved to their own crates; re-exported under their old names while the server is split.
-pub use moat_cluster::redis as cluster;
-pub use moat_cluster::{cache, ratelimit, replay};
-pub use moat_core::{clock, names};
-pub use moat_enroll::firebase;
-pub use moat_gateway as gateway;
-pub use moat_identity::{issuers, jwt};
-pub use moat_observe::{audit, metrics, stats, usage};
 pub mod admin;
 pub mod attest;
 pub mod cleanup;
@@ -46,10 +38,8 @@ pub mod schemas;
 pub mod secret_ref;
 pub mod secrets;
 pub mod serve;
-pub use moat_accounts::sms;
 pub mod start;
 pub mod state;
-pub use moat_accounts::tokens;
 
 pub use config::Config;
 pub use router::{REQUEST_ID, admin_app, app};

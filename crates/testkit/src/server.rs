@@ -11,7 +11,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use moat_server::clock::ManualClock;
+use moat_core::clock::ManualClock;
 use moat_server::{AppState, Config};
 use tokio::net::TcpListener;
 

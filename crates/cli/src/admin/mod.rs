@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use anyhow::{Context as _, Result, bail};
 use clap::Subcommand;
-use moat_server::clock::SystemClock;
+use moat_core::clock::SystemClock;
 use serde_json::json;
 
 use crate::usage::UsageError;

@@ -167,7 +167,7 @@ pub fn check_tls(cert_path: &Path, key_path: &Path) -> Outcome {
     };
     let (not_before, not_after) = not_after;
     let now = moat_client::unix_now();
-    let date = moat_server::clock::rfc3339;
+    let date = moat_core::clock::rfc3339;
     let days = (not_after - now).div_euclid(86_400);
     let key_mode = std::fs::metadata(key_path).map_or(0, |m| m.permissions().mode() & 0o777);
     if not_after <= now {

@@ -8,9 +8,9 @@ use moat_server::config::SmsSenderConfig;
 
 use super::outcome::{Outcome, chain, fail, location, ok, redact, warn};
 
-pub async fn check_redis(config: moat_server::cluster::RedisConfig) -> Outcome {
+pub async fn check_redis(config: moat_cluster::redis::RedisConfig) -> Outcome {
     let at = location(&config.url);
-    let redis = match moat_server::cluster::Redis::connect(&config).await {
+    let redis = match moat_cluster::redis::Redis::connect(&config).await {
         Ok(r) => r,
         Err(e) => {
             // The client's error names only its kind; the operating system's is plainer.
@@ -41,7 +41,7 @@ pub async fn check_redis(config: moat_server::cluster::RedisConfig) -> Outcome {
 }
 
 pub fn check_service_account(path: &Path) -> Outcome {
-    if let Err(e) = moat_server::firebase::rtdb::ServiceAccount::load(path) {
+    if let Err(e) = moat_enroll::firebase::rtdb::ServiceAccount::load(path) {
         return fail(e);
     }
     let mode = std::fs::metadata(path).map_or(0, |m| m.permissions().mode() & 0o777);

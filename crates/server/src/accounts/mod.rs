@@ -7,8 +7,6 @@
 //! ([`moat_accounts::sms::Detached`]): neither the answer, its timing, nor the lockout of later
 //! confirmations tells a caller which phones have accounts.
 
-pub use moat_accounts::{codes, password, phone};
-
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Extension, State};
@@ -24,9 +22,6 @@ use crate::middleware::protect::Principal;
 use moat_accounts::Accounts;
 use moat_accounts::tokens::TokenService;
 use std::sync::Arc;
-
-/// Wrong attempts before an SMS code locks.
-pub use moat_accounts::CODE_MAX_ATTEMPTS;
 
 /// `POST /api/register` body.
 #[derive(Debug, Deserialize, ToSchema)]

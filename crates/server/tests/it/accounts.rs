@@ -224,7 +224,7 @@ fn random_numbers(n: usize) -> Vec<String> {
         seed ^= seed >> 7;
         seed ^= seed << 17;
         let candidate = format!("+1212{:07}", 2_000_000 + seed % 7_999_999);
-        if moat_server::accounts::phone::parse(&candidate).is_ok() && !out.contains(&candidate) {
+        if moat_accounts::phone::parse(&candidate).is_ok() && !out.contains(&candidate) {
             out.push(candidate);
         }
     }
@@ -676,7 +676,7 @@ async fn webhook_sender_signs_its_posts() {
         .and_then(|t| t.parse().ok())
         .expect("t");
     assert_eq!(
-        moat_server::sms::sender::webhook_signature(b"whsec-test-secret", t, body.as_bytes()),
+        moat_accounts::sms::sender::webhook_signature(b"whsec-test-secret", t, body.as_bytes()),
         sig
     );
     let payload: Value = serde_json::from_str(body).expect("json");

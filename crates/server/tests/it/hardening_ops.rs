@@ -4,8 +4,8 @@
 use std::os::unix::fs::PermissionsExt as _;
 use std::sync::Arc;
 
+use moat_core::clock::ManualClock;
 use moat_server::Config;
-use moat_server::clock::ManualClock;
 
 use super::support::*;
 
@@ -164,7 +164,7 @@ async fn a_flood_of_unauthenticated_admin_calls_writes_a_bounded_audit_trail() {
     );
 
     // Once the window has ended, one summary row counts the rest.
-    server.advance(moat_server::audit::DENIED_WINDOW + 1);
+    server.advance(moat_observe::audit::DENIED_WINDOW + 1);
     moat_server::cleanup::run_once(&server.state)
         .await
         .expect("cleanup");
