@@ -312,11 +312,7 @@ impl axum::extract::FromRef<AppState> for crate::extract::TrustedProxies {
 /// The enrollment service's settings, from the configuration.
 fn enroll_settings(config: &Config) -> moat_enroll::Settings {
     moat_enroll::Settings {
-        mode: match config.mode {
-            Mode::Static => moat_enroll::Mode::Static,
-            Mode::Dynamic => moat_enroll::Mode::Dynamic,
-            Mode::Otp => moat_enroll::Mode::Otp,
-        },
+        mode: config.mode,
         public_base_url: config.public_base_url.clone(),
         dpop_max_skew: config.dpop_max_skew,
         identity_installation: config.identity_installation,

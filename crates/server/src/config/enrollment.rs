@@ -22,28 +22,8 @@ const DEFAULT_OTP_MAX_ATTEMPTS: i64 = 5;
 /// Shortest `enrollment.static_key` accepted, characters.
 const MIN_STATIC_KEY_LEN: usize = 32;
 
-/// Enrollment mode (seed 000 sections 3.1-3.3).
-#[non_exhaustive]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Mode {
-    /// One operator-chosen key for every device (teaching and migration only).
-    Static,
-    /// A new API key per device.
-    Dynamic,
-    /// An enrollment code, then an HMAC client credential and an RSA encryption key.
-    Otp,
-}
-
-impl Mode {
-    /// The configuration name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Static => "static",
-            Self::Dynamic => "dynamic",
-            Self::Otp => "otp",
-        }
-    }
-}
+/// Enrollment mode (seed 000 sections 3.1-3.3): the enrollment service's own type.
+pub use moat_enroll::Mode;
 
 /// `[enrollment]` as written. No `Debug`: it holds the static key.
 #[derive(Default, Deserialize)]
