@@ -114,9 +114,11 @@ async fn checked(
     let (mut parts, body) = req.into_parts();
     verifier.screen(&parts.headers)?;
     let body = body_bytes(body, p.body_limit).await?;
+    // One clock read: `now_ms` is the clock's seconds times 1000 plus the sub-second part.
+    let millis = state.now_ms();
     let now = Now {
-        secs: state.now(),
-        millis: state.now_ms(),
+        secs: millis.div_euclid(1000),
+        millis,
     };
     let trusted = &state.config.trusted_proxies;
     let verified = verifier
